@@ -1,0 +1,197 @@
+"""The backend base class: every op written once through an array namespace ``xp``.
+
+A backend subclass sets ``xp`` (numpy or cupy) and overrides only the ops it makes
+faster. The model code (``nnx.network``) calls nothing but the methods defined here, so
+it runs unchanged on every backend.
+
+Conventions for every op: activations are (n, m) with one column per example; weights W
+are (n_out, n_in); biases b are (n_out, 1); the input X is (n_x, m). Ops whose names end
+in an underscore work in place on their first argument and return it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ACTIVATIONS = ("sigmoid", "relu", "tanh", None)
+LOSSES = ("bce", "mse")
+
+
+class Backend:
+    """Reference implementation of the ops through ``self.xp``.
+
+    Capability flags, read by the model code:
+
+    * ``is_gpu`` - arrays live on a GPU; host copies cost a transfer.
+    * ``fused_logreg`` - ``logreg_epoch_`` reads X once per epoch (a real fused kernel);
+      the generic version below is correct but reads X twice.
+    * ``input_dtypes`` - dtypes ``prepare_fused_input`` keeps as they are (uint8 pixels are
+      read raw with the 1/255 scale folded into the kernel).
+    """
+
+    name = "base"
+    xp: Any = np
+    is_gpu = False
+    fused_logreg = False
+    input_dtypes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ memory
+    def asarray(self, host: np.ndarray, dtype: str) -> Any:
+        """A fresh C-contiguous copy of ``host`` on this backend in ``dtype`` (never a view)."""
+        return self.xp.array(host, dtype=dtype, order="C", copy=True)
+
+    def to_host(self, a: Any) -> np.ndarray:
+        """A NumPy copy of a backend array (shape and dtype kept)."""
+        return np.array(a, copy=True)
+
+    def scalar(self, a: Any) -> float:
+        """A device scalar (0-d array) as a Python float; on a GPU this synchronises."""
+        return float(a)
+
+    def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: str) -> Any:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def prepare_input(self, X: np.ndarray, dtype: str) -> Any:
+        """X (n_x, m) on this backend as floats in ``dtype``, ready for matmul.
+
+        uint8 pixels are scaled by 1/255 here, once per fit (one converted copy, made in
+        place, never a float temporary per epoch). Float X already in ``dtype`` on the
+        host is used without a copy on CPU backends.
+        """
+        xp = self.xp
+        if X.dtype == np.uint8:
+            out = xp.asarray(X, order="K").astype(dtype, order="K")
+            out *= out.dtype.type(1.0 / 255.0)
+            return out
+        return xp.asarray(X, dtype=dtype, order="K")
+
+    def prepare_fused_input(self, X: np.ndarray, dtype: str) -> Any:
+        """X for ``logreg_epoch_``; the generic version is ``prepare_input``."""
+        return self.prepare_input(X, dtype)
+
+    def prepare_labels(self, Y: np.ndarray, dtype: str) -> Any:
+        """Labels (1, m) in ``dtype`` on this backend."""
+        return self.xp.asarray(Y, dtype=dtype).reshape(1, -1)
+
+    def take_columns(self, A: Any, idx: np.ndarray) -> Any:
+        """Columns ``idx`` of A (a mini-batch), as a new array with A's memory order."""
+        xp = self.xp
+        order = "F" if A.flags.f_contiguous and not A.flags.c_contiguous else "C"
+        return xp.asarray(A[:, xp.asarray(idx)], order=order)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on CPU backends)."""
+
+    # --------------------------------------------------------------- forward ops
+    def matmul(self, A: Any, B: Any, out: Any | None = None) -> Any:
+        """A @ B, written into ``out`` when given."""
+        return self.xp.matmul(A, B, out=out)
+
+    def sigmoid_(self, Z: Any) -> Any:
+        """Z <- sigmoid(Z), stable for any logit: exp is only taken of -|z|."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(Z))
+        num = xp.where(Z >= 0, Z.dtype.type(1), e)
+        e += 1
+        xp.divide(num, e, out=Z)
+        return Z
+
+    def bias_activation_(self, Z: Any, b: Any, activation: str | None) -> Any:
+        """Z <- activation(Z + b) in place; b is (n, 1) and broadcasts over the m columns."""
+        Z += b
+        if activation == "sigmoid":
+            self.sigmoid_(Z)
+        elif activation == "relu":
+            self.xp.maximum(Z, 0, out=Z)
+        elif activation == "tanh":
+            self.xp.tanh(Z, out=Z)
+        elif activation is not None:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        return Z
+
+    # -------------------------------------------------------------- backward ops
+    def activation_backward_(self, dA: Any, A: Any, activation: str | None) -> Any:
+        """dA <- dA * activation'(Z), written in terms of the output A = activation(Z)."""
+        if activation == "sigmoid":
+            dA *= A * (1 - A)
+        elif activation == "relu":
+            dA *= A > 0
+        elif activation == "tanh":
+            dA *= 1 - A * A
+        elif activation is not None:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        return dA
+
+    def sum_columns(self, dZ: Any) -> Any:
+        """Row sums of dZ (n, m) as (n, 1): the bias gradient."""
+        return dZ.sum(axis=1, keepdims=True)
+
+    def sgd_update_(self, params: list[Any], grads: list[Any], lr: float) -> None:
+        """p <- p - lr * g for every parameter, in place."""
+        for p, g in zip(params, grads):
+            p -= p.dtype.type(lr) * g
+
+    # ----------------------------------------------------------------- losses
+    def bce_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+        """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z (1, m).
+
+        Returns (loss, correct, dZ): the mean loss as a device scalar, the number of
+        examples with (Z > 0) == Y as a device scalar, and dZ = (sigmoid(Z) - Y) / m.
+        Uses max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite logit.
+        """
+        xp = self.xp
+        m = Z.shape[1]
+        e = xp.exp(-xp.abs(Z))
+        terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(e)
+        loss = terms.mean(dtype=np.float64)
+        correct = xp.count_nonzero((Z > 0) == (Y > 0.5))
+        sig = xp.where(Z >= 0, Z.dtype.type(1), e)
+        sig /= 1 + e
+        sig -= Y
+        sig *= Z.dtype.type(1.0 / m)
+        return loss, correct, sig
+
+    def mse(self, A: Any, Y: Any) -> tuple[Any, Any, Any]:
+        """Squared error in the tutorials' form 1/(2m) * sum((A - Y)^2), from outputs A (1, m).
+
+        Returns (loss, correct, dA) with dA = (A - Y) / m and correct counting
+        (A > 0.5) == Y.
+        """
+        xp = self.xp
+        m = A.shape[1]
+        diff = A - Y
+        loss = 0.5 * (diff * diff).mean(dtype=np.float64)
+        correct = xp.count_nonzero((A > 0.5) == (Y > 0.5))
+        diff *= A.dtype.type(1.0 / m)
+        return loss, correct, diff
+
+    # ------------------------------------------------- fused logistic regression
+    def logreg_epoch_(self, w: Any, b: Any, X: Any, Y: Any, lr: float, loss: str) -> tuple[Any, Any]:
+        """One gradient-descent step of logistic regression, updating w (1, n_x), b (1, 1).
+
+        X is what ``prepare_fused_input`` returned; loss is "bce" or "mse" on sigmoid(w.x+b).
+        Returns (loss, correct) at the parameters before the update, as device scalars.
+        This generic version reads X twice (z = w X, then dw = dz X^T); backends with
+        ``fused_logreg`` read it once.
+        """
+        Z = self.matmul(w, X)
+        Z += b
+        if loss == "bce":
+            value, correct, dZ = self.bce_from_logits(Z, Y)
+        else:
+            A = self.sigmoid_(Z)
+            value, correct, dZ = self.mse(A, Y)
+            self.activation_backward_(dZ, A, "sigmoid")
+        dw = self.matmul(dZ, X.T)
+        db = self.sum_columns(dZ)
+        self.sgd_update_([w, b], [dw, db], lr)
+        return value, correct
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about this backend for ``nnx info`` and benchmark records."""
+        return {"name": self.name, "gpu": self.is_gpu, "fused_logreg": self.fused_logreg}

@@ -1,0 +1,15 @@
+"""Exceptions raised by nnx, each naming what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was requested that cannot run here (missing package, no GPU, broken driver)."""
+
+
+class ModelFormatError(ValueError):
+    """A saved model file is truncated, foreign, corrupt or written by a newer nnx."""
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite; the model's parameters were left unchanged."""

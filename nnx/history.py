@@ -1,0 +1,67 @@
+"""Training history: per-epoch loss and accuracy, plus how and where training ran."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class History:
+    """What ``fit`` recorded. Lists are aligned: ``loss[i]`` was measured at ``epoch[i]``.
+
+    Loss and accuracy of an epoch are those of the parameters at the start of that epoch
+    (computed in the same forward pass as the gradient, as in the tutorials); validation
+    figures are measured after the epoch's update.
+    """
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    backend: str = ""
+    backend_reason: str = ""
+    dtype: str = ""
+    epochs: int = 0
+    lr: float = 0.0
+    batch_size: int | None = None
+    seconds: float = 0.0
+    first_epoch_seconds: float = 0.0
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Mean wall time of the epochs after the first (the first includes JIT/warm-up)."""
+        if self.epochs <= 1:
+            return self.seconds
+        return (self.seconds - self.first_epoch_seconds) / (self.epochs - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds_per_epoch"] = self.seconds_per_epoch
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_csv(self) -> str:
+        """One row per recorded epoch: epoch, loss, accuracy[, val_loss, val_accuracy]."""
+        cols = ["epoch", "loss", "accuracy"]
+        if self.val_loss:
+            cols += ["val_loss", "val_accuracy"]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        for i in range(len(self.epoch)):
+            writer.writerow([getattr(self, c)[i] for c in cols])
+        return buf.getvalue()
+
+    def extend(self, other: History) -> None:
+        """Append a later fit's records (epochs renumbered to continue)."""
+        offset = self.epoch[-1] if self.epoch else 0
+        self.epoch += [e + offset for e in other.epoch]
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            getattr(self, name).extend(getattr(other, name))

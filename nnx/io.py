@@ -1,0 +1,99 @@
+"""Saving and loading models: npz without pickle, written atomically, versioned."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelFormatError
+from .layers import layer_from_config
+
+FORMAT = "nnx-model"
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Write a file through ``write(fileobj)`` into a temp file beside ``path``, then
+    ``os.replace`` it over ``path``: a failed write never touches an existing file."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model`` (a Sequential) to ``path`` as npz: architecture JSON, dtype,
+    format version and one W/b array per Linear layer."""
+    from . import __version__
+
+    params = model.parameters()
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "nnx_version": __version__,
+        "architecture": model.config(),
+        "dtype": str(params[0][0].dtype),
+        "backend": model.last_backend,
+    }
+    arrays = {"__meta__": np.array(json.dumps(meta))}
+    for i, (W, b) in enumerate(params):
+        arrays[f"W{i}"] = W
+        arrays[f"b{i}"] = b
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a model written by ``save``. Raises FileNotFoundError for a missing file and
+    ModelFormatError for a truncated, corrupt, foreign or newer-version file."""
+    from .model import Sequential
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "__meta__" not in data.files:
+                raise ModelFormatError(f"{path} is an npz file but not an nnx model (no __meta__ entry)")
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    except ModelFormatError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(
+            f"{path} cannot be read as an nnx model (truncated or corrupt file?): {exc}"
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFormatError(f"{path} is not an nnx model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path} uses model format version {version}, newer than this nnx reads "
+            f"({FORMAT_VERSION}); upgrade nnx to load it"
+        )
+    try:
+        arch = meta["architecture"]
+        layers = [layer_from_config(cfg) for cfg in arch["layers"]]
+        model = Sequential(*layers, loss=arch["loss"])
+        n = len(model.parameters())
+        model.set_parameters([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n)])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
+    model.last_backend = meta.get("backend")
+    return model

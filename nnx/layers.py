@@ -1,0 +1,91 @@
+"""Layers: Linear holds host parameters; Sigmoid, ReLU and Tanh name an activation.
+
+Layers only describe the network and hold its host parameters. The arithmetic lives in
+the backend ops, driven by ``nnx.network``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .initializers import INITIALIZERS, draw
+
+
+class Layer:
+    """Base of all layers."""
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description from which ``layer_from_config`` rebuilds the layer."""
+        return {"type": type(self).__name__}
+
+
+class Linear(Layer):
+    """Fully connected layer Z = W A + b with W (n_out, n_in) and b (n_out, 1).
+
+    Parameters are drawn when the layer is built, on the host in float64, from ``seed``
+    (an int) or, when no seed is given, from fresh entropy; a model's ``seed`` (or the
+    first ``fit(seed=...)``) redraws layers built without one, so runs are reproducible.
+    """
+
+    def __init__(self, n_in: int, n_out: int, init: str = "xavier", seed: int | None = None):
+        for label, value in (("n_in", n_in), ("n_out", n_out)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Linear {label} must be a positive integer, got {value!r}")
+        if init not in INITIALIZERS:
+            raise ValueError(f"unknown init {init!r}; expected one of {INITIALIZERS}")
+        self.n_in, self.n_out, self.init = int(n_in), int(n_out), init
+        self.seeded = seed is not None
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int | np.random.SeedSequence | None) -> None:
+        """Redraw W and b with this layer's initialiser from ``seed`` (None: fresh entropy)."""
+        self.W, self.b = draw(self.init, self.n_in, self.n_out, np.random.default_rng(seed))
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Linear", "n_in": self.n_in, "n_out": self.n_out, "init": self.init}
+
+    def __repr__(self) -> str:
+        return f"Linear({self.n_in}, {self.n_out}, init={self.init!r})"
+
+
+class Activation(Layer):
+    """An elementwise activation; ``kind`` names the backend op."""
+
+    kind: str = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Sigmoid(Activation):
+    """sigma(z) = 1 / (1 + exp(-z)), computed stably for any logit."""
+
+    kind = "sigmoid"
+
+
+class ReLU(Activation):
+    """max(z, 0)."""
+
+    kind = "relu"
+
+
+class Tanh(Activation):
+    """tanh(z)."""
+
+    kind = "tanh"
+
+
+_ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh)}
+ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}
+
+
+def layer_from_config(cfg: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``Layer.config()`` output (parameters are set separately)."""
+    kind = cfg.get("type")
+    if kind == "Linear":
+        return Linear(int(cfg["n_in"]), int(cfg["n_out"]), init=str(cfg.get("init", "xavier")), seed=0)
+    if kind in _ACTIVATION_TYPES:
+        return _ACTIVATION_TYPES[kind]()
+    raise ValueError(f"unknown layer type {kind!r} in model description")

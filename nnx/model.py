@@ -1,0 +1,305 @@
+"""Sequential models: build, fit, predict, evaluate, get/set parameters, save."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .history import History
+from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid
+from .network import Block, DeviceNetwork
+from .training import EpochCallback, run_epochs
+from .validation import check_dtype, check_positive, check_X, check_Y
+
+log = logging.getLogger("nnx")
+LOSSES = ("bce", "mse")
+Params = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
+    """Group layers into Linear(+activation) blocks and check the stack is well formed."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
+    if not layers:
+        raise ValueError("a Sequential model needs at least one Linear layer")
+    blocks: list[Block] = []
+    for pos, layer in enumerate(layers):
+        if isinstance(layer, Linear):
+            if blocks and blocks[-1].n_out != layer.n_in:
+                raise ValueError(
+                    f"layer {pos} ({layer!r}) takes {layer.n_in} inputs but the previous "
+                    f"Linear gives {blocks[-1].n_out}"
+                )
+            blocks.append(Block(layer.n_in, layer.n_out, None))
+        elif isinstance(layer, Activation):
+            if not blocks or blocks[-1].activation is not None:
+                raise ValueError(
+                    f"layer {pos} ({layer!r}) must follow a Linear layer: nnx stacks are "
+                    "Linear, optionally followed by one activation, repeated"
+                )
+            blocks[-1] = Block(blocks[-1].n_in, blocks[-1].n_out, layer.kind)
+        else:
+            raise TypeError(f"layer {pos} is {layer!r}, not an nnx layer")
+    if blocks[-1].n_out != 1:
+        raise ValueError(
+            f"the last Linear layer has {blocks[-1].n_out} outputs; binary models end in 1 "
+            "output, matching labels Y of shape (1, m)"
+        )
+    if loss == "bce" and blocks[-1].activation != "sigmoid":
+        raise ValueError("loss='bce' needs the model to end in a Sigmoid layer (add nnx.Sigmoid())")
+    return blocks
+
+
+class Sequential:
+    """A stack of layers trained by gradient descent on binary labels.
+
+    X is (n_x, m) with one example per column (float32, float64 or uint8 pixels, which
+    nnx scales by 1/255 itself); Y is (1, m) or (m,) with values 0/1.
+    """
+
+    def __init__(self, *layers: Layer, loss: str = "bce", seed: int | None = None):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        self.layers: list[Layer] = list(layers)
+        self.loss = loss
+        self._blocks = _blocks(self.layers, loss)
+        self._linears = [la for la in self.layers if isinstance(la, Linear)]
+        # Layers built without a seed are redrawn by the model's seed, or by the first
+        # fit(seed=...) unless training or set_parameters already fixed the parameters.
+        self._init_fixed = all(la.seeded for la in self._linears)
+        if seed is not None:
+            self._store(self._drawn(seed))
+            self._init_fixed = True
+        self.seed = seed
+        self.history: History | None = None
+        self.last_backend: str | None = None
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def n_features(self) -> int:
+        """Number of input features n_x the model expects (rows of X)."""
+        return self._linears[0].n_in
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-able architecture description (used by save/load)."""
+        return {"layers": [la.config() for la in self.layers], "loss": self.loss}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(la) for la in self.layers)
+        return f"Sequential({inner}, loss={self.loss!r})"
+
+    # -------------------------------------------------------------- parameters
+    def _drawn(self, seed: int) -> Params:
+        """Parameters with every unseeded layer redrawn from ``seed`` (layers untouched)."""
+        children = np.random.SeedSequence(seed).spawn(len(self._linears))
+        out = []
+        for layer, child in zip(self._linears, children):
+            if layer.seeded:
+                out.append((layer.W, layer.b))
+            else:
+                probe = Linear(layer.n_in, layer.n_out, init=layer.init, seed=0)
+                probe.reset_parameters(child)
+                out.append((probe.W, probe.b))
+        return out
+
+    def _store(self, params: Params) -> None:
+        for layer, (W, b) in zip(self._linears, params):
+            layer.W, layer.b = W, b
+
+    def parameters(self) -> Params:
+        """Host NumPy copies [(W, b), ...], W (n_out, n_in) and b (n_out, 1) per Linear."""
+        return [(la.W.copy(), la.b.copy()) for la in self._linears]
+
+    def set_parameters(self, params: Sequence[tuple[Any, Any]]) -> None:
+        """Replace all parameters; shapes must match the architecture and values be finite."""
+        params = list(params)
+        if len(params) != len(self._linears):
+            raise ValueError(f"expected {len(self._linears)} (W, b) pairs, got {len(params)}")
+        checked = []
+        for i, (pair, layer) in enumerate(zip(params, self._linears)):
+            if len(pair) != 2:
+                raise ValueError(f"parameter {i} must be a (W, b) pair")
+            W, b = (np.array(p, copy=True) for p in pair)
+            b = b.reshape(-1, 1) if b.ndim == 1 else b
+            for name, arr, shape in (("W", W, (layer.n_out, layer.n_in)), ("b", b, (layer.n_out, 1))):
+                if arr.shape != shape:
+                    raise ValueError(f"layer {i} {name} has shape {arr.shape}, expected {shape}")
+                if arr.dtype.kind != "f":
+                    raise TypeError(f"layer {i} {name} must be floating point, got {arr.dtype}")
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"layer {i} {name} contains NaN or inf")
+            checked.append((W, b))
+        self._store(checked)
+        self._init_fixed = True
+
+    # ----------------------------------------------------------------- training
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        epochs: int = 100,
+        lr: float = 0.01,
+        *,
+        validation_data: tuple[Any, Any] | None = None,
+        batch_size: int | None = None,
+        backend: str | backends.Backend | None = None,
+        seed: int | None = None,
+        dtype: str = "float32",
+        verbose: bool = False,
+        history_every: int = 1,
+        callback: EpochCallback | None = None,
+    ) -> History:
+        """Train by gradient descent from the current parameters; returns the History.
+
+        X (n_x, m) float32/float64/uint8, Y (1, m) or (m,) of 0/1. ``batch_size=None`` is
+        full-batch; otherwise mini-batches in an order shuffled by ``seed``. ``dtype`` is the
+        compute precision. ``history_every=k`` records (and reads back) figures every k
+        epochs. If training fails (bad input, NaN loss, Ctrl-C) the parameters are left
+        exactly as they were.
+        """
+        epochs = check_positive(epochs, "epochs", int)
+        lr = check_positive(lr, "lr")
+        history_every = check_positive(history_every, "history_every", int)
+        if batch_size is not None:
+            batch_size = check_positive(batch_size, "batch_size", int)
+        dtype = check_dtype(dtype)
+        X = check_X(X, self.n_features)
+        Y = check_Y(Y, X.shape[1])
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, Y_val)")
+            Xv = check_X(validation_data[0], self.n_features)
+            Yv = check_Y(validation_data[1], Xv.shape[1])
+        selection = backends.select(backend)
+        ops = selection.backend
+        start = self.parameters() if self._init_fixed or seed is None else self._drawn(seed)
+        net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
+        history = History(
+            backend=ops.name,
+            backend_reason=selection.reason,
+            dtype=dtype,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+        )
+        if verbose:
+            print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {dtype}")
+        log.info("fit: backend %s (%s), dtype %s", ops.name, selection.reason, dtype)
+        Xd, Yd = net.prepare(X, for_training=True), ops.prepare_labels(Y, dtype)
+        validation = None
+        if validation_data is not None:
+            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            run_epochs(
+                net,
+                Xd,
+                Yd,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                rng=np.random.default_rng(seed),
+                history=history,
+                history_every=history_every,
+                validation=validation,
+                verbose=verbose,
+                callback=callback,
+            )
+        self._store(net.host_params())
+        self._init_fixed = True
+        self.last_backend = ops.name
+        if self.history is None:
+            self.history = history
+        else:
+            self.history.extend(history)
+        return history
+
+    def gradients(
+        self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float64"
+    ) -> tuple[float, Params]:
+        """(loss, [(dW, db), ...]) at the current parameters, as host arrays (no update)."""
+        net, Xd, Yd = self._network_for(X, Y, backend, dtype)
+        loss, _, grads = net.loss_and_grads(Xd, Yd)
+        return net.ops.scalar(loss), [(net.ops.to_host(dW), net.ops.to_host(db)) for dW, db in grads]
+
+    # ---------------------------------------------------------------- inference
+    def _network_for(self, X: Any, Y: Any, backend: Any, dtype: str | None):
+        dtype = check_dtype(dtype or "float32")
+        X = check_X(X, self.n_features)
+        ops = backends.get_backend(backend)
+        net = DeviceNetwork(ops, self._blocks, self.loss, self.parameters(), dtype)
+        Yd = None if Y is None else ops.prepare_labels(check_Y(Y, X.shape[1]), dtype)
+        return net, net.prepare(X, for_training=False), Yd
+
+    def predict_proba(
+        self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
+    ) -> np.ndarray:
+        """Probabilities (1, m) of class 1 for X (n_x, m), as a host NumPy array."""
+        net, Xd, _ = self._network_for(X, None, backend, dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            return net.ops.to_host(net.predict_proba(Xd))
+
+    def predict(
+        self,
+        X: Any,
+        threshold: float = 0.5,
+        *,
+        backend: str | backends.Backend | None = None,
+        dtype: str = "float32",
+    ) -> np.ndarray:
+        """Labels (1, m) as int64 0/1: 1 where the probability exceeds ``threshold``."""
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        return (self.predict_proba(X, backend=backend, dtype=dtype) > threshold).astype(np.int64)
+
+    def evaluate(
+        self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
+    ) -> dict[str, float]:
+        """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y)."""
+        net, Xd, Yd = self._network_for(X, Y, backend, dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            loss, correct = net.evaluate(Xd, Yd)
+        return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
+
+    # -------------------------------------------------------------------- files
+    def save(self, path: str) -> None:
+        """Write the model to ``path`` atomically (npz, no pickle); see ``nnx.load``."""
+        from .io import save_model
+
+        save_model(self, path)
+
+
+def LogisticRegression(n_features: int, *, loss: str = "bce", seed: int | None = None) -> Sequential:
+    """Logistic regression as in the tutorials: Linear(n, 1, init="zeros") + Sigmoid."""
+    # zeros need no randomness, so the layer counts as seeded whatever ``seed`` is
+    return Sequential(Linear(n_features, 1, init="zeros", seed=seed or 0), Sigmoid(), loss=loss)
+
+
+def MLP(
+    sizes: Sequence[int],
+    *,
+    hidden: str = "relu",
+    init: str | None = None,
+    loss: str = "bce",
+    seed: int | None = None,
+) -> Sequential:
+    """A fully connected net, e.g. MLP([12288, 50, 1]): hidden layers with ``hidden``
+    activation ("relu", "sigmoid", "tanh") and a Sigmoid output. ``init`` defaults to "he"
+    for ReLU hidden layers and "xavier" otherwise.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"MLP sizes need at least [n_x, 1], got {sizes}")
+    if hidden not in ACTIVATION_BY_KIND:
+        raise ValueError(f"unknown hidden activation {hidden!r}; expected one of {tuple(ACTIVATION_BY_KIND)}")
+    hidden_init = init or ("he" if hidden == "relu" else "xavier")
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layer_init = (init or "xavier") if last else hidden_init
+        layers.append(Linear(n_in, n_out, init=layer_init))
+        layers.append(ACTIVATION_BY_KIND["sigmoid" if last else hidden]())
+    return Sequential(*layers, loss=loss, seed=seed)

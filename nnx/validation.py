@@ -1,0 +1,112 @@
+"""Input checks: every bad input gets a ValueError/TypeError saying what is wrong and what was expected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+INPUT_DTYPES = ("float32", "float64", "uint8")
+COMPUTE_DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype: Any) -> str:
+    """Normalise a compute dtype; only float32 and float64 are supported."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
+def _as_host_array(value: Any, label: str) -> np.ndarray:
+    if hasattr(value, "__cuda_array_interface__") and not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{label} is a GPU array; nnx takes host NumPy arrays and moves them itself "
+            f"(pass cupy.asnumpy({label}))"
+        )
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # e.g. ragged nested lists
+        raise TypeError(f"{label} must be an array-like of numbers: {exc}") from exc
+
+
+def check_X(X: Any, n_features: int | None = None) -> np.ndarray:
+    """Validate inputs X of shape (n_x, m) and return them as a NumPy array (no copy).
+
+    Accepts float32, float64 (used as they are) and uint8 (raw pixels, scaled by 1/255
+    later); other numeric types are refused rather than copied silently.
+    """
+    X = _as_host_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D with shape (n_features, m_examples), got {X.ndim}-D shape {X.shape}"
+            + ("; for one example use X.reshape(-1, 1)" if X.ndim == 1 else "")
+        )
+    if X.dtype.name not in INPUT_DTYPES:
+        raise TypeError(
+            f"X has dtype {X.dtype}; expected float32, float64 or uint8 (raw pixels) - "
+            f"convert with X.astype('float32')"
+        )
+    n_x, m = X.shape
+    if m == 0 or n_x == 0:
+        raise ValueError(f"X is empty (shape {X.shape}); need at least one feature and one example")
+    if n_features is not None and n_x != n_features:
+        if m == n_features:
+            raise ValueError(
+                f"X looks transposed: shape {X.shape} is (m, n_x) but nnx expects "
+                f"(n_x, m) = ({n_features}, m); pass X.T"
+            )
+        raise ValueError(f"X has {n_x} features (rows) but the model expects {n_features}")
+    if X.dtype != np.uint8:
+        _check_finite(X)
+    return X
+
+
+def _check_finite(X: np.ndarray) -> None:
+    # One streaming pass with no X-sized temporary: a float64 sum of finite float32 values
+    # cannot overflow, so a finite sum proves every value finite. Only a non-finite sum
+    # (or float64 data near overflow) needs the exact per-element check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = X.sum(dtype=np.float64)
+    if np.isfinite(total):
+        return
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(
+            f"X contains {int(bad.sum())} NaN/inf value(s), first at feature {rows[0]}, "
+            f"example {cols[0]}; clean or impute the data first"
+        )
+
+
+def check_Y(Y: Any, m: int) -> np.ndarray:
+    """Validate binary labels Y of shape (1, m) or (m,) and return them as (1, m)."""
+    Y = _as_host_array(Y, "Y")
+    if Y.ndim == 1:
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[0] != 1:
+        raise ValueError(f"Y must have shape (1, m) or (m,), got {Y.shape}")
+    if Y.shape[1] != m:
+        raise ValueError(f"X has {m} examples (columns) but Y has {Y.shape[1]} labels")
+    if Y.dtype.kind not in "biuf":
+        raise TypeError(f"Y must be numeric 0/1 labels, got dtype {Y.dtype}")
+    values = np.unique(Y)
+    if not np.isin(values, (0, 1)).all():
+        bad = [v for v in values.tolist() if v not in (0, 1)][:5]
+        raise ValueError(f"labels must be 0 or 1, found {bad}; map your classes to 0/1 first")
+    return Y
+
+
+def check_positive(value: Any, label: str, kind: type = float) -> Any:
+    """A strictly positive finite number (int or float) or a ValueError naming ``label``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{label} must be a number, got {value!r}")
+    if not np.isfinite(value) or value <= 0 or (kind is int and int(value) != value):
+        expected = "a positive integer" if kind is int else "a positive finite number"
+        raise ValueError(f"{label} must be {expected}, got {value!r}")
+    return kind(value)

@@ -1,0 +1,43 @@
+"""The command line, run as a user runs it (subprocess)."""
+
+import json
+import subprocess
+import sys
+
+
+def nnx_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "nnx", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def test_demo_quick_runs_and_reports():
+    r = nnx_cli("demo", "--quick", "--backend", "numpy")
+    assert r.returncode == 0, r.stderr
+    for text in (
+        "backend: numpy",
+        "SYNTHETIC",
+        "logistic regression 12288->1",
+        "MLP 12288->50",
+        "OR by one neuron",
+        "AND by one neuron",
+        "XOR by a 2-4-1 net",
+        "ms/epoch",
+    ):
+        assert text in r.stdout
+
+
+def test_info_json():
+    r = nnx_cli("info", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["backends"]["numpy"]["available"] is True
+    assert set(info["backends"]) == {"numpy", "numba", "cupy"}
+    for entry in info["backends"].values():
+        assert entry["available"] or entry["reason"]
+
+
+def test_bad_arguments_exit_2_one_line():
+    r = nnx_cli("demo", "--backend", "tpu")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("nnx: error:") and len(r.stderr.strip().splitlines()) == 1
