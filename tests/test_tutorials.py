@@ -42,10 +42,10 @@ def test_logistic_regression_and_mlp_on_12288_images(backend):
     X, Y = synthetic_images(m=160, seed=3)
     Xtr, Ytr, Xte, Yte = train_test_split(X, Y, test_fraction=0.25, seed=0)
     logreg = nnx.LogisticRegression(12288)
-    h = logreg.fit(Xtr, Ytr, epochs=100, lr=0.005, backend=backend)
-    assert h.loss[-1] < h.loss[0] and h.accuracy[-1] > 0.8
+    h = logreg.fit(Xtr, Ytr, epochs=300, lr=0.005, backend=backend, validation_data=(Xte, Yte))
+    assert h.loss[-1] < 0.5 * h.loss[0] and h.accuracy[-1] > 0.9
+    assert h.val_accuracy[-1] > 0.75
     mlp = nnx.MLP([12288, 50, 1], seed=1)
-    h = mlp.fit(Xtr, Ytr, epochs=60, lr=0.01, backend=backend, validation_data=(Xte, Yte))
-    assert h.loss[-1] < h.loss[0]
-    assert h.val_accuracy[-1] > 0.6
+    h = mlp.fit(Xtr, Ytr, epochs=200, lr=0.01, backend=backend, validation_data=(Xte, Yte))
+    assert h.loss[-1] < 0.8 * h.loss[0] and h.accuracy[-1] > 0.7
     assert mlp.evaluate(Xte, Yte, backend=backend)["accuracy"] == pytest.approx(h.val_accuracy[-1])
