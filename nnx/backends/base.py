@@ -148,7 +148,8 @@ class Backend:
         m = Z.shape[1]
         e = xp.exp(-xp.abs(Z))
         terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(e)
-        loss = terms.mean(dtype=np.float64)
+        terms *= Z.dtype.type(1.0 / m)  # scale before summing: a plain mean overflows near max float
+        loss = terms.sum(dtype=np.float64)
         correct = xp.count_nonzero((Z > 0) == (Y > 0.5))
         sig = xp.where(Z >= 0, Z.dtype.type(1), e)
         sig /= 1 + e
