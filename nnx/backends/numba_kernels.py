@@ -1,0 +1,278 @@
+"""Numba kernels for the Numba backend. Importing this module needs numba.
+
+All kernels are compiled with ``cache=True`` so a second process loads them from disk.
+Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh. Loss codes: 0 bce, 1 mse.
+
+The logistic-regression epoch reads X once: each thread takes a fixed block of examples
+and walks it eight examples at a time; the eight dot products share each read of w, and
+their dw contributions are added in one sweep while the eight examples are still in
+cache (L2), so X crosses the memory bus once per epoch. Per-thread accumulators are summed in a fixed
+order at the end, so the result is bitwise repeatable for a given thread count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# Reassociation lets LLVM vectorise the dot-product reductions; no-NaN/inf or
+# approximate-function flags are deliberately not set (the loss must see inf/NaN).
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(z):
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
+def _example_terms(z, y, loss_code):
+    """(loss, d loss/dz, correct) for one example with logit z and label y."""
+    if loss_code == 0:
+        e = math.exp(-abs(z))
+        loss = max(z, 0.0) - z * y + math.log1p(e)
+        s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+        correct = 1 if (z > 0) == (y > 0.5) else 0
+        return loss, s - y, correct
+    a = _sigmoid(z)
+    d = a - y
+    correct = 1 if (a > 0.5) == (y > 0.5) else 0
+    return 0.5 * d * d, d * a * (1.0 - a), correct
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot8(Xb, i, w, zero):
+    """Dot products of w with the 8 examples Xb[i:i+8], sharing each load of w."""
+    x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]
+    x4, x5, x6, x7 = Xb[i + 4], Xb[i + 5], Xb[i + 6], Xb[i + 7]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+    for j in range(Xb.shape[1]):
+        wj = w[j]
+        s0 += wj * x0[j]
+        s1 += wj * x1[j]
+        s2 += wj * x2[j]
+        s3 += wj * x3[j]
+        s4 += wj * x4[j]
+        s5 += wj * x5[j]
+        s6 += wj * x6[j]
+        s7 += wj * x7[j]
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dw8(Xb, i, e, tacc):
+    """tacc += sum_k e[k] * Xb[i+k] over the 8 examples at i, in one sweep over tacc."""
+    x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]
+    x4, x5, x6, x7 = Xb[i + 4], Xb[i + 5], Xb[i + 6], Xb[i + 7]
+    e0, e1, e2, e3, e4, e5, e6, e7 = e
+    for j in range(Xb.shape[1]):
+        tacc[j] += (
+            e0 * x0[j]
+            + e1 * x1[j]
+            + e2 * x2[j]
+            + e3 * x3[j]
+            + e4 * x4[j]
+            + e5 * x5[j]
+            + e6 * x6[j]
+            + e7 * x7[j]
+        )
+
+
+@njit(cache=True)
+def _flush(acc, tacc):
+    for j in range(acc.shape[0]):
+        acc[j] += tacc[j]
+        tacc[j] = 0
+
+
+@njit(cache=True, fastmath=_FAST)
+def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
+    """The fused pass over one block of examples Xb (k, n); adds its dw into acc (float64).
+
+    Returns (sum of losses, sum of dz, number correct) over the block.
+    """
+    cnt, n = Xb.shape
+    zero = w.dtype.type(0)
+    acc[:] = 0.0
+    tacc[:] = 0
+    loss = 0.0
+    dbsum = 0.0
+    correct = 0.0
+    tiles = cnt // 8
+    for t in range(tiles):
+        i = 8 * t
+        s = _dot8(Xb, i, w, zero)
+        e = [zero] * 8
+        for k in range(8):
+            lk, dk, ck = _example_terms(np.float64(s[k]) * scale + b[0], np.float64(yb[i + k]), loss_code)
+            loss += lk
+            dbsum += dk
+            correct += ck
+            e[k] = zero + dk
+        et = (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7])
+        _dw8(Xb, i, et, tacc)
+        if t % 8 == 7:  # flush the compute-dtype partial sums every 64 examples
+            _flush(acc, tacc)
+    for i in range(8 * tiles, cnt):
+        xk = Xb[i]
+        sk = zero
+        for j in range(n):
+            sk += w[j] * xk[j]
+        lk, dk, ck = _example_terms(np.float64(sk) * scale + b[0], np.float64(yb[i]), loss_code)
+        loss += lk
+        dbsum += dk
+        correct += ck
+        ek = zero + dk
+        for j in range(n):
+            tacc[j] += ek * xk[j]
+    _flush(acc, tacc)
+    return loss, dbsum, correct
+
+
+@njit(parallel=True, cache=True)
+def logreg_epoch(Xt, w, b, y, scale, lr, loss_code, dw_part, tile_acc, stats):
+    """One fused gradient-descent step of logistic regression; updates w and b in place.
+
+    Xt (m, n) C-contiguous (example-contiguous X), float32/float64/uint8; the logit of
+    example i is scale * (w . Xt[i]) + b[0]. w (n,) and b (1,) in the compute dtype;
+    y (m,) labels. Scratch, one row per block (nblocks = number of threads):
+    dw_part (nblocks, n) float64, tile_acc (nblocks, n) compute dtype, stats (nblocks, 3)
+    float64. Returns (mean loss, number correct) at the parameters before the update.
+
+    Examples go 8 at a time: the 8 dot products share each load of w, and the 8 dw
+    contributions are added in one sweep while the 8 examples are still in cache. dw is
+    summed in the compute dtype for at most 64 examples, then flushed into float64
+    (blocked summation: float32 inputs keep float32 accuracy at any m).
+    """
+    m, n = Xt.shape
+    nblocks = dw_part.shape[0]
+    for blk in prange(nblocks):
+        lo = blk * m // nblocks
+        hi = (blk + 1) * m // nblocks
+        loss, dbsum, correct = _logreg_block(
+            Xt[lo:hi], y[lo:hi], w, b, scale, loss_code, dw_part[blk], tile_acc[blk]
+        )
+        stats[blk, 0] = loss
+        stats[blk, 1] = dbsum
+        stats[blk, 2] = correct
+    # Fixed-order reduction over blocks, then the update (dw carries the 1/255 scale).
+    step = lr * scale / m
+    for j in prange(n):
+        acc_j = 0.0
+        for k in range(nblocks):
+            acc_j += dw_part[k, j]
+        w[j] -= step * acc_j
+    total_loss = 0.0
+    total_db = 0.0
+    total_correct = 0.0
+    for k in range(nblocks):
+        total_loss += stats[k, 0]
+        total_db += stats[k, 1]
+        total_correct += stats[k, 2]
+    b[0] -= lr * total_db / m
+    return total_loss / m, total_correct
+
+
+@njit(cache=True)
+def bias_activation(Z, b, act):
+    """Z <- act(Z + b) in place; Z (n, m) C-contiguous, b (n, 1)."""
+    n, m = Z.shape
+    for r in range(n):
+        br = b[r, 0]
+        row = Z[r]
+        if act == 0:
+            for c in range(m):
+                row[c] += br
+        elif act == 1:
+            for c in range(m):
+                row[c] = _sigmoid(row[c] + br)
+        elif act == 2:
+            for c in range(m):
+                v = row[c] + br
+                row[c] = v if v > 0 else 0.0
+        else:
+            for c in range(m):
+                row[c] = math.tanh(row[c] + br)
+    return Z
+
+
+@njit(cache=True)
+def activation_backward(dA, A, act):
+    """dA <- dA * act'(Z) in place, written with the output A; both (n, m) C-contiguous."""
+    n, m = dA.shape
+    for r in range(n):
+        d = dA[r]
+        a = A[r]
+        if act == 1:
+            for c in range(m):
+                d[c] *= a[c] * (1 - a[c])
+        elif act == 2:
+            for c in range(m):
+                if a[c] <= 0:
+                    d[c] = 0
+        elif act == 3:
+            for c in range(m):
+                d[c] *= 1 - a[c] * a[c]
+    return dA
+
+
+@njit(cache=True)
+def sigmoid_inplace(Z):
+    """Z <- sigmoid(Z) in place (any shape, C-contiguous)."""
+    flat = Z.ravel()
+    for k in range(flat.size):
+        flat[k] = _sigmoid(flat[k])
+    return Z
+
+
+@njit(cache=True)
+def bce_from_logits(Z, Y, dZ):
+    """Loss (float64 mean), correct count, and dZ <- (sigmoid(Z) - Y) / m; all (1, m)."""
+    m = Z.shape[1]
+    inv_m = 1.0 / m
+    loss = 0.0
+    correct = 0
+    z_row = Z[0]
+    y_row = Y[0]
+    d_row = dZ[0]
+    for c in range(m):
+        term, d, ok = _example_terms(np.float64(z_row[c]), np.float64(y_row[c]), 0)
+        loss += term * inv_m
+        correct += ok
+        d_row[c] = d * inv_m
+    return loss, correct
+
+
+@njit(cache=True)
+def sgd_update(p, g, lr):
+    """p <- p - lr * g in place (same shape, C-contiguous)."""
+    pf = p.ravel()
+    gf = g.ravel()
+    for k in range(pf.size):
+        pf[k] -= lr * gf[k]
+
+
+@njit(parallel=True, cache=True, fastmath=_FAST)
+def streaming_sum(Xt, nblocks, partial):
+    """Sum of all elements, one fixed block of rows per thread: a pure read of X at
+    the machine's bandwidth (the benchmark's reference point)."""
+    m = Xt.shape[0]
+    for blk in prange(nblocks):
+        lo = blk * m // nblocks
+        hi = (blk + 1) * m // nblocks
+        Xb = Xt[lo:hi]
+        s = 0.0
+        for i in range(hi - lo):
+            row = Xb[i]
+            for j in range(row.shape[0]):
+                s += np.float64(row[j])
+        partial[blk] = s
+    total = 0.0
+    for k in range(nblocks):
+        total += partial[k]
+    return total
