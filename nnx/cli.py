@@ -36,6 +36,51 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",") if v]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"bad list {text!r}: {exc}") from exc
+
+    return parse
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .io import atomic_write
+
+    known = ("numpy", "numba", "cupy")
+    for name in args.backends:
+        if name not in known:
+            return _fail(f"unknown backend {name!r} in --backends; expected some of {', '.join(known)}")
+    for model in args.models:
+        if model not in bench.MODELS:
+            return _fail(f"unknown model {model!r} in --models; expected some of {', '.join(bench.MODELS)}")
+    for dt in args.dtype:
+        if dt not in bench.X_DTYPES:
+            return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(bench.X_DTYPES)}")
+    if any(m < 1 for m in args.m) or args.repeats < 1:
+        return _fail("--m values and --repeats must be positive")
+    result = bench.run(
+        args.backends,
+        args.models,
+        args.m,
+        args.dtype,
+        repeats=args.repeats,
+        with_torch=not args.no_torch,
+        progress=lambda msg: print(f"running {msg} ...", file=sys.stderr, flush=True),
+    )
+    print(bench.format_table(result))
+    if args.json:
+        atomic_write(args.json, lambda fh: fh.write(json.dumps(result, indent=2).encode()))
+        print(f"wrote {args.json}")
+    if args.plot:
+        bench.plot_throughput(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nnx", description="nnx: neural networks on NumPy, Numba and CuPy backends")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -47,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="epoch throughput of each backend on 12288 x m batches")
+    bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
+    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
+    bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
+    bench.add_argument(
+        "--dtype", type=_csv(str), default=["float32", "uint8"], help="input dtypes: float32, float64, uint8"
+    )
+    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    bench.add_argument("--json", help="write every figure, the device and versions to this file")
+    bench.add_argument("--plot", help="write a throughput-vs-m PNG to this file")
+    bench.set_defaults(func=cmd_bench)
 
     info = sub.add_parser("info", help="versions, backends and why others are unavailable")
     info.add_argument("--json", action="store_true", help="print JSON")

@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import tolerance
+from nnx_testing import tolerance
 
 import nnx
 from nnx.datasets import synthetic_images

@@ -140,6 +140,6 @@ class NumbaBackend(Backend):
         try:
             info["threading_layer"] = numba.threading_layer()
         except ValueError:  # no parallel kernel has run yet in this process
-            self.k.streaming_sum(np.zeros((2, 2), np.float32), 1, np.zeros(1))
+            self.k.streaming_sum(np.zeros((2, 2), np.int64), 1, np.zeros(1, np.int64))
             info["threading_layer"] = numba.threading_layer()
         return info

@@ -257,22 +257,26 @@ def sgd_update(p, g, lr):
         pf[k] -= lr * gf[k]
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
-def streaming_sum(Xt, nblocks, partial):
-    """Sum of all elements, one fixed block of rows per thread: a pure read of X at
-    the machine's bandwidth (the benchmark's reference point)."""
-    m = Xt.shape[0]
+@njit(parallel=True, cache=True)
+def streaming_sum(words, nblocks, partial):
+    """Wrapping int64 sum of ``words`` (m, k) int64, a fixed block of rows per thread.
+
+    A pure read of memory: integer adds are far cheaper than the load, so this runs at
+    the machine's read bandwidth for whatever bytes ``words`` views (the benchmark's
+    reference point; pass X's own memory viewed as int64).
+    """
+    m = words.shape[0]
     for blk in prange(nblocks):
         lo = blk * m // nblocks
         hi = (blk + 1) * m // nblocks
-        Xb = Xt[lo:hi]
-        s = 0.0
+        block = words[lo:hi]
+        s = np.int64(0)
         for i in range(hi - lo):
-            row = Xb[i]
+            row = block[i]
             for j in range(row.shape[0]):
-                s += np.float64(row[j])
+                s += row[j]
         partial[blk] = s
-    total = 0.0
+    total = np.int64(0)
     for k in range(nblocks):
         total += partial[k]
     return total

@@ -1,0 +1,345 @@
+"""Epoch throughput of every backend on 12288 x m batches, against the machine's limits.
+
+One training epoch (forward, backward, update) is timed for logistic regression and the
+12288->50->1 MLP. Reference points measured in the same run:
+
+* read bandwidth: a parallel streaming sum over the same X (CPU), or a device-to-device
+  copy (GPU);
+* BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
+* PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data.
+
+Compile/JIT time (the first call) is reported apart from the steady state; each figure
+is the median of several runs with its spread; GPU work is synchronised before timing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from .network import Block, DeviceNetwork
+
+N_X = 12288
+HIDDEN = 50
+MODELS = ("logreg", "mlp")
+X_DTYPES = ("float32", "float64", "uint8")
+
+
+@dataclass
+class Timing:
+    """Median and spread (min, max) of repeated runs, in seconds, plus the first call."""
+
+    median: float
+    low: float
+    high: float
+    first: float
+    runs: int
+
+
+BLAS_IDLE_S = 0.3
+
+
+def time_repeated(fn: Callable[[], Any], sync: Callable[[], None], repeats: int) -> Timing:
+    """Time ``fn`` once cold (compile/warm-up) and ``repeats`` times warm.
+
+    Waits first for OpenBLAS worker threads, which spin for ~0.1 s after each product, to
+    go idle, so they do not steal a core from the code being timed.
+    """
+    time.sleep(BLAS_IDLE_S)
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    fn()  # one more warm-up: caches, allocator, BLAS threads
+    sync()
+    samples = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        samples.append(time.perf_counter() - t0)
+    return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
+
+
+def make_data(m: int, x_dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Example-contiguous X (12288, m) in ``x_dtype`` (uint8 pixels or floats in [0, 1)) and Y."""
+    rng = np.random.default_rng(seed)
+    if x_dtype == "uint8":
+        Xt = rng.integers(0, 256, size=(m, N_X), dtype=np.uint8)
+    else:
+        Xt = rng.random((m, N_X), dtype=np.float32 if x_dtype == "float32" else np.float64)
+    Y = (rng.random((1, m)) > 0.5).astype(np.float64)
+    return Xt.T, Y
+
+
+def _blocks(model: str) -> list[Block]:
+    if model == "logreg":
+        return [Block(N_X, 1, "sigmoid")]
+    return [Block(N_X, HIDDEN, "relu"), Block(HIDDEN, 1, "sigmoid")]
+
+
+def _params(model: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.standard_normal((blk.n_out, blk.n_in)) * np.sqrt(1.0 / blk.n_in), np.zeros((blk.n_out, 1)))
+        for blk in _blocks(model)
+    ]
+
+
+def useful_flops(model: str, m: int) -> float:
+    """Floating-point operations an epoch must do (products only: 2 per multiply-add)."""
+    if model == "logreg":
+        return 4.0 * N_X * m  # z = w X and dw = dz X^T
+    return 4.0 * N_X * HIDDEN * m + 6.0 * HIDDEN * m  # W1 X, dZ1 X^T; layer 2 is tiny
+
+
+@dataclass
+class Row:
+    """One measured configuration."""
+
+    backend: str
+    model: str
+    m: int
+    x_dtype: str
+    compute_dtype: str
+    seconds: float
+    low: float
+    high: float
+    first_call: float
+    examples_per_s: float
+    x_gb_per_s: float
+    gflops: float
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+def epoch_function(ops: backends.Backend, model: str, X: np.ndarray, Y: np.ndarray, dtype: str):
+    """A closure running one full training epoch of ``model`` on prepared data."""
+    net = DeviceNetwork(ops, _blocks(model), "bce", _params(model), dtype)
+    Xd = net.prepare(X, for_training=True)
+    Yd = ops.prepare_labels(Y, dtype)
+    return lambda: net.train_step(Xd, Yd, 1e-3)
+
+
+def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dict[str, float]:
+    """Reference rates measured on this X: read bandwidth and the MLP's BLAS products."""
+    out: dict[str, float] = {}
+    if "numba" in ops_names and backends.available()["numba"].available:
+        import numba
+
+        from .backends import numba_kernels as k
+
+        nb = numba.get_num_threads()
+        partial = np.zeros(nb, dtype=np.int64)
+        words = X.T.view(np.int64)  # the same bytes as X, read as 8-byte words
+        t = time_repeated(lambda: k.streaming_sum(words, nb, partial), lambda: None, repeats)
+        out["cpu_read_gb_s"] = X.nbytes / t.median / 1e9
+    else:
+        t = time_repeated(lambda: X.sum(dtype=np.float64), lambda: None, repeats)
+        out["cpu_read_gb_s_numpy_sum"] = X.nbytes / t.median / 1e9
+    return out
+
+
+def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str, repeats: int) -> Timing:
+    """Time W1 X and dZ1 X^T (the MLP's two big products) alone on backend ``ops``."""
+    Xd = ops.prepare_input(X, dtype)
+    m = X.shape[1]
+    W1 = ops.asarray(np.random.default_rng(0).standard_normal((HIDDEN, N_X)) * 0.01, dtype)
+    dZ = ops.asarray(np.random.default_rng(1).standard_normal((HIDDEN, m)) * 0.01, dtype)
+    Z = ops.empty((HIDDEN, m), dtype)
+    dW = ops.empty((HIDDEN, N_X), dtype)
+
+    def products():
+        ops.matmul(W1, Xd, out=Z)
+        ops.matmul(dZ, Xd.T, out=dW)
+
+    return time_repeated(products, ops.synchronize, repeats)
+
+
+def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
+    """The same epoch written by hand in PyTorch (eager), or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    tdtype = torch.float32 if dtype == "float32" else torch.float64
+    dev = torch.device(device)
+    scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+    Xt = torch.from_numpy(np.ascontiguousarray(X.T)).to(dev)
+    Xt = Xt.to(tdtype) * scale if X.dtype == np.uint8 else Xt.to(tdtype)
+    y = torch.from_numpy(Y.reshape(-1, 1)).to(dev, tdtype)
+    m = X.shape[1]
+    lr = 1e-3
+    params = [
+        (torch.from_numpy(W).to(dev, tdtype), torch.from_numpy(b).to(dev, tdtype)) for W, b in _params(model)
+    ]
+    if model == "logreg":
+        ((w, b),) = params
+
+        def step():
+            z = Xt @ w.T + b
+            dz = (torch.sigmoid(z) - y) / m
+            w.sub_(lr * (dz.T @ Xt))
+            b.sub_(lr * dz.sum())
+    else:
+        (W1, b1), (W2, b2) = params
+
+        def step():
+            z1 = torch.addmm(b1.T, Xt, W1.T)
+            a1 = torch.relu(z1)
+            z2 = torch.addmm(b2.T, a1, W2.T)
+            dz2 = (torch.sigmoid(z2) - y) / m
+            dW2 = dz2.T @ a1
+            da1 = dz2 @ W2
+            dz1 = da1 * (z1 > 0)
+            dW1 = dz1.T @ Xt
+            W2.sub_(lr * dW2)
+            b2.sub_(lr * dz2.sum(0, keepdim=True).T)
+            W1.sub_(lr * dW1)
+            b1.sub_(lr * dz1.sum(0, keepdim=True).T)
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    info = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if dev.type == "cuda":
+        info["torch_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    return (step, sync), info
+
+
+def run(
+    backend_names: Iterable[str],
+    models: Iterable[str] = MODELS,
+    ms: Iterable[int] = (256, 2048, 16384),
+    x_dtypes: Iterable[str] = ("float32", "uint8"),
+    repeats: int = 5,
+    with_torch: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every (backend, model, m, x dtype) and return a JSON-able record."""
+    from .info import collect
+
+    say = progress or (lambda msg: None)
+    names = [n for n in backend_names if backends.available()[n].available]
+    skipped = {n: backends.available()[n].reason for n in backend_names if n not in names}
+    rows: list[Row] = []
+    limits: dict[str, Any] = {}
+    torch_info: dict[str, Any] = {}
+    for m in ms:
+        for x_dtype in x_dtypes:
+            X, Y = make_data(m, x_dtype)
+            dtype = "float64" if x_dtype == "float64" else "float32"
+            say(f"m={m} {x_dtype}: reference rates")
+            lim = machine_limits(names, X, repeats)
+            limits[f"m={m},{x_dtype}"] = lim
+            read_bw = next(iter(lim.values()))
+            for model in models:
+                group_rows: list[Row] = []
+                blas = None
+                if model == "mlp" and x_dtype != "uint8":
+                    blas = blas_products(backends.get_backend("numpy"), X, dtype, repeats)
+                torch_t = None
+                if with_torch:
+                    made, info = torch_epoch(model, X, Y, dtype, "cpu")
+                    if made is not None:
+                        say(f"m={m} {x_dtype} {model}: torch cpu")
+                        torch_t = time_repeated(made[0], made[1], repeats)
+                        torch_info.update(info)
+                for name in names:
+                    ops = backends.get_backend(name)
+                    say(f"m={m} {x_dtype} {model}: {name}")
+                    t = time_repeated(epoch_function(ops, model, X, Y, dtype), ops.synchronize, repeats)
+                    row = Row(
+                        backend=name,
+                        model=model,
+                        m=m,
+                        x_dtype=x_dtype,
+                        compute_dtype=dtype,
+                        seconds=t.median,
+                        low=t.low,
+                        high=t.high,
+                        first_call=t.first,
+                        examples_per_s=m / t.median,
+                        x_gb_per_s=X.nbytes / t.median / 1e9,
+                        gflops=useful_flops(model, m) / t.median / 1e9,
+                    )
+                    if not ops.is_gpu:
+                        row.ratios["x_read_vs_bandwidth"] = row.x_gb_per_s / read_bw
+                    if blas is not None:
+                        row.ratios["blas_products_time_over_epoch"] = blas.median / t.median
+                    if torch_t is not None:
+                        row.ratios["speedup_vs_torch_cpu"] = torch_t.median / t.median
+                    group_rows.append(row)
+                base = next((r for r in group_rows if r.backend == "numpy"), None)
+                for row in group_rows:
+                    if base is not None:
+                        row.ratios["speedup_vs_numpy"] = base.seconds / row.seconds
+                rows.extend(group_rows)
+    # uint8 vs float32 on the same backend/model/m
+    by_key = {(r.backend, r.model, r.m, r.x_dtype): r for r in rows}
+    for r in rows:
+        f32 = by_key.get((r.backend, r.model, r.m, "float32"))
+        if r.x_dtype == "uint8" and f32 is not None:
+            r.ratios["speedup_vs_float32_input"] = f32.seconds / r.seconds
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "environment": collect(),
+        "torch": torch_info,
+        "skipped_backends": skipped,
+        "limits": limits,
+        "repeats": repeats,
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The rows as a fixed-width text table of times and ratios."""
+    head = (
+        f"{'backend':8s} {'model':6s} {'m':>6s} {'X':7s} {'median ms':>10s} {'spread ms':>15s} "
+        f"{'first ms':>9s} {'ex/s':>10s} {'X GB/s':>7s} {'GFLOP/s':>8s}  ratios"
+    )
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        ratios = "  ".join(f"{k}={v:.2f}" for k, v in r["ratios"].items())
+        lines.append(
+            f"{r['backend']:8s} {r['model']:6s} {r['m']:6d} {r['x_dtype']:7s} {r['seconds'] * 1e3:10.2f} "
+            f"{r['low'] * 1e3:7.2f}-{r['high'] * 1e3:<7.2f} {r['first_call'] * 1e3:9.1f} "
+            f"{r['examples_per_s']:10.3g} {r['x_gb_per_s']:7.2f} {r['gflops']:8.1f}  {ratios}"
+        )
+    for key, lim in result["limits"].items():
+        lines.append(f"limits {key}: " + ", ".join(f"{k}={v:.1f}" for k, v in lim.items()))
+    if result["skipped_backends"]:
+        lines.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in result["skipped_backends"].items()))
+    return "\n".join(lines)
+
+
+def plot_throughput(result: dict[str, Any], path: str) -> None:
+    """Examples/s against m per backend (log-log), one line per (backend, model, X dtype)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: dict[tuple, list[tuple[int, float]]] = {}
+    for r in result["rows"]:
+        series.setdefault((r["backend"], r["model"], r["x_dtype"]), []).append((r["m"], r["examples_per_s"]))
+    for (backend, model, x_dtype), pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{backend} {model} {x_dtype}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size m (examples, 12288 features)")
+    ax.set_ylabel("training examples / s (one epoch)")
+    ax.set_title(f"nnx epoch throughput - {result['environment']['cpu']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    plt.close(fig)
