@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from .errors import BackendUnavailableError
+from .data import DataError
+from .errors import BackendUnavailableError, ModelFormatError, TrainingDivergedError
+from .runner import UsageError
 
 BACKEND_CHOICES = ("auto", "numpy", "numba", "cupy")
 
@@ -26,6 +28,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(backend=args.backend, dtype=args.dtype, quick=args.quick)
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runner import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data,
+        model=args.model,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        dtype=args.dtype,
+        size=args.size,
+        positive=args.positive,
+        val_split=args.val_split,
+        backend=args.backend,
+        out=args.out,
+        checkpoint_every=args.checkpoint_every,
+        cache=args.cache,
+    )
+    result = train(cfg, resume=args.resume, verbose=not args.quiet)
+    h = result.history
+    last = f"loss {h.loss[-1]:.4f}, accuracy {h.accuracy[-1]:.1%}" if h.loss else "no epochs recorded"
+    if h.val_accuracy:
+        last += f", validation accuracy {h.val_accuracy[-1]:.1%}"
+    if result.interrupted:
+        print(
+            f"nnx: interrupted after epoch {result.epochs_done} of {cfg.epochs}; checkpoint saved in "
+            f"{cfg.out}; continue with the same command plus --resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {h.backend}: {last}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .runner import describe_results, predict_files
+
+    results = predict_files(args.model, args.images, threshold=args.threshold, backend=args.backend)
+    print(json.dumps(results, indent=2) if args.json else describe_results(results))
+    return 1 if any("error" in r for r in results) else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -93,6 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
 
+    train = sub.add_parser("train", help="train on images, npz, csv or h5 (default: built-in data)")
+    train.add_argument("--data", help="image folder or zip, .npz, .csv or .h5 (default: embedded synthetic)")
+    train.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
+    train.add_argument("--hidden", type=int, default=50, help="hidden units of the mlp")
+    train.add_argument("--epochs", type=int, default=2000)
+    train.add_argument("--lr", type=float, default=0.005)
+    train.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
+    train.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--size", type=int, default=64, help="images are resized to size x size")
+    train.add_argument("--positive", help="class name labelled 1 (default: the second in sorted order)")
+    train.add_argument("--val-split", type=float, default=0.2)
+    train.add_argument("--cache", help="npz cache of decoded images, reused while the source is unchanged")
+    train.add_argument("--out", default="nnx-run", help="output folder")
+    train.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every k epochs")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    predict = sub.add_parser("predict", help="probability and label for image files")
+    predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=cmd_predict)
+
     bench = sub.add_parser("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
     bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
@@ -116,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BackendUnavailableError as exc:
+    except (BackendUnavailableError, UsageError, DataError, ModelFormatError, TrainingDivergedError) as exc:
+        return _fail(str(exc))
+    except FileNotFoundError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         print("nnx: interrupted", file=sys.stderr)

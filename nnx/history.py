@@ -39,6 +39,12 @@ class History:
             return self.seconds
         return (self.seconds - self.first_epoch_seconds) / (self.epochs - 1)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        """Inverse of ``to_dict`` (derived fields are ignored)."""
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds_per_epoch"] = self.seconds_per_epoch
@@ -59,9 +65,11 @@ class History:
             writer.writerow([getattr(self, c)[i] for c in cols])
         return buf.getvalue()
 
-    def extend(self, other: History) -> None:
-        """Append a later fit's records (epochs renumbered to continue)."""
-        offset = self.epoch[-1] if self.epoch else 0
+    def extend(self, other: History, offset: int | None = None) -> None:
+        """Append a later fit's records, its epochs renumbered to follow ``offset`` epochs
+        already trained (default: the last recorded epoch)."""
+        if offset is None:
+            offset = self.epoch[-1] if self.epoch else 0
         self.epoch += [e + offset for e in other.epoch]
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             getattr(self, name).extend(getattr(other, name))

@@ -38,19 +38,33 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         raise
 
 
-def save_model(model: Any, path: str | os.PathLike) -> None:
+def save_model(model: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
     """Write ``model`` (a Sequential) to ``path`` as npz: architecture JSON, dtype,
-    format version and one W/b array per Linear layer."""
+    format version, metadata, optional ``extra`` JSON (checkpoint state) and one W/b
+    array per Linear layer."""
+    write_model_file(path, model.config(), model.parameters(), model.last_backend, model.metadata, extra)
+
+
+def write_model_file(
+    path: str | os.PathLike,
+    config: dict[str, Any],
+    params: list[tuple[np.ndarray, np.ndarray]],
+    backend: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write the model-file npz from its parts (atomically; no pickle anywhere)."""
     from . import __version__
 
-    params = model.parameters()
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "nnx_version": __version__,
-        "architecture": model.config(),
+        "architecture": config,
         "dtype": str(params[0][0].dtype),
-        "backend": model.last_backend,
+        "backend": backend,
+        "metadata": metadata or {},
+        "extra": extra,
     }
     arrays = {"__meta__": np.array(json.dumps(meta))}
     for i, (W, b) in enumerate(params):
@@ -62,6 +76,11 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike) -> Any:
     """Read a model written by ``save``. Raises FileNotFoundError for a missing file and
     ModelFormatError for a truncated, corrupt, foreign or newer-version file."""
+    return load_with_extra(path)[0]
+
+
+def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None]:
+    """``load`` plus the ``extra`` JSON stored with the model (checkpoint state), or None."""
     from .model import Sequential
 
     path = Path(path)
@@ -96,4 +115,5 @@ def load(path: str | os.PathLike) -> Any:
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
     model.last_backend = meta.get("backend")
-    return model
+    model.metadata = dict(meta.get("metadata") or {})
+    return model, meta.get("extra")

@@ -77,6 +77,9 @@ class Sequential:
         self.seed = seed
         self.history: History | None = None
         self.last_backend: str | None = None
+        # JSON-able facts saved with the model, e.g. {"classes": ["cat", "dog"], "image_size": 64}
+        self.metadata: dict[str, Any] = {}
+        self.epochs_trained = 0
 
     # ---------------------------------------------------------------- structure
     @property
@@ -147,7 +150,7 @@ class Sequential:
         validation_data: tuple[Any, Any] | None = None,
         batch_size: int | None = None,
         backend: str | backends.Backend | None = None,
-        seed: int | None = None,
+        seed: int | np.random.Generator | None = None,
         dtype: str = "float32",
         verbose: bool = False,
         history_every: int = 1,
@@ -156,8 +159,11 @@ class Sequential:
         """Train by gradient descent from the current parameters; returns the History.
 
         X (n_x, m) float32/float64/uint8, Y (1, m) or (m,) of 0/1. ``batch_size=None`` is
-        full-batch; otherwise mini-batches in an order shuffled by ``seed``. ``dtype`` is the
-        compute precision. ``history_every=k`` records (and reads back) figures every k
+        full-batch; otherwise mini-batches in an order shuffled by ``seed`` (an int, or a
+        numpy Generator whose state carries across calls, e.g. to resume). ``dtype`` is the
+        compute precision. ``callback(epoch, network, history)`` runs after every epoch and
+        may return True to stop there (the parameters of that epoch are kept).
+        ``history_every=k`` records (and reads back) figures every k
         epochs. If training fails (bad input, NaN loss, Ctrl-C) the parameters are left
         exactly as they were.
         """
@@ -176,7 +182,9 @@ class Sequential:
             Yv = check_Y(validation_data[1], Xv.shape[1])
         selection = backends.select(backend)
         ops = selection.backend
-        start = self.parameters() if self._init_fixed or seed is None else self._drawn(seed)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
+        start = self._drawn(int(seed)) if redraw else self.parameters()
         net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
         history = History(
             backend=ops.name,
@@ -201,7 +209,7 @@ class Sequential:
                 epochs=epochs,
                 lr=lr,
                 batch_size=batch_size,
-                rng=np.random.default_rng(seed),
+                rng=rng,
                 history=history,
                 history_every=history_every,
                 validation=validation,
@@ -212,9 +220,18 @@ class Sequential:
         self._init_fixed = True
         self.last_backend = ops.name
         if self.history is None:
-            self.history = history
-        else:
-            self.history.extend(history)
+            self.history = History(
+                **{
+                    **history.__dict__,
+                    "epoch": [],
+                    "loss": [],
+                    "accuracy": [],
+                    "val_loss": [],
+                    "val_accuracy": [],
+                }
+            )
+        self.history.extend(history, offset=self.epochs_trained)
+        self.epochs_trained += history.epochs
         return history
 
     def gradients(

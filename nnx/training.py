@@ -18,8 +18,8 @@ from .errors import TrainingDivergedError
 from .history import History
 from .network import DeviceNetwork
 
-# callback(epoch, network) -> True to stop after this epoch (e.g. on Ctrl-C)
-EpochCallback = Callable[[int, DeviceNetwork], bool | None]
+# callback(epoch, network, history) -> True to stop after this epoch (e.g. on Ctrl-C)
+EpochCallback = Callable[[int, DeviceNetwork, History], bool | None]
 
 
 def _progress(total: int, enabled: bool):
@@ -71,10 +71,14 @@ def run_epochs(
                 ops.synchronize()
                 history.first_epoch_seconds = time.perf_counter() - start
             record = epoch % history_every == 0 or epoch == epochs
-            stop = bool(callback(epoch, net)) if callback is not None else False
-            if record or stop:
+            if record:
                 _flush(net, pending, m, history, history_every, validation, epoch, lr)
                 pending.clear()
+            stop = bool(callback(epoch, net, history)) if callback is not None else False
+            if stop and not record:
+                _flush(net, pending, m, history, history_every, validation, epoch, lr)
+                pending.clear()
+            if record or stop:
                 if bar is not None:
                     bar.update(epoch - bar.n)
                     postfix = {"loss": f"{history.loss[-1]:.4g}", "acc": f"{history.accuracy[-1]:.3f}"}

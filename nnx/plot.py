@@ -1,0 +1,98 @@
+"""Plots with matplotlib (the ``plot`` extra): learning curves and 2-D decision boundaries.
+
+Each function writes a PNG atomically and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .datasets import feature_cross
+from .history import History
+from .io import atomic_write
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plots need matplotlib: pip install 'nnx-nets[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> str:
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    return str(path)
+
+
+def learning_curves(history: History, path: str | os.PathLike, title: str | None = None) -> str:
+    """Train (and validation) loss and accuracy against epoch, side by side, as a PNG."""
+    if not history.epoch:
+        raise ValueError("the history holds no recorded epochs to plot")
+    plt = _pyplot()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(history.epoch, history.loss, label="train")
+    ax_acc.plot(history.epoch, history.accuracy, label="train")
+    if history.val_loss:
+        ax_loss.plot(history.epoch, history.val_loss, label="validation")
+        ax_acc.plot(history.epoch, history.val_accuracy, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or f"learning curves (backend {history.backend}, lr {history.lr})")
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def decision_boundary(
+    model: Any,
+    X: np.ndarray,
+    Y: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    shaded: bool = True,
+    cross: bool = False,
+    resolution: int = 300,
+    title: str | None = None,
+) -> str:
+    """The model's decision boundary over 2-D data X (2, m) with labels Y, as a PNG.
+
+    ``shaded`` fills the plane with the predicted probability, otherwise only the 0.5
+    contour is drawn. ``cross`` feeds the model (x1, x2, x1*x2) - the tutorials' feature
+    cross - while plotting in the (x1, x2) plane.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != 2:
+        raise ValueError(f"decision boundaries are drawn for 2-D data X (2, m), got {X.shape}")
+    plt = _pyplot()
+    pad = 0.5 * max(np.ptp(X[0]), np.ptp(X[1]), 1e-3)
+    xs = np.linspace(X[0].min() - pad, X[0].max() + pad, resolution)
+    ys = np.linspace(X[1].min() - pad, X[1].max() + pad, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.vstack([gx.ravel(), gy.ravel()])
+    proba = model.predict_proba(feature_cross(grid) if cross else grid).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if shaded:
+        filled = ax.contourf(gx, gy, proba, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.7)
+        fig.colorbar(filled, ax=ax, label="P(y = 1)")
+    ax.contour(gx, gy, proba, levels=[0.5], colors="k", linewidths=1.5)
+    ax.scatter(X[0], X[1], c=Y, cmap="RdBu_r", edgecolors="k", s=40, vmin=0, vmax=1)
+    default_title = "decision boundary" + (" (x1*x2 cross)" if cross else "")
+    ax.set(xlabel="x1", ylabel="x2", title=title or default_title)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
