@@ -68,6 +68,41 @@ def time_repeated(fn: Callable[[], Any], sync: Callable[[], None], repeats: int)
     return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
 
 
+def time_gpu(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timing:
+    """Like ``time_repeated`` but timed with CUDA events after synchronising (CuPy)."""
+    cp = ops.xp
+    t0 = time.perf_counter()
+    fn()
+    ops.synchronize()
+    first = time.perf_counter() - t0
+    fn()
+    ops.synchronize()
+    start, end = cp.cuda.Event(), cp.cuda.Event()
+    samples = []
+    for _ in range(max(1, repeats)):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+    return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
+
+
+def time_on(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timing:
+    return time_gpu(ops, fn, repeats) if ops.is_gpu else time_repeated(fn, ops.synchronize, repeats)
+
+
+def gpu_limits(ops: backends.Backend, X: np.ndarray, repeats: int) -> dict[str, float]:
+    """Device-to-device copy rate (bytes read per second) and a pure-read kernel's rate."""
+    cp = ops.xp
+    Xd = ops.prepare_fused_input(X, "float32" if X.dtype != np.float64 else "float64")
+    dst = cp.empty_like(Xd)
+    t = time_gpu(ops, lambda: cp.copyto(dst, Xd), repeats)
+    out = {"gpu_copy_read_gb_s": Xd.nbytes / t.median / 1e9}
+    out["gpu_read_kernel_gb_s"] = ops.read_bandwidth(Xd) / 1e9
+    return out
+
+
 def make_data(m: int, x_dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Example-contiguous X (12288, m) in ``x_dtype`` (uint8 pixels or floats in [0, 1)) and Y."""
     rng = np.random.default_rng(seed)
@@ -159,7 +194,7 @@ def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str, repeats: int
         ops.matmul(W1, Xd, out=Z)
         ops.matmul(dZ, Xd.T, out=dW)
 
-    return time_repeated(products, ops.synchronize, repeats)
+    return time_on(ops, products, repeats)
 
 
 def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
@@ -167,6 +202,8 @@ def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: st
     try:
         import torch
     except ImportError:
+        return None, None
+    if device == "cuda" and not torch.cuda.is_available():
         return None, None
     tdtype = torch.float32 if dtype == "float32" else torch.float64
     dev = torch.device(device)
@@ -233,17 +270,20 @@ def run(
         for x_dtype in x_dtypes:
             X, Y = make_data(m, x_dtype)
             dtype = "float64" if x_dtype == "float64" else "float32"
-            say(f"m={m} {x_dtype}: reference rates")
-            lim = machine_limits(names, X, repeats)
-            limits[f"m={m},{x_dtype}"] = lim
-            read_bw = next(iter(lim.values()))
+            cpu = any(not backends.get_backend(n).is_gpu for n in names)
+            read_bw = float("nan")
+            if cpu:
+                say(f"m={m} {x_dtype}: reference rates")
+                lim = machine_limits(names, X, repeats)
+                limits[f"m={m},{x_dtype}"] = lim
+                read_bw = next(iter(lim.values()))
             for model in models:
                 group_rows: list[Row] = []
                 blas = None
-                if model == "mlp" and x_dtype != "uint8":
+                if cpu and model == "mlp" and x_dtype != "uint8":
                     blas = blas_products(backends.get_backend("numpy"), X, dtype, repeats)
                 torch_t = None
-                if with_torch:
+                if cpu and with_torch:
                     made, info = torch_epoch(model, X, Y, dtype, "cpu")
                     if made is not None:
                         say(f"m={m} {x_dtype} {model}: torch cpu")
@@ -252,7 +292,18 @@ def run(
                 for name in names:
                     ops = backends.get_backend(name)
                     say(f"m={m} {x_dtype} {model}: {name}")
-                    t = time_repeated(epoch_function(ops, model, X, Y, dtype), ops.synchronize, repeats)
+                    gpu_blas = gpu_torch = None
+                    if ops.is_gpu:
+                        if f"gpu m={m},{x_dtype}" not in limits:
+                            limits[f"gpu m={m},{x_dtype}"] = gpu_limits(ops, X, repeats)
+                        if model == "mlp" and x_dtype != "uint8":
+                            gpu_blas = blas_products(ops, X, dtype, repeats)
+                        if with_torch:
+                            made, info = torch_epoch(model, X, Y, dtype, "cuda")
+                            if made is not None:
+                                gpu_torch = time_repeated(made[0], made[1], repeats)
+                                torch_info.update({f"cuda_{k}": v for k, v in info.items()})
+                    t = time_on(ops, epoch_function(ops, model, X, Y, dtype), repeats)
                     row = Row(
                         backend=name,
                         model=model,
@@ -267,12 +318,19 @@ def run(
                         x_gb_per_s=X.nbytes / t.median / 1e9,
                         gflops=useful_flops(model, m) / t.median / 1e9,
                     )
-                    if not ops.is_gpu:
+                    if ops.is_gpu:
+                        gpu_bw = limits[f"gpu m={m},{x_dtype}"]["gpu_copy_read_gb_s"]
+                        row.ratios["x_read_vs_gpu_copy_bandwidth"] = row.x_gb_per_s / gpu_bw
+                        if gpu_blas is not None:
+                            row.ratios["cublas_products_time_over_epoch"] = gpu_blas.median / t.median
+                        if gpu_torch is not None:
+                            row.ratios["speedup_vs_torch_cuda"] = gpu_torch.median / t.median
+                    else:
                         row.ratios["x_read_vs_bandwidth"] = row.x_gb_per_s / read_bw
-                    if blas is not None:
-                        row.ratios["blas_products_time_over_epoch"] = blas.median / t.median
-                    if torch_t is not None:
-                        row.ratios["speedup_vs_torch_cpu"] = torch_t.median / t.median
+                        if blas is not None:
+                            row.ratios["blas_products_time_over_epoch"] = blas.median / t.median
+                        if torch_t is not None:
+                            row.ratios["speedup_vs_torch_cpu"] = torch_t.median / t.median
                     group_rows.append(row)
                 base = next((r for r in group_rows if r.backend == "numpy"), None)
                 for row in group_rows:

@@ -197,7 +197,19 @@ class Sequential:
         if verbose:
             print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {dtype}")
         log.info("fit: backend %s (%s), dtype %s", ops.name, selection.reason, dtype)
-        Xd, Yd = net.prepare(X, for_training=True), ops.prepare_labels(Y, dtype)
+        Yd = ops.prepare_labels(Y, dtype)
+        batch_of = None
+        free = ops.free_bytes()
+        if batch_size is not None and free is not None and X.nbytes > 0.8 * free:
+            # X does not fit on the device: keep it in host memory and move one mini-batch at a time
+            log.info("fit: X (%.2f GB) exceeds free device memory; streaming mini-batches", X.nbytes / 1e9)
+            Xd = X
+            batch_of = lambda idx: (  # noqa: E731
+                net.prepare(np.asfortranarray(X[:, idx]), for_training=True),
+                ops.take_columns(Yd, idx),
+            )
+        else:
+            Xd = net.prepare(X, for_training=True)
         validation = None
         if validation_data is not None:
             validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
@@ -215,6 +227,7 @@ class Sequential:
                 validation=validation,
                 verbose=verbose,
                 callback=callback,
+                batch_of=batch_of,
             )
         self._store(net.host_params())
         self._init_fixed = True

@@ -46,11 +46,18 @@ def run_epochs(
     validation: tuple[Any, Any] | None = None,
     verbose: bool = False,
     callback: EpochCallback | None = None,
+    batch_of: Callable[[np.ndarray], tuple[Any, Any]] | None = None,
 ) -> History:
-    """Train ``net`` in place for ``epochs`` epochs on prepared backend arrays (X, Y)."""
+    """Train ``net`` in place for ``epochs`` epochs on prepared backend arrays (X, Y).
+
+    ``batch_of(idx)`` returns the mini-batch of columns ``idx`` ready for ``train_step``;
+    by default the columns are gathered on the backend from X and Y.
+    """
     ops = net.ops
     m = Y.shape[1]
     full_batch = batch_size is None or batch_size >= m
+    if batch_of is None:
+        batch_of = lambda idx: (ops.take_columns(X, idx), ops.take_columns(Y, idx))  # noqa: E731
     bar = _progress(epochs, verbose)
     pending: list[tuple[int, Any, Any]] = []
     start = time.perf_counter()
@@ -63,7 +70,7 @@ def run_epochs(
                 loss, correct = 0.0, 0
                 for lo in range(0, m, batch_size):
                     idx = order[lo : lo + batch_size]
-                    b_loss, b_correct = net.train_step(ops.take_columns(X, idx), ops.take_columns(Y, idx), lr)
+                    b_loss, b_correct = net.train_step(*batch_of(idx), lr)
                     loss = loss + b_loss * (len(idx) / m)
                     correct = correct + b_correct
             pending.append((epoch, loss, correct))
@@ -108,7 +115,7 @@ def _flush(
 ) -> None:
     """Read pending device scalars, check them, and record the epochs due."""
     ops = net.ops
-    losses = [ops.scalar(loss) for _, loss, _ in pending]
+    losses = ops.scalars([loss for _, loss, _ in pending])
     for (epoch, _, _), value in zip(pending, losses):
         if not np.isfinite(value):
             raise TrainingDivergedError(

@@ -50,6 +50,14 @@ class Backend:
         """A device scalar (0-d array) as a Python float; on a GPU this synchronises."""
         return float(a)
 
+    def scalars(self, values: list[Any]) -> np.ndarray:
+        """Several device scalars as one float64 host array (GPU backends: one transfer)."""
+        return np.array([float(v) for v in values], dtype=np.float64)
+
+    def free_bytes(self) -> int | None:
+        """Free memory on the device, or None where X simply lives in host memory."""
+        return None
+
     def empty(self, shape: tuple[int, ...], dtype: str) -> Any:
         return self.xp.empty(shape, dtype=dtype)
 

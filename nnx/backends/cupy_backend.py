@@ -1,0 +1,363 @@
+"""The CuPy backend: arrays on an NVIDIA GPU, cuBLAS products, CUDA kernels from kernels/.
+
+Kernels are compiled lazily on first use with ``cupy.RawModule`` (float/double templates
+through ``name_expressions``; CuPy caches the binaries on disk). Each wrapper checks
+dtype, contiguity and shape before launching, because raw kernels ignore strides.
+TF32 is never enabled by nnx: products run in full float32 unless the user sets
+CuPy's own ``CUPY_TF32=1``, which ``describe()`` reports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Backend
+
+_ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
+_CTYPE = {"float32": "float", "float64": "double", "uint8": "unsigned char"}
+_BLOCK = 256
+_PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernel
+_ITEMS = (1, 2, 4, 6, 8, 12, 16, 24, 32)  # register tile sizes compiled for logreg_pass
+
+
+class DeviceMemoryError(MemoryError):
+    """The GPU has too little free memory for the request; the message says how much and what to do."""
+
+
+def unavailable_reason() -> str | None:
+    """None when CuPy imports and finds a CUDA device, else why not (never raises)."""
+    if importlib.util.find_spec("cupy") is None:
+        return "cupy is not installed"
+    try:
+        import cupy
+    except Exception as exc:  # broken install, missing CUDA libraries
+        return f"cupy failed to import ({exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError: no driver, driver too old, ...
+        return f"no usable CUDA device (driver/runtime error: {exc})"
+    if count < 1:
+        return "no CUDA device found"
+    return None
+
+
+def kernel_source_path() -> Path:
+    """The .cu file: inside the installed package (wheel) or in the source tree's kernels/."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "kernels" / "nnx_kernels.cu", here.parent / "kernels" / "nnx_kernels.cu"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "nnx_kernels.cu not found in the package (nnx/kernels) or the source tree (kernels/)"
+    )
+
+
+def name_expressions() -> list[str]:
+    """Every template instantiation nnx uses, as RawModule name expressions."""
+    names = []
+    for t in ("float", "double"):
+        names += [
+            f"bias_act<{t}>",
+            f"act_backward<{t}>",
+            f"sigmoid_inplace<{t}>",
+            f"bce_logits<{t}>",
+            f"logreg_update<{t}>",
+        ]
+        for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
+            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}>" for items in _ITEMS]
+    return names
+
+
+class CupyBackend(Backend):
+    """GPU backend: ``xp = cupy`` plus fused CUDA kernels."""
+
+    name = "cupy"
+    is_gpu = True
+    fused_logreg = True
+    input_dtypes = ("float32", "float64", "uint8")
+
+    def __init__(self) -> None:
+        import cupy
+
+        self.xp = cupy
+        self.cp = cupy
+        self._module = None
+        self.device = cupy.cuda.Device()
+        self.sm_count = self.device.attributes["MultiProcessorCount"]
+        self._scratch: dict[tuple, Any] = {}
+
+    # ----------------------------------------------------------- compilation
+    @property
+    def module(self):
+        """The RawModule, compiled on first use (NVRTC); CuPy caches the binary on disk."""
+        if self._module is None:
+            self._module = self.cp.RawModule(
+                code=kernel_source_path().read_text(),
+                options=("--std=c++14",),
+                name_expressions=name_expressions(),
+            )
+        return self._module
+
+    @cache  # noqa: B019 - one backend instance per process
+    def kernel(self, expression: str):
+        return self.module.get_function(expression)
+
+    def compile_all(self) -> list[str]:
+        """Compile and fetch every kernel (used by the tests); returns their names."""
+        for expr in name_expressions():
+            self.kernel(expr)
+        self.kernel("read_words")
+        return name_expressions() + ["read_words"]
+
+    # ---------------------------------------------------------------- memory
+    def asarray(self, host, dtype):
+        return self._guard(
+            lambda: self.cp.array(host, dtype=dtype, order="C", copy=True),
+            np.dtype(dtype).itemsize * int(np.prod(np.shape(host))),
+        )
+
+    def to_host(self, a):
+        return self.cp.asnumpy(a)
+
+    def scalar(self, a) -> float:
+        return float(a)
+
+    def scalars(self, values: list) -> np.ndarray:
+        """Many device scalars in one transfer (one synchronisation)."""
+        if not values:
+            return np.zeros(0)
+        return self.cp.asnumpy(self.cp.stack([self.cp.asarray(v, dtype=self.cp.float64) for v in values]))
+
+    def synchronize(self) -> None:
+        self.cp.cuda.get_current_stream().synchronize()
+
+    def free_bytes(self) -> int:
+        """Free device memory plus what CuPy's pool holds for reuse."""
+        free, _ = self.cp.cuda.runtime.memGetInfo()
+        pool = self.cp.get_default_memory_pool()
+        return int(free + pool.free_bytes())
+
+    def _guard(self, make, nbytes: int):
+        try:
+            return make()
+        except self.cp.cuda.memory.OutOfMemoryError:
+            free, total = self.cp.cuda.runtime.memGetInfo()
+            raise DeviceMemoryError(
+                f"the GPU ({self.device_name()}) cannot hold {nbytes / 1e9:.2f} GB more "
+                f"({free / 1e9:.2f} GB free of {total / 1e9:.2f} GB): train with batch_size= so "
+                "mini-batches stream from host memory, or use a smaller dtype (uint8 pixels, float32)"
+            ) from None
+
+    def _to_device(self, X: np.ndarray) -> Any:
+        """Copy host X to the device through pinned memory, keeping dtype and memory order."""
+        cp = self.cp
+        order = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"
+        out = self._guard(lambda: cp.empty(X.shape, dtype=X.dtype, order=order), X.nbytes)
+        try:
+            mem = cp.cuda.alloc_pinned_memory(X.nbytes)
+            staged = np.frombuffer(mem, X.dtype, X.size).reshape(X.shape, order=order)
+            staged[...] = X
+        except Exception:  # pinned memory is an optimisation, not a requirement
+            staged = np.asarray(X, order=order)
+        out.set(staged)
+        return out
+
+    def prepare_input(self, X, dtype):
+        if isinstance(X, self.cp.ndarray):
+            Xd = X
+        else:
+            Xd = self._to_device(np.asarray(X))
+        if Xd.dtype == np.uint8:
+            out = self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
+            out *= out.dtype.type(1.0 / 255.0)
+            return out
+        if Xd.dtype != np.dtype(dtype):
+            return self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
+        return Xd
+
+    def prepare_fused_input(self, X, dtype):
+        """X on the device in its own dtype (uint8 stays uint8: 1 byte read per pixel),
+        example-contiguous (Fortran order)."""
+        if not isinstance(X, self.cp.ndarray) and X.dtype.name not in self.input_dtypes:
+            X = X.astype(dtype)
+        if not isinstance(X, self.cp.ndarray) and X.dtype != np.uint8 and X.dtype != np.dtype(dtype):
+            X = X.astype(dtype, order="F")
+        Xd = X if isinstance(X, self.cp.ndarray) else self._to_device(np.asfortranarray(X))
+        return self.cp.asfortranarray(Xd)
+
+    def prepare_labels(self, Y, dtype):
+        return self.cp.asarray(np.asarray(Y, dtype=dtype).reshape(1, -1))
+
+    # --------------------------------------------------------------- checks
+    def _check(self, label: str, a, dtype=None, shape=None) -> None:
+        if not isinstance(a, self.cp.ndarray):
+            raise TypeError(f"{label} must be a CuPy array on the GPU, got {type(a).__name__}")
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{label} must be C-contiguous for the CUDA kernel")
+        if dtype is not None and a.dtype != dtype:
+            raise TypeError(f"{label} has dtype {a.dtype}, expected {dtype}")
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
+
+    def _grid(self, size: int) -> int:
+        return max(1, min((size + _BLOCK - 1) // _BLOCK, self.sm_count * 32))
+
+    # ------------------------------------------------------------ kernels
+    def bias_activation_(self, Z, b, activation):
+        if not (Z.flags.c_contiguous and b.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
+            return super().bias_activation_(Z, b, activation)
+        n, m = Z.shape
+        self._check("b", b, Z.dtype, (n, 1))
+        t = _CTYPE[Z.dtype.name]
+        self.kernel(f"bias_act<{t}>")(
+            (self._grid(Z.size),),
+            (_BLOCK,),
+            (Z, b, np.int64(n), np.int64(m), np.int32(_ACT_CODES[activation])),
+        )
+        return Z
+
+    def activation_backward_(self, dA, A, activation):
+        if activation is None:
+            return dA
+        floats = ("float32", "float64")
+        if not (dA.flags.c_contiguous and A.flags.c_contiguous) or dA.dtype.name not in floats:
+            return super().activation_backward_(dA, A, activation)
+        self._check("A", A, dA.dtype, dA.shape)
+        t = _CTYPE[dA.dtype.name]
+        self.kernel(f"act_backward<{t}>")(
+            (self._grid(dA.size),), (_BLOCK,), (dA, A, np.int64(dA.size), np.int32(_ACT_CODES[activation]))
+        )
+        return dA
+
+    def sigmoid_(self, Z):
+        if not Z.flags.c_contiguous or Z.dtype.name not in ("float32", "float64"):
+            return super().sigmoid_(Z)
+        t = _CTYPE[Z.dtype.name]
+        self.kernel(f"sigmoid_inplace<{t}>")((self._grid(Z.size),), (_BLOCK,), (Z, np.int64(Z.size)))
+        return Z
+
+    def bce_from_logits(self, Z, Y):
+        if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
+            return super().bce_from_logits(Z, Y)
+        self._check("Y", Y, Z.dtype, Z.shape)
+        m = Z.shape[1]
+        grid = self._grid(m)
+        partial = self.cp.empty((grid, 2), dtype=self.cp.float64)
+        dZ = self.cp.empty_like(Z)
+        t = _CTYPE[Z.dtype.name]
+        self.kernel(f"bce_logits<{t}>")((grid,), (_BLOCK,), (Z, Y, dZ, np.int64(m), partial))
+        sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
+        return sums[0], sums[1], dZ
+
+    def logreg_epoch_(self, w, b, X, Y, lr, loss):
+        cp = self.cp
+        n, m = X.shape
+        dtype = w.dtype
+        vec = 4 if (X.dtype == np.uint8 and n % 4 == 0) else 1
+        items = next((i for i in _ITEMS if i * _PASS_BLOCK * vec >= n), None)
+        if (
+            items is None
+            or not X.flags.f_contiguous
+            or dtype.name not in ("float32", "float64")
+            or X.dtype.name not in self.input_dtypes
+            or (X.dtype != np.uint8 and X.dtype != dtype)
+        ):
+            return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
+        self._check("w", w, dtype, (1, n))
+        self._check("b", b, dtype, (1, 1))
+        self._check("Y", Y, dtype, (1, m))
+        groups = max(1, min(m, self.sm_count * 2))
+        dw_partial = self._scratch_buffer(("dw", groups, n, dtype.name), (groups, n), dtype)
+        stats = self._scratch_buffer(("stats", groups), (groups, 3), cp.float64)
+        out = cp.empty(2, dtype=cp.float64)
+        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+        t, xt = _CTYPE[dtype.name], _CTYPE[X.dtype.name]
+        Xt = X.T  # (m, n) C-contiguous: example-contiguous rows
+        self.kernel(f"logreg_pass<{t}, {xt}, {vec}, {items}>")(
+            (groups,),
+            (_PASS_BLOCK,),
+            (
+                Xt,
+                w,
+                b,
+                Y,
+                np.int64(m),
+                np.int64(n),
+                np.float64(scale),
+                np.int32(0 if loss == "bce" else 1),
+                dw_partial,
+                stats,
+            ),
+        )
+        self.kernel(f"logreg_update<{t}>")(
+            (self._grid(n),),
+            (_BLOCK,),
+            (
+                w,
+                b,
+                dw_partial,
+                stats,
+                np.int32(groups),
+                np.int64(n),
+                np.int64(m),
+                np.float64(lr),
+                np.float64(scale),
+                out,
+            ),
+        )
+        return out[0], out[1]
+
+    def _scratch_buffer(self, key, shape, dtype):
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = self._guard(
+                lambda: self.cp.empty(shape, dtype=dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize
+            )
+        return buf
+
+    # ------------------------------------------------------------- facts
+    def device_name(self) -> str:
+        props = self.cp.cuda.runtime.getDeviceProperties(self.device.id)
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def read_bandwidth(self, X) -> float:
+        """Bytes/s of a pure read of X's own memory (the logistic-regression floor)."""
+        words = X.size * X.itemsize // 16
+        sink = self.cp.zeros(1, dtype=self.cp.uint64)
+        fn = self.kernel("read_words")
+        grid = (self.sm_count * 8,)
+
+        def once():
+            fn(grid, (_BLOCK,), (X, np.int64(words), sink))
+
+        once()
+        self.synchronize()
+        start, end = self.cp.cuda.Event(), self.cp.cuda.Event()
+        times = []
+        for _ in range(5):
+            start.record()
+            once()
+            end.record()
+            end.synchronize()
+            times.append(self.cp.cuda.get_elapsed_time(start, end) / 1e3)
+        return words * 16 / float(np.median(times))
+
+    def describe(self) -> dict[str, Any]:
+        cp = self.cp
+        info = super().describe()
+        info.update(
+            device=self.device_name(),
+            compute_capability=self.device.compute_capability,
+            cupy=cp.__version__,
+            cuda_runtime=cp.cuda.runtime.runtimeGetVersion(),
+            cuda_driver=cp.cuda.runtime.driverGetVersion(),
+            tf32=os.environ.get("CUPY_TF32", "0") == "1",
+        )
+        return info

@@ -1,0 +1,115 @@
+"""CuPy backend specifics: kernels compile, wrappers check inputs, clear GPU errors.
+
+Cross-backend equivalence for CuPy runs through the parametrized tests (other_backend);
+every test here is skipped visibly, with the reason, on a machine without a usable GPU.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import nnx
+
+STATUS = nnx.backends.available()["cupy"]
+needs_gpu = pytest.mark.skipif(not STATUS.available, reason=f"cupy backend unavailable: {STATUS.reason}")
+
+
+@pytest.fixture
+def ops():
+    return nnx.get_backend("cupy")
+
+
+@needs_gpu
+def test_every_kernel_compiles(ops):
+    names = ops.compile_all()
+    assert "read_words" in names and any(n.startswith("logreg_pass<float, unsigned char, 4") for n in names)
+
+
+@needs_gpu
+def test_wrappers_check_dtype_contiguity_and_shape(ops):
+    cp = ops.xp
+    Z = cp.zeros((3, 5), dtype=cp.float32)
+    with pytest.raises(TypeError, match="dtype"):
+        ops.bias_activation_(Z, cp.zeros((3, 1), dtype=cp.float64), "relu")
+    with pytest.raises(ValueError, match="shape"):
+        ops.bias_activation_(Z, cp.zeros((4, 1), dtype=cp.float32), "relu")
+    with pytest.raises(ValueError, match="shape"):
+        ops.bce_from_logits(cp.zeros((1, 5), cp.float32), cp.zeros((1, 4), cp.float32))
+    # non-contiguous inputs take the generic path and stay correct
+    wide = cp.arange(30, dtype=cp.float32).reshape(3, 10)[:, ::2]
+    got = ops.bias_activation_(wide, cp.ones((3, 1), dtype=cp.float32), "relu")
+    np.testing.assert_allclose(ops.to_host(got), np.maximum(np.arange(30).reshape(3, 10)[:, ::2] + 1, 0))
+
+
+@needs_gpu
+def test_tf32_is_off_unless_the_user_enables_it(ops):
+    assert ops.describe()["tf32"] == (os.environ.get("CUPY_TF32") == "1")
+
+
+@needs_gpu
+def test_out_of_memory_is_a_clear_error(ops):
+    huge = 1 << 50  # 1 PiB
+    with pytest.raises(MemoryError, match="batch_size="):
+        ops._guard(lambda: ops.xp.empty(huge, dtype=ops.xp.uint8), huge)
+
+
+@needs_gpu
+def test_streaming_mini_batches_match_device_resident_run(ops, monkeypatch, rng):
+    X = np.asfortranarray(rng.integers(0, 256, (64, 300), dtype=np.uint8))
+    Y = (rng.random((1, 300)) > 0.5).astype(float)
+    a, b = nnx.MLP([64, 8, 1], seed=0), nnx.MLP([64, 8, 1], seed=0)
+    a.fit(X, Y, epochs=3, batch_size=50, seed=1, backend="cupy", dtype="float64")
+    monkeypatch.setattr(type(ops), "free_bytes", lambda self: 1000)  # pretend X does not fit
+    b.fit(X, Y, epochs=3, batch_size=50, seed=1, backend="cupy", dtype="float64")
+    for (W0, _), (W1, _) in zip(a.parameters(), b.parameters()):
+        np.testing.assert_allclose(W1, W0, rtol=1e-12)
+
+
+@needs_gpu
+def test_fit_reads_no_loss_until_asked(ops, rng):
+    X = rng.standard_normal((10, 40))
+    Y = (X[0:1] > 0).astype(float)
+    h = nnx.LogisticRegression(10).fit(X, Y, epochs=30, history_every=10, backend="cupy")
+    assert h.epoch == [10, 20, 30] and all(np.isfinite(h.loss))
+
+
+def test_cuda_sources_ship_in_the_wheel(tmp_path):
+    """Build the wheel and find kernels/*.cu inside it (as nnx/kernels/)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    pytest.importorskip("build", reason="needs the 'build' package (pip install build)")
+    pytest.importorskip("hatchling", reason="needs hatchling for an offline build (pip install hatchling)")
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    shutil.copytree(
+        root,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "*.egg-info", "build", "dist", ".pytest_cache", "__pycache__", ".benchmarks"
+        ),
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "nnx/kernels/nnx_kernels.cu" in names
+    assert wheel.name.startswith("nnx_nets-")
