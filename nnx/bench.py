@@ -165,7 +165,7 @@ def epoch_function(ops: backends.Backend, model: str, X: np.ndarray, Y: np.ndarr
 def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dict[str, float]:
     """Reference rates measured on this X: read bandwidth and the MLP's BLAS products."""
     out: dict[str, float] = {}
-    if "numba" in ops_names and backends.available()["numba"].available:
+    if backends.available()["numba"].available:  # the parallel reader, whichever backends run
         import numba
 
         from .backends import numba_kernels as k
@@ -282,6 +282,9 @@ def run(
                 blas = None
                 if cpu and model == "mlp" and x_dtype != "uint8":
                     blas = blas_products(backends.get_backend("numpy"), X, dtype, repeats)
+                    limits[f"m={m},{x_dtype}"]["blas_products_gflops"] = (
+                        4.0 * N_X * HIDDEN * m / blas.median / 1e9
+                    )
                 torch_t = None
                 if cpu and with_torch:
                     made, info = torch_epoch(model, X, Y, dtype, "cpu")
@@ -298,6 +301,9 @@ def run(
                             limits[f"gpu m={m},{x_dtype}"] = gpu_limits(ops, X, repeats)
                         if model == "mlp" and x_dtype != "uint8":
                             gpu_blas = blas_products(ops, X, dtype, repeats)
+                            limits[f"gpu m={m},{x_dtype}"]["cublas_products_gflops"] = (
+                                4.0 * N_X * HIDDEN * m / gpu_blas.median / 1e9
+                            )
                         if with_torch:
                             made, info = torch_epoch(model, X, Y, dtype, "cuda")
                             if made is not None:
