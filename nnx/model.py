@@ -10,6 +10,7 @@ import numpy as np
 
 from . import backends
 from .history import History
+from .initializers import draw
 from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid
 from .network import Block, DeviceNetwork
 from .training import EpochCallback, run_epochs
@@ -99,15 +100,12 @@ class Sequential:
     def _drawn(self, seed: int) -> Params:
         """Parameters with every unseeded layer redrawn from ``seed`` (layers untouched)."""
         children = np.random.SeedSequence(seed).spawn(len(self._linears))
-        out = []
-        for layer, child in zip(self._linears, children):
-            if layer.seeded:
-                out.append((layer.W, layer.b))
-            else:
-                probe = Linear(layer.n_in, layer.n_out, init=layer.init, seed=0)
-                probe.reset_parameters(child)
-                out.append((probe.W, probe.b))
-        return out
+        return [
+            (layer.W, layer.b)
+            if layer.seeded
+            else draw(layer.init, layer.n_in, layer.n_out, np.random.default_rng(child))
+            for layer, child in zip(self._linears, children)
+        ]
 
     def _store(self, params: Params) -> None:
         for layer, (W, b) in zip(self._linears, params):
@@ -232,16 +230,13 @@ class Sequential:
         self._store(net.host_params())
         self._init_fixed = True
         self.last_backend = ops.name
-        if self.history is None:
+        if self.history is None:  # the model's record across fits; each fit returns its own
             self.history = History(
-                **{
-                    **history.__dict__,
-                    "epoch": [],
-                    "loss": [],
-                    "accuracy": [],
-                    "val_loss": [],
-                    "val_accuracy": [],
-                }
+                backend=history.backend,
+                backend_reason=history.backend_reason,
+                dtype=history.dtype,
+                lr=lr,
+                batch_size=batch_size,
             )
         self.history.extend(history, offset=self.epochs_trained)
         self.epochs_trained += history.epochs

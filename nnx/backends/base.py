@@ -82,6 +82,15 @@ class Backend:
         """X for ``logreg_epoch_``; the generic version is ``prepare_input``."""
         return self.prepare_input(X, dtype)
 
+    @staticmethod
+    def native_host_input(X: np.ndarray, dtype: str) -> np.ndarray:
+        """Host X as a fused kernel reads it: uint8 kept raw (1 byte per pixel, the 1/255 is
+        folded into the kernel), floats in the compute ``dtype``, example-contiguous
+        (Fortran order). No copy when X already is that; one converting copy otherwise."""
+        if X.dtype != np.uint8 and X.dtype != np.dtype(dtype):
+            return np.asarray(X, dtype=dtype, order="F")
+        return np.asfortranarray(X)
+
     def prepare_labels(self, Y: np.ndarray, dtype: str) -> Any:
         """Labels (1, m) in ``dtype`` on this backend."""
         return self.xp.asarray(Y, dtype=dtype).reshape(1, -1)

@@ -182,14 +182,10 @@ class CupyBackend(Backend):
         return Xd
 
     def prepare_fused_input(self, X, dtype):
-        """X on the device in its own dtype (uint8 stays uint8: 1 byte read per pixel),
-        example-contiguous (Fortran order)."""
-        if not isinstance(X, self.cp.ndarray) and X.dtype.name not in self.input_dtypes:
-            X = X.astype(dtype)
-        if not isinstance(X, self.cp.ndarray) and X.dtype != np.uint8 and X.dtype != np.dtype(dtype):
-            X = X.astype(dtype, order="F")
-        Xd = X if isinstance(X, self.cp.ndarray) else self._to_device(np.asfortranarray(X))
-        return self.cp.asfortranarray(Xd)
+        """X on the device as the fused kernel reads it (see ``native_host_input``)."""
+        if isinstance(X, self.cp.ndarray):
+            return self.cp.asfortranarray(X)
+        return self._to_device(self.native_host_input(np.asarray(X), dtype))
 
     def prepare_labels(self, Y, dtype):
         return self.cp.asarray(np.asarray(Y, dtype=dtype).reshape(1, -1))

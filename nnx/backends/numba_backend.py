@@ -65,14 +65,7 @@ class NumbaBackend(Backend):
 
     # ------------------------------------------------------------ fused logreg
     def prepare_fused_input(self, X: np.ndarray, dtype: str) -> np.ndarray:
-        """X (n_x, m) kept in its own dtype when float32/float64/uint8 (uint8 is read raw and
-        scaled inside the kernel), example-contiguous (Fortran order): no copy when the
-        caller's X is already laid out that way, one transposing copy per fit otherwise."""
-        if X.dtype.name not in self.input_dtypes:
-            X = X.astype(dtype)
-        if X.dtype != np.uint8 and X.dtype != np.dtype(dtype):
-            X = X.astype(dtype, order="F")
-        return np.asfortranarray(X)
+        return self.native_host_input(X, dtype)
 
     def logreg_epoch_(self, w, b, X, Y, lr, loss):
         if not X.flags.f_contiguous:
