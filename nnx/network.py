@@ -46,11 +46,12 @@ class DeviceNetwork:
         self._buffers: dict[tuple, Any] = {}
 
     # ---------------------------------------------------------------- helpers
-    def _buffer(self, tag: tuple, shape: tuple[int, ...]) -> Any:
+    def _buffer(self, tag: tuple, shape: tuple[int, ...], order: str | None = None) -> Any:
+        """A reused buffer; activations use the backend's layout unless ``order`` is given."""
         key = (tag, shape)
         buf = self._buffers.get(key)
         if buf is None:
-            buf = self._buffers[key] = self.ops.empty(shape, self.dtype)
+            buf = self._buffers[key] = self.ops.empty(shape, self.dtype, order or self.ops.activation_order)
         return buf
 
     def release_buffers(self) -> None:
@@ -96,7 +97,7 @@ class DeviceNetwork:
         for i in range(len(self.blocks) - 1, -1, -1):
             W, _ = self.params[i]
             A_prev = acts[i]
-            dW = ops.matmul(dZ, A_prev.T, out=self._buffer(("dW", i), W.shape))
+            dW = ops.matmul(dZ, A_prev.T, out=self._buffer(("dW", i), W.shape, order="C"))
             db = ops.sum_columns(dZ)
             grads[i] = (dW, db)
             if i > 0:

@@ -29,19 +29,28 @@ def _close(a, b, dtype, ops):
     np.testing.assert_allclose(ops.to_host(b) if not isinstance(b, np.ndarray) else b, a, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
-def test_bias_activation_and_backward(other_backend, dtype, act, rng):
+def test_bias_activation_and_backward(other_backend, dtype, act, order, rng):
+    """Both activation layouts: C, and example-contiguous F (the Numba backend's own)."""
     ref, ops = _pair(other_backend)
+    xp = ops.xp
     Z = rng.standard_normal((7, 33)).astype(dtype) * 4
     b = rng.standard_normal((7, 1)).astype(dtype)
     want = ref.bias_activation_(Z.copy(), b, act)
-    got = ops.bias_activation_(ops.asarray(Z, dtype), ops.asarray(b, dtype), act)
+    Zd = xp.asarray(ops.asarray(Z, dtype), order=order)
+    got = ops.bias_activation_(Zd, ops.asarray(b, dtype), act)
     _close(want, got, dtype, ops)
     dA = rng.standard_normal((7, 33)).astype(dtype)
     want_dz = ref.activation_backward_(dA.copy(), want, act)
-    got_dz = ops.activation_backward_(ops.asarray(dA, dtype), ops.asarray(want, dtype), act)
+    dAd = xp.asarray(ops.asarray(dA, dtype), order=order)
+    Ad = xp.asarray(ops.asarray(want, dtype), order=order)
+    got_dz = ops.activation_backward_(dAd, Ad, act)
     _close(want_dz, got_dz, dtype, ops)
+    if act == "sigmoid":
+        Zs = xp.asarray(ops.asarray(Z, dtype), order=order)
+        _close(ref.sigmoid_(Z.copy()), ops.sigmoid_(Zs), dtype, ops)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -39,6 +39,7 @@ class NumbaBackend(Backend):
     xp = np
     fused_logreg = True
     input_dtypes = ("float32", "float64", "uint8")
+    activation_order = "F"
 
     def __init__(self) -> None:
         from . import numba_kernels
@@ -62,6 +63,16 @@ class NumbaBackend(Backend):
     @staticmethod
     def _c(a: np.ndarray) -> bool:
         return a.flags.c_contiguous
+
+    @staticmethod
+    def _rows(a: np.ndarray) -> np.ndarray | None:
+        """A C-contiguous view with the same elements (itself, or the transpose of a
+        Fortran-ordered array), for layout-agnostic elementwise kernels; else None."""
+        if a.flags.c_contiguous:
+            return a
+        if a.flags.f_contiguous:
+            return a.T
+        return None
 
     # ------------------------------------------------------------ fused logreg
     def prepare_fused_input(self, X: np.ndarray, dtype: str) -> np.ndarray:
@@ -95,21 +106,30 @@ class NumbaBackend(Backend):
 
     # --------------------------------------------------------- elementwise ops
     def bias_activation_(self, Z, b, activation):
-        if not (self._c(Z) and self._c(b)) or Z.dtype != b.dtype:
+        if Z.dtype != b.dtype or not b.flags.c_contiguous:
             return super().bias_activation_(Z, b, activation)
-        return self.k.bias_activation(Z, b, _ACT_CODES[activation])
+        if Z.flags.c_contiguous:
+            return self.k.bias_activation(Z, b, _ACT_CODES[activation])
+        if Z.flags.f_contiguous:  # example-contiguous activations
+            self.k.bias_activation_rows(Z.T, b.reshape(-1), _ACT_CODES[activation])
+            return Z
+        return super().bias_activation_(Z, b, activation)
 
     def activation_backward_(self, dA, A, activation):
         if activation is None:
             return dA
-        if not (self._c(dA) and self._c(A)) or dA.dtype != A.dtype:
+        d_rows, a_rows = self._rows(dA), self._rows(A)
+        if d_rows is None or a_rows is None or d_rows.shape != a_rows.shape or dA.dtype != A.dtype:
             return super().activation_backward_(dA, A, activation)
-        return self.k.activation_backward(dA, A, _ACT_CODES[activation])
+        self.k.activation_backward(d_rows, a_rows, _ACT_CODES[activation])
+        return dA
 
     def sigmoid_(self, Z):
-        if not self._c(Z):
+        rows = self._rows(Z)
+        if rows is None:
             return super().sigmoid_(Z)
-        return self.k.sigmoid_inplace(Z)
+        self.k.sigmoid_inplace(rows)
+        return Z
 
     def bce_from_logits(self, Z, Y):
         if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype:

@@ -202,6 +202,29 @@ def bias_activation(Z, b, act):
 
 
 @njit(cache=True)
+def bias_activation_rows(Zt, b, act):
+    """Zt <- act(Zt + b) in place for example-contiguous activations: Zt (m, n) C-contiguous
+    is the transpose of Z (n, m) in Fortran order, and b (n,) is added to every row."""
+    m, n = Zt.shape
+    for c in range(m):
+        row = Zt[c]
+        if act == 0:
+            for r in range(n):
+                row[r] += b[r]
+        elif act == 1:
+            for r in range(n):
+                row[r] = _sigmoid(row[r] + b[r])
+        elif act == 2:
+            for r in range(n):
+                v = row[r] + b[r]
+                row[r] = v if v > 0 else 0.0
+        else:
+            for r in range(n):
+                row[r] = math.tanh(row[r] + b[r])
+    return Zt
+
+
+@njit(cache=True)
 def activation_backward(dA, A, act):
     """dA <- dA * act'(Z) in place, written with the output A; both (n, m) C-contiguous."""
     n, m = dA.shape
