@@ -182,19 +182,28 @@ def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dic
 
 
 def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str, repeats: int) -> Timing:
-    """Time W1 X and dZ1 X^T (the MLP's two big products) alone on backend ``ops``."""
+    """Time W1 X and dZ1 X^T (the MLP's two big products) alone on backend ``ops``.
+
+    Both activation layouts are timed (row-major, and example-contiguous as the Numba
+    backend keeps them) and the faster is returned: the floor an epoch is held to.
+    """
     Xd = ops.prepare_input(X, dtype)
     m = X.shape[1]
     W1 = ops.asarray(np.random.default_rng(0).standard_normal((HIDDEN, N_X)) * 0.01, dtype)
-    dZ = ops.asarray(np.random.default_rng(1).standard_normal((HIDDEN, m)) * 0.01, dtype)
-    Z = ops.empty((HIDDEN, m), dtype)
+    dZ_c = ops.asarray(np.random.default_rng(1).standard_normal((HIDDEN, m)) * 0.01, dtype)
     dW = ops.empty((HIDDEN, N_X), dtype)
+    best = None
+    for order in ("C", "F"):
+        Z = ops.empty((HIDDEN, m), dtype, order)
+        dZ = ops.xp.asarray(dZ_c, order=order)
 
-    def products():
-        ops.matmul(W1, Xd, out=Z)
-        ops.matmul(dZ, Xd.T, out=dW)
+        def products(Z=Z, dZ=dZ):
+            ops.matmul(W1, Xd, out=Z)
+            ops.matmul(dZ, Xd.T, out=dW)
 
-    return time_on(ops, products, repeats)
+        t = time_on(ops, products, repeats)
+        best = t if best is None or t.median < best.median else best
+    return best
 
 
 def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
