@@ -197,3 +197,16 @@ def test_numba_respects_thread_count():
 
     numba_info = json.loads(r.stdout)["backends"]["numba"]
     assert numba_info["threads"] == 1 and numba_info["threading_layer"]
+
+
+def test_generic_logreg_step_accepts_raw_pixels(rng):
+    """The generic (two-pass) step scales raw uint8 itself, as the fused kernels do."""
+    ops = nnx.get_backend("numpy")
+    X8 = np.asfortranarray(rng.integers(0, 256, (20, 9), dtype=np.uint8))
+    Y = (rng.random((1, 9)) > 0.5).astype(np.float64)
+    w_raw, b_raw = np.full((1, 20), 0.01), np.zeros((1, 1))
+    w_flt, b_flt = w_raw.copy(), b_raw.copy()
+    l_raw, _ = ops.logreg_epoch_(w_raw, b_raw, X8, Y, 0.5, "bce")
+    l_flt, _ = ops.logreg_epoch_(w_flt, b_flt, X8 / 255.0, Y, 0.5, "bce")
+    assert float(l_raw) == pytest.approx(float(l_flt), rel=1e-12)
+    np.testing.assert_allclose(w_raw, w_flt, rtol=1e-12)

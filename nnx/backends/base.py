@@ -201,6 +201,11 @@ class Backend:
         This generic version reads X twice (z = w X, then dw = dz X^T); backends with
         ``fused_logreg`` read it once.
         """
+        if X.dtype == np.uint8:  # raw pixels from a fused-input layout: scale here (slow path)
+            X = X.astype(w.dtype)
+            X *= X.dtype.type(1.0 / 255.0)
+        elif X.dtype != w.dtype:
+            X = X.astype(w.dtype)
         Z = self.matmul(w, X)
         Z += b
         if loss == "bce":

@@ -181,8 +181,18 @@ class CupyBackend(Backend):
             return self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
         return Xd
 
+    @staticmethod
+    def _pass_tiling(n: int, x_dtype: Any) -> tuple[int, int | None]:
+        """(elements per load, register tile) for logreg_pass over n features; tile None
+        when n is too large for one block's registers (the generic cuBLAS path is used)."""
+        vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0) else 1
+        return vec, next((i for i in _ITEMS if i * _PASS_BLOCK * vec >= n), None)
+
     def prepare_fused_input(self, X, dtype):
-        """X on the device as the fused kernel reads it (see ``native_host_input``)."""
+        """X on the device as the fused kernel reads it (see ``native_host_input``), or as
+        scaled floats when the kernel cannot take this many features."""
+        if self._pass_tiling(X.shape[0], X.dtype)[1] is None:
+            return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
             return self.cp.asfortranarray(X)
         return self._to_device(self.native_host_input(np.asarray(X), dtype))
@@ -255,8 +265,7 @@ class CupyBackend(Backend):
         cp = self.cp
         n, m = X.shape
         dtype = w.dtype
-        vec = 4 if (X.dtype == np.uint8 and n % 4 == 0) else 1
-        items = next((i for i in _ITEMS if i * _PASS_BLOCK * vec >= n), None)
+        vec, items = self._pass_tiling(n, X.dtype)
         if (
             items is None
             or not X.flags.f_contiguous
