@@ -220,8 +220,9 @@ __global__ void logreg_update(T* w, T* b, const T* dw_partial, const double* sta
     }
 }
 
-// A pure read of n bytes as 16-byte words: the GPU read-bandwidth reference.
-__global__ void read_words(const ulonglong2* words, long long count, unsigned long long* sink) {
+// A pure read of n bytes as 16-byte words: the GPU read-bandwidth reference. extern "C":
+// an unmangled name, fetched by get_function("read_words") without a name expression.
+extern "C" __global__ void read_words(const ulonglong2* words, long long count, unsigned long long* sink) {
     unsigned long long acc = 0;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count;
          i += (long long)blockDim.x * gridDim.x) {
