@@ -64,3 +64,50 @@ def test_all_kernels_compile_without_spills(tmp_path):
     for mangled in ("logreg_passIffLi1ELi24E", "logreg_passIfhLi4ELi6E"):
         block = r.stderr.split(mangled, 1)[1].split("Compiling entry", 1)[0]
         assert "0 bytes spill stores" in block, block
+
+
+def _find_nvrtc():
+    import ctypes.util
+    import glob
+    import os
+
+    candidates = [ctypes.util.find_library("nvrtc")]
+    candidates += glob.glob(os.path.join(os.environ.get("NNX_NVRTC_DIR", "/nonexistent"), "libnvrtc.so*"))
+    try:
+        import nvidia.cuda_nvrtc as pkg  # the nvidia-cuda-nvrtc wheel
+
+        candidates += glob.glob(os.path.join(list(pkg.__path__)[0], "lib", "libnvrtc.so*"))
+    except ImportError:
+        pass
+    return next((c for c in candidates if c and "builtins" not in c and "alt" not in c), None)
+
+
+def test_module_compiles_with_nvrtc_like_cupy():
+    """NVRTC (what cupy.RawModule uses) gives kernels no CUDA headers: compile the module
+    with every name expression, as CuPy will, and look up each lowered name."""
+    import ctypes
+
+    path = _find_nvrtc()
+    if path is None:
+        pytest.skip("no libnvrtc found (pip install nvidia-cuda-nvrtc-cu12, or set NNX_NVRTC_DIR)")
+    lib = ctypes.CDLL(path)
+    prog = ctypes.c_void_p()
+    assert (
+        lib.nvrtcCreateProgram(
+            ctypes.byref(prog), kernel_source_path().read_bytes(), b"nnx.cu", 0, None, None
+        )
+        == 0
+    )
+    names = name_expressions()
+    for name in names:
+        assert lib.nvrtcAddNameExpression(prog, name.encode()) == 0
+    opts = [b"--std=c++14", b"--gpu-architecture=compute_90"]
+    rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert rc == 0, log.value.decode()
+    for name in names:
+        lowered = ctypes.c_char_p()
+        assert lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(lowered)) == 0, name
