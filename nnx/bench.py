@@ -88,10 +88,6 @@ def time_gpu(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timi
     return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
 
 
-def time_on(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timing:
-    return time_gpu(ops, fn, repeats) if ops.is_gpu else time_repeated(fn, ops.synchronize, repeats)
-
-
 def gpu_limits(ops: backends.Backend, X: np.ndarray, repeats: int) -> dict[str, float]:
     """Device-to-device copy rate (bytes read per second) and a pure-read kernel's rate."""
     cp = ops.xp
@@ -101,6 +97,64 @@ def gpu_limits(ops: backends.Backend, X: np.ndarray, repeats: int) -> dict[str, 
     out = {"gpu_copy_read_gb_s": Xd.nbytes / t.median / 1e9}
     out["gpu_read_kernel_gb_s"] = ops.read_bandwidth(Xd) / 1e9
     return out
+
+
+@dataclass
+class Contender:
+    """One thing timed in a group: an epoch on a backend, PyTorch's epoch, or the products."""
+
+    fn: Callable[[], Any]
+    sync: Callable[[], None]
+    gpu: backends.Backend | None = None  # time with this backend's CUDA events
+
+
+def time_interleaved(
+    contenders: dict[str, Contender], repeats: int, burst_s: float = 0.05
+) -> dict[str, Timing]:
+    """Time every contender once per round, for ``repeats`` rounds, and take medians.
+
+    Interleaving keeps slow drift of a shared machine from favouring whoever ran first.
+    In each round a contender first gets time for OpenBLAS workers (which spin ~0.1 s
+    after a product) to go idle, then one untimed call to wake its threads, then a burst
+    of calls lasting at least ``burst_s``; the sample is the mean time per call.
+    """
+    first: dict[str, float] = {}
+    for name, c in contenders.items():  # cold call (compile, JIT) then one warm-up
+        time.sleep(BLAS_IDLE_S)
+        t0 = time.perf_counter()
+        c.fn()
+        c.sync()
+        first[name] = time.perf_counter() - t0
+        c.fn()
+        c.sync()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    calls: dict[str, int] = {}
+    for _ in range(max(1, repeats)):
+        for name, c in contenders.items():
+            time.sleep(BLAS_IDLE_S)
+            c.fn()  # wake the threads (and the GPU clocks)
+            c.sync()
+            n = calls.get(name, 1)
+            if c.gpu is not None:
+                cp = c.gpu.xp
+                start, end = cp.cuda.Event(), cp.cuda.Event()
+                start.record()
+                for _ in range(n):
+                    c.fn()
+                end.record()
+                end.synchronize()
+                elapsed = cp.cuda.get_elapsed_time(start, end) / 1e3
+            else:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    c.fn()
+                c.sync()
+                elapsed = time.perf_counter() - t0
+            samples[name].append(elapsed / n)
+            calls[name] = max(1, min(1000, int(burst_s / max(elapsed / n, 1e-6)) + 1))
+    return {
+        name: Timing(statistics.median(v), min(v), max(v), first[name], len(v)) for name, v in samples.items()
+    }
 
 
 def make_data(m: int, x_dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -181,18 +235,16 @@ def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dic
     return out
 
 
-def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str, repeats: int) -> Timing:
-    """Time W1 X and dZ1 X^T (the MLP's two big products) alone on backend ``ops``.
-
-    Both activation layouts are timed (row-major, and example-contiguous as the Numba
-    backend keeps them) and the faster is returned: the floor an epoch is held to.
-    """
+def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str) -> dict[str, Callable[[], Any]]:
+    """W1 X and dZ1 X^T (the MLP's two big products) alone on ``ops``, one closure per
+    activation layout (row-major, and example-contiguous as the Numba backend keeps them);
+    the faster of the two is the floor an MLP epoch is held to."""
     Xd = ops.prepare_input(X, dtype)
     m = X.shape[1]
     W1 = ops.asarray(np.random.default_rng(0).standard_normal((HIDDEN, N_X)) * 0.01, dtype)
     dZ_c = ops.asarray(np.random.default_rng(1).standard_normal((HIDDEN, m)) * 0.01, dtype)
     dW = ops.empty((HIDDEN, N_X), dtype)
-    best = None
+    out = {}
     for order in ("C", "F"):
         Z = ops.empty((HIDDEN, m), dtype, order)
         dZ = ops.xp.asarray(dZ_c, order=order)
@@ -201,9 +253,8 @@ def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str, repeats: int
             ops.matmul(W1, Xd, out=Z)
             ops.matmul(dZ, Xd.T, out=dW)
 
-        t = time_on(ops, products, repeats)
-        best = t if best is None or t.median < best.median else best
-    return best
+        out[order] = products
+    return out
 
 
 def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
@@ -280,45 +331,50 @@ def run(
             X, Y = make_data(m, x_dtype)
             dtype = "float64" if x_dtype == "float64" else "float32"
             cpu = any(not backends.get_backend(n).is_gpu for n in names)
+            gpu_ops = next((backends.get_backend(n) for n in names if backends.get_backend(n).is_gpu), None)
             read_bw = float("nan")
             if cpu:
                 say(f"m={m} {x_dtype}: reference rates")
-                lim = machine_limits(names, X, repeats)
-                limits[f"m={m},{x_dtype}"] = lim
-                read_bw = next(iter(lim.values()))
+                limits[f"m={m},{x_dtype}"] = machine_limits(names, X, repeats)
+                read_bw = next(iter(limits[f"m={m},{x_dtype}"].values()))
+            if gpu_ops is not None:
+                limits[f"gpu m={m},{x_dtype}"] = gpu_limits(gpu_ops, X, repeats)
             for model in models:
-                group_rows: list[Row] = []
-                blas = None
-                if cpu and model == "mlp" and x_dtype != "uint8":
-                    blas = blas_products(backends.get_backend("numpy"), X, dtype, repeats)
-                    limits[f"m={m},{x_dtype}"]["blas_products_gflops"] = (
-                        4.0 * N_X * HIDDEN * m / blas.median / 1e9
-                    )
-                torch_t = None
-                if cpu and with_torch:
-                    made, info = torch_epoch(model, X, Y, dtype, "cpu")
-                    if made is not None:
-                        say(f"m={m} {x_dtype} {model}: torch cpu")
-                        torch_t = time_repeated(made[0], made[1], repeats)
-                        torch_info.update(info)
+                say(f"m={m} {x_dtype} {model}: " + ", ".join(names))
+                contenders: dict[str, Contender] = {}
                 for name in names:
                     ops = backends.get_backend(name)
-                    say(f"m={m} {x_dtype} {model}: {name}")
-                    gpu_blas = gpu_torch = None
-                    if ops.is_gpu:
-                        if f"gpu m={m},{x_dtype}" not in limits:
-                            limits[f"gpu m={m},{x_dtype}"] = gpu_limits(ops, X, repeats)
-                        if model == "mlp" and x_dtype != "uint8":
-                            gpu_blas = blas_products(ops, X, dtype, repeats)
-                            limits[f"gpu m={m},{x_dtype}"]["cublas_products_gflops"] = (
-                                4.0 * N_X * HIDDEN * m / gpu_blas.median / 1e9
-                            )
-                        if with_torch:
-                            made, info = torch_epoch(model, X, Y, dtype, "cuda")
-                            if made is not None:
-                                gpu_torch = time_repeated(made[0], made[1], repeats)
-                                torch_info.update({f"cuda_{k}": v for k, v in info.items()})
-                    t = time_on(ops, epoch_function(ops, model, X, Y, dtype), repeats)
+                    contenders[name] = Contender(
+                        epoch_function(ops, model, X, Y, dtype), ops.synchronize, ops if ops.is_gpu else None
+                    )
+                if model == "mlp" and x_dtype != "uint8":
+                    if cpu:
+                        numpy_ops = backends.get_backend("numpy")
+                        for order, fn in blas_products(numpy_ops, X, dtype).items():
+                            contenders[f"blas_{order}"] = Contender(fn, numpy_ops.synchronize)
+                    if gpu_ops is not None:
+                        for order, fn in blas_products(gpu_ops, X, dtype).items():
+                            contenders[f"cublas_{order}"] = Contender(fn, gpu_ops.synchronize, gpu_ops)
+                for device, wanted in (("cpu", cpu), ("cuda", gpu_ops is not None)):
+                    if with_torch and wanted:
+                        made, info = torch_epoch(model, X, Y, dtype, device)
+                        if made is not None:
+                            contenders[f"torch_{device}"] = Contender(*made)
+                            torch_info.update({f"{device}_{k}": v for k, v in info.items()})
+                times = time_interleaved(contenders, repeats)
+                floor = {}
+                for kind in ("blas", "cublas"):
+                    layouts = [times[k] for k in (f"{kind}_C", f"{kind}_F") if k in times]
+                    if layouts:
+                        floor[kind] = min(layouts, key=lambda t: t.median)
+                        key = f"m={m},{x_dtype}" if kind == "blas" else f"gpu m={m},{x_dtype}"
+                        limits[key][f"{kind}_products_gflops"] = (
+                            4.0 * N_X * HIDDEN * m / floor[kind].median / 1e9
+                        )
+                group_rows: list[Row] = []
+                for name in names:
+                    ops = backends.get_backend(name)
+                    t = times[name]
                     row = Row(
                         backend=name,
                         model=model,
@@ -336,22 +392,23 @@ def run(
                     if ops.is_gpu:
                         gpu_bw = limits[f"gpu m={m},{x_dtype}"]["gpu_copy_read_gb_s"]
                         row.ratios["x_read_vs_gpu_copy_bandwidth"] = row.x_gb_per_s / gpu_bw
-                        if gpu_blas is not None:
-                            row.ratios["cublas_products_time_over_epoch"] = gpu_blas.median / t.median
-                        if gpu_torch is not None:
-                            row.ratios["speedup_vs_torch_cuda"] = gpu_torch.median / t.median
+                        if "cublas" in floor:
+                            row.ratios["cublas_products_time_over_epoch"] = floor["cublas"].median / t.median
+                        if "torch_cuda" in times:
+                            row.ratios["speedup_vs_torch_cuda"] = times["torch_cuda"].median / t.median
                     else:
                         row.ratios["x_read_vs_bandwidth"] = row.x_gb_per_s / read_bw
-                        if blas is not None:
-                            row.ratios["blas_products_time_over_epoch"] = blas.median / t.median
-                        if torch_t is not None:
-                            row.ratios["speedup_vs_torch_cpu"] = torch_t.median / t.median
+                        if "blas" in floor:
+                            row.ratios["blas_products_time_over_epoch"] = floor["blas"].median / t.median
+                        if "torch_cpu" in times:
+                            row.ratios["speedup_vs_torch_cpu"] = times["torch_cpu"].median / t.median
                     group_rows.append(row)
                 base = next((r for r in group_rows if r.backend == "numpy"), None)
                 for row in group_rows:
                     if base is not None:
                         row.ratios["speedup_vs_numpy"] = base.seconds / row.seconds
                 rows.extend(group_rows)
+                del contenders, times
     # uint8 vs float32 on the same backend/model/m
     by_key = {(r.backend, r.model, r.m, r.x_dtype): r for r in rows}
     for r in rows:
