@@ -95,7 +95,8 @@ def gpu_limits(ops: backends.Backend, X: np.ndarray, repeats: int) -> dict[str, 
     dst = cp.empty_like(Xd)
     t = time_gpu(ops, lambda: cp.copyto(dst, Xd), repeats)
     out = {"gpu_copy_read_gb_s": Xd.nbytes / t.median / 1e9}
-    out["gpu_read_kernel_gb_s"] = ops.read_bandwidth(Xd) / 1e9
+    t = time_gpu(ops, lambda: ops.read_all(Xd), repeats)
+    out["gpu_read_kernel_gb_s"] = Xd.nbytes // 16 * 16 / t.median / 1e9
     return out
 
 

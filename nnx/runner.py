@@ -44,10 +44,10 @@ class TrainConfig:
     size: int = 64
     positive: str | None = None
     val_split: float = 0.2
-    backend: str | None = field(default=None, compare=False)  # may change between runs
+    backend: str | None = None  # not part of identity(): a resume may run elsewhere
     out: str = "nnx-run"
     checkpoint_every: int = 100
-    cache: str | None = field(default=None, compare=False)
+    cache: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the interrupted one."""
