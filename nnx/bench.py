@@ -3,8 +3,8 @@
 One training epoch (forward, backward, update) is timed for logistic regression and the
 12288->50->1 MLP. Reference points measured in the same run:
 
-* read bandwidth: a parallel streaming sum over the same X (CPU), or a device-to-device
-  copy (GPU);
+* read bandwidth: a parallel streaming sum over the same X (CPU; timed in the same
+  interleaved rounds as the epochs it rates), or a device-to-device copy (GPU);
 * BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
 * PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data.
 
@@ -44,32 +44,11 @@ class Timing:
 
 
 BLAS_IDLE_S = 0.3
-
-
-def time_repeated(fn: Callable[[], Any], sync: Callable[[], None], repeats: int) -> Timing:
-    """Time ``fn`` once cold (compile/warm-up) and ``repeats`` times warm.
-
-    Waits first for OpenBLAS worker threads, which spin for ~0.1 s after each product, to
-    go idle, so they do not steal a core from the code being timed.
-    """
-    time.sleep(BLAS_IDLE_S)
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    first = time.perf_counter() - t0
-    fn()  # one more warm-up: caches, allocator, BLAS threads
-    sync()
-    samples = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append(time.perf_counter() - t0)
-    return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
+_READ = "read_reference"  # contender name of the CPU read-bandwidth reference
 
 
 def time_gpu(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timing:
-    """Like ``time_repeated`` but timed with CUDA events after synchronising (CuPy)."""
+    """Time ``fn`` once cold, then ``repeats`` times warm with CUDA events (CuPy)."""
     cp = ops.xp
     t0 = time.perf_counter()
     fn()
@@ -217,9 +196,12 @@ def epoch_function(ops: backends.Backend, model: str, X: np.ndarray, Y: np.ndarr
     return lambda: net.train_step(Xd, Yd, 1e-3)
 
 
-def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dict[str, float]:
-    """Reference rates measured on this X: read bandwidth and the MLP's BLAS products."""
-    out: dict[str, float] = {}
+def read_reference(X: np.ndarray) -> tuple[str, Callable[[], Any]]:
+    """(name, closure) of a pure parallel read of X's own bytes: the CPU bandwidth reference.
+
+    With Numba, a streaming integer sum over X viewed as 8-byte words on every thread;
+    without it, NumPy's single-threaded sum (named so, as it is a weaker reference).
+    """
     if backends.available()["numba"].available:  # the parallel reader, whichever backends run
         import numba
 
@@ -228,12 +210,8 @@ def machine_limits(ops_names: Iterable[str], X: np.ndarray, repeats: int) -> dic
         nb = numba.get_num_threads()
         partial = np.zeros(nb, dtype=np.int64)
         words = X.T.view(np.int64)  # the same bytes as X, read as 8-byte words
-        t = time_repeated(lambda: k.streaming_sum(words, nb, partial), lambda: None, repeats)
-        out["cpu_read_gb_s"] = X.nbytes / t.median / 1e9
-    else:
-        t = time_repeated(lambda: X.sum(dtype=np.float64), lambda: None, repeats)
-        out["cpu_read_gb_s_numpy_sum"] = X.nbytes / t.median / 1e9
-    return out
+        return "cpu_read_gb_s", lambda: k.streaming_sum(words, nb, partial)
+    return "cpu_read_gb_s_numpy_sum", lambda: X.sum(dtype=np.float64)
 
 
 def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str) -> dict[str, Callable[[], Any]]:
@@ -333,11 +311,8 @@ def run(
             dtype = "float64" if x_dtype == "float64" else "float32"
             cpu = any(not backends.get_backend(n).is_gpu for n in names)
             gpu_ops = next((backends.get_backend(n) for n in names if backends.get_backend(n).is_gpu), None)
-            read_bw = float("nan")
             if cpu:
-                say(f"m={m} {x_dtype}: reference rates")
-                limits[f"m={m},{x_dtype}"] = machine_limits(names, X, repeats)
-                read_bw = next(iter(limits[f"m={m},{x_dtype}"].values()))
+                limits[f"m={m},{x_dtype}"] = {}
             if gpu_ops is not None:
                 limits[f"gpu m={m},{x_dtype}"] = gpu_limits(gpu_ops, X, repeats)
             for model in models:
@@ -348,6 +323,9 @@ def run(
                     contenders[name] = Contender(
                         epoch_function(ops, model, X, Y, dtype), ops.synchronize, ops if ops.is_gpu else None
                     )
+                if cpu:  # the read reference runs in the same rounds as the epochs it rates
+                    read_name, read_fn = read_reference(X)
+                    contenders[_READ] = Contender(read_fn, lambda: None)
                 if model == "mlp" and x_dtype != "uint8":
                     if cpu:
                         numpy_ops = backends.get_backend("numpy")
@@ -363,6 +341,10 @@ def run(
                             contenders[f"torch_{device}"] = Contender(*made)
                             torch_info.update({f"{device}_{k}": v for k, v in info.items()})
                 times = time_interleaved(contenders, repeats)
+                read_bw = float("nan")
+                if cpu:
+                    read_bw = X.nbytes / times[_READ].median / 1e9
+                    limits[f"m={m},{x_dtype}"][f"{read_name}_{model}_group"] = read_bw
                 floor = {}
                 for kind in ("blas", "cublas"):
                     layouts = [times[k] for k in (f"{kind}_C", f"{kind}_F") if k in times]

@@ -1,0 +1,80 @@
+"""`nnx bench` end to end on tiny sizes: every row, ratio and reference it promises.
+
+Times here are meaningless (m = 16); the test checks the bookkeeping, not the speed.
+"""
+
+import json
+import math
+
+import pytest
+
+from nnx import backends, bench, cli
+
+
+@pytest.fixture
+def no_idle_wait(monkeypatch):
+    monkeypatch.setattr(bench, "BLAS_IDLE_S", 0.0)
+
+
+def _rows(result):
+    return {(r["backend"], r["model"], r["x_dtype"]): r for r in result["rows"]}
+
+
+def test_run_reports_every_row_and_ratio(no_idle_wait):
+    names = [n for n in ("numpy", "numba") if backends.available()[n].available]
+    result = bench.run(names, ms=(16,), x_dtypes=("float32", "uint8"), repeats=1, with_torch=False)
+    rows = _rows(result)
+    assert set(rows) == {
+        (n, model, dt) for n in names for model in bench.MODELS for dt in ("float32", "uint8")
+    }
+    for (name, model, x_dtype), row in rows.items():
+        assert row["seconds"] > 0 and row["low"] <= row["seconds"] <= row["high"]
+        assert row["examples_per_s"] == pytest.approx(16 / row["seconds"])
+        ratios = row["ratios"]
+        assert math.isfinite(ratios["x_read_vs_bandwidth"]) and ratios["x_read_vs_bandwidth"] > 0
+        assert ratios["speedup_vs_numpy"] == pytest.approx(
+            rows[("numpy", model, x_dtype)]["seconds"] / row["seconds"]
+        )
+        if model == "mlp" and x_dtype == "float32":
+            assert ratios["blas_products_time_over_epoch"] > 0
+        if x_dtype == "uint8":
+            f32 = rows[(name, model, "float32")]["seconds"]
+            assert ratios["speedup_vs_float32_input"] == pytest.approx(f32 / row["seconds"])
+        assert "speedup_vs_torch_cpu" not in ratios
+    # the read reference is timed inside each group, so every group records its own
+    for x_dtype in ("float32", "uint8"):
+        limits = result["limits"][f"m=16,{x_dtype}"]
+        for model in bench.MODELS:
+            assert any(k.endswith(f"_{model}_group") and v > 0 for k, v in limits.items())
+    assert result["skipped_backends"] == {}
+    json.dumps(result)  # everything in the record is JSON-able
+    table = bench.format_table(result)
+    assert "x_read_vs_bandwidth=" in table and "limits m=16,float32" in table
+
+
+def test_cli_writes_json_and_reports_skipped_backends(no_idle_wait, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = cli.main(
+        [
+            "bench",
+            "--backends",
+            "numpy,cupy",
+            "--m",
+            "8",
+            "--dtype",
+            "float32",
+            "--repeats",
+            "1",
+            "--no-torch",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert {r["backend"] for r in record["rows"]} == {"numpy"}
+    assert record["environment"]["python"]
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
+    if not backends.available()["cupy"].available:
+        assert "cupy" in record["skipped_backends"] and "skipped: cupy" in printed
