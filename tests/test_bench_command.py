@@ -21,7 +21,7 @@ def _rows(result):
 
 
 def test_run_reports_every_row_and_ratio(no_idle_wait):
-    names = [n for n in ("numpy", "numba") if backends.available()[n].available]
+    names = [n for n in backends.names() if backends.available()[n].available]
     result = bench.run(names, ms=(16,), x_dtypes=("float32", "uint8"), repeats=1, with_torch=False)
     rows = _rows(result)
     assert set(rows) == {
@@ -31,21 +31,25 @@ def test_run_reports_every_row_and_ratio(no_idle_wait):
         assert row["seconds"] > 0 and row["low"] <= row["seconds"] <= row["high"]
         assert row["examples_per_s"] == pytest.approx(16 / row["seconds"])
         ratios = row["ratios"]
-        assert math.isfinite(ratios["x_read_vs_bandwidth"]) and ratios["x_read_vs_bandwidth"] > 0
+        gpu = backends.get_backend(name).is_gpu
+        read_ratio = ratios["x_read_vs_gpu_copy_bandwidth" if gpu else "x_read_vs_bandwidth"]
+        assert math.isfinite(read_ratio) and read_ratio > 0
         assert ratios["speedup_vs_numpy"] == pytest.approx(
             rows[("numpy", model, x_dtype)]["seconds"] / row["seconds"]
         )
         if model == "mlp" and x_dtype == "float32":
-            assert ratios["blas_products_time_over_epoch"] > 0
+            assert ratios["cublas_products_time_over_epoch" if gpu else "blas_products_time_over_epoch"] > 0
         if x_dtype == "uint8":
             f32 = rows[(name, model, "float32")]["seconds"]
             assert ratios["speedup_vs_float32_input"] == pytest.approx(f32 / row["seconds"])
-        assert "speedup_vs_torch_cpu" not in ratios
+        assert "speedup_vs_torch_cpu" not in ratios and "speedup_vs_torch_cuda" not in ratios
     # the read reference is timed inside each group, so every group records its own
     for x_dtype in ("float32", "uint8"):
         limits = result["limits"][f"m=16,{x_dtype}"]
         for model in bench.MODELS:
             assert any(k.endswith(f"_{model}_group") and v > 0 for k, v in limits.items())
+        if any(backends.get_backend(n).is_gpu for n in names):
+            assert result["limits"][f"gpu m=16,{x_dtype}"]["gpu_copy_read_gb_s"] > 0
     assert result["skipped_backends"] == {}
     json.dumps(result)  # everything in the record is JSON-able
     table = bench.format_table(result)
