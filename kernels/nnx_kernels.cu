@@ -107,86 +107,144 @@ __global__ void bce_logits(const T* Z, const T* Y, T* dZ, long long m, double* p
     }
 }
 
-// Loads VEC consecutive X values starting at element j (guarded against n).
-template <typename T, typename XT, int VEC>
-__device__ __forceinline__ void nnx_load(const XT* row, long long j, long long n, T* out) {
+// Raw X words as loaded: VEC consecutive elements of type XT (a uchar4 for 4 pixels).
+template <typename XT, int VEC> struct nnx_raw { XT v[VEC]; };
+template <> struct nnx_raw<unsigned char, 4> { uchar4 q; };
+
+// Loads the VEC elements starting at element j (zeros past n) without converting them, so
+// a load can be issued early and stay in flight while the block does other work.
+template <typename XT, int VEC>
+__device__ __forceinline__ nnx_raw<XT, VEC> nnx_load_raw(const XT* row, long long j, long long n) {
+    nnx_raw<XT, VEC> r;
 #pragma unroll
-    for (int v = 0; v < VEC; ++v) out[v] = (j + v < n) ? (T)row[j + v] : T(0);
+    for (int v = 0; v < VEC; ++v) r.v[v] = (j + v < n) ? row[j + v] : XT(0);
+    return r;
 }
 
 template <>
-__device__ __forceinline__ void nnx_load<float, unsigned char, 4>(const unsigned char* row, long long j,
-                                                                   long long n, float* out) {
+__device__ __forceinline__ nnx_raw<unsigned char, 4> nnx_load_raw<unsigned char, 4>(const unsigned char* row,
+                                                                                    long long j, long long n) {
+    nnx_raw<unsigned char, 4> r;
     if (j + 4 <= n) {  // one 4-byte load (rows are 4-byte aligned: the wrapper checks n % 4 == 0)
-        uchar4 q = *reinterpret_cast<const uchar4*>(row + j);
-        out[0] = q.x; out[1] = q.y; out[2] = q.z; out[3] = q.w;
+        r.q = *reinterpret_cast<const uchar4*>(row + j);
     } else {
-#pragma unroll
-        for (int v = 0; v < 4; ++v) out[v] = (j + v < n) ? (float)row[j + v] : 0.0f;
+        r.q.x = j < n ? row[j] : 0;
+        r.q.y = j + 1 < n ? row[j + 1] : 0;
+        r.q.z = j + 2 < n ? row[j + 2] : 0;
+        r.q.w = 0;
     }
+    return r;
+}
+
+// Element v of a raw word, converted to the compute type.
+template <typename T, typename XT, int VEC>
+__device__ __forceinline__ T nnx_elem(const nnx_raw<XT, VEC>& r, int v) {
+    return (T)r.v[v];
 }
 
 template <>
-__device__ __forceinline__ void nnx_load<double, unsigned char, 4>(const unsigned char* row, long long j,
-                                                                    long long n, double* out) {
-    if (j + 4 <= n) {
-        uchar4 q = *reinterpret_cast<const uchar4*>(row + j);
-        out[0] = q.x; out[1] = q.y; out[2] = q.z; out[3] = q.w;
-    } else {
+__device__ __forceinline__ float nnx_elem<float, unsigned char, 4>(const nnx_raw<unsigned char, 4>& r, int v) {
+    return (float)(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
+}
+
+template <>
+__device__ __forceinline__ double nnx_elem<double, unsigned char, 4>(const nnx_raw<unsigned char, 4>& r, int v) {
+    return (double)(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
+}
+
+// Deterministic block sums of EX doubles per thread at once (one pair of barriers for all).
+// Every thread gets the totals. `scratch` holds at least 32 * EX doubles.
+template <int EX>
+__device__ __forceinline__ void nnx_block_sums(double* v, double* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-        for (int v = 0; v < 4; ++v) out[v] = (j + v < n) ? (double)row[j + v] : 0.0;
+    for (int k = 0; k < EX; ++k)
+        for (int off = 16; off > 0; off >>= 1) v[k] += __shfl_down_sync(0xffffffffu, v[k], off);
+    __syncthreads();  // scratch may still be read from the previous call
+    if (lane == 0) {
+#pragma unroll
+        for (int k = 0; k < EX; ++k) scratch[k * 32 + warp] = v[k];
+    }
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+#pragma unroll
+    for (int k = 0; k < EX; ++k) {
+        double total = 0.0;
+        for (int w = 0; w < warps; ++w) total += scratch[k * 32 + w];
+        v[k] = total;
     }
 }
 
 // Single-pass logistic-regression epoch, part 1.
-// Xt (m, n) row-major = example-contiguous X. Each block walks examples
-// e = blockIdx.x, blockIdx.x + gridDim.x, ...; thread t holds elements
-// j = (k * blockDim.x + t) * VEC + v of the current example x and of its dw accumulator
-// in registers (w comes through the read-only cache: 48 KB, it stays in L1). The example
-// is read from memory once: the dot product (block-reduced to z), then dz, then
-// dw += dz * x from the same registers.
+// Xt (m, n) row-major = example-contiguous X. Each block takes EX examples per step:
+// examples s * gridDim.x * EX + blockIdx.x * EX + k, k < EX. Thread t holds elements
+// j = (i * blockDim.x + t) * VEC + v (i < ITEMS) of those examples as raw loaded words
+// and of its dw accumulator in registers (w comes through the read-only cache: 48 KB, it
+// stays in L1). Each example is read from memory once: the EX dot products (block-reduced
+// together to z), then dz, then dw += dz * x from the same registers. Several examples
+// per step keep enough bytes in flight when rows are short in bytes (uint8 pixels).
 // Per-block dw (G, n) and (loss, dz sum, correct) (G, 3) partials go to global memory
 // and are summed in a fixed order by logreg_update.
 // At most 512 threads: the compiler keeps <= 128 registers per thread (spilling the largest
 // double-precision tiles to local memory rather than failing to launch).
-template <typename T, typename XT, int VEC, int ITEMS>
+template <typename T, typename XT, int VEC, int ITEMS, int EX>
 __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, const T* b, const T* y, long long m,
                             long long n, double scale, int loss_code, T* dw_partial,
                             double* stats_partial) {
-    __shared__ double scratch[32];
-    T acc[ITEMS * VEC], xr[ITEMS * VEC];
+    __shared__ double scratch[32 * EX];
+    T acc[ITEMS * VEC];
+    nnx_raw<XT, VEC> xr[EX][ITEMS];
 #pragma unroll
     for (int k = 0; k < ITEMS * VEC; ++k) acc[k] = T(0);
     double loss = 0.0, dbsum = 0.0, correct = 0.0;
     T bias = b[0];
-    for (long long e = blockIdx.x; e < m; e += gridDim.x) {
-        const XT* row = Xt + e * n;
-        T part = T(0);
+    for (long long base = (long long)blockIdx.x * EX; base < m; base += (long long)gridDim.x * EX) {
 #pragma unroll
-        for (int k = 0; k < ITEMS; ++k) {
-            long long j = ((long long)k * blockDim.x + threadIdx.x) * VEC;
-            nnx_load<T, XT, VEC>(row, j, n, &xr[k * VEC]);
+        for (int x = 0; x < EX; ++x) {  // issue every load of the step before using any
+            bool valid = base + x < m;  // the last step may have fewer than EX examples
+            const XT* row = Xt + (valid ? base + x : 0) * n;
 #pragma unroll
-            for (int v = 0; v < VEC; ++v)
-                if (j + v < n) part += __ldg(w + j + v) * xr[k * VEC + v];
+            for (int i = 0; i < ITEMS; ++i) {
+                long long j = ((long long)i * blockDim.x + threadIdx.x) * VEC;
+                xr[x][i] = nnx_load_raw<XT, VEC>(row, j, valid ? n : 0);  // zeros when not valid
+            }
         }
-        double z = nnx_block_sum((double)part, scratch) * scale + (double)bias;
-        double l, d, ok;
-        nnx_example<T>(z, (double)y[e], loss_code, &l, &d, &ok);
-        loss += l;
-        dbsum += d;
-        correct += ok;
-        T dz = (T)d;
+        double z[EX];
 #pragma unroll
-        for (int k = 0; k < ITEMS * VEC; ++k) acc[k] += dz * xr[k];
+        for (int x = 0; x < EX; ++x) {
+            T part = T(0);
+#pragma unroll
+            for (int i = 0; i < ITEMS; ++i) {
+                long long j = ((long long)i * blockDim.x + threadIdx.x) * VEC;
+#pragma unroll
+                for (int v = 0; v < VEC; ++v)
+                    if (j + v < n) part += __ldg(w + j + v) * nnx_elem<T, XT, VEC>(xr[x][i], v);
+            }
+            z[x] = (double)part;
+        }
+        nnx_block_sums<EX>(z, scratch);
+#pragma unroll
+        for (int x = 0; x < EX; ++x) {
+            if (base + x >= m) break;  // the same for every thread of the block
+            double l, d, ok;
+            nnx_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, &l, &d, &ok);
+            loss += l;
+            dbsum += d;
+            correct += ok;
+            T dz = (T)d;
+#pragma unroll
+            for (int i = 0; i < ITEMS; ++i)
+#pragma unroll
+                for (int v = 0; v < VEC; ++v) acc[i * VEC + v] += dz * nnx_elem<T, XT, VEC>(xr[x][i], v);
+        }
     }
     T* out = dw_partial + (long long)blockIdx.x * n;
 #pragma unroll
-    for (int k = 0; k < ITEMS; ++k) {
-        long long j = ((long long)k * blockDim.x + threadIdx.x) * VEC;
+    for (int i = 0; i < ITEMS; ++i) {
+        long long j = ((long long)i * blockDim.x + threadIdx.x) * VEC;
 #pragma unroll
         for (int v = 0; v < VEC; ++v)
-            if (j + v < n) out[j + v] = acc[k * VEC + v];
+            if (j + v < n) out[j + v] = acc[i * VEC + v];
     }
     if (threadIdx.x == 0) {
         stats_partial[3 * blockIdx.x] = loss;

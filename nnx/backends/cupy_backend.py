@@ -26,6 +26,13 @@ _PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression ke
 _ITEMS = (1, 2, 4, 6, 8, 12, 16, 24, 32)  # register tile sizes compiled for logreg_pass
 
 
+def _examples_per_step(t: str, xt: str, vec: int) -> int:
+    """Examples a logreg_pass block reads per step: two for float on 4-pixel uint8 words,
+    whose rows are 4x shorter in bytes (more bytes in flight per block), else one; more
+    would spill registers (checked with nvcc -Xptxas -v for sm_90)."""
+    return 2 if (t == "float" and xt == "unsigned char" and vec == 4) else 1
+
+
 class DeviceMemoryError(MemoryError):
     """The GPU has too little free memory for the request; the message says how much and what to do."""
 
@@ -70,7 +77,8 @@ def name_expressions() -> list[str]:
             f"logreg_update<{t}>",
         ]
         for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
-            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}>" for items in _ITEMS]
+            ex = _examples_per_step(t, xt, vec)
+            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>" for items in _ITEMS]
     return names
 
 
@@ -284,7 +292,8 @@ class CupyBackend(Backend):
         scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
         t, xt = _CTYPE[dtype.name], _CTYPE[X.dtype.name]
         Xt = X.T  # (m, n) C-contiguous: example-contiguous rows
-        self.kernel(f"logreg_pass<{t}, {xt}, {vec}, {items}>")(
+        ex = _examples_per_step(t, xt, vec)
+        self.kernel(f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>")(
             (groups,),
             (_PASS_BLOCK,),
             (
