@@ -6,7 +6,9 @@ One training epoch (forward, backward, update) is timed for logistic regression 
 * read bandwidth: a parallel streaming sum over the same X (CPU; timed in the same
   interleaved rounds as the epochs it rates), or a device-to-device copy (GPU);
 * BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
-* PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data.
+* PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data,
+  and its two MLP products alone; the ratios of PyTorch's times to the read reference and
+  to the BLAS products are the ceilings on the speedups over PyTorch in that run.
 
 Compile/JIT time (the first call) is reported apart from the steady state; each figure
 is the median of several runs with its spread; GPU work is synchronised before timing.
@@ -287,6 +289,32 @@ def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: st
     return (step, sync), info
 
 
+def torch_products(X: np.ndarray, dtype: str, device: str):
+    """PyTorch's two big MLP products alone (X W1^T and dZ1^T X on the same data), or None.
+
+    Timed beside ``blas_products``: their ratio bounds how much faster than PyTorch an MLP
+    epoch whose products run in BLAS/cuBLAS can be.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    if device == "cuda" and not torch.cuda.is_available():
+        return None
+    tdtype = torch.float32 if dtype == "float32" else torch.float64
+    dev = torch.device(device)
+    Xt = torch.from_numpy(np.ascontiguousarray(X.T)).to(dev, tdtype)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    W1 = (torch.randn(HIDDEN, X.shape[0], generator=gen) * 0.01).to(dev, tdtype)
+    dZ1 = (torch.randn(X.shape[1], HIDDEN, generator=gen) * 0.01).to(dev, tdtype)
+
+    def products():
+        Xt @ W1.T
+        dZ1.T @ Xt
+
+    return products, (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+
+
 def run(
     backend_names: Iterable[str],
     models: Iterable[str] = MODELS,
@@ -340,6 +368,10 @@ def run(
                         if made is not None:
                             contenders[f"torch_{device}"] = Contender(*made)
                             torch_info.update({f"{device}_{k}": v for k, v in info.items()})
+                        if model == "mlp" and x_dtype != "uint8":
+                            made = torch_products(X, dtype, device)
+                            if made is not None:
+                                contenders[f"torch_{device}_products"] = Contender(*made)
                 times = time_interleaved(contenders, repeats)
                 read_bw = float("nan")
                 if cpu:
@@ -354,6 +386,16 @@ def run(
                         limits[key][f"{kind}_products_gflops"] = (
                             4.0 * N_X * HIDDEN * m / floor[kind].median / 1e9
                         )
+                        torch_name = "torch_cpu_products" if kind == "blas" else "torch_cuda_products"
+                        if torch_name in times:  # the most an epoch with these products can gain
+                            limits[key][f"{torch_name}_over_{kind}_products"] = (
+                                times[torch_name].median / floor[kind].median
+                            )
+                if cpu and model == "logreg" and "torch_cpu" in times:
+                    # the most a kernel reading X once at the measured bandwidth can gain
+                    limits[f"m={m},{x_dtype}"]["torch_cpu_logreg_epoch_over_read"] = (
+                        times["torch_cpu"].median / times[_READ].median
+                    )
                 group_rows: list[Row] = []
                 for name in names:
                     ops = backends.get_backend(name)

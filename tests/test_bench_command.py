@@ -82,3 +82,14 @@ def test_cli_writes_json_and_reports_skipped_backends(no_idle_wait, tmp_path, ca
     assert f"wrote {out}" in printed
     if not backends.available()["cupy"].available:
         assert "cupy" in record["skipped_backends"] and "skipped: cupy" in printed
+
+
+def test_torch_rows_and_ceilings(no_idle_wait):
+    pytest.importorskip("torch", reason="PyTorch is not installed (the comparison is optional)")
+    result = bench.run(["numpy"], ms=(16,), x_dtypes=("float32",), repeats=1, with_torch=True)
+    for row in result["rows"]:
+        assert row["ratios"]["speedup_vs_torch_cpu"] > 0
+    limits = result["limits"]["m=16,float32"]
+    assert limits["torch_cpu_logreg_epoch_over_read"] > 0
+    assert limits["torch_cpu_products_over_blas_products"] > 0
+    assert result["torch"]["cpu_torch"] and result["torch"]["cpu_torch_threads"] >= 1
