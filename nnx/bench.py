@@ -466,7 +466,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['examples_per_s']:10.3g} {r['x_gb_per_s']:7.2f} {r['gflops']:8.1f}  {ratios}"
         )
     for key, lim in result["limits"].items():
-        lines.append(f"limits {key}: " + ", ".join(f"{k}={v:.1f}" for k, v in lim.items()))
+        lines.append(f"limits {key}: " + ", ".join(f"{k}={v:.3g}" for k, v in lim.items()))
     if result["skipped_backends"]:
         lines.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in result["skipped_backends"].items()))
     return "\n".join(lines)
