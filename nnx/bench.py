@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
+from .errors import BackendUnavailableError
 from .network import Block, DeviceNetwork
 
 N_X = 12288
@@ -330,6 +331,11 @@ def run(
     say = progress or (lambda msg: None)
     names = [n for n in backend_names if backends.available()[n].available]
     skipped = {n: backends.available()[n].reason for n in backend_names if n not in names}
+    if not names:
+        raise BackendUnavailableError(
+            "none of the requested backends can run here: "
+            + "; ".join(f"{n} ({reason})" for n, reason in skipped.items())
+        )
     rows: list[Row] = []
     limits: dict[str, Any] = {}
     torch_info: dict[str, Any] = {}

@@ -93,3 +93,12 @@ def test_torch_rows_and_ceilings(no_idle_wait):
     assert limits["torch_cpu_logreg_epoch_over_read"] > 0
     assert limits["torch_cpu_products_over_blas_products"] > 0
     assert result["torch"]["cpu_torch"] and result["torch"]["cpu_torch_threads"] >= 1
+
+
+def test_cli_refuses_when_no_requested_backend_can_run(capsys):
+    if backends.available()["cupy"].available:
+        pytest.skip("cupy runs here, so a cupy-only benchmark is valid")
+    code = cli.main(["bench", "--backends", "cupy", "--m", "8", "--no-torch"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none of the requested backends can run here: cupy" in err[0]
