@@ -64,8 +64,14 @@ def test_bad_Y(model, data, make_y, match):
 
 
 def test_y_as_1d_is_accepted(model, data):
+    """Integer labels of shape (m,) train exactly like float labels of shape (1, m)."""
     X, Y = data
+    twin = nnx.MLP([4, 3, 1], seed=0)
     model.fit(X, Y.ravel().astype(np.int32), epochs=2)
+    twin.fit(X, Y.astype(np.float64), epochs=2)
+    for (W, b), (W2, b2) in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
 
 
 @pytest.mark.parametrize(
