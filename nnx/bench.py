@@ -239,14 +239,20 @@ def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str) -> dict[str,
     return out
 
 
-def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
-    """The same epoch written by hand in PyTorch (eager), or None without PyTorch."""
+def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
+    """PyTorch (eager) on the same data, or ({}, {}) without PyTorch or its device.
+
+    Returns ({name: (fn, sync)}, info): ``torch_<device>`` is the same epoch written by
+    hand; for the float MLP also ``torch_<device>_products``, its two big products alone
+    (X W1^T and dZ1^T X), timed beside ``blas_products`` to bound how much faster than
+    PyTorch an MLP epoch whose products run in BLAS/cuBLAS can be. Both use one copy of X.
+    """
     try:
         import torch
     except ImportError:
-        return None, None
+        return {}, {}
     if device == "cuda" and not torch.cuda.is_available():
-        return None, None
+        return {}, {}
     tdtype = torch.float32 if dtype == "float32" else torch.float64
     dev = torch.device(device)
     scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
@@ -258,6 +264,8 @@ def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: st
     params = [
         (torch.from_numpy(W).to(dev, tdtype), torch.from_numpy(b).to(dev, tdtype)) for W, b in _params(model)
     ]
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    made = {}
     if model == "logreg":
         ((w, b),) = params
 
@@ -283,37 +291,21 @@ def torch_epoch(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: st
             W1.sub_(lr * dW1)
             b1.sub_(lr * dz1.sum(0, keepdim=True).T)
 
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        if X.dtype != np.uint8:
+            gen = torch.Generator(device="cpu").manual_seed(0)
+            dZ1 = (torch.randn(m, HIDDEN, generator=gen) * 0.01).to(dev, tdtype)
+
+            def products():
+                Xt @ W1.T
+                dZ1.T @ Xt
+
+            made[f"torch_{device}_products"] = (products, sync)
+
+    made[f"torch_{device}"] = (step, sync)
     info = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if dev.type == "cuda":
         info["torch_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
-    return (step, sync), info
-
-
-def torch_products(X: np.ndarray, dtype: str, device: str):
-    """PyTorch's two big MLP products alone (X W1^T and dZ1^T X on the same data), or None.
-
-    Timed beside ``blas_products``: their ratio bounds how much faster than PyTorch an MLP
-    epoch whose products run in BLAS/cuBLAS can be.
-    """
-    try:
-        import torch
-    except ImportError:
-        return None
-    if device == "cuda" and not torch.cuda.is_available():
-        return None
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
-    dev = torch.device(device)
-    Xt = torch.from_numpy(np.ascontiguousarray(X.T)).to(dev, tdtype)
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    W1 = (torch.randn(HIDDEN, X.shape[0], generator=gen) * 0.01).to(dev, tdtype)
-    dZ1 = (torch.randn(X.shape[1], HIDDEN, generator=gen) * 0.01).to(dev, tdtype)
-
-    def products():
-        Xt @ W1.T
-        dZ1.T @ Xt
-
-    return products, (torch.cuda.synchronize if dev.type == "cuda" else (lambda: None))
+    return made, info
 
 
 def run(
@@ -370,14 +362,9 @@ def run(
                             contenders[f"cublas_{order}"] = Contender(fn, gpu_ops.synchronize, gpu_ops)
                 for device, wanted in (("cpu", cpu), ("cuda", gpu_ops is not None)):
                     if with_torch and wanted:
-                        made, info = torch_epoch(model, X, Y, dtype, device)
-                        if made is not None:
-                            contenders[f"torch_{device}"] = Contender(*made)
-                            torch_info.update({f"{device}_{k}": v for k, v in info.items()})
-                        if model == "mlp" and x_dtype != "uint8":
-                            made = torch_products(X, dtype, device)
-                            if made is not None:
-                                contenders[f"torch_{device}_products"] = Contender(*made)
+                        made, info = torch_contenders(model, X, Y, dtype, device)
+                        contenders.update({name: Contender(*fn_sync) for name, fn_sync in made.items()})
+                        torch_info.update({f"{device}_{k}": v for k, v in info.items()})
                 times = time_interleaved(contenders, repeats)
                 read_bw = float("nan")
                 if cpu:

@@ -115,7 +115,9 @@ def _flush(
 ) -> None:
     """Read pending device scalars, check them, and record the epochs due."""
     ops = net.ops
-    losses = ops.scalars([loss for _, loss, _ in pending])
+    # losses and correct counts come over in one transfer (one synchronisation on a GPU)
+    values = ops.scalars([loss for _, loss, _ in pending] + [correct for _, _, correct in pending])
+    losses, corrects = values[: len(pending)], values[len(pending) :]
     for (epoch, _, _), value in zip(pending, losses):
         if not np.isfinite(value):
             raise TrainingDivergedError(
@@ -123,11 +125,11 @@ def _flush(
                 "lower the learning rate or check the inputs' scale. The model's parameters "
                 "were left as they were before fit."
             )
-    for (epoch, _, correct), value in zip(pending, losses):
+    for (epoch, _, _), value, correct in zip(pending, losses, corrects):
         if epoch % every == 0 or epoch == epoch_now:
             history.epoch.append(epoch)
             history.loss.append(value)
-            history.accuracy.append(ops.scalar(correct) / m)
+            history.accuracy.append(float(correct) / m)
     if validation is not None:
         Xv, Yv = validation
         v_loss, v_correct = net.evaluate(Xv, Yv)
