@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from nnx.backends.cupy_backend import kernel_source_path, name_expressions
+from nnx.backends.cuda_launch import kernel_source_path, name_expressions
 
 NVCC = shutil.which("nvcc")
 

@@ -12,25 +12,15 @@ from __future__ import annotations
 import importlib.util
 import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import cuda_launch as plans
 from .base import Backend
+from .cuda_launch import kernel_source_path, name_expressions
 
-_ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
-_CTYPE = {"float32": "float", "float64": "double", "uint8": "unsigned char"}
-_BLOCK = 256
-_PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernel
-_ITEMS = (1, 2, 4, 6, 8, 12, 16, 24, 32)  # register tile sizes compiled for logreg_pass
-
-
-def _examples_per_step(t: str, xt: str, vec: int) -> int:
-    """Examples a logreg_pass block reads per step: two for float on 4-pixel uint8 words,
-    whose rows are 4x shorter in bytes (more bytes in flight per block), else one; more
-    would spill registers (checked with nvcc -Xptxas -v for sm_90)."""
-    return 2 if (t == "float" and xt == "unsigned char" and vec == 4) else 1
+__all__ = ["CupyBackend", "DeviceMemoryError", "kernel_source_path", "name_expressions", "unavailable_reason"]
 
 
 class DeviceMemoryError(MemoryError):
@@ -52,34 +42,6 @@ def unavailable_reason() -> str | None:
     if count < 1:
         return "no CUDA device found"
     return None
-
-
-def kernel_source_path() -> Path:
-    """The .cu file: inside the installed package (wheel) or in the source tree's kernels/."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "kernels" / "nnx_kernels.cu", here.parent / "kernels" / "nnx_kernels.cu"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        "nnx_kernels.cu not found in the package (nnx/kernels) or the source tree (kernels/)"
-    )
-
-
-def name_expressions() -> list[str]:
-    """Every template instantiation nnx uses, as RawModule name expressions."""
-    names = []
-    for t in ("float", "double"):
-        names += [
-            f"bias_act<{t}>",
-            f"act_backward<{t}>",
-            f"sigmoid_inplace<{t}>",
-            f"bce_logits<{t}>",
-            f"logreg_update<{t}>",
-        ]
-        for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
-            ex = _examples_per_step(t, xt, vec)
-            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>" for items in _ITEMS]
-    return names
 
 
 class CupyBackend(Backend):
@@ -189,17 +151,10 @@ class CupyBackend(Backend):
             return self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
         return Xd
 
-    @staticmethod
-    def _pass_tiling(n: int, x_dtype: Any) -> tuple[int, int | None]:
-        """(elements per load, register tile) for logreg_pass over n features; tile None
-        when n is too large for one block's registers (the generic cuBLAS path is used)."""
-        vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0) else 1
-        return vec, next((i for i in _ITEMS if i * _PASS_BLOCK * vec >= n), None)
-
     def prepare_fused_input(self, X, dtype):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
         scaled floats when the kernel cannot take this many features."""
-        if self._pass_tiling(X.shape[0], X.dtype)[1] is None:
+        if plans.pass_tiling(X.shape[0], X.dtype)[1] is None:
             return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
             return self.cp.asfortranarray(X)
@@ -219,21 +174,15 @@ class CupyBackend(Backend):
         if shape is not None and a.shape != shape:
             raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
 
-    def _grid(self, size: int) -> int:
-        return max(1, min((size + _BLOCK - 1) // _BLOCK, self.sm_count * 32))
+    def _launch(self, plan: plans.Launch) -> None:
+        self.kernel(plan.kernel)(plan.grid, plan.block, plan.args)
 
     # ------------------------------------------------------------ kernels
     def bias_activation_(self, Z, b, activation):
         if not (Z.flags.c_contiguous and b.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
             return super().bias_activation_(Z, b, activation)
-        n, m = Z.shape
-        self._check("b", b, Z.dtype, (n, 1))
-        t = _CTYPE[Z.dtype.name]
-        self.kernel(f"bias_act<{t}>")(
-            (self._grid(Z.size),),
-            (_BLOCK,),
-            (Z, b, np.int64(n), np.int64(m), np.int32(_ACT_CODES[activation])),
-        )
+        self._check("b", b, Z.dtype, (Z.shape[0], 1))
+        self._launch(plans.bias_act_launch(Z, b, activation, self.sm_count))
         return Z
 
     def activation_backward_(self, dA, A, activation):
@@ -243,29 +192,22 @@ class CupyBackend(Backend):
         if not (dA.flags.c_contiguous and A.flags.c_contiguous) or dA.dtype.name not in floats:
             return super().activation_backward_(dA, A, activation)
         self._check("A", A, dA.dtype, dA.shape)
-        t = _CTYPE[dA.dtype.name]
-        self.kernel(f"act_backward<{t}>")(
-            (self._grid(dA.size),), (_BLOCK,), (dA, A, np.int64(dA.size), np.int32(_ACT_CODES[activation]))
-        )
+        self._launch(plans.act_backward_launch(dA, A, activation, self.sm_count))
         return dA
 
     def sigmoid_(self, Z):
         if not Z.flags.c_contiguous or Z.dtype.name not in ("float32", "float64"):
             return super().sigmoid_(Z)
-        t = _CTYPE[Z.dtype.name]
-        self.kernel(f"sigmoid_inplace<{t}>")((self._grid(Z.size),), (_BLOCK,), (Z, np.int64(Z.size)))
+        self._launch(plans.sigmoid_launch(Z, self.sm_count))
         return Z
 
     def bce_from_logits(self, Z, Y):
         if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
             return super().bce_from_logits(Z, Y)
         self._check("Y", Y, Z.dtype, Z.shape)
-        m = Z.shape[1]
-        grid = self._grid(m)
-        partial = self.cp.empty((grid, 2), dtype=self.cp.float64)
+        partial = self.cp.empty((plans.bce_groups(Z.shape[1], self.sm_count), 2), dtype=self.cp.float64)
         dZ = self.cp.empty_like(Z)
-        t = _CTYPE[Z.dtype.name]
-        self.kernel(f"bce_logits<{t}>")((grid,), (_BLOCK,), (Z, Y, dZ, np.int64(m), partial))
+        self._launch(plans.bce_logits_launch(Z, Y, dZ, partial, self.sm_count))
         sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
         return sums[0], sums[1], dZ
 
@@ -273,9 +215,8 @@ class CupyBackend(Backend):
         cp = self.cp
         n, m = X.shape
         dtype = w.dtype
-        vec, items = self._pass_tiling(n, X.dtype)
         if (
-            items is None
+            plans.pass_tiling(n, X.dtype)[1] is None
             or not X.flags.f_contiguous
             or dtype.name not in ("float32", "float64")
             or X.dtype.name not in self.input_dtypes
@@ -285,46 +226,12 @@ class CupyBackend(Backend):
         self._check("w", w, dtype, (1, n))
         self._check("b", b, dtype, (1, 1))
         self._check("Y", Y, dtype, (1, m))
-        groups = max(1, min(m, self.sm_count * 2))
+        groups = plans.logreg_groups(m, self.sm_count)
         dw_partial = self._scratch_buffer(("dw", groups, n, dtype.name), (groups, n), dtype)
         stats = self._scratch_buffer(("stats", groups), (groups, 3), cp.float64)
         out = cp.empty(2, dtype=cp.float64)
-        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
-        t, xt = _CTYPE[dtype.name], _CTYPE[X.dtype.name]
-        Xt = X.T  # (m, n) C-contiguous: example-contiguous rows
-        ex = _examples_per_step(t, xt, vec)
-        self.kernel(f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>")(
-            (groups,),
-            (_PASS_BLOCK,),
-            (
-                Xt,
-                w,
-                b,
-                Y,
-                np.int64(m),
-                np.int64(n),
-                np.float64(scale),
-                np.int32(0 if loss == "bce" else 1),
-                dw_partial,
-                stats,
-            ),
-        )
-        self.kernel(f"logreg_update<{t}>")(
-            (self._grid(n),),
-            (_BLOCK,),
-            (
-                w,
-                b,
-                dw_partial,
-                stats,
-                np.int32(groups),
-                np.int64(n),
-                np.int64(m),
-                np.float64(lr),
-                np.float64(scale),
-                out,
-            ),
-        )
+        for plan in plans.logreg_launches(w, b, X, Y, dw_partial, stats, out, lr, loss, self.sm_count):
+            self._launch(plan)
         return out[0], out[1]
 
     def _scratch_buffer(self, key, shape, dtype):
@@ -344,9 +251,8 @@ class CupyBackend(Backend):
     def read_all(self, X) -> None:
         """Launch a pure read of X's own memory as 16-byte words (the bandwidth reference
         the benchmark times; the logistic-regression floor)."""
-        words = X.size * X.itemsize // 16
         sink = self._scratch_buffer(("sink",), (1,), self.cp.uint64)
-        self.kernel("read_words")((self.sm_count * 8,), (_BLOCK,), (X, np.int64(words), sink))
+        self._launch(plans.read_words_launch(X, sink, self.sm_count))
 
     def describe(self) -> dict[str, Any]:
         cp = self.cp

@@ -1,0 +1,158 @@
+"""The CUDA kernels of kernels/ compiled for the CPU emulation in tests/cuda_on_cpu, with
+CuPy's RawModule calling convention: ``module.get_function(name)(grid, block, args)``.
+
+Arguments are NumPy arrays (their data pointer is passed, as CuPy passes a device pointer)
+and NumPy scalars; each launch checks them against the kernel's C parameter list, so a
+wrapper that passes an int32 where the kernel takes a ``long long`` fails here as it would
+misbehave on a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from nnx.backends.cuda_launch import kernel_source_path, name_expressions
+
+HEADER_DIR = Path(__file__).resolve().parent / "cuda_on_cpu"
+CXX = shutil.which("g++") or shutil.which("clang++")
+KERNELS = [*name_expressions(), "read_words"]
+
+
+class EmulationError(RuntimeError):
+    """A launch the emulation refused or a kernel fault it detected (e.g. a divergent barrier)."""
+
+
+def launcher_source(kernel_file: Path, names: list[str]) -> str:
+    """C++ that includes the kernels and exposes each instantiation by its name expression."""
+    entries = ",\n".join(
+        f'    {{"{n}", [](void** a) {{ cuda_on_cpu::call(&{n}, a); }}, cuda_on_cpu::signature(&{n})}}'
+        for n in names
+    )
+    return f"""#include "cuda_on_cpu.h"
+#include "{kernel_file.name}"
+
+namespace {{
+struct Entry {{
+    const char* name;
+    void (*call)(void**);
+    std::string signature;
+}};
+const Entry entries[] = {{
+{entries}
+}};
+const Entry* find(const char* name) {{
+    for (const Entry& e : entries)
+        if (strcmp(e.name, name) == 0) return &e;
+    return nullptr;
+}}
+void copy_out(const std::string& s, char* out, int capacity) {{
+    snprintf(out, capacity, "%s", s.c_str());
+}}
+}}  // namespace
+
+extern "C" int emu_signature(const char* name, char* out, int capacity) {{
+    const Entry* e = find(name);
+    if (!e) return 1;
+    copy_out(e->signature, out, capacity);
+    return 0;
+}}
+
+extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                          unsigned bz, void** args, int reverse_warps, char* error, int capacity) {{
+    const Entry* e = find(name);
+    if (!e) {{
+        copy_out("no kernel instantiation named " + std::string(name), error, capacity);
+        return 1;
+    }}
+    auto body = [&] {{ e->call(args); }};
+    std::string message = cuda_on_cpu::launch({{gx, gy, gz}}, {{bx, by, bz}}, body, reverse_warps != 0);
+    copy_out(message, error, capacity);
+    return message.empty() ? 0 : 1;
+}}
+"""
+
+
+def build(out_dir: Path, kernel_file: Path | None = None, names: list[str] | None = None) -> Path:
+    """Compile kernels (default: nnx's, every instantiation the backend uses) and the
+    emulation into a shared library in out_dir; returns its path."""
+    if CXX is None:
+        raise FileNotFoundError("no C++ compiler (g++ or clang++) on PATH")
+    kernel_file = kernel_file or kernel_source_path()
+    source = launcher_source(kernel_file, names or KERNELS)
+    digest = hashlib.sha256(
+        (source + kernel_file.read_text() + (HEADER_DIR / "cuda_on_cpu.h").read_text()).encode()
+    ).hexdigest()[:16]
+    library = out_dir / f"nnx_kernels_on_cpu_{digest}.so"
+    if not library.exists():
+        cpp = out_dir / f"launcher_{digest}.cpp"
+        cpp.write_text(source)
+        command = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", f"-I{HEADER_DIR}",
+                   f"-I{kernel_file.parent}", str(cpp), "-o", str(library)]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling the CPU emulation failed:\n{result.stderr[-4000:]}")
+    return library
+
+
+def _code(arg) -> str:
+    if isinstance(arg, np.ndarray):
+        return "p"
+    if isinstance(arg, np.integer):
+        return f"i{arg.dtype.itemsize}"
+    if isinstance(arg, np.floating):
+        return f"f{arg.dtype.itemsize}"
+    raise TypeError(f"kernel arguments must be NumPy arrays or NumPy scalars, got {type(arg).__name__}")
+
+
+def _pointer(arg):
+    """A ctypes object holding the argument's value (an array's data pointer)."""
+    if isinstance(arg, np.ndarray):
+        return ctypes.c_void_p(arg.ctypes.data)
+    return np.ctypeslib.as_ctypes(np.array([arg]))
+
+
+class EmulatedKernel:
+    def __init__(self, library: ctypes.CDLL, name: str, reverse_warps: bool) -> None:
+        self.library, self.name, self.reverse_warps = library, name, reverse_warps
+        buffer = ctypes.create_string_buffer(256)
+        if library.emu_signature(name.encode(), buffer, 256) != 0:
+            raise KeyError(f"no kernel instantiation named {name}")
+        self.signature = buffer.value.decode().split(",")
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple) -> None:
+        codes = [_code(a) for a in args]
+        if codes != self.signature:
+            expected, got = ",".join(self.signature), ",".join(codes)
+            raise TypeError(f"{self.name} takes ({expected}), launched with ({got})")
+        values = [_pointer(a) for a in args]  # kept alive until the launch returns
+        addresses = [ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values]
+        slots = (ctypes.c_void_p * len(values))(*addresses)
+        g = (*grid, 1, 1)[:3]
+        b = (*block, 1, 1)[:3]
+        error = ctypes.create_string_buffer(1024)
+        reverse = int(self.reverse_warps)
+        status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, error, 1024)
+        if status != 0:
+            raise EmulationError(f"{self.name}: {error.value.decode()}")
+
+
+class EmulatedModule:
+    """The compiled emulation, looked up like a cupy.RawModule. With reverse_warps, each
+    block runs its warps last to first (see cuda_on_cpu.h): a kernel whose results change
+    with the order races on shared memory."""
+
+    def __init__(self, library: Path, reverse_warps: bool = False) -> None:
+        self.reverse_warps = reverse_warps
+        self.library = ctypes.CDLL(str(library))
+        self.library.emu_launch.argtypes = [ctypes.c_char_p, *[ctypes.c_uint] * 6, ctypes.c_void_p,
+                                            ctypes.c_int, ctypes.c_char_p, ctypes.c_int]  # fmt: skip
+        self.library.emu_signature.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+
+    def get_function(self, name: str) -> EmulatedKernel:
+        return EmulatedKernel(self.library, name, self.reverse_warps)

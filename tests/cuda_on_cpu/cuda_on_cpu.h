@@ -1,0 +1,233 @@
+// Runs the CUDA C kernels of kernels/ on the CPU, for tests on machines without a GPU.
+//
+// Each CUDA thread of a block is a ucontext fiber; blocks run one after another on one OS
+// thread. __syncthreads() waits for the whole block, __shfl_down_sync() for its warp. The
+// scheduler runs one warp at a time as far as it can go (its lanes in order, released
+// again at each shuffle) before the next warp, in increasing or, on request, decreasing
+// warp order. Warps therefore run far apart between block barriers, as they may on a GPU:
+// a missing __syncthreads() around shared memory shows up as different results in the two
+// orders. A barrier that only some threads reach (divergent code), a shuffle with a
+// partial mask or warp, or a block of more than 1024 threads is reported as an error
+// instead of hanging or silently giving a number. Because blocks never overlap,
+// `__shared__` becomes a function-local `static`: one copy, shared by the running block.
+//
+// This checks the kernels' logic (indexing, tiling, reductions, barrier placement) in
+// IEEE arithmetic. It is not a GPU: timing, memory coalescing, out-of-bounds accesses and
+// the exact rounding of the device math library are not modelled.
+#pragma once
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct dim3 {
+    unsigned x, y, z;
+};
+struct alignas(4) uchar4 {
+    unsigned char x, y, z, w;
+};
+struct alignas(16) ulonglong2 {
+    unsigned long long x, y;
+};
+
+namespace cuda_on_cpu {
+
+enum Wait : int { kRunnable = 0, kSyncthreads = 1, kShuffle = 2, kDone = 3 };
+
+struct Fiber {
+    ucontext_t context;
+    dim3 thread_index;
+    Wait wait;
+};
+
+constexpr std::size_t kMaxThreads = 1024;
+constexpr std::size_t kStackBytes = 128 * 1024;
+
+struct Launch {
+    dim3 block_index, block_dim, grid_dim;
+    std::vector<Fiber> fibers;
+    Fiber* current = nullptr;
+    ucontext_t scheduler;
+    std::function<void()> body;
+    alignas(16) unsigned char exchange[kMaxThreads * 16];  // one shuffle slot per thread
+    std::string error;
+};
+
+inline Launch* active = nullptr;
+
+inline unsigned linear_thread() {
+    const dim3& t = active->current->thread_index;
+    const dim3& b = active->block_dim;
+    return t.x + b.x * (t.y + b.y * t.z);
+}
+
+inline void fail(const std::string& message) {
+    if (active->error.empty()) active->error = message;
+}
+
+inline void wait_at(Wait kind) {
+    Fiber* fiber = active->current;
+    fiber->wait = kind;
+    swapcontext(&fiber->context, &active->scheduler);
+}
+
+inline void fiber_main() {
+    active->body();
+    active->current->wait = kDone;  // returning switches to uc_link, the scheduler
+}
+
+inline std::string block_name(const dim3& b) {
+    return "(" + std::to_string(b.x) + "," + std::to_string(b.y) + "," + std::to_string(b.z) + ")";
+}
+
+// Runs every runnable lane of warp `first / 32` until none can go on; a warp whose lanes
+// all wait at a shuffle is released and run again.
+inline void run_warp(Launch& state, std::size_t first, std::size_t last) {
+    for (;;) {
+        for (std::size_t t = first; t < last; ++t) {
+            Fiber& f = state.fibers[t];
+            if (f.wait != kRunnable) continue;
+            state.current = &f;
+            swapcontext(&state.scheduler, &f.context);
+        }
+        if (!state.error.empty()) return;
+        std::size_t shuffling = 0;
+        for (std::size_t t = first; t < last; ++t) shuffling += state.fibers[t].wait == kShuffle;
+        if (shuffling == 0) return;
+        if (shuffling != last - first) {
+            fail("block " + block_name(state.block_index) + ", warp " + std::to_string(first / 32) + ": a shuffle reached by " +
+                 std::to_string(shuffling) + " of its " + std::to_string(last - first) + " lanes");
+            return;
+        }
+        for (std::size_t t = first; t < last; ++t) state.fibers[t].wait = kRunnable;
+    }
+}
+
+// Runs body once per CUDA thread of a grid x block launch, warps in increasing order (or
+// decreasing with reverse_warps); returns "" or what went wrong.
+inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> body, bool reverse_warps = false) {
+    const std::size_t threads = (std::size_t)block_dim.x * block_dim.y * block_dim.z;
+    if (threads == 0 || threads > kMaxThreads)
+        return "a block of " + std::to_string(threads) + " threads (CUDA allows 1 to 1024)";
+    if ((std::size_t)grid_dim.x * grid_dim.y * grid_dim.z == 0) return "an empty grid";
+    const std::size_t warps = (threads + 31) / 32;
+    Launch state;
+    state.grid_dim = grid_dim;
+    state.block_dim = block_dim;
+    state.body = std::move(body);
+    active = &state;
+    std::vector<char*> stacks(threads);
+    for (auto& s : stacks) s = static_cast<char*>(malloc(kStackBytes));
+    for (unsigned bz = 0; bz < grid_dim.z && state.error.empty(); ++bz)
+        for (unsigned by = 0; by < grid_dim.y && state.error.empty(); ++by)
+            for (unsigned bx = 0; bx < grid_dim.x && state.error.empty(); ++bx) {
+                state.block_index = {bx, by, bz};
+                state.fibers.assign(threads, Fiber{});
+                for (std::size_t t = 0; t < threads; ++t) {
+                    Fiber& f = state.fibers[t];
+                    getcontext(&f.context);
+                    f.context.uc_stack.ss_sp = stacks[t];
+                    f.context.uc_stack.ss_size = kStackBytes;
+                    f.context.uc_link = &state.scheduler;
+                    makecontext(&f.context, fiber_main, 0);
+                    f.thread_index = {unsigned(t % block_dim.x), unsigned(t / block_dim.x % block_dim.y),
+                                      unsigned(t / (block_dim.x * block_dim.y))};
+                    f.wait = kRunnable;
+                }
+                for (;;) {
+                    for (std::size_t k = 0; k < warps && state.error.empty(); ++k) {
+                        std::size_t w = reverse_warps ? warps - 1 - k : k;
+                        run_warp(state, 32 * w, std::min(threads, 32 * w + 32));
+                    }
+                    if (!state.error.empty()) break;
+                    std::size_t counts[4] = {0, 0, 0, 0};
+                    for (const Fiber& f : state.fibers) ++counts[f.wait];
+                    if (counts[kDone] == threads) break;
+                    if (counts[kSyncthreads] != threads) {
+                        state.error = "block " + block_name(state.block_index) + ": a __syncthreads reached by " +
+                                      std::to_string(counts[kSyncthreads]) + " of " + std::to_string(threads) +
+                                      " threads (only some threads: the others finished)";
+                        break;
+                    }
+                    for (Fiber& f : state.fibers) f.wait = kRunnable;
+                }
+            }
+    for (auto s : stacks) free(s);
+    active = nullptr;
+    return state.error;
+}
+
+}  // namespace cuda_on_cpu
+
+#define threadIdx (cuda_on_cpu::active->current->thread_index)
+#define blockIdx (cuda_on_cpu::active->block_index)
+#define blockDim (cuda_on_cpu::active->block_dim)
+#define gridDim (cuda_on_cpu::active->grid_dim)
+
+inline void __syncthreads() { cuda_on_cpu::wait_at(cuda_on_cpu::kSyncthreads); }
+
+template <typename T>
+inline T __ldg(const T* p) {
+    return *p;
+}
+
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
+    static_assert(sizeof(T) <= 16, "shuffle slots hold 16 bytes");
+    using cuda_on_cpu::active;
+    const std::size_t threads = (std::size_t)blockDim.x * blockDim.y * blockDim.z;
+    if (mask != 0xffffffffu) cuda_on_cpu::fail("__shfl_down_sync with a partial mask is not emulated");
+    if (threads % 32 != 0) cuda_on_cpu::fail("__shfl_down_sync with a full mask in a partial warp");
+    const unsigned t = cuda_on_cpu::linear_thread();
+    memcpy(active->exchange + 16 * t, &value, sizeof(T));
+    cuda_on_cpu::wait_at(cuda_on_cpu::kShuffle);
+    T out = value;
+    if ((t & 31u) + delta < 32u) memcpy(&out, active->exchange + 16 * (t + delta), sizeof(T));
+    cuda_on_cpu::wait_at(cuda_on_cpu::kShuffle);  // every lane has read before slots are reused
+    return out;
+}
+
+namespace cuda_on_cpu {
+
+// Calls kernel k with CUDA-style kernelParams: args[i] points at the i-th argument's value.
+template <typename... A, std::size_t... I>
+void call_with(void (*k)(A...), void** args, std::index_sequence<I...>) {
+    k(*static_cast<std::remove_cv_t<A>*>(args[I])...);
+}
+
+template <typename... A>
+void call(void (*k)(A...), void** args) {
+    call_with(k, args, std::index_sequence_for<A...>{});
+}
+
+// The kernel's parameter list as codes: p (pointer), iN (N-byte integer), fN (N-byte float).
+template <typename A>
+std::string param_code() {
+    if (std::is_pointer_v<A>) return "p";
+    if (std::is_floating_point_v<A>) return "f" + std::to_string(sizeof(A));
+    return "i" + std::to_string(sizeof(A));
+}
+
+template <typename... A>
+std::string signature(void (*)(A...)) {
+    std::string s;
+    ((s += (s.empty() ? "" : ",") + param_code<A>()), ...);
+    return s;
+}
+
+}  // namespace cuda_on_cpu

@@ -1,0 +1,241 @@
+"""The CUDA kernels of kernels/, run on the CPU through the emulation in tests/cuda_on_cpu.
+
+Every launch goes through nnx.backends.cuda_launch, the same plans the CuPy backend
+launches on a GPU, so the kernels' logic (indexing, register tiles, uint8 words, examples
+per step, block reductions, barrier placement) and the wrappers' launch arithmetic (grid
+sizes, argument types, scale and loss codes) are checked against the NumPy backend on
+machines without a GPU. This is not a GPU run: test_cupy.py and the parametrized backend
+tests cover the real device, and skip visibly without one.
+"""
+
+import numpy as np
+import pytest
+from cuda_emulation import CXX, KERNELS, EmulatedModule, EmulationError, build
+from nnx_testing import tolerance
+
+import nnx
+from nnx.backends import cuda_launch as plans
+
+pytestmark = pytest.mark.skipif(
+    CXX is None, reason="no C++ compiler (g++ or clang++) to build the CPU emulation of the CUDA kernels"
+)
+
+REF = nnx.get_backend("numpy")
+FLOATS = ("float32", "float64")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("cuda_on_cpu"))
+
+
+@pytest.fixture(scope="module")
+def module(library):
+    return EmulatedModule(library)
+
+
+@pytest.fixture(scope="module")
+def module_reversed(library):
+    """The same kernels with each block's warps run last to first (races show up)."""
+    return EmulatedModule(library, reverse_warps=True)
+
+
+def run(module, plan: plans.Launch) -> None:
+    module.get_function(plan.kernel)(plan.grid, plan.block, plan.args)
+
+
+def test_every_instantiation_the_backend_compiles_is_emulated(module):
+    signatures = {name: module.get_function(name).signature for name in KERNELS}
+    uint8_pass = signatures["logreg_pass<float, unsigned char, 4, 6, 2>"]
+    assert uint8_pass == ["p", "p", "p", "p", "i8", "i8", "f8", "i4", "p", "p"]
+    assert signatures["read_words"] == ["p", "i8", "p"]
+    assert len(signatures) == len(plans.name_expressions()) + 1
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("activation", [None, "sigmoid", "relu", "tanh"])
+def test_bias_activation_matches_numpy(module, dtype, activation):
+    rng = np.random.default_rng(1)
+    # 50 x 300 = 15000 elements with one SM: a 32-block grid, so the grid-stride loop runs twice
+    Z = (rng.normal(size=(50, 300)) * 4).astype(dtype)
+    b = rng.normal(size=(50, 1)).astype(dtype)
+    expected = REF.bias_activation_(Z.copy(), b, activation)
+    plan = plans.bias_act_launch(Z, b, activation, sm_count=1)
+    assert plan.grid == (32,)
+    run(module, plan)
+    np.testing.assert_allclose(Z, expected, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_activation_backward_matches_numpy(module, dtype, activation):
+    rng = np.random.default_rng(2)
+    A = REF.bias_activation_(rng.normal(size=(7, 1301)).astype(dtype), np.zeros((7, 1), dtype), activation)
+    A[0, :5] = 0  # relu's kink: the gradient there is 0
+    dA = rng.normal(size=A.shape).astype(dtype)
+    expected = REF.activation_backward_(dA.copy(), A, activation)
+    run(module, plans.act_backward_launch(dA, A, activation, sm_count=1))
+    np.testing.assert_allclose(dA, expected, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sigmoid_is_finite_and_matches_numpy_for_extreme_logits(module, dtype):
+    Z = np.array([[-1e308 if dtype == "float64" else -3e38, -800, -30, -1e-9, 0, 1e-9, 30, 800, 3e38]], dtype)
+    expected = REF.sigmoid_(Z.copy())
+    run(module, plans.sigmoid_launch(Z, sm_count=1))
+    assert np.all(np.isfinite(Z))
+    np.testing.assert_allclose(Z, expected, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("m", [1, 7, 9000])
+def test_bce_from_logits_matches_numpy(module, dtype, m):
+    rng = np.random.default_rng(3)
+    Z = (rng.normal(size=(1, m)) * 10).astype(dtype)
+    Z[0, 0] = 500  # a saturated logit stays finite
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    loss, correct, dZ = REF.bce_from_logits(Z, Y)
+    partial = np.full((plans.bce_groups(m, 1), 2), np.nan)
+    got_dZ = np.full_like(Z, np.nan)
+    run(module, plans.bce_logits_launch(Z, Y, got_dZ, partial, sm_count=1))
+    sums = partial.sum(axis=0)
+    np.testing.assert_allclose(sums[0], loss, **tolerance(dtype))
+    assert sums[1] == correct
+    np.testing.assert_allclose(got_dZ, dZ, **tolerance(dtype))
+
+
+def emulated_logreg_epoch(module, w, b, X, Y, lr, loss, sm_count):
+    """One epoch through the backend's two launches, buffers as the backend makes them."""
+    groups = plans.logreg_groups(X.shape[1], sm_count)
+    dw_partial = np.full((groups, X.shape[0]), np.nan, w.dtype)
+    stats = np.full((groups, 3), np.nan)
+    out = np.full(2, np.nan)
+    for plan in plans.logreg_launches(w, b, X, Y, dw_partial, stats, out, lr, loss, sm_count):
+        run(module, plan)
+    return out
+
+
+LOGREG_CASES = [
+    # (n, m, x dtype, sm_count): odd sizes, every tile family, m below / above the grid
+    (3, 1, "float", 4),
+    (37, 5, "float", 4),
+    (1500, 37, "float", 3),
+    (12288, 9, "float", 2),
+    (12, 1, "uint8", 4),  # 4-pixel words, one example
+    (1500, 37, "uint8", 3),  # 4-pixel words, an odd example count (a half-empty last step)
+    (12288, 11, "uint8", 2),  # the tutorials' 64x64x3 images
+    (1501, 6, "uint8", 2),  # n not a multiple of 4: one pixel per load
+]
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(("n", "m", "x_kind", "sm_count"), LOGREG_CASES)
+def test_single_pass_logreg_epoch_matches_numpy(module, n, m, x_kind, sm_count, dtype, loss):
+    rng = np.random.default_rng(n * 1000 + m)
+    if x_kind == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, size=(n, m), dtype=np.uint8))
+        X_ref = X.astype(dtype) * np.array(1 / 255, dtype)
+    else:
+        X = np.asfortranarray(rng.random((n, m)).astype(dtype))
+        X_ref = X
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    w = (rng.normal(size=(1, n)) * 0.05).astype(dtype)
+    b = np.full((1, 1), 0.1, dtype)
+    w_ref, b_ref = w.copy(), b.copy()
+    for _ in range(3):
+        out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, loss, sm_count)
+        value, correct = REF.logreg_epoch_(w_ref, b_ref, X_ref, Y, 0.5, loss)
+        np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+        assert out[1] == correct
+    np.testing.assert_allclose(w, w_ref, **tolerance(dtype))
+    np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
+
+
+def test_single_pass_logreg_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed):
+    """Two runs, and a run with the warps in the opposite order, give the same bits: the
+    reduction order is fixed and no warp reads shared memory another may still write."""
+    rng = np.random.default_rng(5)
+    X = np.asfortranarray(rng.integers(0, 256, size=(12288, 13), dtype=np.uint8))
+    Y = (rng.random((1, 13)) > 0.5).astype(np.float32)
+    results = []
+    for emulated in (module, module, module_reversed):
+        w, b = np.zeros((1, 12288), np.float32), np.zeros((1, 1), np.float32)
+        out = [emulated_logreg_epoch(emulated, w, b, X, Y, 0.1, "bce", sm_count=2) for _ in range(2)]
+        results.append((w.tobytes(), b.tobytes(), np.stack(out).tobytes()))
+    assert results[0] == results[1] == results[2]
+
+
+def test_bce_partial_sums_do_not_depend_on_warp_order(module, module_reversed):
+    rng = np.random.default_rng(6)
+    Z = rng.normal(size=(1, 5000)).astype(np.float32)
+    Y = (rng.random((1, 5000)) > 0.5).astype(np.float32)
+    results = []
+    for emulated in (module, module_reversed):
+        partial, dZ = np.zeros((plans.bce_groups(5000, 2), 2)), np.zeros_like(Z)
+        run(emulated, plans.bce_logits_launch(Z, Y, dZ, partial, sm_count=2))
+        results.append((partial.tobytes(), dZ.tobytes()))
+    assert results[0] == results[1]
+
+
+def test_read_words_reads_without_writing(module):
+    X = np.arange(4096, dtype=np.float32)
+    sink = np.array([7], dtype=np.uint64)
+    run(module, plans.read_words_launch(X, sink, sm_count=2))
+    assert sink[0] == 7
+
+
+def test_a_launch_with_a_wrong_argument_type_is_refused(module):
+    w, b = np.zeros((1, 4)), np.zeros((1, 1))
+    kernel = module.get_function("logreg_update<double>")
+    args = (w, b, np.zeros((1, 4)), np.zeros((1, 3)), np.int64(1), np.int64(4), np.int64(1))
+    with pytest.raises(TypeError, match=r"takes \(p,p,p,p,i4,i8,i8,f8,f8,p\)"):
+        kernel((1,), (32,), (*args, np.float64(0.1), np.float64(1.0), np.zeros(2)))
+
+
+def test_the_emulation_reports_a_barrier_in_divergent_code(module, tmp_path):
+    source = tmp_path / "divergent.cu"
+    source.write_text(
+        "__global__ void divergent(float* x) {\n"
+        "    if (threadIdx.x < 16) { __syncthreads(); }\n"
+        "    x[threadIdx.x] = 1.0f;\n"
+        "}\n"
+    )
+    emulated = EmulatedModule(build(tmp_path, source, ["divergent"]))
+    with pytest.raises(EmulationError, match="only some threads"):
+        emulated.get_function("divergent")((1,), (64,), (np.zeros(64, np.float32),))
+
+
+RACY_SOURCE = """
+__global__ void block_sum_twice(const double* x, double* out, int fenced) {
+    __shared__ double scratch[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    double total = 0.0;
+    for (int call = 0; call < 2; ++call) {
+        double v = x[call * blockDim.x + threadIdx.x];
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+        if (fenced) __syncthreads();  // without it, a fast warp overwrites what a slow one still reads
+        if (lane == 0) scratch[warp] = v;
+        __syncthreads();
+        for (int w = 0; w < warps; ++w) total += scratch[w];
+    }
+    out[threadIdx.x] = total;
+}
+"""
+
+
+def test_the_emulation_exposes_a_missing_barrier_as_a_warp_order_dependence(tmp_path):
+    source = tmp_path / "racy.cu"
+    source.write_text(RACY_SOURCE)
+    library = build(tmp_path, source, ["block_sum_twice"])
+    x = np.arange(256, dtype=np.float64)
+    outputs = {}
+    for fenced in (0, 1):
+        for reverse in (False, True):
+            out = np.zeros(128)
+            kernel = EmulatedModule(library, reverse_warps=reverse).get_function("block_sum_twice")
+            kernel((1,), (128,), (x, out, np.int32(fenced)))
+            outputs[fenced, reverse] = out
+    np.testing.assert_array_equal(outputs[1, False], np.full(128, x.sum()))
+    np.testing.assert_array_equal(outputs[1, True], outputs[1, False])
+    assert not np.array_equal(outputs[0, False], outputs[0, True])
