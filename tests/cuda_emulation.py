@@ -110,10 +110,38 @@ def _code(arg) -> str:
     raise TypeError(f"kernel arguments must be NumPy arrays or NumPy scalars, got {type(arg).__name__}")
 
 
-def _pointer(arg):
-    """A ctypes object holding the argument's value (an array's data pointer)."""
-    if isinstance(arg, np.ndarray):
-        return ctypes.c_void_p(arg.ctypes.data)
+# On each side of every array argument (0xFF bytes are NaN in any float type): wider than
+# a whole 512-thread tile of 4-wide double words, so a tile that runs past its row lands in it.
+GUARD_BYTES = 64 * 1024
+
+
+class GuardedArray:
+    """An array argument copied between two guard zones of 0xFF bytes, as the kernel sees
+    it: its memory, in memory order (a raw kernel ignores strides). Reading past the array
+    reads NaN (or 255 pixels) into the results; writing past it is caught by ``check``."""
+
+    def __init__(self, index: int, array: np.ndarray) -> None:
+        if not array.flags.c_contiguous:
+            raise ValueError(f"argument {index} is not C-contiguous: a raw kernel would ignore its strides")
+        self.index, self.array = index, array
+        raw = np.full(array.nbytes + 2 * GUARD_BYTES + 64, 0xFF, np.uint8)
+        start = (-raw.ctypes.data) % 64  # 64-byte aligned, as device allocations are (>= 16 needed)
+        self.raw = raw[start : start + array.nbytes + 2 * GUARD_BYTES]
+        self.inner = self.raw[GUARD_BYTES : GUARD_BYTES + array.nbytes]
+        self.inner[:] = array.reshape(-1).view(np.uint8)
+
+    def check_and_copy_back(self, kernel: str) -> None:
+        guards = np.concatenate([self.raw[:GUARD_BYTES], self.raw[-GUARD_BYTES:]])
+        if np.any(guards != 0xFF):
+            raise EmulationError(f"{kernel} wrote outside argument {self.index} ({self.array.nbytes} bytes)")
+        if not np.array_equal(self.inner, self.array.reshape(-1).view(np.uint8)):
+            if not self.array.flags.writeable:
+                raise EmulationError(f"{kernel} wrote into read-only argument {self.index}")
+            self.array.reshape(-1).view(np.uint8)[:] = self.inner
+
+
+def _value(arg):
+    """A ctypes object holding a scalar argument's value."""
     return np.ctypeslib.as_ctypes(np.array([arg]))
 
 
@@ -130,7 +158,10 @@ class EmulatedKernel:
         if codes != self.signature:
             expected, got = ",".join(self.signature), ",".join(codes)
             raise TypeError(f"{self.name} takes ({expected}), launched with ({got})")
-        values = [_pointer(a) for a in args]  # kept alive until the launch returns
+        guarded = [GuardedArray(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+        pointers = iter(ctypes.c_void_p(g.inner.ctypes.data) for g in guarded)
+        # every ctypes object stays alive until the launch returns
+        values = [next(pointers) if isinstance(a, np.ndarray) else _value(a) for a in args]
         addresses = [ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values]
         slots = (ctypes.c_void_p * len(values))(*addresses)
         g = (*grid, 1, 1)[:3]
@@ -140,6 +171,8 @@ class EmulatedKernel:
         status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, error, 1024)
         if status != 0:
             raise EmulationError(f"{self.name}: {error.value.decode()}")
+        for g in guarded:
+            g.check_and_copy_back(self.name)
 
 
 class EmulatedModule:

@@ -239,3 +239,14 @@ def test_the_emulation_exposes_a_missing_barrier_as_a_warp_order_dependence(tmp_
     np.testing.assert_array_equal(outputs[1, False], np.full(128, x.sum()))
     np.testing.assert_array_equal(outputs[1, True], outputs[1, False])
     assert not np.array_equal(outputs[0, False], outputs[0, True])
+
+
+def test_the_emulation_reports_a_write_past_an_argument(tmp_path):
+    source = tmp_path / "past.cu"
+    source.write_text("__global__ void write_past(float* x, long long n) { x[n + threadIdx.x] = 1.0f; }\n")
+    kernel = EmulatedModule(build(tmp_path, source, ["write_past"])).get_function("write_past")
+    x = np.zeros(10, np.float32)
+    with pytest.raises(EmulationError, match="wrote outside argument 0"):
+        kernel((1,), (4,), (x, np.int64(10)))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        kernel((1,), (4,), (np.zeros((4, 4), np.float32)[:, ::2], np.int64(0)))

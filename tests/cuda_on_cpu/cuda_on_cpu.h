@@ -11,9 +11,13 @@
 // instead of hanging or silently giving a number. Because blocks never overlap,
 // `__shared__` becomes a function-local `static`: one copy, shared by the running block.
 //
+// tests/cuda_emulation.py passes each array between 64 KiB guard zones of 0xFF bytes: a
+// read past an argument reads NaN into the results, a write past it is reported.
+//
 // This checks the kernels' logic (indexing, tiling, reductions, barrier placement) in
-// IEEE arithmetic. It is not a GPU: timing, memory coalescing, out-of-bounds accesses and
-// the exact rounding of the device math library are not modelled.
+// IEEE arithmetic. It is not a GPU: timing, memory coalescing, accesses far outside the
+// arguments (they crash the process) and the exact rounding of the device math library
+// are not modelled.
 #pragma once
 
 #include <math.h>
