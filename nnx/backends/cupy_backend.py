@@ -38,7 +38,10 @@ def unavailable_reason() -> str | None:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError: no driver, driver too old, ...
-        return f"no usable CUDA device (driver/runtime error: {exc})"
+        return (
+            f"no usable CUDA device (driver/runtime error: {exc}); CuPy needs an NVIDIA GPU and its "
+            "driver (`nvidia-smi` lists both), and a cupy wheel no newer than that driver's CUDA"
+        )
     if count < 1:
         return "no CUDA device found"
     return None
