@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (nothing installable there: the checkout runs in place).
-# Runs the whole test suite, then the GPU benchmark, and writes every log and result under
+# Runs the whole test suite, then the GPU benchmark (each under a time limit; exit status
+# 124 in tests.log or the last line means it ran out), and writes every log and result under
 # the folder given as $1 (default: $OUT, else ./gpu-run):
 #   nvidia-smi.txt, info.json, tests.log (+ tests.xml), bench.log, gpu-bench.json/.png
 # Usage: bash benchmarks/run_gpu.sh "$OUT"
@@ -13,13 +14,14 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 python3 -m nnx info --json > "$out/info.json" 2> "$out/info.err"
 
-python3 -m pytest -q -rs --junitxml "$out/tests.xml" > "$out/tests.log" 2>&1
+# Time limits keep one device call (10 minutes at most) from losing the benchmark to a hang.
+timeout 330 python3 -m pytest -q -rs --junitxml "$out/tests.xml" > "$out/tests.log" 2>&1
 tests_rc=$?
 echo "pytest exit status: $tests_rc" >> "$out/tests.log"
 tail -n 3 "$out/tests.log"
 
 # CuPy rows against the device-to-device copy, cuBLAS products and PyTorch CUDA.
-python3 -m nnx bench --backends cupy --m 2048,16384,65536 --dtype float32,uint8 --repeats 7 \
+timeout 240 python3 -m nnx bench --backends cupy --m 2048,16384,65536 --dtype float32,uint8 --repeats 7 \
   --json "$out/gpu-bench.json" --plot "$out/gpu-bench.png" > "$out/bench.log" 2>&1
 bench_rc=$?
 tail -n 40 "$out/bench.log"
