@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from . import backends
 from .backends import available as available_backends
 from .backends import get_backend, use_backend
-from .errors import BackendUnavailableError, ModelFormatError, TrainingDivergedError
+from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
 from .io import load
 from .layers import Linear, ReLU, Sigmoid, Tanh
@@ -19,6 +19,7 @@ from .model import MLP, LogisticRegression, Sequential
 __all__ = [
     "MLP",
     "BackendUnavailableError",
+    "DeviceMemoryError",
     "History",
     "Linear",
     "LogisticRegression",

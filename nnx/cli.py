@@ -7,7 +7,7 @@ import json
 import sys
 
 from .data import DataError
-from .errors import BackendUnavailableError, ModelFormatError, TrainingDivergedError
+from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .runner import UsageError
 
 BACKEND_CHOICES = ("auto", "numpy", "numba", "cupy")
@@ -190,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BackendUnavailableError, UsageError, DataError, ModelFormatError, TrainingDivergedError) as exc:
+    except (
+        BackendUnavailableError,
+        UsageError,
+        DataError,
+        ModelFormatError,
+        TrainingDivergedError,
+        DeviceMemoryError,
+    ) as exc:
         return _fail(str(exc))
     except FileNotFoundError as exc:
         return _fail(str(exc))

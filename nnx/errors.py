@@ -13,3 +13,7 @@ class ModelFormatError(ValueError):
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite; the model's parameters were left unchanged."""
+
+
+class DeviceMemoryError(MemoryError):
+    """The GPU has too little free memory for the work; the message says how much and what to do."""

@@ -183,7 +183,6 @@ class Sequential:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
         start = self._drawn(int(seed)) if redraw else self.parameters()
-        net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
         history = History(
             backend=ops.name,
             backend_reason=selection.reason,
@@ -195,38 +194,28 @@ class Sequential:
         if verbose:
             print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {dtype}")
         log.info("fit: backend %s (%s), dtype %s", ops.name, selection.reason, dtype)
-        Yd = ops.prepare_labels(Y, dtype)
-        batch_of = None
-        free = ops.free_bytes()
-        if batch_size is not None and free is not None and X.nbytes > 0.8 * free:
-            # X does not fit on the device: keep it in host memory and move one mini-batch at a time
-            log.info("fit: X (%.2f GB) exceeds free device memory; streaming mini-batches", X.nbytes / 1e9)
-            Xd = X
-            batch_of = lambda idx: (  # noqa: E731
-                net.prepare(np.asfortranarray(X[:, idx]), for_training=True),
-                ops.take_columns(Yd, idx),
-            )
-        else:
-            Xd = net.prepare(X, for_training=True)
-        validation = None
-        if validation_data is not None:
-            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            run_epochs(
-                net,
-                Xd,
-                Yd,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                rng=rng,
-                history=history,
-                history_every=history_every,
-                validation=validation,
-                verbose=verbose,
-                callback=callback,
-                batch_of=batch_of,
-            )
+        with ops.memory_errors_explained():
+            net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
+            Xd, Yd, batch_of = _training_data(net, X, Y, batch_size, dtype)
+            validation = None
+            if validation_data is not None:
+                validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                run_epochs(
+                    net,
+                    Xd,
+                    Yd,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    rng=rng,
+                    history=history,
+                    history_every=history_every,
+                    validation=validation,
+                    verbose=verbose,
+                    callback=callback,
+                    batch_of=batch_of,
+                )
         self._store(net.host_params())
         self._init_fixed = True
         self.last_backend = ops.name
@@ -246,9 +235,11 @@ class Sequential:
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float64"
     ) -> tuple[float, Params]:
         """(loss, [(dW, db), ...]) at the current parameters, as host arrays (no update)."""
-        net, Xd, Yd = self._network_for(X, Y, backend, dtype)
-        loss, _, grads = net.loss_and_grads(Xd, Yd)
-        return net.ops.scalar(loss), [(net.ops.to_host(dW), net.ops.to_host(db)) for dW, db in grads]
+        ops = backends.get_backend(backend)
+        with ops.memory_errors_explained():
+            net, Xd, Yd = self._network_for(X, Y, ops, dtype)
+            loss, _, grads = net.loss_and_grads(Xd, Yd)
+            return net.ops.scalar(loss), [(net.ops.to_host(dW), net.ops.to_host(db)) for dW, db in grads]
 
     # ---------------------------------------------------------------- inference
     def _network_for(self, X: Any, Y: Any, backend: Any, dtype: str | None):
@@ -263,8 +254,9 @@ class Sequential:
         self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
     ) -> np.ndarray:
         """Probabilities (1, m) of class 1 for X (n_x, m), as a host NumPy array."""
-        net, Xd, _ = self._network_for(X, None, backend, dtype)
-        with np.errstate(over="ignore", under="ignore"):
+        ops = backends.get_backend(backend)
+        with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
+            net, Xd, _ = self._network_for(X, None, ops, dtype)
             return net.ops.to_host(net.predict_proba(Xd))
 
     def predict(
@@ -284,10 +276,11 @@ class Sequential:
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
     ) -> dict[str, float]:
         """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y)."""
-        net, Xd, Yd = self._network_for(X, Y, backend, dtype)
-        with np.errstate(over="ignore", under="ignore"):
+        ops = backends.get_backend(backend)
+        with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
+            net, Xd, Yd = self._network_for(X, Y, ops, dtype)
             loss, correct = net.evaluate(Xd, Yd)
-        return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
+            return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
 
     # -------------------------------------------------------------------- files
     def save(self, path: str) -> None:
@@ -295,6 +288,23 @@ class Sequential:
         from .io import save_model
 
         save_model(self, path)
+
+
+def _training_data(net: DeviceNetwork, X: np.ndarray, Y: np.ndarray, batch_size: int | None, dtype: str):
+    """(X, Y, batch_of) on the network's backend for run_epochs. X stays in host memory,
+    and each mini-batch moves on its own (batch_of), when it would take more than 80 % of
+    the free device memory and mini-batches were asked for."""
+    ops = net.ops
+    Yd = ops.prepare_labels(Y, dtype)
+    free = ops.free_bytes()
+    if batch_size is not None and free is not None and X.nbytes > 0.8 * free:
+        log.info("fit: X (%.2f GB) exceeds free device memory; streaming mini-batches", X.nbytes / 1e9)
+        batch_of = lambda idx: (  # noqa: E731
+            net.prepare(np.asfortranarray(X[:, idx]), for_training=True),
+            ops.take_columns(Yd, idx),
+        )
+        return X, Yd, batch_of
+    return net.prepare(X, for_training=True), Yd, None
 
 
 def LogisticRegression(n_features: int, *, loss: str = "bce", seed: int | None = None) -> Sequential:

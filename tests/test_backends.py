@@ -58,3 +58,12 @@ def test_fit_history_records_backend_choice(rng):
     with nnx.use_backend("numpy"):
         h = nnx.LogisticRegression(2).fit(X, Y, epochs=2)
     assert h.backend == "numpy" and h.backend_reason == "from use_backend()"
+
+
+def test_host_backends_let_memory_errors_through_unchanged():
+    """Only a GPU backend rewrites its own out-of-memory error (test_cupy.py checks that)."""
+    ops = nnx.get_backend("numpy")
+    with pytest.raises(MemoryError, match="^host$") as info:
+        with ops.memory_errors_explained():
+            raise MemoryError("host")
+    assert type(info.value) is MemoryError

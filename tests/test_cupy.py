@@ -50,8 +50,16 @@ def test_tf32_is_off_unless_the_user_enables_it(ops):
 @needs_gpu
 def test_out_of_memory_is_a_clear_error(ops):
     huge = 1 << 50  # 1 PiB
-    with pytest.raises(MemoryError, match="batch_size="):
+    with pytest.raises(nnx.DeviceMemoryError, match=r"cannot hold 1125899\.91 GB more .* batch_size="):
         ops._guard(lambda: ops.xp.empty(huge, dtype=ops.xp.uint8), huge)
+
+
+@needs_gpu
+def test_an_allocation_without_its_own_guard_also_gives_the_clear_error(ops):
+    expected = r"ran out of memory: Out of memory allocating .*batch_size="
+    with pytest.raises(nnx.DeviceMemoryError, match=expected):
+        with ops.memory_errors_explained():
+            ops.xp.empty(1 << 50, dtype=ops.xp.uint8)
 
 
 @needs_gpu

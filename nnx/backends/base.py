@@ -11,6 +11,8 @@ in an underscore work in place on their first argument and return it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,13 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on CPU backends)."""
+
+    @contextlib.contextmanager
+    def memory_errors_explained(self) -> Iterator[None]:
+        """Context for work on this backend: a GPU backend turns its own out-of-memory error
+        into ``nnx.DeviceMemoryError`` (bytes wanted, bytes free, what to do); host
+        backends let MemoryError through as it is."""
+        yield
 
     # --------------------------------------------------------------- forward ops
     def matmul(self, A: Any, B: Any, out: Any | None = None) -> Any:

@@ -9,22 +9,21 @@ CuPy's own ``CUPY_TF32=1``, which ``describe()`` reports.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from ..errors import DeviceMemoryError
 from . import cuda_launch as plans
 from .base import Backend
 from .cuda_launch import kernel_source_path, name_expressions
 
 __all__ = ["CupyBackend", "DeviceMemoryError", "kernel_source_path", "name_expressions", "unavailable_reason"]
-
-
-class DeviceMemoryError(MemoryError):
-    """The GPU has too little free memory for the request; the message says how much and what to do."""
 
 
 def unavailable_reason() -> str | None:
@@ -116,16 +115,28 @@ class CupyBackend(Backend):
         pool = self.cp.get_default_memory_pool()
         return int(free + pool.free_bytes())
 
+    def _out_of_memory(self, what: str) -> DeviceMemoryError:
+        free, total = self.cp.cuda.runtime.memGetInfo()
+        return DeviceMemoryError(
+            f"the GPU ({self.device_name()}) {what} ({free / 1e9:.2f} GB free of {total / 1e9:.2f} GB): "
+            "train with batch_size= so mini-batches stream from host memory, or use a smaller "
+            "dtype (uint8 pixels, float32)"
+        )
+
     def _guard(self, make, nbytes: int):
         try:
             return make()
         except self.cp.cuda.memory.OutOfMemoryError:
-            free, total = self.cp.cuda.runtime.memGetInfo()
-            raise DeviceMemoryError(
-                f"the GPU ({self.device_name()}) cannot hold {nbytes / 1e9:.2f} GB more "
-                f"({free / 1e9:.2f} GB free of {total / 1e9:.2f} GB): train with batch_size= so "
-                "mini-batches stream from host memory, or use a smaller dtype (uint8 pixels, float32)"
-            ) from None
+            raise self._out_of_memory(f"cannot hold {nbytes / 1e9:.2f} GB more") from None
+
+    @contextlib.contextmanager
+    def memory_errors_explained(self) -> Iterator[None]:
+        try:
+            yield
+        except DeviceMemoryError:
+            raise
+        except self.cp.cuda.memory.OutOfMemoryError as exc:  # an allocation without its own guard
+            raise self._out_of_memory(f"ran out of memory: {str(exc).rstrip('.')}") from None
 
     def _to_device(self, X: np.ndarray) -> Any:
         """Copy host X to the device through pinned memory, keeping dtype and memory order."""
