@@ -118,7 +118,8 @@ GUARD_BYTES = 64 * 1024
 class GuardedArray:
     """An array argument copied between two guard zones of 0xFF bytes, as the kernel sees
     it: its memory, in memory order (a raw kernel ignores strides). Reading past the array
-    reads NaN (or 255 pixels) into the results; writing past it is caught by ``check``."""
+    reads NaN (or 255 pixels) into the results; writing past it is caught by
+    ``check_and_copy_back``."""
 
     def __init__(self, index: int, array: np.ndarray) -> None:
         if not array.flags.c_contiguous:
@@ -158,10 +159,12 @@ class EmulatedKernel:
         if codes != self.signature:
             expected, got = ",".join(self.signature), ",".join(codes)
             raise TypeError(f"{self.name} takes ({expected}), launched with ({got})")
-        guarded = [GuardedArray(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
-        pointers = iter(ctypes.c_void_p(g.inner.ctypes.data) for g in guarded)
+        guarded = {i: GuardedArray(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)}
         # every ctypes object stays alive until the launch returns
-        values = [next(pointers) if isinstance(a, np.ndarray) else _value(a) for a in args]
+        values = [
+            ctypes.c_void_p(guarded[i].inner.ctypes.data) if i in guarded else _value(a)
+            for i, a in enumerate(args)
+        ]
         addresses = [ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values]
         slots = (ctypes.c_void_p * len(values))(*addresses)
         g = (*grid, 1, 1)[:3]
@@ -171,8 +174,8 @@ class EmulatedKernel:
         status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, error, 1024)
         if status != 0:
             raise EmulationError(f"{self.name}: {error.value.decode()}")
-        for g in guarded:
-            g.check_and_copy_back(self.name)
+        for argument in guarded.values():
+            argument.check_and_copy_back(self.name)
 
 
 class EmulatedModule:

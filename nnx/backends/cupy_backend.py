@@ -21,9 +21,6 @@ import numpy as np
 from ..errors import DeviceMemoryError
 from . import cuda_launch as plans
 from .base import Backend
-from .cuda_launch import kernel_source_path, name_expressions
-
-__all__ = ["CupyBackend", "DeviceMemoryError", "kernel_source_path", "name_expressions", "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:
@@ -70,9 +67,9 @@ class CupyBackend(Backend):
         """The RawModule, compiled on first use (NVRTC); CuPy caches the binary on disk."""
         if self._module is None:
             self._module = self.cp.RawModule(
-                code=kernel_source_path().read_text(),
+                code=plans.kernel_source_path().read_text(),
                 options=("--std=c++14",),
-                name_expressions=name_expressions(),
+                name_expressions=plans.name_expressions(),
             )
         return self._module
 
@@ -82,10 +79,10 @@ class CupyBackend(Backend):
 
     def compile_all(self) -> list[str]:
         """Compile and fetch every kernel (used by the tests); returns their names."""
-        for expr in name_expressions():
+        for expr in plans.name_expressions():
             self.kernel(expr)
         self.kernel("read_words")
-        return name_expressions() + ["read_words"]
+        return plans.name_expressions() + ["read_words"]
 
     # ---------------------------------------------------------------- memory
     def asarray(self, host, dtype):
@@ -133,8 +130,6 @@ class CupyBackend(Backend):
     def memory_errors_explained(self) -> Iterator[None]:
         try:
             yield
-        except DeviceMemoryError:
-            raise
         except self.cp.cuda.memory.OutOfMemoryError as exc:  # an allocation without its own guard
             raise self._out_of_memory(f"ran out of memory: {str(exc).rstrip('.')}") from None
 
