@@ -65,8 +65,13 @@ def test_all_kernels_compile_without_spills(tmp_path):
     assert entries == len(name_expressions()) + 1  # + read_words
     # the float32 / uint8 single-pass kernels at n = 12288 keep everything in registers
     for mangled in ("logreg_passIffLi1ELi24E", "logreg_passIfhLi4ELi6E"):
-        block = r.stderr.split(mangled, 1)[1].split("Compiling entry", 1)[0]
+        block = _ptxas_report(r.stderr, mangled)
         assert "0 bytes spill stores" in block, block
+
+
+def _ptxas_report(log: str, entry: str) -> str:
+    """The part of a `ptxas -v` log about the entry function whose name contains `entry`."""
+    return log.split(entry, 1)[1].split("Compiling entry", 1)[0]
 
 
 def _find_nvrtc():
@@ -136,5 +141,5 @@ def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
 
     assert log.count("Compiling entry function") == len(names) + 1  # + read_words
     for name in _headline_passes():
-        block = log.split(f"'{lowered[name]}'", 1)[1].split("Compiling entry", 1)[0]
+        block = _ptxas_report(log, f"'{lowered[name]}'")
         assert " 0 bytes spill stores" in block, (name, block)
