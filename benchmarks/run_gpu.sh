@@ -3,7 +3,7 @@
 # Runs the whole test suite, then the GPU benchmark (each under a time limit; exit status
 # 124 in tests.log or the last line means it ran out), and writes every log and result under
 # the folder given as $1 (default: $OUT, else ./gpu-run):
-#   nvidia-smi.txt, info.json, tests.log (+ tests.xml), bench.log, gpu-bench.json/.png
+#   nvidia-smi.txt, info.json, tests.log (+ tests.xml), bench.log, gpu-bench.json (+ .png)
 # Usage: bash benchmarks/run_gpu.sh "$OUT"
 set -u
 out="${1:-${OUT:-gpu-run}}"
@@ -21,8 +21,11 @@ echo "pytest exit status: $tests_rc" >> "$out/tests.log"
 tail -n 3 "$out/tests.log"
 
 # CuPy rows against the device-to-device copy, cuBLAS products and PyTorch CUDA.
+# The PNG only where matplotlib is installed (the GPU image may not have it).
+plot=()
+python3 -c "import matplotlib" 2>/dev/null && plot=(--plot "$out/gpu-bench.png")
 timeout 240 python3 -m nnx bench --backends cupy --m 2048,16384,65536 --dtype float32,uint8 --repeats 7 \
-  --json "$out/gpu-bench.json" --plot "$out/gpu-bench.png" > "$out/bench.log" 2>&1
+  --json "$out/gpu-bench.json" "${plot[@]}" > "$out/bench.log" 2>&1
 bench_rc=$?
 tail -n 40 "$out/bench.log"
 echo "tests: $tests_rc, bench: $bench_rc"

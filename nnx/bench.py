@@ -467,12 +467,10 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_throughput(result: dict[str, Any], path: str) -> None:
     """Examples/s against m per backend (log-log), one line per (backend, model, X dtype)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .io import atomic_write
+    from .plot import pyplot
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: dict[tuple, list[tuple[int, float]]] = {}

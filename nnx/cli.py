@@ -108,6 +108,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(bench.X_DTYPES)}")
     if any(m < 1 for m in args.m) or args.repeats < 1:
         return _fail("--m values and --repeats must be positive")
+    if args.plot:
+        from .plot import pyplot
+
+        try:  # before minutes of timing, not after
+            pyplot()
+        except ImportError as exc:
+            return _fail(f"--plot: {exc}")
     result = bench.run(
         args.backends,
         args.models,

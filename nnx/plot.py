@@ -15,7 +15,8 @@ from .history import History
 from .io import atomic_write
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend; ImportError naming the extra when it is missing."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -35,7 +36,7 @@ def learning_curves(history: History, path: str | os.PathLike, title: str | None
     """Train (and validation) loss and accuracy against epoch, side by side, as a PNG."""
     if not history.epoch:
         raise ValueError("the history holds no recorded epochs to plot")
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(history.epoch, history.loss, label="train")
     ax_acc.plot(history.epoch, history.accuracy, label="train")
@@ -76,7 +77,7 @@ def decision_boundary(
     Y = np.asarray(Y).reshape(-1)
     if X.ndim != 2 or X.shape[0] != 2:
         raise ValueError(f"decision boundaries are drawn for 2-D data X (2, m), got {X.shape}")
-    plt = _pyplot()
+    plt = pyplot()
     pad = 0.5 * max(np.ptp(X[0]), np.ptp(X[1]), 1e-3)
     xs = np.linspace(X[0].min() - pad, X[0].max() + pad, resolution)
     ys = np.linspace(X[1].min() - pad, X[1].max() + pad, resolution)

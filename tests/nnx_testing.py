@@ -1,5 +1,16 @@
 """Helpers shared by the tests."""
 
+import numpy as np
+
+EXTREMES = [0.0, 1e-30, -1e-30, 1.0, -1.0, 30.0, -30.0, 89.0, -89.0, 710.0, -710.0, 1e4, -1e4]
+
+
+def extreme_logits(dtype: str) -> np.ndarray:
+    """(1, k) logits: EXTREMES that the dtype holds, plus its largest and smallest finite values."""
+    finfo = np.finfo(dtype)
+    values = [v for v in EXTREMES if abs(v) <= finfo.max] + [float(finfo.max), float(finfo.min)]
+    return np.array([values], dtype=dtype)
+
 
 def tolerance(dtype: str) -> dict:
     """Cross-backend tolerances: float64 to rtol 1e-7, float32 close to its rounding."""

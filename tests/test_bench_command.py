@@ -5,6 +5,7 @@ Times here are meaningless (m = 16); the test checks the bookkeeping, not the sp
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -102,3 +103,13 @@ def test_cli_refuses_when_no_requested_backend_can_run(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none of the requested backends can run here: cupy" in err[0]
+
+
+def test_cli_refuses_plot_without_matplotlib_before_timing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("timed before checking --plot"))
+    out = tmp_path / "bench.png"
+    code = cli.main(["bench", "--backends", "numpy", "--m", "8", "--no-torch", "--plot", str(out)])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plot: plots need matplotlib: pip install 'nnx-nets[plot]'" in err[0]

@@ -11,7 +11,7 @@ tests cover the real device, and skip visibly without one.
 import numpy as np
 import pytest
 from cuda_emulation import CXX, KERNELS, EmulatedModule, EmulationError, build
-from nnx_testing import tolerance
+from nnx_testing import extreme_logits, tolerance
 
 import nnx
 from nnx.backends import cuda_launch as plans
@@ -99,6 +99,22 @@ def test_bce_from_logits_matches_numpy(module, dtype, m):
     got_dZ = np.full_like(Z, np.nan)
     run(module, plans.bce_logits_launch(Z, Y, got_dZ, partial, sm_count=1))
     sums = partial.sum(axis=0)
+    np.testing.assert_allclose(sums[0], loss, **tolerance(dtype))
+    assert sums[1] == correct
+    np.testing.assert_allclose(got_dZ, dZ, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_bce_from_logits_is_finite_at_extreme_logits(module, dtype, label):
+    Z = extreme_logits(dtype)
+    Y = np.full_like(Z, label)
+    loss, correct, dZ = REF.bce_from_logits(Z, Y)
+    partial = np.full((plans.bce_groups(Z.shape[1], 1), 2), np.nan)
+    got_dZ = np.full_like(Z, np.nan)
+    run(module, plans.bce_logits_launch(Z, Y, got_dZ, partial, sm_count=1))
+    sums = partial.sum(axis=0)
+    assert np.all(np.isfinite(sums)) and np.all(np.isfinite(got_dZ))
     np.testing.assert_allclose(sums[0], loss, **tolerance(dtype))
     assert sums[1] == correct
     np.testing.assert_allclose(got_dZ, dZ, **tolerance(dtype))
