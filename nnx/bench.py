@@ -17,6 +17,7 @@ is the median of several runs with its spread; GPU work is synchronised before t
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -92,18 +93,20 @@ class Contender:
 
 
 def time_interleaved(
-    contenders: dict[str, Contender], repeats: int, burst_s: float = 0.05
+    contenders: dict[str, Contender], repeats: int, burst_s: float = 0.05, idle_s: float | None = None
 ) -> dict[str, Timing]:
     """Time every contender once per round, for ``repeats`` rounds, and take medians.
 
     Interleaving keeps slow drift of a shared machine from favouring whoever ran first.
-    In each round a contender first gets time for OpenBLAS workers (which spin ~0.1 s
-    after a product) to go idle, then one untimed call to wake its threads, then a burst
-    of calls lasting at least ``burst_s``; the sample is the mean time per call.
+    In each round a contender first gets ``idle_s`` (default ``BLAS_IDLE_S``) for OpenBLAS
+    workers (which spin ~0.1 s after a product) to go idle, then one untimed call to wake
+    its threads, then a burst of calls lasting at least ``burst_s``; the sample is the
+    mean time per call.
     """
+    idle_s = BLAS_IDLE_S if idle_s is None else idle_s
     first: dict[str, float] = {}
     for name, c in contenders.items():  # cold call (compile, JIT) then one warm-up
-        time.sleep(BLAS_IDLE_S)
+        time.sleep(idle_s)
         t0 = time.perf_counter()
         c.fn()
         c.sync()
@@ -114,7 +117,7 @@ def time_interleaved(
     calls: dict[str, int] = {}
     for _ in range(max(1, repeats)):
         for name, c in contenders.items():
-            time.sleep(BLAS_IDLE_S)
+            time.sleep(idle_s)
             c.fn()  # wake the threads (and the GPU clocks)
             c.sync()
             n = calls.get(name, 1)
@@ -316,11 +319,18 @@ def run(
     repeats: int = 5,
     with_torch: bool = True,
     progress: Callable[[str], None] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every (backend, model, m, x dtype) and return a JSON-able record."""
+    """Measure every (backend, model, m, x dtype) and return a JSON-able record.
+
+    ``checkpoint``, when given, receives the record so far (``"complete": False``) after
+    each group of rows, so a run stopped by a time limit still leaves what it measured.
+    """
     from .info import collect
 
     say = progress or (lambda msg: None)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    environment = collect()
     names = [n for n in backend_names if backends.available()[n].available]
     skipped = {n: backends.available()[n].reason for n in backend_names if n not in names}
     if not names:
@@ -331,6 +341,7 @@ def run(
     rows: list[Row] = []
     limits: dict[str, Any] = {}
     torch_info: dict[str, Any] = {}
+    snapshot = functools.partial(_record, started, environment, torch_info, skipped, limits, repeats, rows)
     for m in ms:
         for x_dtype in x_dtypes:
             X, Y = make_data(m, x_dtype)
@@ -365,7 +376,8 @@ def run(
                         made, info = torch_contenders(model, X, Y, dtype, device)
                         contenders.update({name: Contender(*fn_sync) for name, fn_sync in made.items()})
                         torch_info.update({f"{device}_{k}": v for k, v in info.items()})
-                times = time_interleaved(contenders, repeats)
+                # with no CPU contender no OpenBLAS pool runs, so nothing has to go idle
+                times = time_interleaved(contenders, repeats, idle_s=None if cpu else 0.0)
                 read_bw = float("nan")
                 if cpu:
                     read_bw = X.nbytes / times[_READ].median / 1e9
@@ -427,18 +439,34 @@ def run(
                         row.ratios["speedup_vs_numpy"] = base.seconds / row.seconds
                 rows.extend(group_rows)
                 del contenders, times
-    # uint8 vs float32 on the same backend/model/m
+                if checkpoint is not None:
+                    checkpoint(snapshot(complete=False))
+    return snapshot(complete=True)
+
+
+def _record(
+    started: str,
+    environment: dict[str, Any],
+    torch_info: dict[str, Any],
+    skipped: dict[str, str],
+    limits: dict[str, Any],
+    repeats: int,
+    rows: list[Row],
+    complete: bool,
+) -> dict[str, Any]:
+    """The JSON-able record of the rows so far, with uint8 vs float32 ratios where both ran."""
     by_key = {(r.backend, r.model, r.m, r.x_dtype): r for r in rows}
     for r in rows:
         f32 = by_key.get((r.backend, r.model, r.m, "float32"))
         if r.x_dtype == "uint8" and f32 is not None:
             r.ratios["speedup_vs_float32_input"] = f32.seconds / r.seconds
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "environment": collect(),
-        "torch": torch_info,
+        "date": started,
+        "complete": complete,
+        "environment": environment,
+        "torch": dict(torch_info),
         "skipped_backends": skipped,
-        "limits": limits,
+        "limits": {k: dict(v) for k, v in limits.items()},
         "repeats": repeats,
         "rows": [asdict(r) for r in rows],
     }

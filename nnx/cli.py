@@ -115,6 +115,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             pyplot()
         except ImportError as exc:
             return _fail(f"--plot: {exc}")
+
+    def write_json(record: dict) -> None:
+        atomic_write(args.json, lambda fh: fh.write(json.dumps(record, indent=2).encode()))
+
     result = bench.run(
         args.backends,
         args.models,
@@ -123,10 +127,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         with_torch=not args.no_torch,
         progress=lambda msg: print(f"running {msg} ...", file=sys.stderr, flush=True),
+        checkpoint=write_json if args.json else None,  # a run cut short keeps its finished rows
     )
     print(bench.format_table(result))
     if args.json:
-        atomic_write(args.json, lambda fh: fh.write(json.dumps(result, indent=2).encode()))
+        write_json(result)
         print(f"wrote {args.json}")
     if args.plot:
         bench.plot_throughput(result, args.plot)

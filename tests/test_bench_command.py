@@ -77,12 +77,25 @@ def test_cli_writes_json_and_reports_skipped_backends(no_idle_wait, tmp_path, ca
     )
     assert code == 0
     record = json.loads(out.read_text())
+    assert record["complete"] is True
     assert {r["backend"] for r in record["rows"]} == {"numpy"}
     assert record["environment"]["python"]
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed
     if not backends.available()["cupy"].available:
         assert "cupy" in record["skipped_backends"] and "skipped: cupy" in printed
+
+
+def test_checkpoint_gets_the_rows_so_far_after_every_group(no_idle_wait):
+    seen = []
+    final = bench.run(["numpy"], ms=(8, 16), repeats=1, with_torch=False, checkpoint=seen.append)
+    groups = 2 * 2 * len(bench.MODELS)  # m x dtype x model
+    assert [len(r["rows"]) for r in seen] == list(range(1, groups + 1))
+    assert all(r["complete"] is False for r in seen) and final["complete"] is True
+    assert seen[-1]["rows"] == final["rows"]
+    json.dumps(seen[0])
+    # a checkpoint is a snapshot: later groups do not change what an earlier one held
+    assert len(seen[0]["limits"]) == 1 and set(seen[0]["limits"]) <= set(final["limits"])
 
 
 def test_torch_rows_and_ceilings(no_idle_wait):

@@ -145,6 +145,10 @@ class CupyBackend(Backend):
         except Exception:  # pinned memory is an optimisation, not a requirement
             staged = np.asarray(X, order=order)
         out.set(staged)
+        # From pinned memory set() only queues the copy on the stream: wait for it before the
+        # staging buffer returns to CuPy's pinned pool, where the next transfer could reuse it
+        # mid-copy. Once per fit, and the first kernel would wait for X anyway.
+        self.synchronize()
         return out
 
     def prepare_input(self, X, dtype):
