@@ -22,7 +22,7 @@ echo "pytest exit status: $tests_rc" >> "$out/tests.log"
 tail -n 3 "$out/tests.log"
 
 # CuPy rows against the device-to-device copy, cuBLAS products and PyTorch CUDA.
-# The PNG only where matplotlib is installed (the GPU image may not have it).
+# The PNG only where matplotlib is installed.
 plot=()
 python3 -c "import matplotlib" 2>/dev/null && plot=(--plot "$out/gpu-bench.png")
 # The benchmark gets what is left of 9.5 minutes (one device call may run 10), at least 2.

@@ -2,9 +2,9 @@
 
 A module that imports an optional package at its top (hypothesis, Pillow, matplotlib,
 h5py, torch, numba, cupy, ...) without ``pytest.importorskip`` stops the whole run at
-collection. The lent GPU machine has no registry and only a few packages, so such a slip
-would lose its one test run; this test catches it here, by collecting the suite in a
-fresh interpreter where every optional package fails to import.
+collection, on a bare install or on a machine where nothing can be installed (the lent
+GPU machine, whose one test run would be lost). This test catches it by collecting the
+suite in a fresh interpreter where every optional package fails to import.
 """
 
 import os
