@@ -94,30 +94,29 @@ def test_bce_from_logits_matches_numpy(module, dtype, m):
     Z = (rng.normal(size=(1, m)) * 10).astype(dtype)
     Z[0, 0] = 500  # a saturated logit stays finite
     Y = (rng.random((1, m)) > 0.5).astype(dtype)
-    loss, correct, dZ = REF.bce_from_logits(Z, Y)
-    partial = np.full((plans.bce_groups(m, 1), 2), np.nan)
-    got_dZ = np.full_like(Z, np.nan)
-    run(module, plans.bce_logits_launch(Z, Y, got_dZ, partial, sm_count=1))
-    sums = partial.sum(axis=0)
-    np.testing.assert_allclose(sums[0], loss, **tolerance(dtype))
-    assert sums[1] == correct
-    np.testing.assert_allclose(got_dZ, dZ, **tolerance(dtype))
+    check_bce_kernel(module, Z, Y)
 
 
 @pytest.mark.parametrize("label", [0.0, 1.0])
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_bce_from_logits_is_finite_at_extreme_logits(module, dtype, label):
     Z = extreme_logits(dtype)
-    Y = np.full_like(Z, label)
+    sums, got_dZ = check_bce_kernel(module, Z, np.full_like(Z, label))
+    assert np.all(np.isfinite(sums)) and np.all(np.isfinite(got_dZ))
+
+
+def check_bce_kernel(module, Z, Y):
+    """bce_logits on the emulation against the NumPy backend; returns (partial sums, dZ)."""
+    dtype = Z.dtype.name
     loss, correct, dZ = REF.bce_from_logits(Z, Y)
     partial = np.full((plans.bce_groups(Z.shape[1], 1), 2), np.nan)
     got_dZ = np.full_like(Z, np.nan)
     run(module, plans.bce_logits_launch(Z, Y, got_dZ, partial, sm_count=1))
     sums = partial.sum(axis=0)
-    assert np.all(np.isfinite(sums)) and np.all(np.isfinite(got_dZ))
     np.testing.assert_allclose(sums[0], loss, **tolerance(dtype))
     assert sums[1] == correct
     np.testing.assert_allclose(got_dZ, dZ, **tolerance(dtype))
+    return sums, got_dZ
 
 
 def emulated_logreg_epoch(module, w, b, X, Y, lr, loss, sm_count):
