@@ -142,14 +142,30 @@ __device__ __forceinline__ T nnx_elem(const nnx_raw<XT, VEC>& r, int v) {
     return (T)r.v[v];
 }
 
+// A byte (0..255) as float or double, exactly: the byte becomes the low mantissa bits of
+// 2^23 (2^52), which is then subtracted. An integer add and a float add, both full-rate,
+// where (float)byte is a conversion instruction that sm_90 issues at a quarter of the rate.
+template <typename T>
+__device__ __forceinline__ T nnx_from_byte(unsigned byte);
+
+template <>
+__device__ __forceinline__ float nnx_from_byte<float>(unsigned byte) {
+    return __uint_as_float(0x4B000000u | byte) - 8388608.0f;
+}
+
+template <>
+__device__ __forceinline__ double nnx_from_byte<double>(unsigned byte) {
+    return __hiloint2double(0x43300000, (int)byte) - 4503599627370496.0;
+}
+
 template <>
 __device__ __forceinline__ float nnx_elem<float, unsigned char, 4>(const nnx_raw<unsigned char, 4>& r, int v) {
-    return (float)(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
+    return nnx_from_byte<float>(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
 }
 
 template <>
 __device__ __forceinline__ double nnx_elem<double, unsigned char, 4>(const nnx_raw<unsigned char, 4>& r, int v) {
-    return (double)(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
+    return nnx_from_byte<double>(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
 }
 
 // Deterministic block sums of EX doubles per thread at once (one pair of barriers for all).
@@ -245,6 +261,190 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
 #pragma unroll
         for (int v = 0; v < VEC; ++v)
             if (j + v < n) out[j + v] = acc[i * VEC + v];
+    }
+    if (threadIdx.x == 0) {
+        stats_partial[3 * blockIdx.x] = loss;
+        stats_partial[3 * blockIdx.x + 1] = dbsum;
+        stats_partial[3 * blockIdx.x + 2] = correct;
+    }
+}
+
+// Asynchronous 16-byte copies from global to shared memory (cp.async, sm_80 and newer):
+// copy, close the group of copies issued so far (commit), wait until at most `pending`
+// groups are still in flight. The CPU emulation supplies its own versions.
+#ifndef NNX_ASYNC_COPY_PROVIDED
+#if __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void nnx_copy16_async(void* shared_dst, const void* global_src) {
+    unsigned dst = (unsigned)__cvta_generic_to_shared(shared_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global_src) : "memory");
+}
+__device__ __forceinline__ void nnx_copy_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int PENDING>
+__device__ __forceinline__ void nnx_copy_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+#else  // older GPUs: a plain copy, complete when issued
+__device__ __forceinline__ void nnx_copy16_async(void* shared_dst, const void* global_src) {
+    *reinterpret_cast<uint4*>(shared_dst) = *reinterpret_cast<const uint4*>(global_src);
+}
+__device__ __forceinline__ void nnx_copy_commit() {}
+template <int PENDING>
+__device__ __forceinline__ void nnx_copy_wait() {}
+#endif
+#define NNX_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+// wait_group takes an immediate: one branch per pending count the launch plans use (< 8).
+__device__ __forceinline__ void nnx_copy_wait_pending(int pending) {
+    switch (pending) {
+        case 0: nnx_copy_wait<0>(); break;
+        case 1: nnx_copy_wait<1>(); break;
+        case 2: nnx_copy_wait<2>(); break;
+        case 3: nnx_copy_wait<3>(); break;
+        case 4: nnx_copy_wait<4>(); break;
+        case 5: nnx_copy_wait<5>(); break;
+        case 6: nnx_copy_wait<6>(); break;
+        default: nnx_copy_wait<7>(); break;
+    }
+}
+
+// Element e of a 16-byte word holding 16 / sizeof(XT) elements of X, as T.
+template <typename T, typename XT>
+__device__ __forceinline__ T nnx_word_elem(const uint4& q, int e);
+
+template <>
+__device__ __forceinline__ float nnx_word_elem<float, float>(const uint4& q, int e) {
+    return __uint_as_float(e == 0 ? q.x : e == 1 ? q.y : e == 2 ? q.z : q.w);
+}
+
+template <>
+__device__ __forceinline__ double nnx_word_elem<double, double>(const uint4& q, int e) {
+    return e == 0 ? __hiloint2double((int)q.y, (int)q.x) : __hiloint2double((int)q.w, (int)q.z);
+}
+
+template <>
+__device__ __forceinline__ float nnx_word_elem<float, unsigned char>(const uint4& q, int e) {
+    unsigned word = (e >> 2) == 0 ? q.x : (e >> 2) == 1 ? q.y : (e >> 2) == 2 ? q.z : q.w;
+    return nnx_from_byte<float>((word >> (8 * (e & 3))) & 0xFFu);
+}
+
+// Thread t's words c = i * blockDim.x + t (i < WORDS, c < row_words) of `count` consecutive
+// rows from example `first` on, copied asynchronously into `stage`, as one commit group
+// (an empty group when count is 0, so every thread commits the same number of groups).
+template <int WORDS>
+__device__ __forceinline__ void nnx_stage_rows(uint4* stage, const uint4* rows, long long first, int count,
+                                               long long row_words) {
+    for (int x = 0; x < count; ++x) {
+        const uint4* src = rows + (first + x) * row_words;
+#pragma unroll
+        for (int i = 0; i < WORDS; ++i) {
+            long long c = (long long)i * blockDim.x + threadIdx.x;
+            if (c < row_words) nnx_copy16_async(stage + x * row_words + c, src + c);
+        }
+    }
+    nnx_copy_commit();
+}
+
+// Single-pass logistic-regression epoch, part 1, staged through shared memory. Same
+// results and outputs as logreg_pass, for rows of n * sizeof(XT) bytes, a multiple of 16.
+// Each block takes EX consecutive examples per step (examples base .. base + EX - 1,
+// base = (s * gridDim.x + blockIdx.x) * EX). Their rows are copied into one of `stages`
+// shared-memory stages by asynchronous copies issued stages - 1 steps ahead, so rows stay
+// in flight while the block reduces z and updates dw, and no register holds a load. Thread
+// t copies and later reads only its own 16-byte words c = i * blockDim.x + t of each row,
+// so the stages need no barrier. dw for those words stays in registers, and w too where it
+// fits beside it (float); double w comes through the read-only cache instead, as in
+// logreg_pass. Dynamic shared memory: stages * EX * n * sizeof(XT) bytes.
+template <typename T, typename XT, int WORDS, int EX>
+__global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, const T* b, const T* y, long long m,
+                                                     long long n, int stages, double scale, int loss_code,
+                                                     T* dw_partial, double* stats_partial) {
+    constexpr int E = 16 / sizeof(XT);  // elements per word
+    constexpr bool w_in_registers = sizeof(T) * WORDS * E <= 128;  // more spills beside dw
+    NNX_DYNAMIC_SHARED(uint4, staged);
+    __shared__ double scratch[32 * EX];
+    const long long row_words = n / E;
+    const long long step_words = EX * row_words;
+    const uint4* rows = reinterpret_cast<const uint4*>(Xt);
+    T wr[WORDS * E], acc[WORDS * E];
+#pragma unroll
+    for (int i = 0; i < WORDS; ++i) {
+        long long c = (long long)i * blockDim.x + threadIdx.x;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            wr[i * E + e] = (w_in_registers && c < row_words) ? w[c * E + e] : T(0);
+            acc[i * E + e] = T(0);
+        }
+    }
+    const long long stride = (long long)gridDim.x * EX, first = (long long)blockIdx.x * EX;
+    const long long steps = first < m ? (m - first + stride - 1) / stride : 0;
+    for (int p = 0; p < stages - 1; ++p) {  // fill all stages but one
+        long long base = first + p * stride;
+        int count = p < steps ? (int)(m - base < EX ? m - base : EX) : 0;
+        nnx_stage_rows<WORDS>(staged + p * step_words, rows, base, count, row_words);
+    }
+    double loss = 0.0, dbsum = 0.0, correct = 0.0;
+    T bias = b[0];
+    int reading = 0, filling = stages - 1;  // the stages of steps s and s + stages - 1
+    for (long long s = 0; s < steps; ++s) {
+        long long ahead = s + stages - 1, ahead_base = first + ahead * stride;
+        int ahead_count = ahead < steps ? (int)(m - ahead_base < EX ? m - ahead_base : EX) : 0;
+        // the stage refilled here was last read in step s - 1, by this same thread
+        nnx_stage_rows<WORDS>(staged + filling * step_words, rows, ahead_base, ahead_count, row_words);
+        nnx_copy_wait_pending(stages - 1);  // step s's group has landed
+        const uint4* stage = staged + reading * step_words;
+        filling = reading;
+        reading = reading + 1 == stages ? 0 : reading + 1;
+        long long base = first + s * stride;
+        double z[EX];
+#pragma unroll
+        for (int x = 0; x < EX; ++x) {
+            T part = T(0);
+            if (base + x < m) {  // the same for every thread of the block
+#pragma unroll
+                for (int i = 0; i < WORDS; ++i) {
+                    long long c = (long long)i * blockDim.x + threadIdx.x;
+                    if (c < row_words) {
+                        uint4 q = stage[x * row_words + c];
+#pragma unroll
+                        for (int e = 0; e < E; ++e) {
+                            T wv = w_in_registers ? wr[i * E + e] : __ldg(w + c * E + e);
+                            part += wv * nnx_word_elem<T, XT>(q, e);
+                        }
+                    }
+                }
+            }
+            z[x] = (double)part;
+        }
+        nnx_block_sums<EX>(z, scratch);
+#pragma unroll
+        for (int x = 0; x < EX; ++x) {
+            if (base + x >= m) break;  // the same for every thread of the block
+            double l, d, ok;
+            nnx_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, &l, &d, &ok);
+            loss += l;
+            dbsum += d;
+            correct += ok;
+            T dz = (T)d;
+#pragma unroll
+            for (int i = 0; i < WORDS; ++i) {
+                long long c = (long long)i * blockDim.x + threadIdx.x;
+                if (c < row_words) {
+                    uint4 q = stage[x * row_words + c];
+#pragma unroll
+                    for (int e = 0; e < E; ++e) acc[i * E + e] += dz * nnx_word_elem<T, XT>(q, e);
+                }
+            }
+        }
+    }
+    nnx_copy_wait<0>();  // no copy may still target shared memory when the block exits
+    T* out = dw_partial + (long long)blockIdx.x * n;
+#pragma unroll
+    for (int i = 0; i < WORDS; ++i) {
+        long long c = (long long)i * blockDim.x + threadIdx.x;
+#pragma unroll
+        for (int e = 0; e < E; ++e)
+            if (c < row_words) out[c * E + e] = acc[i * E + e];
     }
     if (threadIdx.x == 0) {
         stats_partial[3 * blockIdx.x] = loss;

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
+from .backends.cuda_launch import PASS_KINDS
 from .errors import BackendUnavailableError
 from .network import Block, DeviceNetwork
 
@@ -202,6 +203,37 @@ def epoch_function(ops: backends.Backend, model: str, X: np.ndarray, Y: np.ndarr
     return lambda: net.train_step(Xd, Yd, 1e-3)
 
 
+def pass_variants(
+    ops: backends.Backend, X: np.ndarray, Y: np.ndarray, dtype: str
+) -> dict[str, Callable[[], Any]]:
+    """A logistic-regression epoch with each single-pass kernel the GPU backend can run
+    on this data forced (``logreg_pass``: "staged", "registers"), one closure per kind;
+    {} on backends without the choice. Timed beside the default epoch, they show which
+    kernel wins on this device."""
+    if not hasattr(ops, "pass_plan"):
+        return {}
+    native = X.dtype if X.dtype == np.uint8 else np.dtype(dtype)
+    out = {}
+    for kind in PASS_KINDS:
+        ops.logreg_pass = kind
+        try:
+            if ops.pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
+                continue
+            epoch = epoch_function(ops, "logreg", X, Y, dtype)
+        finally:
+            ops.logreg_pass = "auto"
+
+        def forced(kind=kind, epoch=epoch):
+            ops.logreg_pass = kind
+            try:
+                epoch()
+            finally:
+                ops.logreg_pass = "auto"
+
+        out[f"{ops.name}_{kind}_pass"] = forced
+    return out
+
+
 def read_reference(X: np.ndarray) -> tuple[str, Callable[[], Any]]:
     """(name, closure) of a pure parallel read of X's own bytes: the CPU bandwidth reference.
 
@@ -360,6 +392,9 @@ def run(
                     contenders[name] = Contender(
                         epoch_function(ops, model, X, Y, dtype), ops.synchronize, ops if ops.is_gpu else None
                     )
+                if model == "logreg" and gpu_ops is not None:
+                    for name, fn in pass_variants(gpu_ops, X, Y, dtype).items():
+                        contenders[name] = Contender(fn, gpu_ops.synchronize, gpu_ops)
                 if cpu:  # the read reference runs in the same rounds as the epochs it rates
                     read_name, read_fn = read_reference(X)
                     contenders[_READ] = Contender(read_fn, lambda: None)
@@ -396,6 +431,9 @@ def run(
                             limits[key][f"{torch_name}_over_{kind}_products"] = (
                                 times[torch_name].median / floor[kind].median
                             )
+                if gpu_ops is not None:  # each single-pass kernel forced, as X read rate
+                    for name in (n for n in times if n.endswith("_pass")):
+                        limits[f"gpu m={m},{x_dtype}"][f"{name}_gb_s"] = X.nbytes / times[name].median / 1e9
                 if cpu and model == "logreg" and "torch_cpu" in times:
                     # the most a kernel reading X once at the measured bandwidth can gain
                     limits[f"m={m},{x_dtype}"]["torch_cpu_logreg_epoch_over_read"] = (

@@ -64,14 +64,16 @@ extern "C" int emu_signature(const char* name, char* out, int capacity) {{
 }}
 
 extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                          unsigned bz, void** args, int reverse_warps, char* error, int capacity) {{
+                          unsigned bz, void** args, int reverse_warps, unsigned long long shared_bytes,
+                          char* error, int capacity) {{
     const Entry* e = find(name);
     if (!e) {{
         copy_out("no kernel instantiation named " + std::string(name), error, capacity);
         return 1;
     }}
     auto body = [&] {{ e->call(args); }};
-    std::string message = cuda_on_cpu::launch({{gx, gy, gz}}, {{bx, by, bz}}, body, reverse_warps != 0);
+    std::string message = cuda_on_cpu::launch({{gx, gy, gz}}, {{bx, by, bz}}, body, reverse_warps != 0,
+                                              (std::size_t)shared_bytes);
     copy_out(message, error, capacity);
     return message.empty() ? 0 : 1;
 }}
@@ -147,14 +149,25 @@ def _value(arg):
 
 
 class EmulatedKernel:
+    """One kernel instantiation, called like a ``cupy.RawKernel``. As on a GPU, a launch
+    with more than 48 KB of dynamic shared memory is refused unless
+    ``max_dynamic_shared_size_bytes`` was raised first (the shared memory left beside a
+    kernel's static share is not modelled)."""
+
     def __init__(self, library: ctypes.CDLL, name: str, reverse_warps: bool) -> None:
         self.library, self.name, self.reverse_warps = library, name, reverse_warps
+        self.max_dynamic_shared_size_bytes = 48 * 1024
         buffer = ctypes.create_string_buffer(256)
         if library.emu_signature(name.encode(), buffer, 256) != 0:
             raise KeyError(f"no kernel instantiation named {name}")
         self.signature = buffer.value.decode().split(",")
 
-    def __call__(self, grid: tuple, block: tuple, args: tuple) -> None:
+    def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
+        if shared_mem > self.max_dynamic_shared_size_bytes:
+            raise EmulationError(
+                f"{self.name}: {shared_mem} bytes of dynamic shared memory, over the kernel's "
+                f"max_dynamic_shared_size_bytes ({self.max_dynamic_shared_size_bytes})"
+            )
         codes = [_code(a) for a in args]
         if codes != self.signature:
             expected, got = ",".join(self.signature), ",".join(codes)
@@ -171,7 +184,7 @@ class EmulatedKernel:
         b = (*block, 1, 1)[:3]
         error = ctypes.create_string_buffer(1024)
         reverse = int(self.reverse_warps)
-        status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, error, 1024)
+        status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, shared_mem, error, 1024)
         if status != 0:
             raise EmulationError(f"{self.name}: {error.value.decode()}")
         for argument in guarded.values():
@@ -187,7 +200,8 @@ class EmulatedModule:
         self.reverse_warps = reverse_warps
         self.library = ctypes.CDLL(str(library))
         self.library.emu_launch.argtypes = [ctypes.c_char_p, *[ctypes.c_uint] * 6, ctypes.c_void_p,
-                                            ctypes.c_int, ctypes.c_char_p, ctypes.c_int]  # fmt: skip
+                                            ctypes.c_int, ctypes.c_ulonglong, ctypes.c_char_p,
+                                            ctypes.c_int]  # fmt: skip
         self.library.emu_signature.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
 
     def get_function(self, name: str) -> EmulatedKernel:

@@ -8,8 +8,10 @@ import os
 
 import numpy as np
 import pytest
+from nnx_testing import tolerance
 
 import nnx
+from nnx.backends.cuda_launch import PASS_KINDS
 
 STATUS = nnx.backends.available()["cupy"]
 needs_gpu = pytest.mark.skipif(not STATUS.available, reason=f"cupy backend unavailable: {STATUS.reason}")
@@ -40,6 +42,43 @@ def test_wrappers_check_dtype_contiguity_and_shape(ops):
     wide = cp.arange(30, dtype=cp.float32).reshape(3, 10)[:, ::2]
     got = ops.bias_activation_(wide, cp.ones((3, 1), dtype=cp.float32), "relu")
     np.testing.assert_allclose(ops.to_host(got), np.maximum(np.arange(30).reshape(3, 10)[:, ::2] + 1, 0))
+
+
+PASS_DTYPES = [("float32", "float32"), ("float64", "float64"), ("uint8", "float32")]
+
+
+@needs_gpu
+@pytest.mark.parametrize(("x_dtype", "dtype"), PASS_DTYPES)
+@pytest.mark.parametrize("n", [12288, 1504])
+@pytest.mark.parametrize("kind", PASS_KINDS)
+def test_each_single_pass_kernel_matches_numpy(ops, kind, n, x_dtype, dtype):
+    """logreg_staged and logreg_pass, each forced, over more examples than the GPU has
+    blocks (several steps per block, every shared-memory stage reused)."""
+    rng = np.random.default_rng(n)
+    m = 9 * ops.sm_count + 5
+    if x_dtype == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
+        X_ref = X.astype(dtype) * np.array(1 / 255, dtype)
+    else:
+        X = X_ref = np.asfortranarray(rng.random((n, m)).astype(x_dtype))
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    w0 = (rng.normal(size=(1, n)) * 0.02).astype(dtype)
+    ref, ref_w, ref_b = nnx.get_backend("numpy"), w0.copy(), np.full((1, 1), 0.1, dtype)
+    ops.logreg_pass = kind
+    try:
+        plan = ops.pass_plan(n, m, dtype, x_dtype)
+        assert plan is not None and plan.kind == kind
+        Xd, Yd = ops.prepare_fused_input(X, dtype), ops.prepare_labels(Y, dtype)
+        w, b = ops.asarray(w0, dtype), ops.asarray(np.full((1, 1), 0.1), dtype)
+        for _ in range(3):
+            loss, correct = ops.logreg_epoch_(w, b, Xd, Yd, 0.5, "bce")
+            ref_loss, ref_correct = ref.logreg_epoch_(ref_w, ref_b, X_ref, Y, 0.5, "bce")
+            np.testing.assert_allclose(float(loss), ref_loss, **tolerance(dtype))
+            assert float(correct) == ref_correct
+    finally:
+        ops.logreg_pass = "auto"
+    np.testing.assert_allclose(ops.to_host(w), ref_w, **tolerance(dtype))
+    np.testing.assert_allclose(ops.to_host(b), ref_b, **tolerance(dtype))
 
 
 @needs_gpu

@@ -9,10 +9,9 @@ kernels is tested in test_cupy.py on a GPU and in test_kernels_on_cpu.py on the 
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
-from nnx.backends.cuda_launch import examples_per_step, kernel_source_path, name_expressions, pass_tiling
+from nnx.backends.cuda_launch import PASS_KINDS, kernel_source_path, logreg_pass_plan, name_expressions
 
 NVCC = shutil.which("nvcc")
 
@@ -25,6 +24,8 @@ SIGNATURES = {
     "double, double, double*)",
     "logreg_pass": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "
     "double, int, {T}*, double*)",
+    "logreg_staged": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "
+    "int, double, int, {T}*, double*)",
 }
 
 
@@ -64,9 +65,15 @@ def test_all_kernels_compile_without_spills(tmp_path):
     entries = r.stderr.count("Compiling entry function")
     assert entries == len(name_expressions()) + 1  # + read_words
     # the float32 / uint8 single-pass kernels at n = 12288 keep everything in registers
-    for mangled in ("logreg_passIffLi1ELi24E", "logreg_passIfhLi4ELi6E"):
+    for mangled in (
+        "logreg_passIffLi1ELi24E",
+        "logreg_passIfhLi4ELi6E",
+        "logreg_stagedIffLi6ELi1E",
+        "logreg_stagedIfhLi2ELi2E",
+        "logreg_stagedIddLi12ELi1E",
+    ):
         block = _ptxas_report(r.stderr, mangled)
-        assert "0 bytes spill stores" in block, block
+        assert "0 bytes spill stores" in block, (mangled, block)
 
 
 def _ptxas_report(log: str, entry: str) -> str:
@@ -94,16 +101,19 @@ def _find_nvrtc():
 
 
 def _headline_passes() -> list[str]:
-    """The logreg_pass instantiations a 12288-feature (64x64x3) epoch launches."""
+    """The single-pass instantiations (either kind) a 12288-feature (64x64x3) epoch
+    launches on an H100."""
     names = []
-    for t, xt, x_dtype in (
-        ("float", "float", np.float32),
-        ("double", "double", np.float64),
-        ("float", "unsigned char", np.uint8),
-        ("double", "unsigned char", np.uint8),
+    for w_dtype, x_dtype in (
+        ("float32", "float32"),
+        ("float64", "float64"),
+        ("float32", "uint8"),
+        ("float64", "uint8"),
     ):
-        vec, items = pass_tiling(12288, x_dtype)
-        names.append(f"logreg_pass<{t}, {xt}, {vec}, {items}, {examples_per_step(t, xt, vec)}>")
+        for kind in PASS_KINDS:
+            plan = logreg_pass_plan(12288, 65536, w_dtype, x_dtype, 132, 227 * 1024, kind)
+            if plan is not None:
+                names.append(plan.kernel)
     return names
 
 

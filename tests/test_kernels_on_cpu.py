@@ -40,14 +40,19 @@ def module_reversed(library):
     return EmulatedModule(library, reverse_warps=True)
 
 
+HOPPER_SHARED = 227 * 1024  # opt-in shared memory per block of an H100 / H200
+
+
 def run(module, plan: plans.Launch) -> None:
-    module.get_function(plan.kernel)(plan.grid, plan.block, plan.args)
+    plans.launch(module.get_function(plan.kernel), plan)
 
 
 def test_every_instantiation_the_backend_compiles_is_emulated(module):
     signatures = {name: module.get_function(name).signature for name in KERNELS}
     uint8_pass = signatures["logreg_pass<float, unsigned char, 4, 6, 2>"]
     assert uint8_pass == ["p", "p", "p", "p", "i8", "i8", "f8", "i4", "p", "p"]
+    staged = signatures["logreg_staged<float, unsigned char, 2, 2>"]
+    assert staged == ["p", "p", "p", "p", "i8", "i8", "i4", "f8", "i4", "p", "p"]
     assert signatures["read_words"] == ["p", "i8", "p"]
     assert len(signatures) == len(plans.name_expressions()) + 1
 
@@ -119,14 +124,19 @@ def check_bce_kernel(module, Z, Y):
     return sums, got_dZ
 
 
-def emulated_logreg_epoch(module, w, b, X, Y, lr, loss, sm_count):
+def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED):
+    n, m = X.shape
+    return plans.logreg_pass_plan(n, m, dtype, X.dtype, sm_count, shared_limit, kind)
+
+
+def emulated_logreg_epoch(module, w, b, X, Y, lr, loss, sm_count, kind="auto", shared_limit=HOPPER_SHARED):
     """One epoch through the backend's two launches, buffers as the backend makes them."""
-    groups = plans.logreg_groups(X.shape[1], sm_count)
-    dw_partial = np.full((groups, X.shape[0]), np.nan, w.dtype)
-    stats = np.full((groups, 3), np.nan)
+    plan = pass_plan(X, w.dtype, sm_count, kind, shared_limit)
+    dw_partial = np.full((plan.groups, X.shape[0]), np.nan, w.dtype)
+    stats = np.full((plan.groups, 3), np.nan)
     out = np.full(2, np.nan)
-    for plan in plans.logreg_launches(w, b, X, Y, dw_partial, stats, out, lr, loss, sm_count):
-        run(module, plan)
+    for launch in plans.logreg_launches(plan, w, b, X, Y, dw_partial, stats, out, lr, loss, sm_count):
+        run(module, launch)
     return out
 
 
@@ -140,13 +150,26 @@ LOGREG_CASES = [
     (1500, 37, "uint8", 3),  # 4-pixel words, an odd example count (a half-empty last step)
     (12288, 11, "uint8", 2),  # the tutorials' 64x64x3 images
     (1501, 6, "uint8", 2),  # n not a multiple of 4: one pixel per load
+    (16, 3, "uint8", 4),  # one 16-byte word per row (staged)
+    (1504, 13, "uint8", 3),  # staged: an odd example count, rows of 94 words
 ]
 
 
+def logreg_params():
+    """Every case with each single-pass kernel that takes it (logreg_staged needs rows of
+    whole 16-byte words and is not built for double parameters on uint8 pixels)."""
+    for n, m, x_kind, sm_count in LOGREG_CASES:
+        for dtype in FLOATS:
+            x_dtype = "uint8" if x_kind == "uint8" else dtype
+            for kind in plans.PASS_KINDS:
+                if plans.logreg_pass_plan(n, m, dtype, x_dtype, sm_count, HOPPER_SHARED, kind) is not None:
+                    case_id = f"{kind}-{n}x{m}-{x_dtype}-{dtype}"
+                    yield pytest.param(kind, n, m, x_kind, sm_count, dtype, id=case_id)
+
+
 @pytest.mark.parametrize("loss", ["bce", "mse"])
-@pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize(("n", "m", "x_kind", "sm_count"), LOGREG_CASES)
-def test_single_pass_logreg_epoch_matches_numpy(module, n, m, x_kind, sm_count, dtype, loss):
+@pytest.mark.parametrize(("kind", "n", "m", "x_kind", "sm_count", "dtype"), list(logreg_params()))
+def test_single_pass_logreg_epoch_matches_numpy(module, kind, n, m, x_kind, sm_count, dtype, loss):
     rng = np.random.default_rng(n * 1000 + m)
     if x_kind == "uint8":
         X = np.asfortranarray(rng.integers(0, 256, size=(n, m), dtype=np.uint8))
@@ -159,7 +182,7 @@ def test_single_pass_logreg_epoch_matches_numpy(module, n, m, x_kind, sm_count, 
     b = np.full((1, 1), 0.1, dtype)
     w_ref, b_ref = w.copy(), b.copy()
     for _ in range(3):
-        out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, loss, sm_count)
+        out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, loss, sm_count, kind)
         value, correct = REF.logreg_epoch_(w_ref, b_ref, X_ref, Y, 0.5, loss)
         np.testing.assert_allclose(out[0], value, **tolerance(dtype))
         assert out[1] == correct
@@ -167,7 +190,8 @@ def test_single_pass_logreg_epoch_matches_numpy(module, n, m, x_kind, sm_count, 
     np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
 
 
-def test_single_pass_logreg_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed):
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
+def test_single_pass_logreg_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed, kind):
     """Two runs, and a run with the warps in the opposite order, give the same bits: the
     reduction order is fixed and no warp reads shared memory another may still write."""
     rng = np.random.default_rng(5)
@@ -176,7 +200,7 @@ def test_single_pass_logreg_epoch_is_bitwise_repeatable_in_any_warp_order(module
     results = []
     for emulated in (module, module, module_reversed):
         w, b = np.zeros((1, 12288), np.float32), np.zeros((1, 1), np.float32)
-        out = [emulated_logreg_epoch(emulated, w, b, X, Y, 0.1, "bce", sm_count=2) for _ in range(2)]
+        out = [emulated_logreg_epoch(emulated, w, b, X, Y, 0.1, "bce", 2, kind) for _ in range(2)]
         results.append((w.tobytes(), b.tobytes(), np.stack(out).tobytes()))
     assert results[0] == results[1] == results[2]
 
@@ -265,3 +289,67 @@ def test_the_emulation_reports_a_write_past_an_argument(tmp_path):
         kernel((1,), (4,), (x, np.int64(10)))
     with pytest.raises(ValueError, match="not C-contiguous"):
         kernel((1,), (4,), (np.zeros((4, 4), np.float32)[:, ::2], np.int64(0)))
+
+
+ASYNC_SOURCE = """
+__global__ void stage_then_read(const float* src, float* out, int wait_before_reading, int wait_at_exit) {
+    NNX_DYNAMIC_SHARED(uint4, stage);
+    nnx_copy16_async(stage + threadIdx.x, reinterpret_cast<const uint4*>(src) + threadIdx.x);
+    nnx_copy_commit();
+    if (wait_before_reading) nnx_copy_wait<0>();
+    const float* mine = reinterpret_cast<const float*>(stage + threadIdx.x);
+    for (int k = 0; k < 4; ++k) out[4 * threadIdx.x + k] = mine[k];
+    if (wait_at_exit) nnx_copy_wait<0>();
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def stage_then_read(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("async")
+    source = out_dir / "async.cu"
+    source.write_text(ASYNC_SOURCE)
+    return EmulatedModule(build(out_dir, source, ["stage_then_read"])).get_function("stage_then_read")
+
+
+def test_the_emulation_lands_an_asynchronous_copy_only_at_the_wait(stage_then_read):
+    src = np.arange(256, dtype=np.float32)
+    out = np.zeros(256, np.float32)
+    stage_then_read((1,), (64,), (src, out, np.int32(1), np.int32(1)), shared_mem=64 * 16)
+    np.testing.assert_array_equal(out, src)
+    stage_then_read((1,), (64,), (src, out, np.int32(0), np.int32(1)), shared_mem=64 * 16)
+    assert np.all(np.isnan(out))  # read before the wait: the stage holds no defined value yet
+    with pytest.raises(EmulationError, match="exited with 1 asynchronous copies not waited for"):
+        stage_then_read((1,), (64,), (src, out, np.int32(0), np.int32(0)), shared_mem=64 * 16)
+
+
+def test_the_emulation_refuses_copies_outside_dynamic_shared_memory(stage_then_read):
+    src, out = np.arange(256, dtype=np.float32), np.zeros(256, np.float32)
+    with pytest.raises(EmulationError, match="outside the launch's dynamic shared memory"):
+        stage_then_read((1,), (64,), (src, out, np.int32(1), np.int32(1)), shared_mem=32 * 16)
+
+
+def test_a_launch_over_48_kb_of_shared_memory_needs_the_limit_raised(stage_then_read):
+    src, out = np.arange(256, dtype=np.float32), np.zeros(256, np.float32)
+    plan = plans.Launch("stage_then_read", (1,), (64,), (src, out, np.int32(1), np.int32(1)), 64 * 1024)
+    with pytest.raises(EmulationError, match="over the kernel's max_dynamic_shared_size_bytes"):
+        stage_then_read(plan.grid, plan.block, plan.args, shared_mem=plan.shared_mem)
+    plans.launch(stage_then_read, plan)  # raises the limit first, as on a GPU
+    assert stage_then_read.max_dynamic_shared_size_bytes == 64 * 1024
+    np.testing.assert_array_equal(out, src)
+
+
+def test_staged_pass_with_only_two_stages_matches_numpy(module):
+    """A device with little shared memory gets the fewest stages that still overlap."""
+    rng = np.random.default_rng(8)
+    X = np.asfortranarray(rng.random((1500, 7)).astype(np.float32))
+    Y = (rng.random((1, 7)) > 0.5).astype(np.float32)
+    limit = 2 * 1500 * 4 + 256
+    assert pass_plan(X, "float32", 2, shared_limit=limit).stages == 2
+    w, b = (rng.normal(size=(1, 1500)) * 0.05).astype(np.float32), np.zeros((1, 1), np.float32)
+    w_ref, b_ref = w.copy(), b.copy()
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 2, shared_limit=limit)
+    value, correct = REF.logreg_epoch_(w_ref, b_ref, X, Y, 0.5, "bce")
+    np.testing.assert_allclose(out[0], value, **tolerance("float32"))
+    assert out[1] == correct
+    np.testing.assert_allclose(w, w_ref, **tolerance("float32"))

@@ -17,18 +17,41 @@ import numpy as np
 ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
 LOSS_CODES = {"bce": 0, "mse": 1}
 CTYPE = {"float32": "float", "float64": "double", "uint8": "unsigned char"}
+NUMPY_TYPE = {c: n for n, c in CTYPE.items()}
 BLOCK = 256  # threads per block of the elementwise kernels
-PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernel
+PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernels
 ITEMS = (1, 2, 4, 6, 8, 12, 16, 24, 32)  # register tile sizes compiled for logreg_pass
+STAGED_WORDS = (1, 2, 3, 4, 6, 8, 12)  # 16-byte words per thread compiled for logreg_staged
+# (compute type, X type) pairs logreg_staged is compiled for; double on uint8 pixels would
+# hold 16 doubles of dw per word and spill, so it keeps logreg_pass
+STAGED_TYPES = (("float", "float"), ("double", "double"), ("float", "unsigned char"))
+# Shared memory logreg_staged aims to fill with stages of rows: enough bytes in flight per
+# SM to cover the memory latency several times, while leaving the L1 cache (which shares
+# the SM's 256 KB with shared memory on Hopper) room for the rest of the kernel.
+STAGE_TARGET_BYTES = 144 * 1024
+MAX_STAGES = 8  # the kernel's wait takes 0..7 groups pending
+DEFAULT_SHARED_BYTES = 48 * 1024  # dynamic shared memory a launch may use without opting in
+PASS_KINDS = ("staged", "registers")
 
 
 class Launch(NamedTuple):
-    """One kernel launch: RawModule name expression, grid and block sizes, arguments."""
+    """One kernel launch: RawModule name expression, grid and block sizes, arguments,
+    dynamic shared memory in bytes."""
 
     kernel: str
     grid: tuple[int]
     block: tuple[int]
     args: tuple
+    shared_mem: int = 0
+
+
+def launch(kernel: Any, plan: Launch) -> None:
+    """Run ``plan`` on a ``cupy.RawKernel`` (or the CPU emulation's stand-in), first
+    raising the kernel's dynamic shared-memory limit when the plan needs more than the
+    48 KB every launch may take (CUDA refuses the launch otherwise)."""
+    if plan.shared_mem > DEFAULT_SHARED_BYTES and kernel.max_dynamic_shared_size_bytes < plan.shared_mem:
+        kernel.max_dynamic_shared_size_bytes = plan.shared_mem
+    kernel(plan.grid, plan.block, plan.args, shared_mem=plan.shared_mem)
 
 
 def kernel_source_path() -> Path:
@@ -51,9 +74,25 @@ def examples_per_step(t: str, xt: str, vec: int) -> int:
 
 def pass_tiling(n: int, x_dtype: Any) -> tuple[int, int | None]:
     """(elements per load, register tile) for logreg_pass over n features; tile None
-    when n is too large for one block's registers (the generic cuBLAS path is used)."""
+    when n is too large for one block's registers."""
     vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0) else 1
     return vec, next((i for i in ITEMS if i * PASS_BLOCK * vec >= n), None)
+
+
+def staged_examples_per_step(xt: str) -> int:
+    """Examples a logreg_staged block reduces together: two of the short (1 byte per
+    feature) uint8 rows share one block reduction and one read of w, else one."""
+    return 2 if xt == "unsigned char" else 1
+
+
+def staged_tiling(n: int, t: str, xt: str) -> int | None:
+    """16-byte words per thread for logreg_staged over n features; None when it cannot
+    run them: rows that are not whole 16-byte words (cp.async copies 16-byte aligned
+    words), more features than its largest tile, or a type pair it is not built for."""
+    row_bytes = n * np.dtype(NUMPY_TYPE[xt]).itemsize
+    if (t, xt) not in STAGED_TYPES or row_bytes % 16:
+        return None
+    return next((k for k in STAGED_WORDS if k * PASS_BLOCK * 16 >= row_bytes), None)
 
 
 def name_expressions() -> list[str]:
@@ -70,7 +109,55 @@ def name_expressions() -> list[str]:
         for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
             ex = examples_per_step(t, xt, vec)
             names += [f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>" for items in ITEMS]
+    for t, xt in STAGED_TYPES:
+        ex = staged_examples_per_step(xt)
+        names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in STAGED_WORDS]
     return names
+
+
+class PassPlan(NamedTuple):
+    """The single-pass kernel of one logistic-regression epoch: which kind, its name
+    expression, its blocks (= rows of the partial sums), its dynamic shared memory in
+    bytes and its shared-memory stages (0 for logreg_pass)."""
+
+    kind: str
+    kernel: str
+    groups: int
+    shared_mem: int
+    stages: int
+
+
+def logreg_pass_plan(
+    n: int, m: int, w_dtype: Any, x_dtype: Any, sm_count: int, shared_limit: int, kind: str = "auto"
+) -> PassPlan | None:
+    """The single-pass kernel for an epoch over X (n, m) of ``x_dtype`` with parameters of
+    ``w_dtype``: logreg_staged where its rows are whole 16-byte words and at least two
+    stages fit in ``shared_limit`` bytes of shared memory per block (the device's opt-in
+    maximum), else logreg_pass. ``kind`` ("staged" or "registers") asks for one of the two.
+    None when the kernel asked for (or neither, for "auto") can take n features: the
+    epoch then runs on the generic cuBLAS path.
+    """
+    if kind not in ("auto", *PASS_KINDS):
+        raise ValueError(f"kind must be 'auto' or one of {PASS_KINDS}, got {kind!r}")
+    t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
+    words = staged_tiling(n, t, xt)
+    if kind != "registers" and words is not None:
+        ex = staged_examples_per_step(xt)
+        stage_bytes = ex * n * np.dtype(x_dtype).itemsize
+        static_bytes = 32 * ex * 8  # the kernel's reduction scratch
+        fit = (shared_limit - static_bytes) // stage_bytes
+        stages = min(MAX_STAGES, max(2, STAGE_TARGET_BYTES // stage_bytes), fit)
+        if stages >= 2:
+            groups = max(1, min(-(-m // ex), sm_count))  # one block per SM: its stages fill the SM
+            name = f"logreg_staged<{t}, {xt}, {words}, {ex}>"
+            return PassPlan("staged", name, groups, stages * stage_bytes, stages)
+    if kind == "staged":
+        return None
+    vec, items = pass_tiling(n, x_dtype)
+    if items is None:
+        return None
+    name = f"logreg_pass<{t}, {xt}, {vec}, {items}, {examples_per_step(t, xt, vec)}>"
+    return PassPlan("registers", name, logreg_groups(m, sm_count), 0, 0)
 
 
 def elementwise_grid(size: int, sm_count: int) -> int:
@@ -131,27 +218,28 @@ def logreg_groups(m: int, sm_count: int) -> int:
 
 
 def logreg_launches(
-    w, b, X, Y, dw_partial, stats, out, lr: float, loss: str, sm_count: int
+    plan: PassPlan, w, b, X, Y, dw_partial, stats, out, lr: float, loss: str, sm_count: int
 ) -> tuple[Launch, Launch]:
-    """One fused logistic-regression epoch as two launches: the single pass over X, then
-    the fixed-order reduction and update.
+    """One fused logistic-regression epoch as two launches: ``plan``'s single pass over X
+    (see ``logreg_pass_plan``), then the fixed-order reduction and update.
 
     w (1, n) and b (1, 1) float32/float64, updated in place; X (n, m) F-contiguous in w's
     dtype or uint8 (scaled by 1/255 in the kernel); Y (1, m) in w's dtype; dw_partial
-    (logreg_groups, n) in w's dtype; stats (logreg_groups, 3) float64; out (2,) float64
-    receives (mean loss before the step, correct count). Requires pass_tiling(n)[1].
+    (plan.groups, n) in w's dtype; stats (plan.groups, 3) float64; out (2,) float64
+    receives (mean loss before the step, correct count).
     """
     n, m = X.shape
-    vec, items = pass_tiling(n, X.dtype)
-    if items is None:
-        raise ValueError(f"logreg_pass cannot hold n={n} features in one block's registers")
-    groups = dw_partial.shape[0]
-    t, xt = CTYPE[w.dtype.name], CTYPE[X.dtype.name]
+    if dw_partial.shape != (plan.groups, n) or stats.shape != (plan.groups, 3):
+        raise ValueError(
+            f"partial sums of shapes {dw_partial.shape} and {stats.shape} for a pass of "
+            f"{plan.groups} blocks over {n} features: expected {(plan.groups, n)} and {(plan.groups, 3)}"
+        )
+    t = CTYPE[w.dtype.name]
     scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
-    ex = examples_per_step(t, xt, vec)
+    stages = (np.int32(plan.stages),) if plan.kind == "staged" else ()
     single_pass = Launch(
-        f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>",
-        (groups,),
+        plan.kernel,
+        (plan.groups,),
         (PASS_BLOCK,),
         (
             X.T,  # (m, n) C-contiguous: example-contiguous rows
@@ -160,11 +248,13 @@ def logreg_launches(
             Y,
             np.int64(m),
             np.int64(n),
+            *stages,
             np.float64(scale),
             np.int32(LOSS_CODES[loss]),
             dw_partial,
             stats,
         ),
+        plan.shared_mem,
     )
     update = Launch(
         f"logreg_update<{t}>",
@@ -175,7 +265,7 @@ def logreg_launches(
             b,
             dw_partial,
             stats,
-            np.int32(groups),
+            np.int32(plan.groups),
             np.int64(n),
             np.int64(m),
             np.float64(lr),

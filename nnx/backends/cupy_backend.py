@@ -44,7 +44,13 @@ def unavailable_reason() -> str | None:
 
 
 class CupyBackend(Backend):
-    """GPU backend: ``xp = cupy`` plus fused CUDA kernels."""
+    """GPU backend: ``xp = cupy`` plus fused CUDA kernels.
+
+    ``logreg_pass`` picks the single-pass logistic-regression kernel: ``"auto"`` (the
+    default: ``logreg_staged``, rows through shared memory by asynchronous copies, where
+    it fits, else ``logreg_pass``), ``"staged"`` or ``"registers"`` (the benchmark times
+    both; one that cannot take the data falls back to the generic cuBLAS epoch).
+    """
 
     name = "cupy"
     is_gpu = True
@@ -59,6 +65,8 @@ class CupyBackend(Backend):
         self._module = None
         self.device = cupy.cuda.Device()
         self.sm_count = self.device.attributes["MultiProcessorCount"]
+        self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
+        self.logreg_pass = "auto"
         self._scratch: dict[tuple, Any] = {}
 
     # ----------------------------------------------------------- compilation
@@ -167,7 +175,8 @@ class CupyBackend(Backend):
     def prepare_fused_input(self, X, dtype):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
         scaled floats when the kernel cannot take this many features."""
-        if plans.pass_tiling(X.shape[0], X.dtype)[1] is None:
+        native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
+        if self.pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
             return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
             return self.cp.asfortranarray(X)
@@ -188,7 +197,13 @@ class CupyBackend(Backend):
             raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
 
     def _launch(self, plan: plans.Launch) -> None:
-        self.kernel(plan.kernel)(plan.grid, plan.block, plan.args)
+        plans.launch(self.kernel(plan.kernel), plan)
+
+    def pass_plan(self, n: int, m: int, dtype: Any, x_dtype: Any) -> plans.PassPlan | None:
+        """The single-pass kernel an epoch over X (n, m) of ``x_dtype`` with ``dtype``
+        parameters runs on this device, or None for the generic cuBLAS path."""
+        kind = self.logreg_pass
+        return plans.logreg_pass_plan(n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind)
 
     # ------------------------------------------------------------ kernels
     def bias_activation_(self, Z, b, activation):
@@ -229,22 +244,23 @@ class CupyBackend(Backend):
         n, m = X.shape
         dtype = w.dtype
         if (
-            plans.pass_tiling(n, X.dtype)[1] is None
-            or not X.flags.f_contiguous
+            not X.flags.f_contiguous
             or dtype.name not in ("float32", "float64")
             or X.dtype.name not in self.input_dtypes
             or (X.dtype != np.uint8 and X.dtype != dtype)
+            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype)) is None
         ):
             return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
         self._check("b", b, dtype, (1, 1))
         self._check("Y", Y, dtype, (1, m))
-        groups = plans.logreg_groups(m, self.sm_count)
+        groups = pass_plan.groups
         dw_partial = self._scratch_buffer(("dw", groups, n, dtype.name), (groups, n), dtype)
         stats = self._scratch_buffer(("stats", groups), (groups, 3), cp.float64)
         out = cp.empty(2, dtype=cp.float64)
-        for plan in plans.logreg_launches(w, b, X, Y, dw_partial, stats, out, lr, loss, self.sm_count):
-            self._launch(plan)
+        sms = self.sm_count
+        for launch in plans.logreg_launches(pass_plan, w, b, X, Y, dw_partial, stats, out, lr, loss, sms):
+            self._launch(launch)
         return out[0], out[1]
 
     def _scratch_buffer(self, key, shape, dtype):
@@ -277,5 +293,7 @@ class CupyBackend(Backend):
             cuda_runtime=cp.cuda.runtime.runtimeGetVersion(),
             cuda_driver=cp.cuda.runtime.driverGetVersion(),
             tf32=os.environ.get("CUPY_TF32", "0") == "1",
+            shared_memory_per_block_optin=self.shared_limit,
+            logreg_pass=self.logreg_pass,
         )
         return info

@@ -6,7 +6,11 @@
 // again at each shuffle) before the next warp, in increasing or, on request, decreasing
 // warp order. Warps therefore run far apart between block barriers, as they may on a GPU:
 // a missing __syncthreads() around shared memory shows up as different results in the two
-// orders. A barrier that only some threads reach (divergent code), a shuffle with a
+// orders. Dynamic shared memory starts each block as 0xFF bytes (NaN), as undefined as on a
+// GPU. An asynchronous copy (the kernels' cp.async wrappers) fills its destination with
+// 0xFF when issued and lands only when its thread waits for its group, so reading a stage
+// before the wait, or refilling one still being read, shows up as NaN in the results; a
+// thread that exits with copies in flight is reported. A barrier that only some threads reach (divergent code), a shuffle with a
 // partial mask or warp, or a block of more than 1024 threads is reported as an error
 // instead of hanging or silently giving a number. Because blocks never overlap,
 // `__shared__` becomes a function-local `static`: one copy, shared by the running block.
@@ -48,15 +52,38 @@ struct alignas(4) uchar4 {
 struct alignas(16) ulonglong2 {
     unsigned long long x, y;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+
+inline float __uint_as_float(unsigned u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+inline double __hiloint2double(int hi, int lo) {
+    unsigned long long bits = ((unsigned long long)(unsigned)hi << 32) | (unsigned)lo;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
 
 namespace cuda_on_cpu {
 
 enum Wait : int { kRunnable = 0, kSyncthreads = 1, kShuffle = 2, kDone = 3 };
 
+struct AsyncCopy {
+    void* dst;
+    const void* src;
+};
+
 struct Fiber {
     ucontext_t context;
     dim3 thread_index;
     Wait wait;
+    std::vector<AsyncCopy> open_copies;                 // issued, not yet committed
+    std::vector<std::vector<AsyncCopy>> copy_groups;  // committed, not yet waited for
 };
 
 constexpr std::size_t kMaxThreads = 1024;
@@ -69,6 +96,7 @@ struct Launch {
     ucontext_t scheduler;
     std::function<void()> body;
     alignas(16) unsigned char exchange[kMaxThreads * 16];  // one shuffle slot per thread
+    std::vector<ulonglong2> dynamic_shared;                // the launch's extern __shared__ bytes
     std::string error;
 };
 
@@ -122,9 +150,11 @@ inline void run_warp(Launch& state, std::size_t first, std::size_t last) {
     }
 }
 
-// Runs body once per CUDA thread of a grid x block launch, warps in increasing order (or
-// decreasing with reverse_warps); returns "" or what went wrong.
-inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> body, bool reverse_warps = false) {
+// Runs body once per CUDA thread of a grid x block launch with shared_bytes of dynamic
+// shared memory, warps in increasing order (or decreasing with reverse_warps); returns ""
+// or what went wrong.
+inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> body, bool reverse_warps = false,
+                          std::size_t shared_bytes = 0) {
     const std::size_t threads = (std::size_t)block_dim.x * block_dim.y * block_dim.z;
     if (threads == 0 || threads > kMaxThreads)
         return "a block of " + std::to_string(threads) + " threads (CUDA allows 1 to 1024)";
@@ -134,6 +164,7 @@ inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> b
     state.grid_dim = grid_dim;
     state.block_dim = block_dim;
     state.body = std::move(body);
+    state.dynamic_shared.resize((shared_bytes + 15) / 16);
     active = &state;
     std::vector<char*> stacks(threads);
     for (auto& s : stacks) s = static_cast<char*>(malloc(kStackBytes));
@@ -141,6 +172,7 @@ inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> b
         for (unsigned by = 0; by < grid_dim.y && state.error.empty(); ++by)
             for (unsigned bx = 0; bx < grid_dim.x && state.error.empty(); ++bx) {
                 state.block_index = {bx, by, bz};
+                memset(state.dynamic_shared.data(), 0xFF, state.dynamic_shared.size() * 16);
                 state.fibers.assign(threads, Fiber{});
                 for (std::size_t t = 0; t < threads; ++t) {
                     Fiber& f = state.fibers[t];
@@ -161,7 +193,17 @@ inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> b
                     if (!state.error.empty()) break;
                     std::size_t counts[4] = {0, 0, 0, 0};
                     for (const Fiber& f : state.fibers) ++counts[f.wait];
-                    if (counts[kDone] == threads) break;
+                    if (counts[kDone] == threads) {
+                        for (const Fiber& f : state.fibers) {
+                            std::size_t in_flight = f.open_copies.size();
+                            for (const auto& group : f.copy_groups) in_flight += group.size();
+                            if (in_flight != 0 && state.error.empty())
+                                state.error = "block " + block_name(state.block_index) +
+                                              ": a thread exited with " + std::to_string(in_flight) +
+                                              " asynchronous copies not waited for";
+                        }
+                        break;
+                    }
                     if (counts[kSyncthreads] != threads) {
                         state.error = "block " + block_name(state.block_index) + ": a __syncthreads reached by " +
                                       std::to_string(counts[kSyncthreads]) + " of " + std::to_string(threads) +
@@ -235,3 +277,43 @@ std::string signature(void (*)(A...)) {
 }
 
 }  // namespace cuda_on_cpu
+
+// Dynamic shared memory and the asynchronous copies of kernels/nnx_kernels.cu (cp.async on
+// a GPU), with the deferred landing described at the top of this file.
+#define NNX_ASYNC_COPY_PROVIDED
+#define NNX_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(cuda_on_cpu::dynamic_shared())
+
+namespace cuda_on_cpu {
+
+inline unsigned char* dynamic_shared() { return reinterpret_cast<unsigned char*>(active->dynamic_shared.data()); }
+
+}  // namespace cuda_on_cpu
+
+inline void nnx_copy16_async(void* shared_dst, const void* global_src) {
+    using cuda_on_cpu::active;
+    unsigned char* dst = static_cast<unsigned char*>(shared_dst);
+    unsigned char* begin = cuda_on_cpu::dynamic_shared();
+    if (dst < begin || dst + 16 > begin + active->dynamic_shared.size() * 16)
+        cuda_on_cpu::fail("an asynchronous copy to outside the launch's dynamic shared memory");
+    else if ((reinterpret_cast<std::size_t>(dst) | reinterpret_cast<std::size_t>(global_src)) % 16 != 0)
+        cuda_on_cpu::fail("a 16-byte asynchronous copy between addresses not 16-byte aligned");
+    else {
+        memset(dst, 0xFF, 16);
+        active->current->open_copies.push_back({dst, global_src});
+    }
+}
+
+inline void nnx_copy_commit() {
+    cuda_on_cpu::Fiber& f = *cuda_on_cpu::active->current;
+    f.copy_groups.push_back(std::move(f.open_copies));
+    f.open_copies.clear();
+}
+
+template <int PENDING>
+inline void nnx_copy_wait() {
+    cuda_on_cpu::Fiber& f = *cuda_on_cpu::active->current;
+    while (f.copy_groups.size() > (std::size_t)PENDING) {
+        for (const cuda_on_cpu::AsyncCopy& c : f.copy_groups.front()) memcpy(c.dst, c.src, 16);
+        f.copy_groups.erase(f.copy_groups.begin());
+    }
+}
