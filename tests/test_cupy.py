@@ -82,6 +82,27 @@ def test_each_single_pass_kernel_matches_numpy(ops, kind, n, x_dtype, dtype):
 
 
 @needs_gpu
+def test_pixels_at_an_odd_address_take_the_register_kernel(ops):
+    """A view one byte into a buffer cannot be copied in 16-byte words: same results."""
+    rng = np.random.default_rng(3)
+    n, m = 1504, 300
+    X = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
+    Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+    buffer = ops.xp.zeros(n * m + 1, dtype=ops.xp.uint8)
+    Xd = buffer[1:].reshape((n, m), order="F")
+    Xd[...] = ops.xp.asarray(X)
+    assert Xd.flags.f_contiguous and Xd.data.ptr % 16 == 1
+    assert ops.pass_plan(n, m, "float32", np.uint8, aligned_16=False).kind == "registers"
+    w, b = ops.asarray(np.zeros((1, n)), "float32"), ops.asarray(np.zeros((1, 1)), "float32")
+    ref_w, ref_b = np.zeros((1, n), np.float32), np.zeros((1, 1), np.float32)
+    loss, correct = ops.logreg_epoch_(w, b, Xd, ops.prepare_labels(Y, "float32"), 0.5, "bce")
+    X_ref = X.astype(np.float32) * np.float32(1 / 255)
+    ref_loss, ref_correct = nnx.get_backend("numpy").logreg_epoch_(ref_w, ref_b, X_ref, Y, 0.5, "bce")
+    np.testing.assert_allclose(float(loss), ref_loss, **tolerance("float32"))
+    np.testing.assert_allclose(ops.to_host(w), ref_w, **tolerance("float32"))
+
+
+@needs_gpu
 def test_tf32_is_off_unless_the_user_enables_it(ops):
     assert ops.describe()["tf32"] == (os.environ.get("CUPY_TF32") == "1")
 

@@ -199,10 +199,18 @@ class CupyBackend(Backend):
     def _launch(self, plan: plans.Launch) -> None:
         plans.launch(self.kernel(plan.kernel), plan)
 
-    def pass_plan(self, n: int, m: int, dtype: Any, x_dtype: Any) -> plans.PassPlan | None:
+    def pass_plan(
+        self, n: int, m: int, dtype: Any, x_dtype: Any, aligned_16: bool = True
+    ) -> plans.PassPlan | None:
         """The single-pass kernel an epoch over X (n, m) of ``x_dtype`` with ``dtype``
-        parameters runs on this device, or None for the generic cuBLAS path."""
+        parameters runs on this device, or None for the generic cuBLAS path. X whose
+        memory does not start on a 16-byte boundary (a view at an odd offset) cannot be
+        copied in 16-byte words, so it never gets logreg_staged."""
         kind = self.logreg_pass
+        if not aligned_16 and kind == "auto":
+            kind = "registers"
+        if not aligned_16 and kind == "staged":
+            return None
         return plans.logreg_pass_plan(n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind)
 
     # ------------------------------------------------------------ kernels
@@ -248,7 +256,7 @@ class CupyBackend(Backend):
             or dtype.name not in ("float32", "float64")
             or X.dtype.name not in self.input_dtypes
             or (X.dtype != np.uint8 and X.dtype != dtype)
-            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype)) is None
+            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype, X.data.ptr % 16 == 0)) is None
         ):
             return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
