@@ -8,7 +8,9 @@ One training epoch (forward, backward, update) is timed for logistic regression 
 * BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
 * PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data,
   and its two MLP products alone; the ratios of PyTorch's times to the read reference and
-  to the BLAS products are the ceilings on the speedups over PyTorch in that run.
+  to the BLAS products are the ceilings on the speedups over PyTorch in that run;
+* on a GPU, the logistic-regression epoch with each single-pass kernel forced
+  (``cupy_staged_pass``, ``cupy_registers_pass``), so the default's choice is checked.
 
 Compile/JIT time (the first call) is reported apart from the steady state; each figure
 is the median of several runs with its spread; GPU work is synchronised before timing.
