@@ -168,6 +168,18 @@ __device__ __forceinline__ double nnx_elem<double, unsigned char, 4>(const nnx_r
     return nnx_from_byte<double>(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
 }
 
+// Adds one example's (loss, dz, correct) at logit z to a logreg block's running sums
+// (every thread keeps the same ones); returns its dz in the compute type.
+template <typename T>
+__device__ __forceinline__ T nnx_add_example(double z, double y, int loss_code, double* sums) {
+    double l, d, ok;
+    nnx_example<T>(z, y, loss_code, &l, &d, &ok);
+    sums[0] += l;
+    sums[1] += d;
+    sums[2] += ok;
+    return (T)d;
+}
+
 // Deterministic block sums of EX doubles per thread at once (one pair of barriers for all).
 // Every thread gets the totals. `scratch` holds at least 32 * EX doubles.
 template <int EX>
@@ -212,7 +224,7 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
     nnx_raw<XT, VEC> xr[EX][ITEMS];
 #pragma unroll
     for (int k = 0; k < ITEMS * VEC; ++k) acc[k] = T(0);
-    double loss = 0.0, dbsum = 0.0, correct = 0.0;
+    double sums[3] = {0.0, 0.0, 0.0};  // loss, dz, correct predictions
     T bias = b[0];
     for (long long base = (long long)blockIdx.x * EX; base < m; base += (long long)gridDim.x * EX) {
 #pragma unroll
@@ -242,12 +254,7 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            double l, d, ok;
-            nnx_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, &l, &d, &ok);
-            loss += l;
-            dbsum += d;
-            correct += ok;
-            T dz = (T)d;
+            T dz = nnx_add_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, sums);
 #pragma unroll
             for (int i = 0; i < ITEMS; ++i)
 #pragma unroll
@@ -263,9 +270,7 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
             if (j + v < n) out[j + v] = acc[i * VEC + v];
     }
     if (threadIdx.x == 0) {
-        stats_partial[3 * blockIdx.x] = loss;
-        stats_partial[3 * blockIdx.x + 1] = dbsum;
-        stats_partial[3 * blockIdx.x + 2] = correct;
+        for (int k = 0; k < 3; ++k) stats_partial[3 * blockIdx.x + k] = sums[k];
     }
 }
 
@@ -383,7 +388,7 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
         int count = p < steps ? (int)(m - base < EX ? m - base : EX) : 0;
         nnx_stage_rows<WORDS>(staged + p * step_words, rows, base, count, row_words);
     }
-    double loss = 0.0, dbsum = 0.0, correct = 0.0;
+    double sums[3] = {0.0, 0.0, 0.0};  // loss, dz, correct predictions
     T bias = b[0];
     int reading = 0, filling = stages - 1;  // the stages of steps s and s + stages - 1
     for (long long s = 0; s < steps; ++s) {
@@ -420,12 +425,7 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            double l, d, ok;
-            nnx_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, &l, &d, &ok);
-            loss += l;
-            dbsum += d;
-            correct += ok;
-            T dz = (T)d;
+            T dz = nnx_add_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, sums);
 #pragma unroll
             for (int i = 0; i < WORDS; ++i) {
                 long long c = (long long)i * blockDim.x + threadIdx.x;
@@ -447,9 +447,7 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
             if (c < row_words) out[c * E + e] = acc[i * E + e];
     }
     if (threadIdx.x == 0) {
-        stats_partial[3 * blockIdx.x] = loss;
-        stats_partial[3 * blockIdx.x + 1] = dbsum;
-        stats_partial[3 * blockIdx.x + 2] = correct;
+        for (int k = 0; k < 3; ++k) stats_partial[3 * blockIdx.x + k] = sums[k];
     }
 }
 
