@@ -217,20 +217,14 @@ def pass_variants(
     native = X.dtype if X.dtype == np.uint8 else np.dtype(dtype)
     out = {}
     for kind in PASS_KINDS:
-        ops.logreg_pass = kind
-        try:
+        with ops.forcing_pass(kind):
             if ops.pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
                 continue
             epoch = epoch_function(ops, "logreg", X, Y, dtype)
-        finally:
-            ops.logreg_pass = "auto"
 
         def forced(kind=kind, epoch=epoch):
-            ops.logreg_pass = kind
-            try:
+            with ops.forcing_pass(kind):
                 epoch()
-            finally:
-                ops.logreg_pass = "auto"
 
         out[f"{ops.name}_{kind}_pass"] = forced
     return out

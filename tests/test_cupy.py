@@ -64,8 +64,7 @@ def test_each_single_pass_kernel_matches_numpy(ops, kind, n, x_dtype, dtype):
     Y = (rng.random((1, m)) > 0.5).astype(dtype)
     w0 = (rng.normal(size=(1, n)) * 0.02).astype(dtype)
     ref, ref_w, ref_b = nnx.get_backend("numpy"), w0.copy(), np.full((1, 1), 0.1, dtype)
-    ops.logreg_pass = kind
-    try:
+    with ops.forcing_pass(kind):
         plan = ops.pass_plan(n, m, dtype, x_dtype)
         assert plan is not None and plan.kind == kind
         Xd, Yd = ops.prepare_fused_input(X, dtype), ops.prepare_labels(Y, dtype)
@@ -75,8 +74,6 @@ def test_each_single_pass_kernel_matches_numpy(ops, kind, n, x_dtype, dtype):
             ref_loss, ref_correct = ref.logreg_epoch_(ref_w, ref_b, X_ref, Y, 0.5, "bce")
             np.testing.assert_allclose(float(loss), ref_loss, **tolerance(dtype))
             assert float(correct) == ref_correct
-    finally:
-        ops.logreg_pass = "auto"
     np.testing.assert_allclose(ops.to_host(w), ref_w, **tolerance(dtype))
     np.testing.assert_allclose(ops.to_host(b), ref_b, **tolerance(dtype))
 

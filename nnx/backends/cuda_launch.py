@@ -128,19 +128,28 @@ class PassPlan(NamedTuple):
 
 
 def logreg_pass_plan(
-    n: int, m: int, w_dtype: Any, x_dtype: Any, sm_count: int, shared_limit: int, kind: str = "auto"
+    n: int,
+    m: int,
+    w_dtype: Any,
+    x_dtype: Any,
+    sm_count: int,
+    shared_limit: int,
+    kind: str = "auto",
+    aligned_16: bool = True,
 ) -> PassPlan | None:
     """The single-pass kernel for an epoch over X (n, m) of ``x_dtype`` with parameters of
     ``w_dtype``: logreg_staged where its rows are whole 16-byte words and at least two
     stages fit in ``shared_limit`` bytes of shared memory per block (the device's opt-in
-    maximum), else logreg_pass. ``kind`` ("staged" or "registers") asks for one of the two.
+    maximum), else logreg_pass; X whose memory does not start on a 16-byte boundary
+    (``aligned_16`` False: a view at an odd offset) cannot be copied in 16-byte words
+    either. ``kind`` ("staged" or "registers") asks for one of the two.
     None when the kernel asked for (or neither, for "auto") can take n features: the
     epoch then runs on the generic cuBLAS path.
     """
     if kind not in ("auto", *PASS_KINDS):
         raise ValueError(f"kind must be 'auto' or one of {PASS_KINDS}, got {kind!r}")
     t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
-    words = staged_tiling(n, t, xt)
+    words = staged_tiling(n, t, xt) if aligned_16 else None
     if kind != "registers" and words is not None:
         ex = staged_examples_per_step(xt)
         stage_bytes = ex * n * np.dtype(x_dtype).itemsize

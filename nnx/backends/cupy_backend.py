@@ -203,15 +203,21 @@ class CupyBackend(Backend):
         self, n: int, m: int, dtype: Any, x_dtype: Any, aligned_16: bool = True
     ) -> plans.PassPlan | None:
         """The single-pass kernel an epoch over X (n, m) of ``x_dtype`` with ``dtype``
-        parameters runs on this device, or None for the generic cuBLAS path. X whose
-        memory does not start on a 16-byte boundary (a view at an odd offset) cannot be
-        copied in 16-byte words, so it never gets logreg_staged."""
-        kind = self.logreg_pass
-        if not aligned_16 and kind == "auto":
-            kind = "registers"
-        if not aligned_16 and kind == "staged":
-            return None
-        return plans.logreg_pass_plan(n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind)
+        parameters runs on this device (see ``cuda_launch.logreg_pass_plan``), or None
+        for the generic cuBLAS path."""
+        return plans.logreg_pass_plan(
+            n, m, dtype, x_dtype, self.sm_count, self.shared_limit, self.logreg_pass, aligned_16
+        )
+
+    @contextlib.contextmanager
+    def forcing_pass(self, kind: str) -> Iterator[None]:
+        """Within the block, logistic-regression epochs use the ``kind`` single-pass
+        kernel ("staged" or "registers"; see ``logreg_pass``)."""
+        previous, self.logreg_pass = self.logreg_pass, kind
+        try:
+            yield
+        finally:
+            self.logreg_pass = previous
 
     # ------------------------------------------------------------ kernels
     def bias_activation_(self, Z, b, activation):
