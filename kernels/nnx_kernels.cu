@@ -212,7 +212,9 @@ __device__ __forceinline__ void nnx_block_sums(double* v, double* scratch) {
 // together to z), then dz, then dw += dz * x from the same registers. Several examples
 // per step keep enough bytes in flight when rows are short in bytes (uint8 pixels).
 // Per-block dw (G, n) and (loss, dz sum, correct) (G, 3) partials go to global memory
-// and are summed in a fixed order by logreg_update.
+// and are summed in a fixed order, in double, by logreg_update. The launch plan bounds
+// the examples per block (cuda_launch.MAX_EXAMPLES_PER_BLOCK) so that each block's float
+// sum of dz * x stays short.
 // At most 512 threads: the compiler keeps <= 128 registers per thread (spilling the largest
 // double-precision tiles to local memory rather than failing to launch).
 template <typename T, typename XT, int VEC, int ITEMS, int EX>

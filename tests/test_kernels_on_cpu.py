@@ -191,6 +191,26 @@ def test_single_pass_logreg_epoch_matches_numpy(module, kind, n, m, x_kind, sm_c
 
 
 @pytest.mark.parametrize("kind", plans.PASS_KINDS)
+def test_an_epoch_over_several_waves_of_blocks_matches_numpy(module, monkeypatch, kind):
+    """With at most 4 examples per block, 37 examples on 2 SMs take 5 (staged) or 3
+    (registers) whole waves of blocks: the same results as one wave."""
+    monkeypatch.setattr(plans, "MAX_EXAMPLES_PER_BLOCK", 4)
+    rng = np.random.default_rng(11)
+    n, m = 1504, 37
+    X = np.asfortranarray(rng.random((n, m)).astype(np.float32))
+    Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+    assert pass_plan(X, np.float32, 2, kind).groups == {"staged": 10, "registers": 12}[kind]
+    w, b = np.zeros((1, n), np.float32), np.full((1, 1), 0.1, np.float32)
+    w_ref, b_ref = w.copy(), b.copy()
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 2, kind)
+    value, correct = REF.logreg_epoch_(w_ref, b_ref, X, Y, 0.5, "bce")
+    np.testing.assert_allclose(out[0], value, **tolerance("float32"))
+    assert out[1] == correct
+    np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
+    np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+
+
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
 def test_single_pass_logreg_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed, kind):
     """Two runs, and a run with the warps in the opposite order, give the same bits: the
     reduction order is fixed and no warp reads shared memory another may still write."""

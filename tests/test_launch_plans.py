@@ -31,7 +31,7 @@ def test_a_12288_feature_epoch_on_hopper_stages_its_rows(w_dtype, x_dtype, kerne
 def test_double_parameters_on_pixels_keep_the_register_kernel():
     p = plan(12288, 65536, "float64", "uint8", **H100)
     assert (p.kind, p.kernel, p.shared_mem) == ("registers", "logreg_pass<double, unsigned char, 4, 6, 1>", 0)
-    assert p.groups == plans.logreg_groups(65536, 132)
+    assert p.groups == 2 * 132  # two waves of one block per SM
 
 
 def test_too_little_shared_memory_falls_back_to_the_register_kernel():
@@ -59,6 +59,18 @@ def test_forcing_a_kind_and_too_many_features():
 def test_few_examples_get_no_idle_blocks():
     assert plan(12288, 5, "float32", "uint8").groups == 3  # two examples a step
     assert plan(12288, 5, "float32", "float32").groups == 5
+
+
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
+@pytest.mark.parametrize(("m", "sm_count"), [(2**17, 4), (2**20, 132), (10**6 + 7, 108), (65536, 132)])
+def test_no_block_sums_more_than_its_share_of_examples(kind, m, sm_count):
+    """dw's float32 accuracy must not depend on the GPU's size: a long epoch gets more
+    blocks, in whole waves, rather than longer float sums per block."""
+    p = plan(12288, m, "float32", "float32", kind, sm_count=sm_count)
+    wave = sm_count if kind == "staged" else 2 * sm_count
+    assert p.groups % wave == 0
+    assert -(-m // p.groups) <= plans.MAX_EXAMPLES_PER_BLOCK
+    assert (p.groups == wave) == (m <= wave * plans.MAX_EXAMPLES_PER_BLOCK)  # no more blocks than needed
 
 
 def test_the_launch_refuses_partial_sums_of_the_wrong_shape():

@@ -30,6 +30,11 @@ STAGED_TYPES = (("float", "float"), ("double", "double"), ("float", "unsigned ch
 # the SM's 256 KB with shared memory on Hopper) room for the rest of the kernel.
 STAGE_TARGET_BYTES = 144 * 1024
 MAX_STAGES = 8  # the kernel's wait takes 0..7 groups pending
+# Each block of a single-pass kernel adds dz * x for its examples into dw registers one
+# after another, so dw's rounding error grows with how many it takes: longer epochs get
+# more blocks (whole waves of them), whose rows logreg_update adds in float64. dw then
+# stays at float32 accuracy whatever m and however few SMs the GPU has.
+MAX_EXAMPLES_PER_BLOCK = 1024
 DEFAULT_SHARED_BYTES = 48 * 1024  # dynamic shared memory a launch may use without opting in
 PASS_KINDS = ("staged", "registers")
 
@@ -157,7 +162,7 @@ def logreg_pass_plan(
         fit = (shared_limit - static_bytes) // stage_bytes
         stages = min(MAX_STAGES, max(2, STAGE_TARGET_BYTES // stage_bytes), fit)
         if stages >= 2:
-            groups = max(1, min(-(-m // ex), sm_count))  # one block per SM: its stages fill the SM
+            groups = pass_groups(m, ex, sm_count)  # one block per SM: its stages fill the SM
             name = f"logreg_staged<{t}, {xt}, {words}, {ex}>"
             return PassPlan("staged", name, groups, stages * stage_bytes, stages)
     if kind == "staged":
@@ -165,8 +170,9 @@ def logreg_pass_plan(
     vec, items = pass_tiling(n, x_dtype)
     if items is None:
         return None
-    name = f"logreg_pass<{t}, {xt}, {vec}, {items}, {examples_per_step(t, xt, vec)}>"
-    return PassPlan("registers", name, logreg_groups(m, sm_count), 0, 0)
+    ex = examples_per_step(t, xt, vec)
+    name = f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>"
+    return PassPlan("registers", name, pass_groups(m, ex, 2 * sm_count), 0, 0)
 
 
 def elementwise_grid(size: int, sm_count: int) -> int:
@@ -221,9 +227,14 @@ def bce_logits_launch(Z, Y, dZ, partial, sm_count: int) -> Launch:
     )
 
 
-def logreg_groups(m: int, sm_count: int) -> int:
-    """Blocks of logreg_pass, hence rows of its (groups, n) dw and (groups, 3) partials."""
-    return max(1, min(m, sm_count * 2))
+def pass_groups(m: int, examples_per_step: int, wave: int) -> int:
+    """Blocks of a single-pass kernel over m examples, hence rows of its (groups, n) dw
+    and (groups, 3) partials: one block per step up to a wave of ``wave`` blocks, then
+    whole waves with at most MAX_EXAMPLES_PER_BLOCK examples per block."""
+    steps = -(-m // examples_per_step)
+    if steps <= wave:
+        return max(1, steps)
+    return wave * -(-m // (wave * MAX_EXAMPLES_PER_BLOCK))
 
 
 def logreg_launches(
