@@ -31,7 +31,7 @@ def test_a_12288_feature_epoch_on_hopper_stages_its_rows(w_dtype, x_dtype, kerne
 def test_double_parameters_on_pixels_keep_the_register_kernel():
     p = plan(12288, 65536, "float64", "uint8", **H100)
     assert (p.kind, p.kernel, p.shared_mem) == ("registers", "logreg_pass<double, unsigned char, 4, 6, 1>", 0)
-    assert p.groups == 2 * 132  # two waves of one block per SM
+    assert p.groups == 2 * 132  # logreg_pass runs 2 blocks per SM
 
 
 def test_too_little_shared_memory_falls_back_to_the_register_kernel():
