@@ -529,7 +529,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_throughput(result: dict[str, Any], path: str) -> None:
     """Examples/s against m per backend (log-log), one line per (backend, model, X dtype)."""
-    from .io import atomic_write
+    from .files import PLOT_SOFTWARE, atomic_write
     from .plot import pyplot
 
     plt = pyplot()
@@ -549,5 +549,9 @@ def plot_throughput(result: dict[str, Any], path: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    atomic_write(
+        path,
+        lambda fh: fig.savefig(fh, format="png", dpi=120, metadata={"Software": PLOT_SOFTWARE}),
+        kind="plot",
+    )
     plt.close(fig)

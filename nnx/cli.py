@@ -1,16 +1,35 @@
-"""The ``nnx`` command line. Bad arguments exit with code 2 and a one-line message."""
+"""The ``nnx`` command line.
+
+Nothing a user can cause shows a traceback: bad arguments, bad data, unsafe output paths
+and full disks exit with code 2 and one line; per-file prediction errors exit 1; a stop
+by SIGINT/SIGTERM/SIGHUP exits 128 + the signal number after checkpointing; an
+unexpected internal error prints one line saying it is a bug (exit 70; ``--debug`` or
+``NNX_DEBUG=1`` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from .data import DataError
-from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
-from .runner import UsageError
+import numpy as np
 
-BACKEND_CHOICES = ("auto", "numpy", "numba", "cupy")
+from . import backends
+from .errors import (
+    BackendUnavailableError,
+    DataError,
+    DeviceMemoryError,
+    ModelFormatError,
+    TrainingDivergedError,
+    UsageError,
+)
+from .files import printable
+
+BACKEND_CHOICES = ("auto", *backends.names())
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,8 +38,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
-    print(f"nnx: error: {message}", file=sys.stderr)
-    return 2
+    print(f"nnx: error: {printable(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_env_backend() -> None:
+    """NNX_BACKEND, when set, must name a backend (checked before any work)."""
+    value = os.environ.get("NNX_BACKEND")
+    if value and value.strip().lower() not in BACKEND_CHOICES:
+        raise UsageError(
+            f"NNX_BACKEND={value!r} is not a backend; expected one of {', '.join(BACKEND_CHOICES)} "
+            "(or unset it)"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -57,18 +86,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         last += f", validation accuracy {h.val_accuracy[-1]:.1%}"
     if result.interrupted:
         print(
-            f"nnx: interrupted after epoch {result.epochs_done} of {cfg.epochs}; checkpoint saved in "
-            f"{cfg.out}; continue with the same command plus --resume",
+            f"nnx: interrupted by {_signal_name(result.signal)} after epoch {result.epochs_done} of "
+            f"{cfg.epochs}; checkpoint saved in {printable(str(cfg.out))}; continue with the same "
+            "command plus --resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + int(result.signal or 2)
     print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {h.backend}: {last}")
     return 0
+
+
+def _signal_name(signum: int | None) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name if signum is not None else "a signal"
+    except ValueError:
+        return f"signal {signum}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .runner import describe_results, predict_files
 
+    if not 0.0 <= args.threshold <= 1.0:  # NaN fails both comparisons
+        return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
     results = predict_files(args.model, args.images, threshold=args.threshold, backend=args.backend)
     print(json.dumps(results, indent=2) if args.json else describe_results(results))
     return 1 if any("error" in r for r in results) else 0
@@ -92,11 +133,23 @@ def _csv(kind):
     return parse
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation here (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
-    from .io import atomic_write
+    from .files import BENCH_FORMAT, atomic_write, check_target
 
-    known = ("numpy", "numba", "cupy")
+    known = backends.names()
     for name in args.backends:
         if name not in known:
             return _fail(f"unknown backend {name!r} in --backends; expected some of {', '.join(known)}")
@@ -106,8 +159,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for dt in args.dtype:
         if dt not in bench.X_DTYPES:
             return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(bench.X_DTYPES)}")
-    if any(m < 1 for m in args.m) or args.repeats < 1:
-        return _fail("--m values and --repeats must be positive")
+    if not args.backends or not args.models or not args.m or not args.dtype:
+        return _fail("--backends, --models, --m and --dtype each need at least one value")
+    if any(not 1 <= m <= 10**8 for m in args.m) or not 1 <= args.repeats <= 1000:
+        return _fail("--m values must lie in [1, 100000000] and --repeats in [1, 1000]")
+    # The largest batch holds X in each input dtype plus a float copy per backend.
+    biggest = max(args.m) * bench.N_X * (sum(np.dtype(d).itemsize for d in args.dtype) + 8)
+    available = _available_memory()
+    if available is not None and biggest > 0.8 * available:
+        return _fail(
+            f"--m {max(args.m)} needs about {biggest / 2**30:.1f} GiB, but only {available / 2**30:.1f} GiB "
+            "is available here; use a smaller --m"
+        )
+    for option, path, kind in (("--json", args.json, "bench"), ("--plot", args.plot, "plot")):
+        if path:  # before minutes of timing, not after
+            check_target(path, kind, label=option)
     if args.plot:
         from .plot import pyplot
 
@@ -117,7 +183,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return _fail(f"--plot: {exc}")
 
     def write_json(record: dict) -> None:
-        atomic_write(args.json, lambda fh: fh.write(json.dumps(record, indent=2).encode()))
+        text = json.dumps({"format": BENCH_FORMAT, **record}, indent=2)
+        atomic_write(args.json, lambda fh: fh.write(text.encode()), kind="bench")
 
     result = bench.run(
         args.backends,
@@ -132,18 +199,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(bench.format_table(result))
     if args.json:
         write_json(result)
-        print(f"wrote {args.json}")
+        print(f"wrote {printable(args.json)}")
     if args.plot:
         bench.plot_throughput(result, args.plot)
-        print(f"wrote {args.plot}")
+        print(f"wrote {printable(args.plot)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nnx", description="nnx: neural networks on NumPy, Numba and CuPy backends")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="show the traceback of an internal error (also NNX_DEBUG=1)"
+    )
+    parser = _Parser(
+        prog="nnx", description="nnx: neural networks on NumPy, Numba and CuPy backends", parents=[common]
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="train on the built-in synthetic images and toy sets")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    demo = command("demo", help="train on the built-in synthetic images and toy sets")
     demo.add_argument(
         "--backend", choices=BACKEND_CHOICES, default=None, help="backend (default: NNX_BACKEND or auto)"
     )
@@ -151,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
 
-    train = sub.add_parser("train", help="train on images, npz, csv or h5 (default: built-in data)")
+    train = command("train", help="train on images, npz, csv or h5 (default: built-in data)")
     train.add_argument("--data", help="image folder or zip, .npz, .csv or .h5 (default: embedded synthetic)")
     train.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     train.add_argument("--hidden", type=int, default=50, help="hidden units of the mlp")
@@ -171,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    predict = sub.add_parser("predict", help="probability and label for image files")
+    predict = command("predict", help="probability and label for image files")
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--threshold", type=float, default=0.5)
@@ -179,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=cmd_predict)
 
-    bench = sub.add_parser("bench", help="epoch throughput of each backend on 12288 x m batches")
+    bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
     bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
     bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
@@ -192,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", help="write a throughput-vs-m PNG to this file")
     bench.set_defaults(func=cmd_bench)
 
-    info = sub.add_parser("info", help="versions, backends and why others are unavailable")
+    info = command("info", help="versions, backends and why others are unavailable")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
     return parser
@@ -200,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("NNX_DEBUG", "") not in ("", "0")
     try:
+        _check_env_backend()
         return args.func(args)
     except (
         BackendUnavailableError,
@@ -211,11 +289,24 @@ def main(argv: list[str] | None = None) -> int:
         DeviceMemoryError,
     ) as exc:
         return _fail(str(exc))
-    except FileNotFoundError as exc:
+    except OSError as exc:  # missing files, full disks, permissions: nnx's messages name the file
+        if exc.filename is not None and exc.strerror:
+            return _fail(f"{exc.filename}: {exc.strerror}")
         return _fail(str(exc))
+    except MemoryError as exc:
+        return _fail(f"out of memory ({exc or 'allocation failed'}); use less data or a smaller model")
     except KeyboardInterrupt:
         print("nnx: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so in one line; the traceback on request
+        if debug:
+            raise
+        print(
+            f"nnx: internal error (a bug in nnx, please report it): {type(exc).__name__}: "
+            f"{printable(str(exc))}; rerun with --debug or NNX_DEBUG=1 to see the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

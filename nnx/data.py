@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from .datasets import train_test_split
-from .io import atomic_write
+from .errors import DataError
+from .files import CACHE_FORMAT, atomic_write, check_target
 
 log = logging.getLogger("nnx")
 
@@ -35,10 +36,6 @@ LAYOUTS = (
 )
 CACHE_VERSION = 1
 _KAGGLE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]*\.[A-Za-z0-9]+$")
-
-
-class DataError(ValueError):
-    """Data that cannot be used: empty, unreadable, wrong layout or corrupt values."""
 
 
 @dataclass
@@ -247,8 +244,8 @@ def _read_cache(path: Path, key: str) -> tuple[np.ndarray, np.ndarray, list[str]
 
 
 def _write_cache(path: Path, key: str, X: np.ndarray, Y: np.ndarray, files: list[str], skipped: list) -> None:
-    meta = json.dumps({"key": key, "files": files, "skipped": skipped})
-    atomic_write(path, lambda fh: np.savez(fh, X=X, Y=Y, meta=np.array(meta)))
+    meta = json.dumps({"format": CACHE_FORMAT, "key": key, "files": files, "skipped": skipped})
+    atomic_write(path, lambda fh: np.savez(fh, X=X, Y=Y, meta=np.array(meta)), kind="cache")
 
 
 # -------------------------------------------------------------------- loader
@@ -280,6 +277,8 @@ def load_images(
         raise ValueError(f"val_split must lie in [0, 1), got {val_split}")
     if not path.is_dir() and not (path.is_file() and zipfile.is_zipfile(path)):
         raise DataError(f"{path} is neither a folder nor a zip file; expected " + " or ".join(LAYOUTS))
+    if cache is not None:  # a cache path holding anything but nnx's cache is never written over
+        check_target(cache, "cache", label="cache")
     source = _Source(path)
     try:
         entries, skipped, layout = _classify(source.list())

@@ -17,3 +17,19 @@ class TrainingDivergedError(FloatingPointError):
 
 class DeviceMemoryError(MemoryError):
     """The GPU has too little free memory for the work; the message says how much and what to do."""
+
+
+class DataError(ValueError):
+    """Data that cannot be used: empty, unreadable, wrong layout or corrupt values."""
+
+
+class UsageError(ValueError):
+    """A bad argument or input for a command-line job (reported as one line, exit code 2)."""
+
+
+class UnsafeOutputError(FileExistsError):
+    """An output path holds something nnx did not write (or a folder); nnx never writes over it."""
+
+
+class OutputWriteError(OSError):
+    """Writing an output file failed (full disk, no permission, ...); the message names the file."""

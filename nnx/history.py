@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .files import HISTORY_FORMAT
+
 
 @dataclass
 class History:
@@ -51,7 +53,7 @@ class History:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps({"format": HISTORY_FORMAT, **self.to_dict()}, indent=2)
 
     def to_csv(self) -> str:
         """One row per recorded epoch: epoch, loss, accuracy[, val_loss, val_accuracy]."""

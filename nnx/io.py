@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -12,30 +11,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelFormatError
+from .files import MODEL_FORMAT, atomic_write
 from .layers import layer_from_config
 
-FORMAT = "nnx-model"
+FORMAT = MODEL_FORMAT
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Write a file through ``write(fileobj)`` into a temp file beside ``path``, then
-    ``os.replace`` it over ``path``: a failed write never touches an existing file."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_model(model: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
@@ -70,7 +50,7 @@ def write_model_file(
     for i, (W, b) in enumerate(params):
         arrays[f"W{i}"] = W
         arrays[f"b{i}"] = b
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), kind="model")
 
 
 def load(path: str | os.PathLike) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from .datasets import feature_cross
+from .files import PLOT_SOFTWARE, atomic_write
 from .history import History
-from .io import atomic_write
 
 
 def pyplot() -> Any:
@@ -28,7 +28,11 @@ def pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> str:
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    atomic_write(
+        path,
+        lambda fh: fig.savefig(fh, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE}),
+        kind="plot",
+    )
     return str(path)
 
 

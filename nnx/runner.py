@@ -1,15 +1,18 @@
 """The jobs behind ``nnx train`` and ``nnx predict``: data in, trained model out.
 
-``train`` checks every argument before any work, checkpoints every k epochs and on Ctrl-C
-(the last completed epoch, atomically, with the shuffle RNG's state), and ``resume``
-continues to exactly the parameters an uninterrupted run reaches.
+``train`` checks every argument and every output path before any work, checkpoints every
+k epochs and on SIGINT, SIGTERM or SIGHUP (the last completed epoch, atomically, with the
+shuffle RNG's state and a fingerprint of the training data), and ``resume`` continues to
+exactly the parameters an uninterrupted run reaches, on the same data only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import signal
-import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +21,33 @@ import numpy as np
 
 from .data import decode_image, load_csv, load_h5, load_images, load_npz
 from .datasets import synthetic_images, train_test_split
+from .errors import ModelFormatError, UsageError
+from .files import atomic_write, check_target, printable
 from .history import History
-from .io import atomic_write, load, load_with_extra, write_model_file
+from .io import load, load_with_extra, write_model_file
 from .model import MLP, LogisticRegression, Sequential
 
 CHECKPOINT = "checkpoint.npz"
-
-
-class UsageError(ValueError):
-    """A bad argument or input for a command-line job (reported as one line, exit code 2)."""
+# Every file a run writes in its --out folder, and the kind nnx recognises it by.
+OUTPUTS = {
+    "model.npz": "model",
+    CHECKPOINT: "model",
+    "history.json": "history-json",
+    "history.csv": "history-csv",
+    "learning_curve.png": "plot",
+}
+# Signals that stop a run the way Ctrl-C does: finish the epoch, checkpoint, exit 128 + signal.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+LIMITS = {  # the largest value each argument accepts
+    "--epochs": 10**9,
+    "--hidden": 100_000,
+    "--size": 1024,
+    "--checkpoint-every": 10**9,
+    "--batch-size": 2**31 - 1,
+    "--seed": 2**32 - 1,
+}
 
 
 @dataclass
@@ -68,7 +89,8 @@ class TrainConfig:
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Refuse bad arguments before any work starts (UsageError with one-line message)."""
+    """Refuse bad arguments and unsafe output paths before any work starts (UsageError,
+    UnsafeOutputError or OutputWriteError, each with a one-line message)."""
     if cfg.model not in ("logreg", "mlp"):
         raise UsageError(f"--model must be logreg or mlp, got {cfg.model!r}")
     for name, value in (
@@ -76,27 +98,45 @@ def check_config(cfg: TrainConfig) -> None:
         ("--hidden", cfg.hidden),
         ("--size", cfg.size),
         ("--checkpoint-every", cfg.checkpoint_every),
+        ("--batch-size", cfg.batch_size),
     ):
-        if value is None or value <= 0:
-            raise UsageError(f"{name} must be a positive integer, got {value}")
-    if cfg.batch_size is not None and cfg.batch_size <= 0:
-        raise UsageError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        if value is None and name == "--batch-size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMITS[name]:
+            raise UsageError(f"{name} must be a positive integer up to {LIMITS[name]:,}, got {value}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= LIMITS["--seed"]:
+        raise UsageError(f"--seed must be an integer from 0 to {LIMITS['--seed']:,}, got {cfg.seed}")
+    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
-    if not 0 <= cfg.val_split < 1:
+    if not (isinstance(cfg.val_split, (int, float)) and 0 <= cfg.val_split < 1):
         raise UsageError(f"--val-split must lie in [0, 1), got {cfg.val_split}")
+    if cfg.dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype must be float32 or float64, got {cfg.dtype!r}")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UsageError(f"--data: no such file or folder: {cfg.data}")
-    _check_writable(Path(cfg.out))
+    check_output_paths(cfg)
 
 
-def _check_writable(out: Path) -> None:
+def check_output_paths(cfg: TrainConfig) -> None:
+    """The --out folder (made if absent) and every file the run will write there, and the
+    --cache file: each absent or nnx's own file of that kind, in a writable folder."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; give a folder for the run's outputs")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".nnx-write-test-"):
-            pass
     except OSError as exc:
         raise UsageError(f"--out {out} is not a writable folder: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out} is not a writable folder: permission denied")
+    for name, kind in OUTPUTS.items():
+        check_target(out / name, kind, label="--out")
+    if cfg.cache is not None:
+        cache = Path(cfg.cache)
+        if cfg.data is not None and cache.exists() and Path(cfg.data).exists():
+            if os.path.samefile(cache, cfg.data):
+                raise UsageError(f"--cache {cache} is the training data itself; give a separate .npz path")
+        check_target(cache, "cache", label="--cache")
 
 
 @dataclass
@@ -148,6 +188,10 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
             cfg.size,
             data.skipped,
         )
+    if cfg.positive is not None:
+        raise UsageError(
+            f"--positive names a class of an image folder or zip; the labels of {path.name} are already 0/1"
+        )
     if suffix == ".npz":
         X, Y = load_npz(path)
     elif suffix == ".csv":
@@ -166,6 +210,40 @@ def _split(X, Y, cfg):
     return X, Y, None, None
 
 
+def check_splits(data: Dataset, cfg: TrainConfig) -> None:
+    """Both classes must be present in the training split and, when there is one, in the
+    validation split; otherwise the run would train or score on one class only."""
+    parts = [("training", data.Y)] + ([("validation", data.Yv)] if data.Yv is not None else [])
+    for part, Y in parts:
+        present = set(np.unique(np.asarray(Y)).tolist())
+        for label, name in enumerate(data.classes[:2]):
+            if label not in present:
+                fix = (
+                    "use a smaller --val-split (or 0)"
+                    if cfg.val_split > 0
+                    else "add examples of that class to the data"
+                )
+                raise UsageError(
+                    f"the {part} split has no example of class {name!r} "
+                    f"({Y.shape[1]} example(s), --val-split {cfg.val_split}); {fix}"
+                )
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """A digest of the training and validation arrays (shapes, dtypes and every byte):
+    a resumed run must train on exactly the data its checkpoint was trained on."""
+    h = hashlib.blake2b(digest_size=20)
+    for arr in (data.X, data.Y, data.Xv, data.Yv):
+        if arr is None:
+            h.update(b"none;")
+            continue
+        arr = np.asarray(arr)
+        h.update(f"{arr.shape};{arr.dtype.str};".encode())
+        cols = np.asfortranarray(arr)  # one canonical byte order whatever the layout
+        h.update(memoryview(cols.reshape(-1, order="F")).cast("B"))
+    return h.hexdigest()
+
+
 def build_model(cfg: TrainConfig, n_x: int) -> Sequential:
     if cfg.model == "logreg":
         return LogisticRegression(n_x, seed=cfg.seed)
@@ -179,7 +257,7 @@ class TrainResult:
     epochs_done: int
     interrupted: bool
     out: Path
-    resumed_from: int = 0
+    signal: int | None = None  # the signal that stopped the run early, if one did
 
 
 def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
@@ -194,42 +272,31 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             + ", ".join(f"{n} ({r})" for n, r in data.skipped[:5])
             + (" ..." if len(data.skipped) > 5 else "")
         )
+    check_splits(data, cfg)
     model = build_model(cfg, data.X.shape[0])
     model.metadata = {"classes": data.classes, "image_size": data.image_size, "data": data.description}
     rng = np.random.default_rng(cfg.seed)
+    fingerprint = data_fingerprint(data)
     history = History()
     done = 0
     if resume:
-        if not ckpt_path.is_file():
-            raise UsageError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
-        saved, state = load_with_extra(ckpt_path)
-        if not state or "config" not in state:
-            raise UsageError(f"--resume: {ckpt_path} is not an nnx training checkpoint")
-        mismatched = {
-            k: (state["config"].get(k), v) for k, v in cfg.identity().items() if state["config"].get(k) != v
-        }
-        if mismatched:
-            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
-            raise UsageError(f"--resume refused: hyper-parameters differ from the checkpoint ({detail})")
-        model.set_parameters(saved.parameters())
-        rng.bit_generator.state = state["rng_state"]
-        history = History.from_dict(state["history"])
-        done = int(state["epochs_done"])
+        done, history = _resume(ckpt_path, cfg, model, rng, fingerprint)
         say(f"resuming from epoch {done} of {cfg.epochs} ({ckpt_path})")
     say(f"data: {data.description}; X {data.X.shape} {data.X.dtype}; label 1 = {data.classes[-1]}")
 
-    stop = {"requested": False}
+    stop: dict[str, Any] = {"signal": None}
 
-    def on_sigint(signum, frame):  # first Ctrl-C: finish the epoch and checkpoint it
-        if stop["requested"]:
+    def on_stop_signal(signum, frame):  # first signal: finish the epoch and checkpoint it
+        if stop["signal"] is not None:
             raise KeyboardInterrupt
-        stop["requested"] = True
+        stop["signal"] = signum
 
     def checkpoint(epoch_done: int, params, hist: History) -> None:
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
         state = {
             "config": cfg.identity(),
+            "data_fingerprint": fingerprint,
             "epochs_done": epoch_done,
             "rng_state": rng.bit_generator.state,
             "history": combined.to_dict(),
@@ -238,12 +305,15 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
 
     def callback(epoch: int, net, hist: History) -> bool:
         total = done + epoch
-        if stop["requested"] or total % cfg.checkpoint_every == 0 or total == cfg.epochs:
+        stopping = stop["signal"] is not None
+        if stopping or total % cfg.checkpoint_every == 0 or total == cfg.epochs:
             checkpoint(total, net.host_params(), hist)
-        return stop["requested"]
+        return stopping
 
     remaining = cfg.epochs - done
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
+    handle = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
     try:
         if remaining > 0:
             validation = (data.Xv, data.Yv) if data.Xv is not None else None
@@ -266,17 +336,80 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             history.seconds += fit_history.seconds
             done += fit_history.epochs
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     history.epochs = done
     write_outputs(model, history, out, say)
-    return TrainResult(model, history, done, stop["requested"], out)
+    return TrainResult(model, history, done, stop["signal"] is not None, out, stop["signal"])
+
+
+def _resume(
+    ckpt_path: Path, cfg: TrainConfig, model: Sequential, rng: np.random.Generator, fingerprint: str
+) -> tuple[int, History]:
+    """Load a checkpoint into ``model`` and ``rng`` after checking it belongs to this run:
+    the same hyper-parameters, the same data (by fingerprint) and a well-formed state.
+    Returns (epochs done, history so far); UsageError in one line otherwise."""
+    if not ckpt_path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+    try:
+        saved, state = load_with_extra(ckpt_path)
+    except ModelFormatError as exc:
+        raise UsageError(f"--resume: {exc}") from None
+    bad = f"--resume: {ckpt_path} is not a usable nnx training checkpoint"
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise UsageError(f"{bad} (no training state in it)")
+    saved_cfg = state["config"]
+    mismatched = {k: (saved_cfg.get(k), v) for k, v in cfg.identity().items() if saved_cfg.get(k) != v}
+    if mismatched:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
+        raise UsageError(f"--resume refused: hyper-parameters differ from the checkpoint ({detail})")
+    if state.get("data_fingerprint") != fingerprint:
+        raise UsageError(
+            "--resume refused: the training data differ from the data the checkpoint was trained on "
+            f"(same --data path {cfg.data!r}, different content); start without --resume"
+        )
+    done = state.get("epochs_done")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= cfg.epochs:
+        raise UsageError(f"{bad} (epochs_done is {done!r}, expected 0..{cfg.epochs})")
+    try:
+        model.set_parameters(saved.parameters())
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{bad} (its parameters do not fit this model: {exc})") from None
+    try:
+        rng.bit_generator.state = state["rng_state"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{bad} (the shuffle state is malformed: {exc})") from None
+    history = _history_from_state(state.get("history"))
+    if history is None:
+        raise UsageError(f"{bad} (the history is malformed)")
+    return done, history
+
+
+def _history_from_state(data: Any) -> History | None:
+    """A History from checkpoint JSON, or None if any field has the wrong type or length."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        history = History.from_dict(data)
+    except TypeError:
+        return None
+    lists = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    for name in lists:
+        values = getattr(history, name)
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            return None
+    if not len(history.epoch) == len(history.loss) == len(history.accuracy):
+        return None
+    return history
 
 
 def write_outputs(model: Sequential, history: History, out: Path, say=print) -> None:
     """model.npz, history.json, history.csv and learning_curve.png (when matplotlib is there)."""
     model.save(out / "model.npz")
-    atomic_write(out / "history.json", lambda fh: fh.write(history.to_json().encode()))
-    atomic_write(out / "history.csv", lambda fh: fh.write(history.to_csv().encode()))
+    atomic_write(out / "history.json", lambda fh: fh.write(history.to_json().encode()), kind="history-json")
+    atomic_write(out / "history.csv", lambda fh: fh.write(history.to_csv().encode()), kind="history-csv")
     try:
         from .plot import learning_curves
 
@@ -318,7 +451,8 @@ def describe_results(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
         if "error" in r:
-            lines.append(f"{r['file']}: error: {r['error']}")
+            lines.append(f"{printable(r['file'])}: error: {printable(r['error'])}")
         else:
-            lines.append(f"{r['file']}: p={r['probability']:.4f} label={r['label']} ({r['class_name']})")
+            name, cls = printable(r["file"]), printable(str(r["class_name"]))
+            lines.append(f"{name}: p={r['probability']:.4f} label={r['label']} ({cls})")
     return "\n".join(lines)

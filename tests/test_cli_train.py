@@ -118,14 +118,24 @@ def _train_args(image_dir, out, epochs):
     ]
 
 
-def test_interrupted_run_resumes_to_the_same_parameters(image_dir, tmp_path):
-    epochs = 3000
-    ref = run(*_train_args(image_dir, tmp_path / "ref", epochs))
-    assert ref.returncode == 0, ref.stderr
+EPOCHS = 3000
 
+
+@pytest.fixture(scope="module")
+def reference_run(image_dir, tmp_path_factory):
+    """The uninterrupted run every interrupted-and-resumed run must reproduce exactly."""
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    ref = run(*_train_args(image_dir, out, EPOCHS))
+    assert ref.returncode == 0, ref.stderr
+    return out
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_stopped_run_resumes_to_the_same_parameters(image_dir, reference_run, tmp_path, signame):
+    signum = getattr(signal, signame)
     out = tmp_path / "cut"
     proc = subprocess.Popen(
-        [*CLI, *map(str, _train_args(image_dir, out, epochs))],
+        [*CLI, *map(str, _train_args(image_dir, out, EPOCHS))],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -135,26 +145,27 @@ def test_interrupted_run_resumes_to_the_same_parameters(image_dir, tmp_path):
         time.sleep(0.05)
     time.sleep(0.2)
     assert proc.poll() is None, "training finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "interrupted after epoch" in stderr and "--resume" in stderr
+    assert proc.returncode == 128 + signum, stderr
+    assert f"interrupted by {signame} after epoch" in stderr and "--resume" in stderr
     _, state = nnx.io.load_with_extra(out / "checkpoint.npz")
-    assert 0 < state["epochs_done"] < epochs
+    assert 0 < state["epochs_done"] < EPOCHS
+    assert not [p.name for p in out.iterdir() if ".nnx-tmp-" in p.name]
 
-    changed = run(*_train_args(image_dir, out, epochs), "--lr", 0.5, "--resume")
+    changed = run(*_train_args(image_dir, out, EPOCHS), "--lr", 0.5, "--resume")
     assert changed.returncode == 2 and "hyper-parameters differ" in changed.stderr
 
-    resumed = run(*_train_args(image_dir, out, epochs), "--resume")
+    resumed = run(*_train_args(image_dir, out, EPOCHS), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from epoch {state['epochs_done']}" in resumed.stdout
-    a, b = nnx.load(tmp_path / "ref" / "model.npz"), nnx.load(out / "model.npz")
+    a, b = nnx.load(reference_run / "model.npz"), nnx.load(out / "model.npz")
     for (W0, b0), (W1, b1) in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(W0, W1)
         np.testing.assert_array_equal(b0, b1)
-    full = json.loads((tmp_path / "ref" / "history.json").read_text())
+    full = json.loads((reference_run / "history.json").read_text())
     joined = json.loads((out / "history.json").read_text())
-    assert joined["epoch"][-1] == epochs
+    assert joined["epoch"][-1] == EPOCHS
     np.testing.assert_array_equal(joined["loss"][-10:], full["loss"][-10:])
 
 

@@ -17,6 +17,7 @@ from nnx.data import (  # noqa: E402
     decode_image,
     load_images,
 )
+from nnx.errors import UnsafeOutputError  # noqa: E402
 
 
 def test_kaggle_folder_with_bad_files(tmp_path, caplog):
@@ -143,8 +144,10 @@ def test_cache_is_reused_and_invalidated(tmp_path):
     (root / "cat.new.jpg").write_bytes(jpeg_bytes(cats[4]))  # source changed
     changed = load_images(root, size=8, cache=cache, val_split=0, progress=False)
     assert not changed.from_cache and changed.X_train.shape[1] == first.X_train.shape[1] + 1
-    cache.write_bytes(b"garbage")  # a corrupt cache is rebuilt, not fatal
-    assert not load_images(root, size=8, cache=cache, val_split=0, progress=False).from_cache
+    cache.write_bytes(b"garbage")  # not a cache nnx wrote: refused before decoding, left as it is
+    with pytest.raises(UnsafeOutputError, match="not an nnx image cache"):
+        load_images(root, size=8, cache=cache, val_split=0, progress=False)
+    assert cache.read_bytes() == b"garbage"
 
 
 def test_load_train_save_predict_end_to_end(tmp_path):

@@ -1,0 +1,229 @@
+"""Writing output files safely.
+
+Every file nnx writes (model, checkpoint, image cache, history, learning curve, benchmark
+record) goes through ``atomic_write``: the bytes go to a temp file beside the target, are
+flushed to disk, get the permissions ``open()`` would give (the umask is honoured), and
+replace the target in one ``os.replace``. A target that exists must be a regular file
+that nnx itself wrote as the same kind (recognised by a marker inside it); anything else
+is refused before a byte is written. A temp file left by a killed writer
+(``.NAME.nnx-tmp-PID-*``) is removed by the next write to the same target.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import stat
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .errors import OutputWriteError, UnsafeOutputError
+
+TEMP_TAG = ".nnx-tmp-"
+# The markers nnx puts inside its files; a file of a kind is recognised by its marker.
+MODEL_FORMAT = "nnx-model"
+CACHE_FORMAT = "nnx-image-cache"
+HISTORY_FORMAT = "nnx-history"
+BENCH_FORMAT = "nnx-bench"
+PLOT_SOFTWARE = "nnx"  # PNG tEXt "Software" value of nnx's plots
+HISTORY_CSV_HEADER = "epoch,loss,accuracy"
+
+KIND_NAMES = {
+    "model": "nnx model or checkpoint",
+    "cache": "nnx image cache",
+    "history-json": "nnx history (JSON)",
+    "history-csv": "nnx history (CSV)",
+    "plot": "nnx plot (PNG)",
+    "bench": "nnx benchmark record (JSON)",
+}
+_PEEK_LIMIT = 1 << 20  # bytes read at most to recognise a file
+_umask_lock = threading.Lock()
+
+
+def _npz_json(path: Path, member: str) -> dict[str, Any] | None:
+    """The JSON object stored as a 0-d string array ``member`` of an npz, or None."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(member)
+            if info.file_size > _PEEK_LIMIT:
+                return None
+            raw = zf.read(info)
+        value = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+        data = json.loads(str(value))
+    except Exception:  # anything unreadable is simply "not ours"
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        if path.stat().st_size > 64 * _PEEK_LIMIT:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _recognise(path: Path, kind: str) -> bool:
+    """True when the regular file ``path`` carries the marker of an nnx file of ``kind``."""
+    if kind == "model":
+        meta = _npz_json(path, "__meta__.npy")
+        return meta is not None and meta.get("format") == MODEL_FORMAT
+    if kind == "cache":
+        meta = _npz_json(path, "meta.npy")
+        return meta is not None and (meta.get("format") == CACHE_FORMAT or "key" in meta)
+    if kind == "history-json":
+        data = _json_file(path)
+        return data is not None and (
+            data.get("format") == HISTORY_FORMAT or {"epoch", "loss", "accuracy", "backend"} <= data.keys()
+        )
+    if kind == "bench":
+        data = _json_file(path)
+        return data is not None and data.get("format") == BENCH_FORMAT
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_PEEK_LIMIT)
+    except OSError:
+        return False
+    if kind == "history-csv":
+        return head.startswith(HISTORY_CSV_HEADER.encode())
+    if kind == "plot":  # a PNG whose tEXt chunk "Software" (12 bytes long) says nnx
+        marker = b"\x00\x00\x00\x0ctEXtSoftware\x00" + PLOT_SOFTWARE.encode()
+        return head.startswith(b"\x89PNG\r\n\x1a\n") and marker in head
+    raise ValueError(f"unknown output kind {kind!r}")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (\\n, \\x1b, ...), so
+    a file name can never start a new output line or move the terminal's cursor."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def check_target(path: str | os.PathLike, kind: str, label: str | None = None) -> Path:
+    """Refuse, before any work, an output path nnx must not or cannot write.
+
+    The parent folder must exist and be writable; ``path`` must be absent or a regular
+    file holding nnx's own file of ``kind``. Raises ``UnsafeOutputError`` (something else
+    is there) or ``OutputWriteError`` (the folder is missing or not writable).
+    """
+    path = Path(path)
+    what = f"{label} {path}" if label else str(path)
+    if kind not in KIND_NAMES:
+        raise ValueError(f"unknown output kind {kind!r}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputWriteError(
+            errno.ENOENT, f"cannot write {what}: the folder {parent} does not exist (create it first)"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputWriteError(errno.EACCES, f"cannot write {what}: no permission to write in {parent}")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise OutputWriteError(exc.errno, f"cannot write {what}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UnsafeOutputError(
+            errno.EISDIR, f"refusing to write {what}: it is a folder; give a file name instead"
+        )
+    if not stat.S_ISREG(st.st_mode) or not _recognise(path, kind):
+        raise UnsafeOutputError(
+            errno.EEXIST,
+            f"refusing to overwrite {what}: it is not an {KIND_NAMES[kind]} written by nnx; "
+            "choose another path or move that file away",
+        )
+    return path
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files for ``name`` left by writers that are no longer running."""
+    prefix = f".{name}{TEMP_TAG}"
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for tmp in candidates:
+        pid_text = tmp.name[len(prefix) :].split("-", 1)[0]
+        if pid_text.isdigit():
+            pid = int(pid_text)
+            if pid == os.getpid():
+                continue  # possibly another thread's write in flight
+            try:
+                os.kill(pid, 0)
+                continue  # that writer is still alive
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kind: str) -> None:
+    """Write ``path`` through ``write(binary_file)`` atomically, as an nnx file of ``kind``.
+
+    The target is checked with ``check_target`` first; a failed or interrupted write
+    leaves an existing target untouched and removes its temp file. Errors name the
+    target (never the temp file).
+    """
+    path = check_target(path, kind)
+    directory = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temps(directory, path.name)
+    try:
+        prefix = f".{path.name}{TEMP_TAG}{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputWriteError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
+            reason = exc.strerror or str(exc)
+            raise OutputWriteError(exc.errno, f"cannot write {path}: {reason}") from None
+        raise
+    try:  # make the rename itself durable; not every filesystem allows it
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
