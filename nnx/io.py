@@ -95,5 +95,6 @@ def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
     model.last_backend = meta.get("backend")
+    model.dtype = meta.get("dtype") if meta.get("dtype") in ("float32", "float64") else None
     model.metadata = dict(meta.get("metadata") or {})
     return model, meta.get("extra")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +14,8 @@ from .history import History
 from .initializers import draw
 from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid
 from .network import Block, DeviceNetwork
-from .training import EpochCallback, run_epochs
-from .validation import check_dtype, check_positive, check_X, check_Y
+from .training import Batches, EpochCallback, run_epochs
+from .validation import check_dtype, check_fits_dtype, check_positive, check_X, check_Y
 
 log = logging.getLogger("nnx")
 LOSSES = ("bce", "mse")
@@ -81,6 +82,19 @@ class Sequential:
         # JSON-able facts saved with the model, e.g. {"classes": ["cat", "dog"], "image_size": 64}
         self.metadata: dict[str, Any] = {}
         self.epochs_trained = 0
+        # The compute dtype of the last fit (or of a loaded file); inference defaults to it.
+        self.dtype: str | None = None
+        # fit() from several threads at once runs the fits one after another
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- structure
     @property
@@ -163,20 +177,53 @@ class Sequential:
         may return True to stop there (the parameters of that epoch are kept).
         ``history_every=k`` records (and reads back) figures every k
         epochs. If training fails (bad input, NaN loss, Ctrl-C) the parameters are left
-        exactly as they were.
+        exactly as they were. Fits of one model from several threads run one after another
+        (each continues from the parameters the previous one left).
         """
+        with self._lock:
+            return self._fit(
+                X,
+                Y,
+                epochs,
+                lr,
+                validation_data=validation_data,
+                batch_size=batch_size,
+                backend=backend,
+                seed=seed,
+                dtype=dtype,
+                verbose=verbose,
+                history_every=history_every,
+                callback=callback,
+            )
+
+    def _fit(
+        self,
+        X: Any,
+        Y: Any,
+        epochs: int,
+        lr: float,
+        *,
+        validation_data: tuple[Any, Any] | None,
+        batch_size: int | None,
+        backend: str | backends.Backend | None,
+        seed: int | np.random.Generator | None,
+        dtype: str,
+        verbose: bool,
+        history_every: int,
+        callback: EpochCallback | None,
+    ) -> History:
         epochs = check_positive(epochs, "epochs", int)
         lr = check_positive(lr, "lr")
         history_every = check_positive(history_every, "history_every", int)
         if batch_size is not None:
             batch_size = check_positive(batch_size, "batch_size", int)
         dtype = check_dtype(dtype)
-        X = check_X(X, self.n_features)
+        X = check_fits_dtype(check_X(X, self.n_features), dtype)
         Y = check_Y(Y, X.shape[1])
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, Y_val)")
-            Xv = check_X(validation_data[0], self.n_features)
+            Xv = check_fits_dtype(check_X(validation_data[0], self.n_features), dtype, "X_val")
             Yv = check_Y(validation_data[1], Xv.shape[1])
         selection = backends.select(backend)
         ops = selection.backend
@@ -196,29 +243,27 @@ class Sequential:
         log.info("fit: backend %s (%s), dtype %s", ops.name, selection.reason, dtype)
         with ops.memory_errors_explained():
             net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
-            Xd, Yd, batch_of = _training_data(net, X, Y, batch_size, dtype)
+            data = Batches(net, X, Y, batch_size)
             validation = None
             if validation_data is not None:
                 validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                 run_epochs(
                     net,
-                    Xd,
-                    Yd,
+                    data,
                     epochs=epochs,
                     lr=lr,
-                    batch_size=batch_size,
                     rng=rng,
                     history=history,
                     history_every=history_every,
                     validation=validation,
                     verbose=verbose,
                     callback=callback,
-                    batch_of=batch_of,
                 )
         self._store(net.host_params())
         self._init_fixed = True
         self.last_backend = ops.name
+        self.dtype = dtype
         if self.history is None:  # the model's record across fits; each fit returns its own
             self.history = History(
                 backend=history.backend,
@@ -233,7 +278,7 @@ class Sequential:
 
     def gradients(
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float64"
-    ) -> tuple[float, Params]:
+    ) -> tuple[float, Params]:  # float64 by default: gradients are for checking
         """(loss, [(dW, db), ...]) at the current parameters, as host arrays (no update)."""
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained():
@@ -242,18 +287,24 @@ class Sequential:
             return net.ops.scalar(loss), [(net.ops.to_host(dW), net.ops.to_host(db)) for dW, db in grads]
 
     # ---------------------------------------------------------------- inference
+    def inference_dtype(self, dtype: str | None = None) -> str:
+        """``dtype`` if given, else the dtype the model was trained or loaded in (float32
+        for a model never trained)."""
+        return check_dtype(dtype or self.dtype or "float32")
+
     def _network_for(self, X: Any, Y: Any, backend: Any, dtype: str | None):
-        dtype = check_dtype(dtype or "float32")
-        X = check_X(X, self.n_features)
+        dtype = self.inference_dtype(dtype)
+        X = check_fits_dtype(check_X(X, self.n_features), dtype)
         ops = backends.get_backend(backend)
         net = DeviceNetwork(ops, self._blocks, self.loss, self.parameters(), dtype)
         Yd = None if Y is None else ops.prepare_labels(check_Y(Y, X.shape[1]), dtype)
         return net, net.prepare(X, for_training=False), Yd
 
     def predict_proba(
-        self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
+        self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
     ) -> np.ndarray:
-        """Probabilities (1, m) of class 1 for X (n_x, m), as a host NumPy array."""
+        """Probabilities (1, m) of class 1 for X (n_x, m), as a host NumPy array in the
+        compute dtype (default: the dtype the model was trained or loaded in)."""
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
             net, Xd, _ = self._network_for(X, None, ops, dtype)
@@ -265,7 +316,7 @@ class Sequential:
         threshold: float = 0.5,
         *,
         backend: str | backends.Backend | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
     ) -> np.ndarray:
         """Labels (1, m) as int64 0/1: 1 where the probability exceeds ``threshold``."""
         if not 0.0 <= float(threshold) <= 1.0:
@@ -273,7 +324,7 @@ class Sequential:
         return (self.predict_proba(X, backend=backend, dtype=dtype) > threshold).astype(np.int64)
 
     def evaluate(
-        self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float32"
+        self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
     ) -> dict[str, float]:
         """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y)."""
         ops = backends.get_backend(backend)
@@ -288,23 +339,6 @@ class Sequential:
         from .io import save_model
 
         save_model(self, path)
-
-
-def _training_data(net: DeviceNetwork, X: np.ndarray, Y: np.ndarray, batch_size: int | None, dtype: str):
-    """(X, Y, batch_of) on the network's backend for run_epochs. X stays in host memory,
-    and each mini-batch moves on its own (batch_of), when it would take more than 80 % of
-    the free device memory and mini-batches were asked for."""
-    ops = net.ops
-    Yd = ops.prepare_labels(Y, dtype)
-    free = ops.free_bytes()
-    if batch_size is not None and free is not None and X.nbytes > 0.8 * free:
-        log.info("fit: X (%.2f GB) exceeds free device memory; streaming mini-batches", X.nbytes / 1e9)
-        batch_of = lambda idx: (  # noqa: E731
-            net.prepare(np.asfortranarray(X[:, idx]), for_training=True),
-            ops.take_columns(Yd, idx),
-        )
-        return X, Yd, batch_of
-    return net.prepare(X, for_training=True), Yd, None
 
 
 def LogisticRegression(n_features: int, *, loss: str = "bce", seed: int | None = None) -> Sequential:

@@ -8,8 +8,9 @@ naming the first bad epoch.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from .errors import TrainingDivergedError
 from .history import History
 from .network import DeviceNetwork
+
+log = logging.getLogger("nnx")
 
 # callback(epoch, network, history) -> True to stop after this epoch (e.g. on Ctrl-C)
 EpochCallback = Callable[[int, DeviceNetwork, History], bool | None]
@@ -32,46 +35,86 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="epoch", dynamic_ncols=True, leave=True)
 
 
+class Batches:
+    """The one place that decides how training data reach ``train_step``, and prepares them.
+
+    * full batch (``batch_size`` None or >= m): X is prepared on the backend once;
+    * mini-batches: X is prepared once and each batch is gathered on the backend;
+    * streamed mini-batches: when X would take more than 80 % of the free device memory,
+      X stays in host memory and each batch is prepared on its own.
+
+    Every batch an epoch yields is prepared for ``train_step`` (``DeviceNetwork.prepare``);
+    nothing else ever sees raw host X. Full-batch X that does not fit raises the backend's
+    out-of-memory error (``DeviceMemoryError`` on a GPU) naming ``batch_size=`` as the fix.
+    """
+
+    def __init__(self, net: DeviceNetwork, X: np.ndarray, Y: np.ndarray, batch_size: int | None):
+        ops = net.ops
+        self.net, self.m = net, X.shape[1]
+        self.batch_size = None if batch_size is None or batch_size >= self.m else batch_size
+        self.Y = ops.prepare_labels(Y, net.dtype)
+        free = ops.free_bytes()
+        self.streamed = self.batch_size is not None and free is not None and X.nbytes > 0.8 * free
+        if self.streamed:
+            log.info("fit: X (%.2f GB) exceeds free device memory; streaming mini-batches", X.nbytes / 1e9)
+            self.X = X
+        else:
+            self.X = net.prepare(X, for_training=True)
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size is None
+
+    def batch(self, idx: np.ndarray) -> tuple[Any, Any]:
+        """Columns ``idx`` of X and Y, prepared for ``train_step``."""
+        ops = self.net.ops
+        if self.streamed:
+            Xb = self.net.prepare(np.asfortranarray(self.X[:, idx]), for_training=True)
+        else:
+            Xb = ops.take_columns(self.X, idx)
+        return Xb, ops.take_columns(self.Y, idx)
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[tuple[Any, Any, float]]:
+        """The batches of one epoch as (X, Y, share of the m examples), shuffled by ``rng``
+        for mini-batches."""
+        if self.full_batch:
+            yield self.X, self.Y, 1.0
+            return
+        order = rng.permutation(self.m)
+        for lo in range(0, self.m, self.batch_size):
+            idx = order[lo : lo + self.batch_size]
+            Xb, Yb = self.batch(idx)
+            yield Xb, Yb, len(idx) / self.m
+
+
 def run_epochs(
     net: DeviceNetwork,
-    X: Any,
-    Y: Any,
+    data: Batches,
     *,
     epochs: int,
     lr: float,
-    batch_size: int | None,
     rng: np.random.Generator,
     history: History,
     history_every: int = 1,
     validation: tuple[Any, Any] | None = None,
     verbose: bool = False,
     callback: EpochCallback | None = None,
-    batch_of: Callable[[np.ndarray], tuple[Any, Any]] | None = None,
 ) -> History:
-    """Train ``net`` in place for ``epochs`` epochs on prepared backend arrays (X, Y).
-
-    ``batch_of(idx)`` returns the mini-batch of columns ``idx`` ready for ``train_step``;
-    by default the columns are gathered on the backend from X and Y.
-    """
+    """Train ``net`` in place for ``epochs`` epochs on the batches ``data`` yields."""
     ops = net.ops
-    m = Y.shape[1]
-    full_batch = batch_size is None or batch_size >= m
-    if batch_of is None:
-        batch_of = lambda idx: (ops.take_columns(X, idx), ops.take_columns(Y, idx))  # noqa: E731
+    m = data.m
     bar = _progress(epochs, verbose)
     pending: list[tuple[int, Any, Any]] = []
     start = time.perf_counter()
     try:
         for epoch in range(1, epochs + 1):
-            if full_batch:
-                loss, correct = net.train_step(X, Y, lr)
+            if data.full_batch:
+                loss, correct = net.train_step(data.X, data.Y, lr)
             else:
-                order = rng.permutation(m)
                 loss, correct = 0.0, 0
-                for lo in range(0, m, batch_size):
-                    idx = order[lo : lo + batch_size]
-                    b_loss, b_correct = net.train_step(*batch_of(idx), lr)
-                    loss = loss + b_loss * (len(idx) / m)
+                for Xb, Yb, share in data.epoch(rng):
+                    b_loss, b_correct = net.train_step(Xb, Yb, lr)
+                    loss = loss + b_loss * share
                     correct = correct + b_correct
             pending.append((epoch, loss, correct))
             if epoch == 1:

@@ -84,6 +84,22 @@ def _check_finite(X: np.ndarray) -> None:
         )
 
 
+def check_fits_dtype(X: np.ndarray, dtype: str, label: str = "X") -> np.ndarray:
+    """Refuse float X with values beyond the range of the compute ``dtype`` (they would
+    become inf in the converted copy and poison training); returns X unchanged."""
+    if X.dtype.kind != "f" or np.finfo(X.dtype).max <= np.finfo(dtype).max:
+        return X
+    top = np.finfo(dtype).max
+    hi, lo = X.max(), X.min()  # two streaming passes, no X-sized temporary
+    if hi > top or lo < -top:
+        bad = hi if hi > top else lo
+        raise ValueError(
+            f"{label} holds {bad:.4g}, beyond the range of {dtype} (|x| <= {top:.4g}); "
+            f"rescale the data or train with dtype='float64'"
+        )
+    return X
+
+
 def check_Y(Y: Any, m: int) -> np.ndarray:
     """Validate binary labels Y of shape (1, m) or (m,) and return them as (1, m)."""
     Y = _as_host_array(Y, "Y")

@@ -7,11 +7,24 @@
   touch only (n_hidden, m) arrays, and OpenBLAS worker threads keep spinning for ~0.1 s
   after each product, so a parallel kernel right after a BLAS call would fight them for
   the cores.
+
+Safe to share: scratch memory belongs to each call, never to the backend, so several
+threads may train separate models on one backend at once. Two hazards of Numba's
+threading layers are handled here: the ``workqueue`` layer must not be entered from two
+threads at once (parallel kernels are then serialised by a lock), and GNU OpenMP (the
+``omp`` layer of the PyPI wheels) aborts a process forked after its threads started (such
+a child runs serial builds of the same kernels, bitwise equal to the parallel ones).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +32,33 @@ import numpy as np
 from .base import Backend
 
 _ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
+log = logging.getLogger("nnx")
+
+_workqueue_lock = threading.Lock()
+_fork_state = {"inherited_omp": False}  # True in a child forked after OpenMP threads started
+
+
+def _threading_layer() -> str | None:
+    """The Numba threading layer in use, or None before any parallel kernel ran."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def _before_fork() -> None:
+    _fork_state["parent_layer"] = _threading_layer() if "numba" in sys.modules else None
+
+
+def _after_fork_in_child() -> None:
+    if _fork_state.get("parent_layer") == "omp":
+        _fork_state["inherited_omp"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def unavailable_reason() -> str | None:
@@ -45,14 +85,29 @@ class NumbaBackend(Backend):
         from . import numba_kernels
 
         self.k = numba_kernels
-        self._scratch: dict[tuple, np.ndarray] = {}
+        self._warned_fork = False
 
     # ------------------------------------------------------------------ helpers
-    def _scratch_buf(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        buf = self._scratch.get((key, shape))
-        if buf is None:
-            buf = self._scratch[(key, shape)] = np.empty(shape, dtype=np.float64)
-        return buf
+    @contextlib.contextmanager
+    def _parallel(self, name: str) -> Iterator[Any]:
+        """The kernel ``name`` to call now: the parallel build, held under a lock where the
+        threading layer is not thread-safe, or the serial build in a process forked after
+        GNU OpenMP started (where a parallel launch would abort the process)."""
+        if _fork_state["inherited_omp"]:
+            if not self._warned_fork:
+                self._warned_fork = True
+                log.warning(
+                    "nnx numba: this process was forked after OpenMP threads started; its fused "
+                    "kernels run on one thread (same results). Use the 'spawn' start method "
+                    "or NUMBA_THREADING_LAYER=tbb for parallel kernels in child processes."
+                )
+            yield getattr(self.k, f"{name}_serial")
+            return
+        if _threading_layer() in (None, "workqueue"):
+            with _workqueue_lock:
+                yield getattr(self.k, name)
+            return
+        yield getattr(self.k, name)
 
     @staticmethod
     def num_threads() -> int:
@@ -83,25 +138,23 @@ class NumbaBackend(Backend):
             return super().logreg_epoch_(w, b, X, Y, lr, loss)
         nblocks = max(1, min(self.num_threads(), X.shape[1]))
         scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
-        dw_part = self._scratch_buf("dw", (nblocks, X.shape[0]))
-        stats = self._scratch_buf("stats", (nblocks, 3))
-        tile_acc = self._scratch.get(("tile", w.dtype.name, dw_part.shape))
-        if tile_acc is None:
-            tile_acc = self._scratch[("tile", w.dtype.name, dw_part.shape)] = np.empty(
-                dw_part.shape, dtype=w.dtype
+        # Scratch belongs to this call (a few hundred KB; two threads never share it).
+        dw_part = np.empty((nblocks, X.shape[0]), dtype=np.float64)
+        stats = np.empty((nblocks, 3), dtype=np.float64)
+        tile_acc = np.empty(dw_part.shape, dtype=w.dtype)
+        with self._parallel("logreg_epoch") as kernel:
+            value, correct = kernel(
+                X.T,
+                w.reshape(-1),
+                b.reshape(-1),
+                Y.reshape(-1),
+                scale,
+                float(lr),
+                0 if loss == "bce" else 1,
+                dw_part,
+                tile_acc,
+                stats,
             )
-        value, correct = self.k.logreg_epoch(
-            X.T,
-            w.reshape(-1),
-            b.reshape(-1),
-            Y.reshape(-1),
-            scale,
-            float(lr),
-            0 if loss == "bce" else 1,
-            dw_part,
-            tile_acc,
-            stats,
-        )
         return np.float64(value), int(correct)
 
     # --------------------------------------------------------- elementwise ops
@@ -150,9 +203,15 @@ class NumbaBackend(Backend):
 
         info = super().describe()
         info.update(numba=numba.__version__, threads=numba.get_num_threads())
-        try:
-            info["threading_layer"] = numba.threading_layer()
-        except ValueError:  # no parallel kernel has run yet in this process
-            self.k.streaming_sum(np.zeros((2, 2), np.int64), 1, np.zeros(1, np.int64))
-            info["threading_layer"] = numba.threading_layer()
+        if _threading_layer() is None and not _fork_state["inherited_omp"]:
+            # no parallel kernel has run yet in this process: run one to learn the layer
+            self.streaming_sum(np.zeros((2, 2), np.int64), 1, np.zeros(1, np.int64))
+        info["threading_layer"] = _threading_layer()
+        if _fork_state["inherited_omp"]:
+            info["threading_layer"] = "serial (forked after OpenMP started)"
         return info
+
+    def streaming_sum(self, words: np.ndarray, nblocks: int, partial: np.ndarray) -> int:
+        """The read-bandwidth reference kernel (see ``numba_kernels.streaming_sum``)."""
+        with self._parallel("streaming_sum") as kernel:
+            return int(kernel(words, nblocks, partial))

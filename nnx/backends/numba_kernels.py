@@ -35,7 +35,8 @@ def _example_terms(z, y, loss_code):
     """(loss, d loss/dz, correct) for one example with logit z and label y."""
     if loss_code == 0:
         e = math.exp(-abs(z))
-        loss = max(z, 0.0) - z * y + math.log1p(e)
+        pos = z if not z < 0.0 else 0.0  # max(z, 0) that keeps NaN, as np.maximum does
+        loss = pos - z * y + math.log1p(e)
         s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
         correct = 1 if (z > 0) == (y > 0.5) else 0
         return loss, s - y, correct
@@ -134,8 +135,7 @@ def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
     return loss, dbsum, correct
 
 
-@njit(parallel=True, cache=True)
-def logreg_epoch(Xt, w, b, y, scale, lr, loss_code, dw_part, tile_acc, stats):
+def _logreg_epoch(Xt, w, b, y, scale, lr, loss_code, dw_part, tile_acc, stats):
     """One fused gradient-descent step of logistic regression; updates w and b in place.
 
     Xt (m, n) C-contiguous (example-contiguous X), float32/float64/uint8; the logit of
@@ -194,7 +194,7 @@ def bias_activation(Z, b, act):
         elif act == 2:
             for c in range(m):
                 v = row[c] + br
-                row[c] = v if v > 0 else 0.0
+                row[c] = 0.0 if v <= 0 else v  # NaN stays NaN, as np.maximum(v, 0) keeps it
         else:
             for c in range(m):
                 row[c] = math.tanh(row[c] + br)
@@ -217,7 +217,7 @@ def bias_activation_rows(Zt, b, act):
         elif act == 2:
             for r in range(n):
                 v = row[r] + b[r]
-                row[r] = v if v > 0 else 0.0
+                row[r] = 0.0 if v <= 0 else v  # NaN stays NaN, as np.maximum(v, 0) keeps it
         else:
             for r in range(n):
                 row[r] = math.tanh(row[r] + b[r])
@@ -235,9 +235,8 @@ def activation_backward(dA, A, act):
             for c in range(m):
                 d[c] *= a[c] * (1 - a[c])
         elif act == 2:
-            for c in range(m):
-                if a[c] <= 0:
-                    d[c] = 0
+            for c in range(m):  # dA * (A > 0), as NumPy: inf * 0 and NaN * 0 give NaN
+                d[c] *= 1.0 if a[c] > 0 else 0.0
         elif act == 3:
             for c in range(m):
                 d[c] *= 1 - a[c] * a[c]
@@ -280,8 +279,7 @@ def sgd_update(p, g, lr):
         pf[k] -= lr * gf[k]
 
 
-@njit(parallel=True, cache=True)
-def streaming_sum(words, nblocks, partial):
+def _streaming_sum(words, nblocks, partial):
     """Wrapping int64 sum of ``words`` (m, k) int64, a fixed block of rows per thread.
 
     A pure read of memory: integer adds are far cheaper than the load, so this runs at
@@ -303,3 +301,14 @@ def streaming_sum(words, nblocks, partial):
     for k in range(nblocks):
         total += partial[k]
     return total
+
+
+# The parallel kernels, and serial builds of the same code (prange runs as range) for a
+# process forked after GNU OpenMP started its threads, where a parallel launch would abort.
+# Both split the work into the same blocks and reduce them in the same order, so they
+# give bitwise the same results. The serial builds are not cached on disk: Numba's cache
+# index does not tell two builds of one function apart, and they are rarely needed.
+logreg_epoch = njit(parallel=True, cache=True)(_logreg_epoch)
+logreg_epoch_serial = njit(cache=False)(_logreg_epoch)
+streaming_sum = njit(parallel=True, cache=True)(_streaming_sum)
+streaming_sum_serial = njit(cache=False)(_streaming_sum)
