@@ -13,8 +13,8 @@ from .backends import get_backend, use_backend
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
 from .io import load
-from .layers import Linear, ReLU, Sigmoid, Tanh
-from .model import MLP, LogisticRegression, Sequential
+from .layers import Linear, ReLU, Sigmoid, Softmax, Tanh
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
 __all__ = [
     "MLP",
@@ -27,6 +27,8 @@ __all__ = [
     "ReLU",
     "Sequential",
     "Sigmoid",
+    "Softmax",
+    "SoftmaxRegression",
     "Tanh",
     "TrainingDivergedError",
     "__version__",

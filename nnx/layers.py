@@ -1,4 +1,4 @@
-"""Layers: Linear holds host parameters; Sigmoid, ReLU and Tanh name an activation.
+"""Layers: Linear holds host parameters; Sigmoid, ReLU, Tanh and Softmax name an activation.
 
 Layers only describe the network and hold its host parameters. The arithmetic lives in
 the backend ops, driven by ``nnx.network``.
@@ -77,8 +77,17 @@ class Tanh(Activation):
     kind = "tanh"
 
 
-_ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh)}
-ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}
+class Softmax(Activation):
+    """softmax over the K outputs of each example (a column): exp(z_k - max z) / sum.
+
+    Only as the last layer, with loss="cross_entropy", which computes it from the logits.
+    """
+
+    kind = "softmax"
+
+
+_ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh, Softmax)}
+ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}  # hidden-layer activations
 
 
 def layer_from_config(cfg: dict[str, Any]) -> Layer:

@@ -12,13 +12,13 @@ import numpy as np
 from . import backends
 from .history import History
 from .initializers import draw
-from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid
+from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid, Softmax
 from .network import Block, DeviceNetwork
 from .training import Batches, EpochCallback, run_epochs
-from .validation import check_dtype, check_fits_dtype, check_positive, check_X, check_Y
+from .validation import check_class_labels, check_dtype, check_fits_dtype, check_positive, check_X, check_Y
 
 log = logging.getLogger("nnx")
-LOSSES = ("bce", "mse")
+LOSSES = ("bce", "mse", "cross_entropy")
 Params = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -38,6 +38,8 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
                 )
             blocks.append(Block(layer.n_in, layer.n_out, None))
         elif isinstance(layer, Activation):
+            if layer.kind == "softmax" and pos != len(layers) - 1:
+                raise ValueError(f"layer {pos} (Softmax()) must be the last layer")
             if not blocks or blocks[-1].activation is not None:
                 raise ValueError(
                     f"layer {pos} ({layer!r}) must follow a Linear layer: nnx stacks are "
@@ -46,21 +48,39 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
             blocks[-1] = Block(blocks[-1].n_in, blocks[-1].n_out, layer.kind)
         else:
             raise TypeError(f"layer {pos} is {layer!r}, not an nnx layer")
-    if blocks[-1].n_out != 1:
+    last = blocks[-1]
+    if loss == "cross_entropy":
+        if last.activation != "softmax":
+            raise ValueError(
+                "loss='cross_entropy' needs the model to end in a Softmax layer (add nnx.Softmax())"
+            )
+        if last.n_out < 2:
+            raise ValueError(
+                "a softmax model needs at least 2 outputs (one per class); for two classes either "
+                "use 2 outputs or a 1-output Sigmoid model with loss='bce'"
+            )
+        return blocks
+    if last.activation == "softmax":
+        raise ValueError("a Softmax output is trained with loss='cross_entropy'")
+    if last.n_out != 1:
         raise ValueError(
-            f"the last Linear layer has {blocks[-1].n_out} outputs; binary models end in 1 "
-            "output, matching labels Y of shape (1, m)"
+            f"the last Linear layer has {last.n_out} outputs; binary models end in 1 output "
+            "(labels Y of shape (1, m)); for K classes end in Linear(n, K), Softmax() with "
+            "loss='cross_entropy'"
         )
-    if loss == "bce" and blocks[-1].activation != "sigmoid":
+    if loss == "bce" and last.activation != "sigmoid":
         raise ValueError("loss='bce' needs the model to end in a Sigmoid layer (add nnx.Sigmoid())")
     return blocks
 
 
 class Sequential:
-    """A stack of layers trained by gradient descent on binary labels.
+    """A stack of layers trained by gradient descent on class labels.
 
     X is (n_x, m) with one example per column (float32, float64 or uint8 pixels, which
-    nnx scales by 1/255 itself); Y is (1, m) or (m,) with values 0/1.
+    nnx scales by 1/255 itself). Binary models (1 output, Sigmoid, loss "bce" or "mse")
+    take Y of shape (1, m) or (m,) with values 0/1; K-class models (K outputs, Softmax,
+    loss "cross_entropy") take integer labels 0..K-1 of shape (1, m) or (m,), or one-hot
+    (K, m).
     """
 
     def __init__(self, *layers: Layer, loss: str = "bce", seed: int | None = None):
@@ -101,6 +121,17 @@ class Sequential:
     def n_features(self) -> int:
         """Number of input features n_x the model expects (rows of X)."""
         return self._linears[0].n_in
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes: 2 for a binary (1-output) model, K for a K-output softmax model."""
+        return self._linears[-1].n_out if self.loss == "cross_entropy" else 2
+
+    def _labels(self, Y: Any, m: int) -> np.ndarray:
+        """Y checked against the model's kind: 0/1 labels (binary) or class indices (1, m)."""
+        if self.loss == "cross_entropy":
+            return check_class_labels(Y, m, self.n_classes)
+        return check_Y(Y, m)
 
     def config(self) -> dict[str, Any]:
         """A JSON-able architecture description (used by save/load)."""
@@ -219,12 +250,12 @@ class Sequential:
             batch_size = check_positive(batch_size, "batch_size", int)
         dtype = check_dtype(dtype)
         X = check_fits_dtype(check_X(X, self.n_features), dtype)
-        Y = check_Y(Y, X.shape[1])
+        Y = self._labels(Y, X.shape[1])
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, Y_val)")
             Xv = check_fits_dtype(check_X(validation_data[0], self.n_features), dtype, "X_val")
-            Yv = check_Y(validation_data[1], Xv.shape[1])
+            Yv = self._labels(validation_data[1], Xv.shape[1])
         selection = backends.select(backend)
         ops = selection.backend
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -297,14 +328,15 @@ class Sequential:
         X = check_fits_dtype(check_X(X, self.n_features), dtype)
         ops = backends.get_backend(backend)
         net = DeviceNetwork(ops, self._blocks, self.loss, self.parameters(), dtype)
-        Yd = None if Y is None else ops.prepare_labels(check_Y(Y, X.shape[1]), dtype)
+        Yd = None if Y is None else ops.prepare_labels(self._labels(Y, X.shape[1]), dtype)
         return net, net.prepare(X, for_training=False), Yd
 
     def predict_proba(
         self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
     ) -> np.ndarray:
-        """Probabilities (1, m) of class 1 for X (n_x, m), as a host NumPy array in the
-        compute dtype (default: the dtype the model was trained or loaded in)."""
+        """Probabilities for X (n_x, m) as a host NumPy array in the compute dtype (default:
+        the dtype the model was trained or loaded in): (1, m) of class 1 for a binary
+        model, (K, m) with columns summing to 1 for a K-class model."""
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
             net, Xd, _ = self._network_for(X, None, ops, dtype)
@@ -318,10 +350,15 @@ class Sequential:
         backend: str | backends.Backend | None = None,
         dtype: str | None = None,
     ) -> np.ndarray:
-        """Labels (1, m) as int64 0/1: 1 where the probability exceeds ``threshold``."""
+        """Labels (1, m) as int64: for a binary model 1 where the probability exceeds
+        ``threshold``, else 0; for a K-class model the most probable class 0..K-1
+        (``threshold`` does not apply)."""
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        return (self.predict_proba(X, backend=backend, dtype=dtype) > threshold).astype(np.int64)
+        proba = self.predict_proba(X, backend=backend, dtype=dtype)
+        if self.loss == "cross_entropy":
+            return np.argmax(proba, axis=0).reshape(1, -1).astype(np.int64)
+        return (proba > threshold).astype(np.int64)
 
     def evaluate(
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
@@ -347,17 +384,25 @@ def LogisticRegression(n_features: int, *, loss: str = "bce", seed: int | None =
     return Sequential(Linear(n_features, 1, init="zeros", seed=seed or 0), Sigmoid(), loss=loss)
 
 
+def SoftmaxRegression(n_features: int, n_classes: int, *, seed: int | None = None) -> Sequential:
+    """Multinomial logistic regression: Linear(n, K, init="zeros") + Softmax, cross-entropy."""
+    return Sequential(
+        Linear(n_features, n_classes, init="zeros", seed=seed or 0), Softmax(), loss="cross_entropy"
+    )
+
+
 def MLP(
     sizes: Sequence[int],
     *,
     hidden: str = "relu",
     init: str | None = None,
-    loss: str = "bce",
+    loss: str | None = None,
     seed: int | None = None,
 ) -> Sequential:
     """A fully connected net, e.g. MLP([12288, 50, 1]): hidden layers with ``hidden``
-    activation ("relu", "sigmoid", "tanh") and a Sigmoid output. ``init`` defaults to "he"
-    for ReLU hidden layers and "xavier" otherwise.
+    activation ("relu", "sigmoid", "tanh") and a Sigmoid output with loss "bce" (or
+    "mse"); with K > 1 outputs, e.g. MLP([64, 50, 10]), a Softmax output with loss
+    "cross_entropy". ``init`` defaults to "he" for ReLU hidden layers and "xavier" otherwise.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
@@ -365,10 +410,15 @@ def MLP(
     if hidden not in ACTIVATION_BY_KIND:
         raise ValueError(f"unknown hidden activation {hidden!r}; expected one of {tuple(ACTIVATION_BY_KIND)}")
     hidden_init = init or ("he" if hidden == "relu" else "xavier")
+    multiclass = sizes[-1] > 1
+    loss = loss or ("cross_entropy" if multiclass else "bce")
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
         layer_init = (init or "xavier") if last else hidden_init
         layers.append(Linear(n_in, n_out, init=layer_init))
-        layers.append(ACTIVATION_BY_KIND["sigmoid" if last else hidden]())
+        if last and multiclass:
+            layers.append(Softmax())
+        else:
+            layers.append(ACTIVATION_BY_KIND["sigmoid" if last else hidden]())
     return Sequential(*layers, loss=loss, seed=seed)

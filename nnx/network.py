@@ -28,8 +28,9 @@ class DeviceNetwork:
     """Parameters on a backend plus the forward/backward passes over them.
 
     ``blocks`` describe the layers; ``loss`` is "bce" (the last activation must be sigmoid
-    and is folded into the loss, computed from the logits) or "mse" (½·mean squared error
-    on the last activation's output).
+    and is folded into the loss, computed from the logits), "cross_entropy" (the last
+    activation is softmax, likewise folded) or "mse" (½·mean squared error on the last
+    activation's output).
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class DeviceNetwork:
         self.ops, self.blocks, self.loss, self.dtype = ops, blocks, loss, dtype
         self.params = [(ops.asarray(W, dtype), ops.asarray(b, dtype)) for W, b in host_params]
         self.is_logreg = len(blocks) == 1 and blocks[0].activation == "sigmoid"
+        self.is_softmax_regression = len(blocks) == 1 and blocks[0].activation == "softmax"
+        self.folds_output = loss in ("bce", "cross_entropy")  # loss computed from the logits
         self._buffers: dict[tuple, Any] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -54,17 +57,14 @@ class DeviceNetwork:
             buf = self._buffers[key] = self.ops.empty(shape, self.dtype, order or self.ops.activation_order)
         return buf
 
-    def release_buffers(self) -> None:
-        """Drop the cached activation/gradient buffers (e.g. after the last epoch)."""
-        self._buffers.clear()
-
     def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Host NumPy copies of the parameters: [(W, b), ...]."""
         return [(self.ops.to_host(W), self.ops.to_host(b)) for W, b in self.params]
 
     # ------------------------------------------------------------------ passes
-    def forward(self, X: Any, fold_sigmoid: bool) -> list[Any]:
-        """Activations [X, A1, ..., AL]; with ``fold_sigmoid`` the last one is the logits.
+    def forward(self, X: Any, logits_out: bool) -> list[Any]:
+        """Activations [X, A1, ..., AL]; with ``logits_out`` the last one is the logits (the
+        output activation is left to the loss).
 
         X is a prepared float input (n_x, m). Buffers are reused between calls.
         """
@@ -74,7 +74,7 @@ class DeviceNetwork:
         last = len(self.blocks) - 1
         for i, (blk, (W, b)) in enumerate(zip(self.blocks, self.params)):
             Z = self.ops.matmul(W, A, out=self._buffer(("Z", i), (blk.n_out, m)))
-            activation = None if (i == last and fold_sigmoid) else blk.activation
+            activation = None if (i == last and logits_out) else blk.activation
             A = self.ops.bias_activation_(Z, b, activation)
             acts.append(A)
         return acts
@@ -85,11 +85,10 @@ class DeviceNetwork:
         No gradient is computed for X itself (the input layer needs no dX).
         """
         ops = self.ops
-        fold = self.loss == "bce"
-        acts = self.forward(X, fold_sigmoid=fold)
+        acts = self.forward(X, logits_out=self.folds_output)
         out = acts[-1]
-        if fold:
-            value, correct, dZ = ops.bce_from_logits(out, Y)
+        if self.folds_output:
+            value, correct, dZ = self._loss_from_logits(out, Y)
         else:
             value, correct, dA = ops.mse(out, Y)
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)
@@ -114,6 +113,9 @@ class DeviceNetwork:
         if self.is_logreg:
             w, b = self.params[0]
             return self.ops.logreg_epoch_(w, b, X, Y, lr, self.loss)
+        if self.is_softmax_regression:
+            W, b = self.params[0]
+            return self.ops.softmax_epoch_(W, b, X, Y, lr)
         value, correct, grads = self.loss_and_grads(X, Y)
         flat_params = [p for pair in self.params for p in pair]
         flat_grads = [g for pair in grads for g in pair]
@@ -122,20 +124,26 @@ class DeviceNetwork:
 
     def prepare(self, X: np.ndarray, for_training: bool) -> Any:
         """Move host X to the backend in the form ``train_step`` (or ``forward``) expects."""
-        if for_training and self.is_logreg:
+        if for_training and (self.is_logreg or self.is_softmax_regression):
             return self.ops.prepare_fused_input(X, self.dtype)
         return self.ops.prepare_input(X, self.dtype)
 
     def evaluate(self, X: Any, Y: Any) -> tuple[Any, Any]:
         """(loss, correct) at the current parameters, without gradients. X from ``prepare``."""
-        acts = self.forward(X, fold_sigmoid=self.loss == "bce")
-        if self.loss == "bce":
-            value, correct, _ = self.ops.bce_from_logits(acts[-1], Y)
+        acts = self.forward(X, logits_out=self.folds_output)
+        if self.folds_output:
+            value, correct, _ = self._loss_from_logits(acts[-1], Y)
         else:
             value, correct, _ = self.ops.mse(acts[-1], Y)
         return value, correct
 
+    def _loss_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+        if self.loss == "cross_entropy":
+            return self.ops.softmax_cross_entropy(Z, Y)
+        return self.ops.bce_from_logits(Z, Y)
+
     def predict_proba(self, X: Any) -> Any:
-        """Output probabilities (1, m) as a backend array. X from ``prepare``."""
-        acts = self.forward(X, fold_sigmoid=False)
+        """Output probabilities, (1, m) binary or (K, m) softmax, as a backend array. X from
+        ``prepare``."""
+        acts = self.forward(X, logits_out=False)
         return acts[-1]

@@ -126,3 +126,40 @@ def check_positive(value: Any, label: str, kind: type = float) -> Any:
         expected = "a positive integer" if kind is int else "a positive finite number"
         raise ValueError(f"{label} must be {expected}, got {value!r}")
     return kind(value)
+
+
+def check_class_labels(Y: Any, m: int, n_classes: int) -> np.ndarray:
+    """Validate multi-class labels and return them as (1, m) int64 class indices.
+
+    Accepts integer labels 0..K-1 of shape (m,) or (1, m) (integral floats too), or a
+    one-hot (K, m) array whose columns each hold a single 1.
+    """
+    Y = _as_host_array(Y, "Y")
+    K = n_classes
+    if Y.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Y must hold integer class labels 0..{K - 1} or a one-hot (K, m) array, got dtype {Y.dtype}"
+        )
+    if Y.ndim == 2 and Y.shape == (K, m) and K > 1:
+        if not np.isin(Y, (0, 1)).all() or not (Y.sum(axis=0) == 1).all():
+            raise ValueError(
+                f"Y of shape {Y.shape} is read as one-hot (K, m) labels, but not every column holds "
+                "exactly one 1 and zeros elsewhere"
+            )
+        return np.argmax(Y, axis=0).reshape(1, -1).astype(np.int64)
+    if Y.ndim == 1:
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[0] != 1:
+        raise ValueError(
+            f"Y must be class labels of shape (m,) or (1, m), or one-hot ({K}, m); got shape {Y.shape}"
+        )
+    if Y.shape[1] != m:
+        raise ValueError(f"X has {m} examples (columns) but Y has {Y.shape[1]} labels")
+    values = np.unique(Y)
+    bad = [v for v in values.tolist() if not (float(v).is_integer() and 0 <= v < K)]
+    if bad:
+        raise ValueError(
+            f"labels must be integers 0..{K - 1} for this {K}-class model, found {bad[:5]}; "
+            "map your classes to 0..K-1 first"
+        )
+    return Y.astype(np.int64)

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-ACTIVATIONS = ("sigmoid", "relu", "tanh", None)
-LOSSES = ("bce", "mse")
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", None)
+# The single-pass softmax-regression epoch keeps K running sums per example; past this many
+# classes the generic two-product epoch is used.
+MAX_FUSED_CLASSES = 32
 
 
 class Backend:
@@ -140,8 +142,20 @@ class Backend:
             self.xp.maximum(Z, 0, out=Z)
         elif activation == "tanh":
             self.xp.tanh(Z, out=Z)
+        elif activation == "softmax":
+            self.softmax_(Z)
         elif activation is not None:
             raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        return Z
+
+    def softmax_(self, Z: Any) -> Any:
+        """Z <- softmax of each column of Z (K, m), computed in float64 with the column max
+        subtracted first (exp never overflows for finite logits)."""
+        S = Z.astype(np.float64)
+        S -= Z.max(axis=0, keepdims=True)
+        self.xp.exp(S, out=S)
+        S /= S.sum(axis=0, keepdims=True)
+        Z[...] = S
         return Z
 
     # -------------------------------------------------------------- backward ops
@@ -153,6 +167,8 @@ class Backend:
             dA *= A > 0
         elif activation == "tanh":
             dA *= 1 - A * A
+        elif activation == "softmax":
+            raise ValueError("softmax has no elementwise derivative: use it with loss='cross_entropy'")
         elif activation is not None:
             raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
         return dA
@@ -186,6 +202,32 @@ class Backend:
         sig -= Y
         sig *= Z.dtype.type(1.0 / m)
         return loss, correct, sig
+
+    def softmax_cross_entropy(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+        """Cross-entropy of softmax(Z) against class labels, from the logits Z (K, m).
+
+        Y (1, m) holds each example's class index 0..K-1 (in Z's dtype). Returns (loss,
+        correct, dZ): the mean of logsumexp(z) - z_y as a float64 device scalar, the
+        number of examples whose largest logit is their label (ties and NaN resolved as
+        ``argmax``), and dZ = (softmax(Z) - onehot(Y)) / m in Z's dtype. Each column's max
+        is subtracted first and the rest is done in float64, so the loss is finite
+        whenever the spread of each column's logits is (always, for float32 logits).
+        """
+        xp = self.xp
+        K, m = Z.shape
+        cols = xp.arange(m)
+        labels = Y.reshape(-1).astype(xp.int64)
+        correct = xp.count_nonzero(xp.argmax(Z, axis=0) == labels)
+        S = Z.astype(np.float64)
+        S -= Z.max(axis=0, keepdims=True)
+        shifted_label = S[labels, cols]
+        xp.exp(S, out=S)
+        total = S.sum(axis=0)
+        loss = ((xp.log(total) - shifted_label) * (1.0 / m)).sum()
+        S /= total
+        S[labels, cols] -= 1
+        S *= 1.0 / m
+        return loss, correct, S.astype(Z.dtype, order="K")
 
     def mse(self, A: Any, Y: Any) -> tuple[Any, Any, Any]:
         """Squared error in the tutorials' form 1/(2m) * sum((A - Y)^2), from outputs A (1, m).
@@ -226,6 +268,28 @@ class Backend:
         dw = self.matmul(dZ, X.T)
         db = self.sum_columns(dZ)
         self.sgd_update_([w, b], [dw, db], lr)
+        return value, correct
+
+    # --------------------------------------------- fused softmax regression
+    def softmax_epoch_(self, W: Any, b: Any, X: Any, Y: Any, lr: float) -> tuple[Any, Any]:
+        """One gradient-descent step of softmax regression, updating W (K, n_x), b (K, 1).
+
+        X is what ``prepare_fused_input`` returned, Y (1, m) the class indices. Returns
+        (loss, correct) at the parameters before the update, as device scalars. This
+        generic version reads X twice (Z = W X, then dW = dZ X^T); backends with
+        ``fused_logreg`` read it once for K up to ``MAX_FUSED_CLASSES``.
+        """
+        if X.dtype == np.uint8:
+            X = X.astype(W.dtype)
+            X *= X.dtype.type(1.0 / 255.0)
+        elif X.dtype != W.dtype:
+            X = X.astype(W.dtype)
+        Z = self.matmul(W, X)
+        Z += b
+        value, correct, dZ = self.softmax_cross_entropy(Z, Y)
+        dW = self.matmul(dZ, X.T)
+        db = self.sum_columns(dZ)
+        self.sgd_update_([W, b], [dW, db], lr)
         return value, correct
 
     def describe(self) -> dict[str, Any]:

@@ -29,9 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend
+from .base import MAX_FUSED_CLASSES, Backend
 
-_ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
+_ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "softmax": 4}
+# Examples per chunk of the softmax-regression epoch: a float chunk of 12288-feature
+# examples stays in a 2 MB L2 cache between its two products.
+_CHUNK_BYTES = 1 << 20
 log = logging.getLogger("nnx")
 
 _workqueue_lock = threading.Lock()
@@ -161,7 +164,9 @@ class NumbaBackend(Backend):
     def bias_activation_(self, Z, b, activation):
         if Z.dtype != b.dtype or not b.flags.c_contiguous:
             return super().bias_activation_(Z, b, activation)
-        if Z.flags.c_contiguous:
+        if Z.flags.c_contiguous and activation == "softmax" and Z.shape[1] > 1:
+            return super().bias_activation_(Z, b, activation)
+        if Z.flags.c_contiguous and activation != "softmax":
             return self.k.bias_activation(Z, b, _ACT_CODES[activation])
         if Z.flags.f_contiguous:  # example-contiguous activations
             self.k.bias_activation_rows(Z.T, b.reshape(-1), _ACT_CODES[activation])
@@ -183,6 +188,59 @@ class NumbaBackend(Backend):
             return super().sigmoid_(Z)
         self.k.sigmoid_inplace(rows)
         return Z
+
+    def softmax_(self, Z):
+        if Z.flags.f_contiguous:
+            self.k.softmax_rows(Z.T)
+            return Z
+        return super().softmax_(Z)
+
+    def softmax_cross_entropy(self, Z, Y):
+        if not Z.flags.f_contiguous or Y.dtype != Z.dtype:
+            return super().softmax_cross_entropy(Z, Y)
+        dZ = np.empty(Z.shape, dtype=Z.dtype, order="F")
+        loss, correct = self.k.softmax_xent_rows(Z.T, Y.reshape(-1), dZ.T, 1.0 / Z.shape[1])
+        return np.float64(loss), int(correct), dZ
+
+    def softmax_epoch_(self, W, b, X, Y, lr):
+        """Softmax regression with X read from memory once: examples go in chunks small
+        enough to stay in cache between Z = W X (one BLAS product), the fused softmax,
+        loss and dZ (one Numba pass over the logits) and dW += dZ X^T (a second product
+        over the cached chunk). uint8 chunks are scaled to floats in cache."""
+        K = W.shape[0]
+        if not X.flags.f_contiguous or K > MAX_FUSED_CLASSES:
+            return super().softmax_epoch_(W, b, X, Y, lr)
+        n, m = X.shape
+        dtype = W.dtype
+        chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
+        dW = np.zeros((K, n), dtype=np.float64)
+        db = np.zeros((K, 1), dtype=np.float64)
+        Zc = np.empty((K, chunk), dtype=dtype, order="F")
+        dZc = np.empty((K, chunk), dtype=dtype, order="F")
+        part = np.empty((K, n), dtype=dtype)
+        scaled = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
+        labels = Y.reshape(-1)
+        loss, correct = 0.0, 0
+        for lo in range(0, m, chunk):
+            hi = min(m, lo + chunk)
+            Xc = X[:, lo:hi]
+            if scaled is not None:  # uint8 pixels (or another float type) in cache as floats
+                Xc = scaled[:, : hi - lo]
+                Xc[...] = X[:, lo:hi]
+                if X.dtype == np.uint8:
+                    Xc *= dtype.type(1.0 / 255.0)
+            Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
+            Z += b
+            dZ = dZc[:, : hi - lo]
+            c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
+            loss += c_loss
+            correct += c_correct
+            np.matmul(dZ, Xc.T, out=part)
+            dW += part  # chunk partial sums in float64, added in chunk order
+            db += dZ.sum(axis=1, keepdims=True)
+        W -= (lr * dW).astype(dtype)
+        b -= (lr * db).astype(dtype)
+        return np.float64(loss), int(correct)
 
     def bce_from_logits(self, Z, Y):
         if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype:

@@ -1,7 +1,8 @@
 """Numba kernels for the Numba backend. Importing this module needs numba.
 
 All kernels are compiled with ``cache=True`` so a second process loads them from disk.
-Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh. Loss codes: 0 bce, 1 mse.
+Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh, 4 softmax (example-contiguous rows
+only). Loss codes: 0 bce, 1 mse.
 
 The logistic-regression epoch reads X once: each thread takes a fixed block of examples
 and walks it eight examples at a time; the eight dot products share each read of w, and
@@ -218,10 +219,91 @@ def bias_activation_rows(Zt, b, act):
             for r in range(n):
                 v = row[r] + b[r]
                 row[r] = 0.0 if v <= 0 else v  # NaN stays NaN, as np.maximum(v, 0) keeps it
-        else:
+        elif act == 3:
             for r in range(n):
                 row[r] = math.tanh(row[r] + b[r])
+        else:
+            for r in range(n):
+                row[r] += b[r]
+            _softmax_row(row)
     return Zt
+
+
+@njit(cache=True, inline="always")
+def _row_max(z):
+    """max(z) as NumPy's max: NaN if any element is NaN."""
+    top = z[0]
+    for k in range(1, z.shape[0]):
+        v = z[k]
+        if v > top or v != v:
+            top = v
+            if v != v:
+                break
+    return top
+
+
+@njit(cache=True, inline="always")
+def _row_argmax(z):
+    """argmax(z) as NumPy's: the first maximum, or the first NaN."""
+    best = 0
+    top = z[0]
+    if top != top:
+        return 0
+    for k in range(1, z.shape[0]):
+        v = z[k]
+        if v != v:
+            return k
+        if v > top:
+            top = v
+            best = k
+    return best
+
+
+@njit(cache=True)
+def _softmax_row(z):
+    """z <- softmax(z) in place, in float64 with the max subtracted first."""
+    top = np.float64(_row_max(z))
+    total = 0.0
+    for k in range(z.shape[0]):
+        total += math.exp(np.float64(z[k]) - top)
+    for k in range(z.shape[0]):
+        z[k] = math.exp(np.float64(z[k]) - top) / total
+
+
+@njit(cache=True)
+def softmax_rows(Zt):
+    """Each row of Zt (m, K), C-contiguous, replaced by its softmax."""
+    for i in range(Zt.shape[0]):
+        _softmax_row(Zt[i])
+    return Zt
+
+
+@njit(cache=True)
+def softmax_xent_rows(Zt, y, dZt, inv_m):
+    """Cross-entropy of softmax over the rows of Zt (m, K) against class indices y (m,).
+
+    dZt (m, K) <- (softmax(z) - onehot(y)) * inv_m, one pass over the logits, each row
+    with its max subtracted first. Returns (sum over rows of inv_m * (logsumexp(z) - z_y),
+    number of rows whose argmax is y).
+    """
+    m, K = Zt.shape
+    loss = 0.0
+    correct = 0
+    for i in range(m):
+        z = Zt[i]
+        d = dZt[i]
+        label = int(y[i])
+        top = np.float64(_row_max(z))
+        if _row_argmax(z) == label:
+            correct += 1
+        total = 0.0
+        for k in range(K):
+            total += math.exp(np.float64(z[k]) - top)
+        loss += (math.log(total) - (np.float64(z[label]) - top)) * inv_m
+        for k in range(K):  # exp again rather than store it rounded to the compute dtype
+            p = math.exp(np.float64(z[k]) - top) / total
+            d[k] = (p - (1.0 if k == label else 0.0)) * inv_m
+    return loss, correct
 
 
 @njit(cache=True)
