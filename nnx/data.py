@@ -839,29 +839,93 @@ def _read_failure(exc: Exception) -> str:
 
 
 # -------------------------------------------------------------- other formats
+def _open_regular(path: Path, what: str) -> Any:
+    """Open a dataset file for reading in binary; FileNotFoundError if missing, DataError for
+    a folder, FIFO or device (never opened) or a file that cannot be read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(safe_name(f"no {what} file at {path}")) from None
+    except OSError as exc:
+        raise _error(path, f"cannot read ({_os_reason(exc)})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _error(path, f"{_file_kind(st.st_mode)}, not a regular file; expected the {what} file itself")
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_BINARY)
+        return open(fd, "rb")
+    except OSError as exc:
+        raise _error(path, f"cannot read ({_os_reason(exc)}); check its permissions") from None
+
+
 def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """The one-hidden-layer notebook's CSV: n_x + 1 rows by m columns, labels in the last row.
 
-    Returns float64 X (n_x, m) and Y (1, m). A cell that is not a number, or a ragged
-    row, is an error naming its line.
+    Returns float64 X (n_x, m) and Y (1, m). The file must be UTF-8 (or ASCII) text; a cell
+    that is not a finite number, a ragged row, labels other than 0/1 or an empty file is a
+    ``DataError`` naming the file, the line and what to do.
     """
     path = Path(path)
+    with _open_regular(path, "CSV") as fh:
+        try:
+            raw = fh.read()
+        except OSError as exc:
+            raise _error(path, f"cannot read ({_os_reason(exc)})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = f"byte 0x{raw[exc.start]:02x}"
+        raise _error(
+            path, f"line {line}: not UTF-8 text ({byte}); save it as a plain UTF-8 or ASCII CSV"
+        ) from None
     rows: list[list[float]] = []
-    with open(path, newline="") as fh:
-        for line_no, row in enumerate(csv.reader(fh), start=1):
+    lines: list[int] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    line_no = 0
+    try:
+        for row in reader:
+            line_no = reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
             try:
                 values = [float(c) for c in row]
             except ValueError:
-                bad = next(c for c in row if not _is_float(c))
-                raise DataError(f"{path}, line {line_no}: {bad!r} is not a number") from None
+                col, bad = next((j, c) for j, c in enumerate(row, start=1) if not _is_float(c))
+                header = not rows and not any(_is_float(c) for c in row)
+                hint = " (a header row? remove it)" if header else ""
+                raise _error(path, f"line {line_no}: {bad!r} is not a number (column {col}){hint}") from None
             if rows and len(values) != len(rows[0]):
-                raise DataError(f"{path}, line {line_no}: {len(values)} columns, expected {len(rows[0])}")
+                ragged = f"line {line_no}: {len(values)} columns, expected {len(rows[0])}"
+                raise _error(path, f"{ragged} as on line {lines[0]}")
             rows.append(values)
+            lines.append(line_no)
+    except csv.Error as exc:
+        raise _error(path, f"line {reader.line_num}: not a CSV row ({exc})") from None
+    if not rows:
+        raise _error(path, "empty file: expected feature rows and a label row of numbers")
     if len(rows) < 2:
-        raise DataError(f"{path}: need at least one feature row and the label row, found {len(rows)} row(s)")
+        raise _error(path, f"need at least one feature row and the label row, found {len(rows)} row(s)")
     data = np.array(rows, dtype=np.float64)
+    finite = np.isfinite(data)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise _error(
+            path,
+            f"line {lines[i]}, column {j + 1}: {data[i, j]} is not a finite number; "
+            "remove or fill in that example",
+        )
+    labels = data[-1]
+    if not np.isin(labels, (0.0, 1.0)).all():
+        last_column = data[:, -1]
+        if data.shape[1] >= 2 and np.isin(last_column, (0.0, 1.0)).all():
+            raise _error(
+                path,
+                "looks transposed: the labels seem to be the last column (one example per row); store "
+                "one column per example with the labels in the last row (transpose the table)",
+            )
+        raise _error(
+            path, f"line {lines[-1]} (the label row): labels must be 0 or 1, found {_values(labels)}"
+        )
     return np.asfortranarray(data[:-1]), data[-1:].copy()
 
 
@@ -873,37 +937,144 @@ def _is_float(text: str) -> bool:
         return False
 
 
+def _values(a: np.ndarray, ok: tuple = (0, 1), most: int = 5) -> str:
+    """The distinct values of ``a`` outside ``ok``, for a message: "2, 3 and 7 more"."""
+    bad = np.unique(a[~np.isin(a, ok)])
+    shown = ", ".join(
+        f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in bad[:most].tolist()
+    )
+    return shown + (f" and {len(bad) - most} more" if len(bad) > most else "")
+
+
+def _check_xy(
+    path: Path, X: np.ndarray, Y: np.ndarray, examples_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y of a stored dataset checked and shaped as (n_x, m) and (1, m); DataError naming
+    the file and the fix for whatever nnx cannot train on.
+
+    With ``examples_first`` (the h5 layout) X is (m, ...) and is reshaped to (n_x, m) here.
+    """
+    for name, a in (("X", X), ("Y", Y)):
+        if a.dtype.kind not in "biuf":
+            kind = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers"}.get(
+                a.dtype.kind, f"dtype {a.dtype}"
+            )
+            raise _error(
+                path, f"{name} holds {kind} ({a.dtype}); store numbers, e.g. {name}.astype('float32')"
+            )
+        if a.ndim == 0:
+            raise _error(path, f"{name} is a single number; store X as (n_x, m) and Y as (1, m)")
+    if Y.ndim == 2 and 1 in Y.shape or Y.ndim == 1:
+        Y = Y.reshape(1, -1)
+    else:
+        raise _error(path, f"Y has shape {Y.shape}; store the labels as (1, m) or (m,)")
+    m = Y.shape[1]
+    if m == 0:
+        raise _error(path, "no examples: Y is empty")
+    if examples_first:
+        if X.ndim < 2:
+            raise _error(path, f"X has shape {X.shape}; store it as (m, height, width, 3) or (m, n_x)")
+        if X.shape[0] != m:
+            hint = " (it looks transposed: put the examples first)" if X.shape[-1] == m else ""
+            raise _error(path, f"X holds {X.shape[0]} examples but Y has {m} labels{hint}")
+        X = np.ascontiguousarray(X.reshape(m, -1)).T
+    if X.ndim == 1:
+        raise _error(
+            path, f"X is 1-D (shape {X.shape}); store X as (n_x, m), e.g. X.reshape(1, -1) for one feature"
+        )
+    if X.ndim > 2:
+        hint = ", e.g. X.reshape(m, -1).T when the examples come first" if X.shape[0] == m else ""
+        raise _error(path, f"X has shape {X.shape}; store X as (n_x, m){hint}")
+    if X.shape[1] != m:
+        if X.shape[0] == m:
+            raise _error(
+                path,
+                f"X has shape {X.shape} and Y has {m} labels: X looks transposed; store X as (n_x, m) (X.T)",
+            )
+        raise _error(path, f"X has {X.shape[1]} examples (columns) but Y has {m} labels; they must match")
+    if X.shape[0] == 0:
+        raise _error(path, f"X has no features (shape {X.shape})")
+    if X.dtype not in (np.float32, np.float64, np.uint8):
+        kind = "integers" if X.dtype.kind in "iu" else "booleans" if X.dtype.kind == "b" else str(X.dtype)
+        raise _error(
+            path,
+            f"X holds {kind} ({X.dtype}); nnx trains on float32/float64 X or uint8 pixels: "
+            "store X.astype('float32')",
+        )
+    if X.dtype.kind == "f":
+        finite = np.isfinite(X)
+        if not finite.all():
+            i, j = np.argwhere(~finite)[0]
+            raise _error(
+                path,
+                f"X[{i}, {j}] is {X[i, j]} ({int(finite.size - finite.sum())} value(s) in X are NaN or inf); "
+                "remove or fill in those examples",
+            )
+    if not np.isin(Y, (0, 1)).all():
+        raise _error(path, f"labels (Y) must be 0 or 1, found {_values(Y)}; map the classes to 0 and 1")
+    return X, Y
+
+
 def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A plain npz holding X (n_x, m) and Y (1, m) or (m,); read without pickle."""
+    """A plain npz holding X (n_x, m) and Y (1, m) or (m,); read without pickle.
+
+    X must be float32/float64 (or uint8 pixels), finite, with one column per example; Y
+    0/1 labels, one per column of X. Anything else is a ``DataError`` naming the file and
+    the fix (object arrays, which need pickle, are refused).
+    """
     path = Path(path)
+    with _open_regular(path, "npz") as fh:
+        head = fh.read(8)
+    if not head:
+        raise _error(path, "empty file (0 bytes); save the data with np.savez(path, X=X, Y=Y)")
+    if head.startswith(b"\x93NUMPY"):
+        raise _error(path, "a single .npy array, not an npz of X and Y; save with np.savez(path, X=X, Y=Y)")
+    if not head.startswith(b"PK"):
+        raise _error(path, "not an npz file (not a zip archive); save the data with np.savez(path, X=X, Y=Y)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "X" not in data.files or "Y" not in data.files:
-                raise DataError(f"{path}: an npz dataset needs arrays named X and Y, found {data.files}")
-            return data["X"], data["Y"].reshape(1, -1)
+                raise _error(path, f"an npz dataset needs arrays named X and Y, found {data.files}")
+            X, Y = data["X"], data["Y"]
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read as npz (truncated or corrupt?): {exc}") from exc
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise _error(
+                path,
+                "X or Y is an object array, which needs pickle: refused (loading it could run code); "
+                "save numeric arrays, e.g. X.astype('float32')",
+            ) from None
+        raise _error(path, f"cannot read as npz (truncated or corrupt?): {exc}") from exc
+    except Exception as exc:
+        raise _error(path, f"cannot read as npz (truncated or corrupt?): {exc}") from exc
+    return _check_xy(path, X, Y)
 
 
 def load_h5(path: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """The deeplearning.ai catvnoncat h5 layout: ``{split}_set_x`` (m, h, w, 3) and
-    ``{split}_set_y`` (m,). Returns uint8 X (h*w*3, m) Fortran order and Y (1, m). Needs h5py."""
+    ``{split}_set_y`` (m,). Returns uint8 X (h*w*3, m) Fortran order and Y (1, m). Needs h5py.
+
+    X may also be float32/float64; other contents (labels not 0/1, NaN, counts that differ,
+    integer or text X) are a ``DataError`` naming the file and the fix."""
+    path = Path(path)
+    _open_regular(path, "HDF5").close()
     try:
         import h5py
     except ImportError as exc:
         raise DataError("reading .h5 files needs h5py: pip install h5py") from exc
-    path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             x_name, y_name = f"{split}_set_x", f"{split}_set_y"
             if x_name not in f or y_name not in f:
-                raise DataError(f"{path}: expected datasets {x_name} and {y_name}, found {list(f.keys())}")
+                raise _error(path, f"expected datasets {x_name} and {y_name}, found {list(f.keys())}")
+            for name in (x_name, y_name):
+                if not isinstance(f[name], h5py.Dataset):
+                    raise _error(path, f"{name} is a group, not a dataset")
             X = np.asarray(f[x_name])
-            Y = np.asarray(f[y_name]).reshape(1, -1)
+            Y = np.asarray(f[y_name])
     except DataError:
         raise
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read as HDF5: {exc}") from exc
-    return np.ascontiguousarray(X.reshape(X.shape[0], -1)).T, Y
+    except Exception as exc:
+        raise _error(path, f"cannot read as HDF5 ({exc}); is it an .h5 file?") from exc
+    return _check_xy(path, X, Y, examples_first=True)

@@ -3,13 +3,10 @@ while the other files load. Every case uses a real file: symlinks, a FIFO, zips 
 zipfile and patched byte by byte, files without permissions (needs Pillow)."""
 
 import io
-import json
 import logging
 import os
-import shutil
 import stat
 import struct
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -21,6 +18,7 @@ import pytest
 pytest.importorskip("PIL", reason="image tests need Pillow: pip install 'nnx-nets[images]'")
 from image_fixtures import class_images, jpeg_bytes, kaggle_folder, png_bytes  # noqa: E402
 from PIL import Image  # noqa: E402
+from unprivileged import reachable_tmp, run_unprivileged  # noqa: E402
 
 import nnx.data  # noqa: E402
 from nnx.data import DataError, decode_image, load_images, safe_name  # noqa: E402
@@ -247,63 +245,10 @@ def test_safe_name():
     assert safe_name(Path("x") / "y") == os.path.join("x", "y")
 
 
-def _run_unprivileged(fn):
-    """fn()'s JSON-able result, run without root's power to ignore permissions.
-
-    As a normal user fn runs here. As root (permissions never stop root) it runs in a forked
-    child that has dropped to user "nobody"; the test is skipped, saying why, if it cannot.
-    """
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return fn()
-    if not hasattr(os, "fork"):
-        pytest.skip("running as root without os.fork: cannot drop root to test permissions")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(read_end)
-            try:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            except OSError as exc:
-                out = {"skip": f"running as root and cannot drop to user nobody ({exc})"}
-            else:
-                try:
-                    out = {"ok": fn()}
-                except BaseException as exc:  # report it to the parent
-                    out = {"error": f"{type(exc).__name__}: {exc}"}
-            with os.fdopen(write_end, "w") as fh:
-                json.dump(out, fh)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as fh:
-        text = fh.read()
-    os.waitpid(pid, 0)
-    out = json.loads(text)
-    if "skip" in out:
-        pytest.skip(out["skip"])
-    if "error" in out:
-        pytest.fail(f"in the unprivileged child: {out['error']}")
-    return out["ok"]
-
-
 @pytest.fixture
 def shared_tmp(tmp_path):
-    """tmp_path, or as root a fresh world-readable folder that user nobody can enter."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        yield tmp_path
-        return
-    folder = Path(tempfile.mkdtemp(prefix="nnx-perm-"))
-    folder.chmod(0o755)
-    try:
+    with reachable_tmp(tmp_path) as folder:
         yield folder
-    finally:
-        for p in folder.rglob("*"):
-            if p.is_dir() and not p.is_symlink():
-                p.chmod(0o755)
-        shutil.rmtree(folder)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
@@ -327,7 +272,7 @@ def test_permission_denied_files_and_folders_are_listed(shared_tmp):
             zip_error = str(exc)
         return {"files": data.files, "skipped": data.skipped, "zip_error": zip_error}
 
-    out = _run_unprivileged(job)
+    out = run_unprivileged(job)
     skipped = dict(map(tuple, out["skipped"]))
     assert "Permission denied" in skipped["cat.locked.jpg"]
     assert "cannot open folder" in skipped["closed"] and "Permission denied" in skipped["closed"]
