@@ -43,7 +43,7 @@ LAYOUTS = (
     "a folder (or zip) of files named CLASS.N.ext, e.g. cat.1.jpg / dog.1.jpg (Kaggle dogs-vs-cats)",
     "a folder (or zip) with one sub-folder per class, e.g. cat/1.jpg, dog/1.jpg",
 )
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache's skipped list holds only the images that failed to decode
 _KAGGLE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]*\.[A-Za-z0-9]+$")
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
@@ -622,10 +622,12 @@ def _cache_key(source: Path, entries: list[_Entry], size: int, classes: list[str
 def _read_cache(
     path: Path, key: str, entries: list[_Entry], classes: list[str], n_x: int
 ) -> tuple[np.ndarray, np.ndarray, list[str], list] | None:
-    """The cached (X, Y, files, skipped), or None when there is no usable cache.
+    """The cached (X, Y, files, failed), or None when there is no usable cache.
 
-    A cache that is unreadable, foreign or stale is never trusted: besides the key, its X
-    and Y must have the shapes, dtypes and labels that the listed images give.
+    ``failed`` lists the images that could not be decoded, as (name, reason). A cache that
+    is unreadable, foreign or stale is never trusted: besides the key, its files and failed
+    images must be exactly the images listed, and its X and Y must have the shapes, dtypes
+    and labels that those images give.
     """
     try:
         st = os.stat(path)
@@ -648,12 +650,14 @@ def _read_cache(
             files, skipped = meta["files"], meta["skipped"]
             m = len(files)
             label = {e.name: classes.index(e.label_name) for e in entries}
-            if not all(isinstance(f, str) and f in label for f in files) or len(set(files)) != m:
-                raise ValueError("its file list is not the images found")
+            if not all(isinstance(f, str) for f in files) or len(set(files)) != m:
+                raise ValueError("its file list is malformed")
             if not all(
                 isinstance(s, list) and len(s) == 2 and all(isinstance(t, str) for t in s) for s in skipped
             ):
                 raise ValueError("its skipped list is malformed")
+            if sorted(files + [name for name, _ in skipped]) != sorted(label):
+                raise ValueError("its images are not the images found")
             shapes = {k: data.zip.getinfo(f"{k}.npy").file_size for k in ("X", "Y")}
             if shapes["X"] > n_x * m + 4096 or shapes["Y"] > 8 * m + 4096:  # before reading them
                 raise ValueError("its arrays are larger than the images found")
@@ -666,12 +670,12 @@ def _read_cache(
                 raise ValueError("its labels do not match the images' classes")
             return np.asfortranarray(X), Y, files, [tuple(s) for s in skipped]
     except Exception as exc:  # corrupt, foreign or inconsistent cache: rebuild it
-        log.warning("ignoring unreadable image cache %s (%s); rebuilding", safe_name(path), safe_name(exc))
+        log.warning("ignoring image cache %s (%s); rebuilding", safe_name(path), safe_name(exc))
         return None
 
 
-def _write_cache(path: Path, key: str, X: np.ndarray, Y: np.ndarray, files: list[str], skipped: list) -> None:
-    meta = json.dumps({"key": key, "files": files, "skipped": skipped})
+def _write_cache(path: Path, key: str, X: np.ndarray, Y: np.ndarray, files: list[str], failed: list) -> None:
+    meta = json.dumps({"key": key, "files": files, "skipped": failed})
     try:
         atomic_write(path, lambda fh: np.savez(fh, X=X, Y=Y, meta=np.array(meta)))
     except OSError as exc:
@@ -751,7 +755,8 @@ def load_images(
         n_x = size * size * 3
         cached = _read_cache(Path(cache), key, entries, classes, n_x) if cache is not None else None
         if cached is not None:
-            X, Y, files, skipped = cached
+            X, Y, files, bad = cached
+            skipped = skipped + bad  # this listing's problems, the cache's decoding failures
         else:
             X, Y, files, bad = _decode_all(source, entries, classes, size, workers, progress)
             skipped = skipped + bad
@@ -762,7 +767,7 @@ def load_images(
                     + "; ".join(LAYOUTS),
                 )
             if cache is not None:
-                _write_cache(Path(cache), key, X, Y, files, skipped)
+                _write_cache(Path(cache), key, X, Y, files, bad)
     finally:
         source.close()
     if skipped:

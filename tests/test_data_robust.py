@@ -471,6 +471,17 @@ def test_inconsistent_cache_is_rebuilt_not_trusted(tmp_path):
     assert _load(root, cache=cache).from_cache  # the rebuilt cache is good
 
 
+def test_cached_load_lists_this_listings_problems_and_the_cached_failures(tmp_path):
+    root = _good_folder(tmp_path / "imgs")
+    (root / "dog.bad.jpg").write_bytes(b"not a picture")
+    cache = tmp_path / "cache.npz"
+    assert "dog.bad.jpg" in dict(_load(root, cache=cache).skipped)
+    (root / "cat.gone.jpg").symlink_to(tmp_path / "missing.jpg")  # not an image: cache still valid
+    again = _load(root, cache=cache)
+    assert again.from_cache
+    assert set(dict(again.skipped)) == {"dog.bad.jpg", "cat.gone.jpg"}
+
+
 def test_cache_that_is_a_fifo_or_a_folder_is_not_fatal(tmp_path, caplog):
     root = _good_folder(tmp_path / "imgs")
     folder_cache = tmp_path / "cache_dir"
