@@ -220,7 +220,10 @@ class _Source:
         problem_of: dict[int, str] = {}
         for index, info in enumerate(self._zip.infolist()):
             name, problem = _zip_member_name(info)
-            if info.is_dir() or name.endswith("/"):
+            if name.endswith("/"):  # a folder entry
+                continue
+            if not name or "\0" in name:
+                self.problems.append((name, "name is empty or holds a NUL byte; re-create the zip"))
                 continue
             if _unsafe_member(name):
                 self.problems.append((name, "refused: absolute or '..' path in zip"))
@@ -736,7 +739,13 @@ def load_images(
         raise _error(path, "neither a folder nor a zip file; expected " + " or ".join(LAYOUTS))
     source = _Source(path)
     try:
-        entries, skipped, layout = _classify(source.list())
+        try:
+            listed = source.list()
+        except DataError:
+            raise
+        except Exception as exc:  # a damaged archive no check above foresaw: still one line
+            raise _error(path, f"cannot list its files ({type(exc).__name__}: {exc})") from None
+        entries, skipped, layout = _classify(listed)
         skipped = sorted(source.problems + skipped)
         classes = sorted({e.label_name for e in entries})
         if len(classes) != 2:

@@ -208,12 +208,16 @@ def test_names_that_are_not_utf8_are_skipped_and_shown_escaped(tmp_path, caplog)
     try:
         with open(os.path.join(os.fsencode(root), b"cat.\xff.jpg"), "wb") as fh:
             fh.write((root / "cat.0.jpg").read_bytes())
+        os.mkdir(os.path.join(os.fsencode(root), b"folder\xfe"))
+        with open(os.path.join(os.fsencode(root), b"folder\xfe", b"dog.9.jpg"), "wb") as fh:
+            fh.write((root / "dog.0.jpg").read_bytes())
     except (OSError, ValueError) as exc:
         pytest.skip(f"this file system refuses a non-UTF-8 file name ({exc})")
     with caplog.at_level(logging.WARNING, logger="nnx"):
         data = _load(root)
     raw = os.fsdecode(b"cat.\xff.jpg")  # the skipped list keeps the name as the OS gives it
     assert "not valid UTF-8" in dict(data.skipped)[raw]
+    assert "folder name is not valid UTF-8" in dict(data.skipped)[os.fsdecode(b"folder\xfe")]
     assert "cat.\\xff.jpg" in caplog.text
     _assert_good_loaded(data)
 
@@ -364,6 +368,14 @@ def test_zip_names_that_are_not_utf8(tmp_path):
     assert "not valid UTF-8" in skipped[os.fsdecode(b"cat.\xfe\xff.jpg")]
     assert "cat.ü.jpg" in loaded.files  # tools that write UTF-8 without the flag are understood
     assert sorted(loaded.files) == sorted(_good_files() + ["cat.ü.jpg"])
+
+
+def test_member_name_with_a_nul_byte_is_skipped(tmp_path):
+    archive = _good_zip(tmp_path / "a.zip", [("Xat.9.jpg", jpeg_bytes(class_images(1)[0][0]))])
+    archive.write_bytes(archive.read_bytes().replace(b"Xat.9.jpg", b"\0at.9.jpg"))  # found by fuzzing
+    data = _load(archive)
+    assert "NUL byte" in dict(data.skipped)["\0at.9.jpg"]
+    _assert_good_loaded(data)
 
 
 def test_symlink_member_is_not_followed(tmp_path):
