@@ -385,7 +385,8 @@ def _unsafe_member(name: str) -> bool:
 
 
 class _PatchedFile(io.RawIOBase):
-    """A read-only view of a file with a few byte ranges replaced (offset -> bytes)."""
+    """A read-only view of a file with a few byte ranges replaced (offset -> bytes). Closing
+    the view leaves the file open: its owner closes it."""
 
     def __init__(self, raw: Any, patches: dict[int, bytes]):
         super().__init__()
@@ -418,9 +419,6 @@ class _PatchedFile(io.RawIOBase):
                 if 0 <= offset + k - start < n:
                     view[offset + k - start] = byte
         return n
-
-    def close(self) -> None:  # the owner closes the real file
-        super().close()
 
 
 def _central_directory_patches(fh: Any) -> tuple[dict[int, bytes], dict[int, str]]:
