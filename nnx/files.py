@@ -102,12 +102,23 @@ def _recognise(path: Path, kind: str) -> bool:
     raise ValueError(f"unknown output kind {kind!r}")
 
 
-def printable(text: str) -> str:
-    """``text`` with control and other non-printable characters escaped (\\n, \\x1b, ...), so
-    a file name can never start a new output line or move the terminal's cursor."""
+def printable(text: object) -> str:
+    """``text`` with every non-printable character escaped the way ``repr`` writes it
+    (``\\n``, ``\\t``, ``\\x1b``, ``\\u2028``), so that a file name can never break or
+    forge a line of output. Bytes of a name that is not valid UTF-8 (Python's surrogate
+    escapes) show as ``\\xNN``. Printable text is returned unchanged."""
+    text = str(text)
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # os.fsdecode's escape for an undecodable byte
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
 
 
 def check_target(path: str | os.PathLike, kind: str, label: str | None = None) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import decode_image, load_csv, load_h5, load_images, load_npz
+from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
 from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
@@ -269,7 +269,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     if data.skipped:
         say(
             f"skipped {len(data.skipped)} unreadable file(s): "
-            + ", ".join(f"{n} ({r})" for n, r in data.skipped[:5])
+            + ", ".join(f"{printable(n)} ({printable(r)})" for n, r in data.skipped[:5])
             + (" ..." if len(data.skipped) > 5 else "")
         )
     check_splits(data, cfg)
@@ -435,7 +435,7 @@ def predict_files(
     for name in images:
         entry: dict[str, Any] = {"file": name}
         try:
-            pixels = decode_image(Path(name).read_bytes(), size)
+            pixels = decode_image(read_image_file(name), size)
         except (OSError, ValueError) as exc:
             entry["error"] = str(exc) if not isinstance(exc, FileNotFoundError) else "no such file"
             results.append(entry)

@@ -100,10 +100,13 @@ def test_refused_member_is_never_read(tmp_path, monkeypatch):
             zf.writestr(f"dog.{i}.jpg", jpeg_bytes(d))
         zf.writestr("../cat.99.jpg", jpeg_bytes(cats[0]))
     opened = []
-    real_read = zipfile.ZipFile.read
-    monkeypatch.setattr(
-        zipfile.ZipFile, "read", lambda self, name, *a: opened.append(name) or real_read(self, name, *a)
-    )
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, member, *a, **k):
+        opened.append(getattr(member, "filename", member))
+        return real_open(self, member, *a, **k)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
     load_images(archive, size=8, val_split=0, progress=False)
     assert "../cat.99.jpg" not in opened and len(opened) == 6
 
