@@ -1,18 +1,27 @@
-"""Saving and loading models: npz without pickle, written atomically, versioned."""
+"""Saving and loading models: npz without pickle, written atomically, versioned.
+
+Model files are untrusted input: ``load`` opens the zip itself, reads only the members it
+expects, parses each ``.npy`` header strictly (never pickle, never an object dtype) and
+checks the JSON metadata and the architecture against the limits below and against the
+stored arrays before it allocates anything for them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ModelFormatError
-from .layers import layer_from_config
+from .layers import check_layer_config, layer_from_config
 
 FORMAT = "nnx-model"
 FORMAT_VERSION = 1
@@ -73,9 +82,53 @@ def write_model_file(
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
+# ---------------------------------------------------------------- loading
+# Limits on what a model file may ask of ``load``. Together they bound its memory:
+# see LOAD_MEMORY_BOUND.
+MAX_PARAMETERS = 2**26  # W and b elements of all Linear layers together
+MAX_LAYERS = 256  # entries of architecture["layers"]
+MAX_META_CHARS = 2**23  # characters of the JSON in __meta__ (checkpoint history lives there)
+MAX_JSON_DEPTH = 32  # nesting of JSON arrays/objects
+MAX_JSON_CONTAINERS = 2**16  # '[' and '{' characters in the JSON, counted before parsing
+MAX_INT_DIGITS = 100  # digits of a JSON integer (an RNG state holds 128-bit ones)
+_MAX_NPY_HEADER = 4096  # numpy writes about 128 bytes
+_MAX_READ = 1 << 20  # the largest single read from the file, zipfile's own reads included
+_CHUNK = 1 << 18  # members are read in pieces of this size
+# Peak memory of ``load``, in bytes. Per stored parameter: its member buffer, the
+# float64 draw made when its layer is built, set_parameters' copy (<= 8 bytes each) and
+# 1 byte for the finiteness test (measured: 25.0 for float64 files, 17.0 for float32).
+# Per metadata character: its 4-byte buffer and string plus the parsed JSON (measured
+# <= 26 for the worst inputs found, lists of one-character non-Latin-1 strings).
+LOAD_MEMORY_BOUND = 25 * MAX_PARAMETERS + 32 * MAX_META_CHARS + (64 << 20)
+
+_META = "__meta__.npy"
+_MEMBER_NAME = re.compile(r"__meta__\.npy|[Wb](?:0|[1-9][0-9]{0,3})\.npy")
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADER = re.compile(
+    r"\{'descr': '(?P<descr>[^']{1,16})', 'fortran_order': (?P<fortran>True|False), "
+    r"'shape': \((?P<shape>|[0-9]{1,19},|[0-9]{1,19}(?:, [0-9]{1,19})+)\), \} *\n"
+)
+_FLOAT_DESCR = {"<f4": "<f4", "<f8": "<f8", ">f4": ">f4", ">f8": ">f8"}
+_META_DESCR = re.compile(r"([<>])U([1-9][0-9]{0,8})")
+
+
 def load(path: str | os.PathLike) -> Any:
-    """Read a model written by ``save``. Raises FileNotFoundError for a missing file and
-    ModelFormatError for a truncated, corrupt, foreign or newer-version file."""
+    """Read a model written by ``save``.
+
+    Raises FileNotFoundError for a missing file (or a directory) and ModelFormatError for
+    anything else that is not a model this nnx wrote: a truncated, corrupt or foreign
+    file, a bare ``.npy``, a newer format version, unexpected, missing, duplicate,
+    encrypted or oversized members, metadata of the wrong structure or types, JSON nested
+    deeper than MAX_JSON_DEPTH, an architecture nnx cannot build or one that disagrees
+    with the stored arrays, non-finite parameters. No pickle is ever loaded.
+
+    Memory is bounded whatever the file says: everything is checked against the limits
+    (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
+    metadata) and against the stored arrays' declared sizes before it is allocated, and
+    the peak is below LOAD_MEMORY_BOUND (25 bytes per stored parameter plus 32 per
+    metadata character plus 64 MiB: about 1.9 GiB at the limits, a few MiB for a
+    typical model).
+    """
     return load_with_extra(path)[0]
 
 
@@ -87,33 +140,307 @@ def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ModelFormatError(f"{path} is an npz file but not an nnx model (no __meta__ entry)")
-            meta = json.loads(str(data["__meta__"]))
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-    except ModelFormatError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        meta, params = _read_model_file(path)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path} {exc}") from exc.__cause__
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        zlib.error,
+        NotImplementedError,
+        OverflowError,
+    ) as exc:
         raise ModelFormatError(
             f"{path} cannot be read as an nnx model (truncated or corrupt file?): {exc}"
         ) from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFormatError(f"{path} is not an nnx model file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path} uses model format version {version}, newer than this nnx reads "
-            f"({FORMAT_VERSION}); upgrade nnx to load it"
-        )
+    arch = meta["architecture"]
     try:
-        arch = meta["architecture"]
         layers = [layer_from_config(cfg) for cfg in arch["layers"]]
         model = Sequential(*layers, loss=arch["loss"])
-        n = len(model.parameters())
-        model.set_parameters([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n)])
-    except (KeyError, TypeError, ValueError) as exc:
+        model.set_parameters(params)
+    except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
+    del params
     model.last_backend = meta.get("backend")
     model.metadata = dict(meta.get("metadata") or {})
     return model, meta.get("extra")
+
+
+class _CappedReads:
+    """A read-only file for zipfile that refuses any single read over ``_MAX_READ`` bytes.
+
+    zipfile reads the central directory in one piece of the size the archive declares;
+    this caps it (and with it how many entries zipfile parses), whatever the file says.
+    """
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            here = self._fh.tell()
+            n = self._fh.seek(0, os.SEEK_END) - here
+            self._fh.seek(here)
+        if n > _MAX_READ:
+            raise ModelFormatError(f"is not an nnx model file: its zip directory asks for a {n}-byte read")
+        return self._fh.read(n)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]]]:
+    """The checked metadata and the (W, b) arrays, each checked against the architecture."""
+    with open(path, "rb") as raw:
+        if raw.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+            raise ModelFormatError("is a bare .npy array, not an nnx model file (an npz archive)")
+        raw.seek(0)
+        with zipfile.ZipFile(_CappedReads(raw)) as archive:  # type: ignore[arg-type]
+            members = _check_members(archive.infolist())
+            meta = _parse_meta(
+                _read_member(archive, members[_META], 12 + _MAX_NPY_HEADER + 4 * MAX_META_CHARS)
+            )
+            linears = _check_meta(meta)
+            expected = {_META} | {f"{p}{i}.npy" for i in range(len(linears)) for p in "Wb"}
+            if set(members) != expected:
+                missing, unexpected = sorted(expected - set(members)), sorted(set(members) - expected)
+                raise ModelFormatError(
+                    f"does not match its architecture ({len(linears)} Linear layers): "
+                    f"missing members {missing}, unexpected members {unexpected}"
+                )
+            shapes = {}
+            for i, (n_in, n_out) in enumerate(linears):
+                shapes[f"W{i}.npy"] = ((n_out, n_in),)
+                shapes[f"b{i}.npy"] = ((n_out, 1), (n_out,))
+            for name, allowed in shapes.items():  # every size is checked before any is read
+                _check_array_size(members[name], name, allowed[0][0] * allowed[0][1])
+            arrays = {
+                name: _parse_array(_read_member(archive, members[name]), name, allowed)
+                for name, allowed in shapes.items()
+            }
+    return meta, [(arrays[f"W{i}.npy"], arrays[f"b{i}.npy"]) for i in range(len(linears))]
+
+
+def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    """Member names, count, compression and encryption, from the zip directory alone."""
+    if len(infos) > 1 + 2 * MAX_LAYERS:
+        raise ModelFormatError(f"is not an nnx model file: {len(infos)} members")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if not _MEMBER_NAME.fullmatch(name):
+            raise ModelFormatError(f"is not an nnx model file: unexpected member {name!r}")
+        if name in members:
+            raise ModelFormatError(f"is corrupt: member {name!r} appears twice")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFormatError(
+                f"has member {name!r} compressed with zip method {info.compress_type}; "
+                "nnx reads stored or deflated members only"
+            )
+        if info.flag_bits & 0x61:  # encrypted, compressed patched data, strong encryption
+            raise ModelFormatError(
+                f"has an encrypted or patched member {name!r} (zip flags {info.flag_bits:#x})"
+            )
+        members[name] = info
+    if _META not in members:
+        raise ModelFormatError("is an npz file but not an nnx model (no __meta__ entry)")
+    return members
+
+
+def _check_array_size(info: zipfile.ZipInfo, name: str, count: int) -> None:
+    """A float array of ``count`` elements takes 4 or 8 bytes each after its header."""
+    low, high = 10 + 4 * count, 12 + _MAX_NPY_HEADER + 8 * count
+    if not low <= info.file_size <= high:
+        raise ModelFormatError(
+            f"is corrupt: member {name!r} declares {info.file_size} bytes, which cannot hold the "
+            f"{count} floats its architecture needs"
+        )
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int | None = None) -> bytearray:
+    """The member's bytes, exactly its declared size (already bounded), read in pieces."""
+    size = info.file_size
+    if limit is not None and size > limit:
+        raise ModelFormatError(
+            f"is corrupt: member {info.filename!r} declares {size} bytes, over the {limit}-byte limit"
+        )
+    buf = bytearray(size)
+    view = memoryview(buf)
+    done = 0
+    with archive.open(info) as member:
+        while done < size:
+            chunk = member.read(min(_CHUNK, size - done))
+            if not chunk:
+                raise ModelFormatError(f"is truncated or corrupt: member {info.filename!r} ends early")
+            view[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        if member.read(1):
+            raise ModelFormatError(f"is corrupt: member {info.filename!r} is longer than it declares")
+    view.release()
+    return buf
+
+
+def _npy_header(buf: bytearray, name: str) -> tuple[str, bool, tuple[int, ...], int]:
+    """(descr, fortran_order, shape, data offset) from a strict parse of a .npy header."""
+    if bytes(buf[:6]) != _NPY_MAGIC or len(buf) < 10:
+        raise ModelFormatError(f"is corrupt: member {name!r} is not a .npy array")
+    version = (buf[6], buf[7])
+    if version == (1, 0):
+        length, start, encoding = int.from_bytes(buf[8:10], "little"), 10, "latin1"
+    elif version in ((2, 0), (3, 0)) and len(buf) >= 12:
+        length, start = int.from_bytes(buf[8:12], "little"), 12
+        encoding = "latin1" if version == (2, 0) else "utf8"
+    else:
+        raise ModelFormatError(f"is corrupt: member {name!r} has .npy format version {version}")
+    if length > _MAX_NPY_HEADER or start + length > len(buf):
+        raise ModelFormatError(f"is corrupt: member {name!r} has a {length}-byte .npy header")
+    match = _NPY_HEADER.fullmatch(bytes(buf[start : start + length]).decode(encoding))
+    if match is None:
+        raise ModelFormatError(f"is corrupt: member {name!r} has a malformed .npy header")
+    shape_text = match["shape"].rstrip(",")
+    shape = tuple(int(d) for d in shape_text.split(", ")) if shape_text else ()
+    return match["descr"], match["fortran"] == "True", shape, start + length
+
+
+def _parse_array(buf: bytearray, name: str, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """A float32/float64 array of one of ``shapes``; the data must fill the member exactly."""
+    descr, fortran, shape, offset = _npy_header(buf, name)
+    if descr not in _FLOAT_DESCR:
+        raise ModelFormatError(f"has member {name!r} of dtype {descr!r}; parameters are float32 or float64")
+    if shape not in shapes:
+        raise ModelFormatError(
+            f"has member {name!r} of shape {shape}, but its architecture needs {shapes[0]}"
+        )
+    dtype = np.dtype(_FLOAT_DESCR[descr])
+    count = int(np.prod(shape))
+    if len(buf) - offset != count * dtype.itemsize:
+        raise ModelFormatError(
+            f"is corrupt: member {name!r} holds {len(buf) - offset} data bytes for a "
+            f"{shape} {dtype.name} array ({count * dtype.itemsize} expected)"
+        )
+    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+    if not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a JSON integer has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _parse_meta(buf: bytearray) -> Any:
+    """The __meta__ member: a 0-d unicode .npy holding JSON, bounded in size and nesting."""
+    descr, _, shape, offset = _npy_header(buf, "__meta__")
+    match = _META_DESCR.fullmatch(descr)
+    if match is None or shape != ():
+        raise ModelFormatError(
+            f"is corrupt: __meta__ is a {descr!r} array of shape {shape}, not a JSON string"
+        )
+    chars = int(match[2])
+    if chars > MAX_META_CHARS or len(buf) - offset != 4 * chars:
+        raise ModelFormatError(
+            f"is corrupt: __meta__ holds {len(buf) - offset} bytes for {chars} characters "
+            f"(at most {MAX_META_CHARS})"
+        )
+    encoding = "utf-32-le" if match[1] == "<" else "utf-32-be"
+    with memoryview(buf) as view:
+        text = str(view[offset:], encoding).rstrip("\x00")
+    buf.clear()
+    containers = text.count("[") + text.count("{")
+    if containers > MAX_JSON_CONTAINERS:
+        raise ModelFormatError(
+            f"has {containers} JSON arrays/objects in __meta__ (at most {MAX_JSON_CONTAINERS})"
+        )
+    try:
+        meta = json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ModelFormatError(f"has __meta__ JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:
+        raise ModelFormatError(f"is corrupt: __meta__ is not valid JSON: {exc}") from exc
+    _check_depth(meta)
+    return meta
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH (only containers are stacked)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ModelFormatError(f"has __meta__ JSON nested deeper than {MAX_JSON_DEPTH}")
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+
+
+def _check_meta(meta: Any) -> list[tuple[int, int]]:
+    """Check the metadata's structure and types; return the Linear sizes (n_in, n_out)."""
+    from .model import LOSSES
+
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFormatError("is not an nnx model file")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFormatError(f"is corrupt: format_version is {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"uses model format version {version}, newer than this nnx reads "
+            f"({FORMAT_VERSION}); upgrade nnx to load it"
+        )
+    for key, kinds in (
+        ("nnx_version", (str,)),
+        ("backend", (str, type(None))),
+        ("extra", (dict, type(None))),
+        ("metadata", (dict, type(None))),
+    ):
+        if key in meta and not isinstance(meta[key], kinds):
+            raise ModelFormatError(f"is corrupt: {key} is a {type(meta[key]).__name__}")
+    if "dtype" in meta and meta["dtype"] not in ("float32", "float64"):
+        raise ModelFormatError(f"is corrupt: dtype is {meta['dtype']!r}")
+    _check_user_metadata(meta.get("metadata") or {})
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict) or set(arch) != {"layers", "loss"}:
+        raise ModelFormatError("is corrupt: architecture must be an object with exactly 'layers' and 'loss'")
+    layers, loss = arch["layers"], arch["loss"]
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ModelFormatError(f"is corrupt: unknown loss {loss!r}; expected one of {LOSSES}")
+    if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
+        raise ModelFormatError(f"is corrupt: architecture layers must be a list of 1 to {MAX_LAYERS} layers")
+    linears = []
+    total = 0
+    for pos, cfg in enumerate(layers):
+        try:
+            cfg = check_layer_config(cfg)
+        except (TypeError, ValueError) as exc:
+            raise ModelFormatError(f"is corrupt: layer {pos}: {exc}") from exc
+        if cfg["type"] == "Linear":
+            n_in, n_out = cfg["n_in"], cfg["n_out"]
+            total += n_out * (n_in + 1)
+            if total > MAX_PARAMETERS:
+                raise ModelFormatError(f"asks for more than {MAX_PARAMETERS} parameters (the most nnx loads)")
+            linears.append((n_in, n_out))
+    return linears
+
+
+def _check_user_metadata(metadata: dict[str, Any]) -> None:
+    """The metadata keys nnx reads back itself (``nnx predict``) must have their types."""
+    classes, size = metadata.get("classes"), metadata.get("image_size")
+    if classes is not None and not (
+        isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)
+    ):
+        raise ModelFormatError("is corrupt: metadata classes must be a list of two class names")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ModelFormatError(f"is corrupt: metadata image_size must be a positive integer, got {size!r}")
