@@ -92,14 +92,24 @@ MAX_JSON_DEPTH = 32  # nesting of JSON arrays/objects
 MAX_JSON_CONTAINERS = 2**16  # '[' and '{' characters in the JSON, counted before parsing
 MAX_INT_DIGITS = 100  # digits of a JSON integer (an RNG state holds 128-bit ones)
 _MAX_NPY_HEADER = 4096  # numpy writes about 128 bytes
-_MAX_READ = 1 << 20  # the largest single read from the file, zipfile's own reads included
-_CHUNK = 1 << 18  # members are read in pieces of this size
-# Peak memory of ``load``, in bytes. Per stored parameter: its member buffer, the
-# float64 draw made when its layer is built, set_parameters' copy (<= 8 bytes each) and
-# 1 byte for the finiteness test (measured: 25.0 for float64 files, 17.0 for float32).
-# Per metadata character: its 4-byte buffer and string plus the parsed JSON (measured
-# <= 26 for the worst inputs found, lists of one-character non-Latin-1 strings).
-LOAD_MEMORY_BOUND = 25 * MAX_PARAMETERS + 32 * MAX_META_CHARS + (64 << 20)
+_MAX_READ = 1 << 18  # the largest single read from the file, zipfile's own reads included
+_CHUNK = 1 << 16  # members are read in pieces of this size
+
+
+def load_memory_bound() -> int:
+    """The most memory ``load`` uses for any file, in bytes, under the current limits.
+
+    Per stored parameter: its member buffer, the float64 draw made when its layer is
+    built, set_parameters' copy (at most 8 bytes each) and 1 byte for the finiteness test
+    (measured: 25.0 bytes for float64 files, 17.0 for float32). Per metadata character:
+    its 4-byte buffer and the string plus the parsed JSON (measured at most 26 bytes, for
+    lists of one-character non-Latin-1 strings). 16 MiB covers the zip directory (at most
+    ``_MAX_READ`` bytes of it are parsed) and small allocations.
+    """
+    return 25 * MAX_PARAMETERS + 32 * MAX_META_CHARS + (16 << 20)
+
+
+LOAD_MEMORY_BOUND = load_memory_bound()  # 1872 MiB (1.83 GiB) at the limits above
 
 _META = "__meta__.npy"
 _MEMBER_NAME = re.compile(r"__meta__\.npy|[Wb](?:0|[1-9][0-9]{0,3})\.npy")
@@ -108,7 +118,7 @@ _NPY_HEADER = re.compile(
     r"\{'descr': '(?P<descr>[^']{1,16})', 'fortran_order': (?P<fortran>True|False), "
     r"'shape': \((?P<shape>|[0-9]{1,19},|[0-9]{1,19}(?:, [0-9]{1,19})+)\), \} *\n"
 )
-_FLOAT_DESCR = {"<f4": "<f4", "<f8": "<f8", ">f4": ">f4", ">f8": ">f8"}
+_FLOAT_DESCR = ("<f4", "<f8", ">f4", ">f8")
 _META_DESCR = re.compile(r"([<>])U([1-9][0-9]{0,8})")
 
 
@@ -125,9 +135,9 @@ def load(path: str | os.PathLike) -> Any:
     Memory is bounded whatever the file says: everything is checked against the limits
     (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
     metadata) and against the stored arrays' declared sizes before it is allocated, and
-    the peak is below LOAD_MEMORY_BOUND (25 bytes per stored parameter plus 32 per
-    metadata character plus 64 MiB: about 1.9 GiB at the limits, a few MiB for a
-    typical model).
+    the peak is below LOAD_MEMORY_BOUND: 25 bytes per stored parameter plus 32 per
+    metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB) at the limits and a
+    few MiB for a typical model.
     """
     return load_with_extra(path)[0]
 
@@ -207,9 +217,7 @@ def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray,
         raw.seek(0)
         with zipfile.ZipFile(_CappedReads(raw)) as archive:  # type: ignore[arg-type]
             members = _check_members(archive.infolist())
-            meta = _parse_meta(
-                _read_member(archive, members[_META], 12 + _MAX_NPY_HEADER + 4 * MAX_META_CHARS)
-            )
+            meta = _parse_meta(*_read_npy(archive, members[_META], _meta_size))
             linears = _check_meta(meta)
             expected = {_META} | {f"{p}{i}.npy" for i in range(len(linears)) for p in "Wb"}
             if set(members) != expected:
@@ -223,9 +231,9 @@ def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray,
                 shapes[f"W{i}.npy"] = ((n_out, n_in),)
                 shapes[f"b{i}.npy"] = ((n_out, 1), (n_out,))
             for name, allowed in shapes.items():  # every size is checked before any is read
-                _check_array_size(members[name], name, allowed[0][0] * allowed[0][1])
+                _check_array_size(members[name], allowed[0][0] * allowed[0][1])
             arrays = {
-                name: _parse_array(_read_member(archive, members[name]), name, allowed)
+                name: _array(*_read_npy(archive, members[name], _array_size(allowed)))
                 for name, allowed in shapes.items()
             }
     return meta, [(arrays[f"W{i}.npy"], arrays[f"b{i}.npy"]) for i in range(len(linears))]
@@ -257,82 +265,117 @@ def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     return members
 
 
-def _check_array_size(info: zipfile.ZipInfo, name: str, count: int) -> None:
-    """A float array of ``count`` elements takes 4 or 8 bytes each after its header."""
-    low, high = 10 + 4 * count, 12 + _MAX_NPY_HEADER + 8 * count
-    if not low <= info.file_size <= high:
+def _check_array_size(info: zipfile.ZipInfo, count: int) -> None:
+    """From the zip directory alone: ``count`` floats take 4 or 8 bytes each after a header."""
+    if not 10 + 4 * count <= info.file_size <= 12 + _MAX_NPY_HEADER + 8 * count:
         raise ModelFormatError(
-            f"is corrupt: member {name!r} declares {info.file_size} bytes, which cannot hold the "
-            f"{count} floats its architecture needs"
+            f"is corrupt: member {info.filename!r} declares {info.file_size} bytes, which cannot "
+            f"hold the {count} floats its architecture needs"
         )
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int | None = None) -> bytearray:
-    """The member's bytes, exactly its declared size (already bounded), read in pieces."""
-    size = info.file_size
-    if limit is not None and size > limit:
-        raise ModelFormatError(
-            f"is corrupt: member {info.filename!r} declares {size} bytes, over the {limit}-byte limit"
-        )
-    buf = bytearray(size)
-    view = memoryview(buf)
-    done = 0
+# A .npy header, once parsed: (descr, fortran_order, shape).
+_Header = tuple[str, bool, tuple[int, ...]]
+
+
+def _read_npy(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, data_size: Any
+) -> tuple[str, _Header, bytearray]:
+    """Read a member as .npy: its header first, strictly parsed; then ``data_size(name,
+    header)`` checks it and gives the data's byte count, which must fill the member
+    exactly, before a buffer of that size is allocated and read into (in pieces)."""
+    name = info.filename
     with archive.open(info) as member:
-        while done < size:
-            chunk = member.read(min(_CHUNK, size - done))
-            if not chunk:
-                raise ModelFormatError(f"is truncated or corrupt: member {info.filename!r} ends early")
-            view[done : done + len(chunk)] = chunk
-            done += len(chunk)
+        magic = _read_exact(member, 10, name)
+        if magic[:6] != _NPY_MAGIC:
+            raise ModelFormatError(f"is corrupt: member {name!r} is not a .npy array")
+        version = (magic[6], magic[7])
+        if version == (1, 0):
+            length, encoding = int.from_bytes(magic[8:10], "little"), "latin1"
+        elif version in ((2, 0), (3, 0)):
+            length = int.from_bytes(magic[8:10] + _read_exact(member, 2, name), "little")
+            encoding = "latin1" if version == (2, 0) else "utf8"
+        else:
+            raise ModelFormatError(f"is corrupt: member {name!r} has .npy format version {version}")
+        if length > _MAX_NPY_HEADER:
+            raise ModelFormatError(f"is corrupt: member {name!r} has a {length}-byte .npy header")
+        offset = (10 if version == (1, 0) else 12) + length
+        header = _parse_npy_header(_read_exact(member, length, name), encoding, name)
+        size = data_size(name, header)
+        if offset + size != info.file_size:
+            raise ModelFormatError(
+                f"is corrupt: member {name!r} holds {info.file_size - offset} data bytes for a "
+                f"{header[2]} array of {header[0]!r} ({size} expected)"
+            )
+        data = bytearray(size)
+        with memoryview(data) as view:
+            done = 0
+            while done < size:
+                chunk = member.read(min(_CHUNK, size - done))
+                if not chunk:
+                    raise ModelFormatError(f"is truncated or corrupt: member {name!r} ends early")
+                view[done : done + len(chunk)] = chunk
+                done += len(chunk)
         if member.read(1):
-            raise ModelFormatError(f"is corrupt: member {info.filename!r} is longer than it declares")
-    view.release()
-    return buf
+            raise ModelFormatError(f"is corrupt: member {name!r} is longer than it declares")
+    return name, header, data
 
 
-def _npy_header(buf: bytearray, name: str) -> tuple[str, bool, tuple[int, ...], int]:
-    """(descr, fortran_order, shape, data offset) from a strict parse of a .npy header."""
-    if bytes(buf[:6]) != _NPY_MAGIC or len(buf) < 10:
-        raise ModelFormatError(f"is corrupt: member {name!r} is not a .npy array")
-    version = (buf[6], buf[7])
-    if version == (1, 0):
-        length, start, encoding = int.from_bytes(buf[8:10], "little"), 10, "latin1"
-    elif version in ((2, 0), (3, 0)) and len(buf) >= 12:
-        length, start = int.from_bytes(buf[8:12], "little"), 12
-        encoding = "latin1" if version == (2, 0) else "utf8"
-    else:
-        raise ModelFormatError(f"is corrupt: member {name!r} has .npy format version {version}")
-    if length > _MAX_NPY_HEADER or start + length > len(buf):
-        raise ModelFormatError(f"is corrupt: member {name!r} has a {length}-byte .npy header")
-    match = _NPY_HEADER.fullmatch(bytes(buf[start : start + length]).decode(encoding))
+def _read_exact(member: Any, n: int, name: str) -> bytes:
+    data = member.read(n)
+    if len(data) != n:
+        raise ModelFormatError(f"is truncated or corrupt: member {name!r} ends early")
+    return data
+
+
+def _parse_npy_header(raw: bytes, encoding: str, name: str) -> _Header:
+    """Only the dict numpy writes: descr, fortran_order and a shape of decimal ints."""
+    match = _NPY_HEADER.fullmatch(raw.decode(encoding, errors="replace"))
     if match is None:
         raise ModelFormatError(f"is corrupt: member {name!r} has a malformed .npy header")
     shape_text = match["shape"].rstrip(",")
     shape = tuple(int(d) for d in shape_text.split(", ")) if shape_text else ()
-    return match["descr"], match["fortran"] == "True", shape, start + length
+    return match["descr"], match["fortran"] == "True", shape
 
 
-def _parse_array(buf: bytearray, name: str, shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """A float32/float64 array of one of ``shapes``; the data must fill the member exactly."""
-    descr, fortran, shape, offset = _npy_header(buf, name)
-    if descr not in _FLOAT_DESCR:
-        raise ModelFormatError(f"has member {name!r} of dtype {descr!r}; parameters are float32 or float64")
-    if shape not in shapes:
-        raise ModelFormatError(
-            f"has member {name!r} of shape {shape}, but its architecture needs {shapes[0]}"
-        )
-    dtype = np.dtype(_FLOAT_DESCR[descr])
-    count = int(np.prod(shape))
-    if len(buf) - offset != count * dtype.itemsize:
-        raise ModelFormatError(
-            f"is corrupt: member {name!r} holds {len(buf) - offset} data bytes for a "
-            f"{shape} {dtype.name} array ({count * dtype.itemsize} expected)"
-        )
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+def _array_size(shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """A data_size check for a float32/float64 parameter array of one of ``shapes``."""
+
+    def size(name: str, header: _Header) -> int:
+        descr, _, shape = header
+        if descr not in _FLOAT_DESCR:
+            raise ModelFormatError(
+                f"has member {name!r} of dtype {descr!r}; parameters are float32 or float64"
+            )
+        if shape not in shapes:
+            raise ModelFormatError(
+                f"has member {name!r} of shape {shape}, but its architecture needs {shapes[0]}"
+            )
+        return int(np.prod(shape)) * np.dtype(descr).itemsize
+
+    return size
+
+
+def _array(name: str, header: _Header, data: bytearray) -> np.ndarray:
+    """The parameter array over ``data`` (native byte order, C or Fortran layout as stored)."""
+    descr, fortran, shape = header
+    arr = np.frombuffer(data, dtype=np.dtype(descr))
     arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
-    if not dtype.isnative:
-        arr = arr.astype(dtype.newbyteorder("="))
-    return arr
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
+def _meta_size(name: str, header: _Header) -> int:
+    """A data_size check for __meta__: a 0-d unicode array of at most MAX_META_CHARS."""
+    descr, _, shape = header
+    match = _META_DESCR.fullmatch(descr)
+    if match is None or shape != ():
+        raise ModelFormatError(
+            f"is corrupt: __meta__ is a {descr!r} array of shape {shape}, not a JSON string"
+        )
+    chars = int(match[2])
+    if chars > MAX_META_CHARS:
+        raise ModelFormatError(f"has {chars} characters of metadata (at most {MAX_META_CHARS})")
+    return 4 * chars
 
 
 def _bounded_int(text: str) -> int:
@@ -341,24 +384,12 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _parse_meta(buf: bytearray) -> Any:
-    """The __meta__ member: a 0-d unicode .npy holding JSON, bounded in size and nesting."""
-    descr, _, shape, offset = _npy_header(buf, "__meta__")
-    match = _META_DESCR.fullmatch(descr)
-    if match is None or shape != ():
-        raise ModelFormatError(
-            f"is corrupt: __meta__ is a {descr!r} array of shape {shape}, not a JSON string"
-        )
-    chars = int(match[2])
-    if chars > MAX_META_CHARS or len(buf) - offset != 4 * chars:
-        raise ModelFormatError(
-            f"is corrupt: __meta__ holds {len(buf) - offset} bytes for {chars} characters "
-            f"(at most {MAX_META_CHARS})"
-        )
-    encoding = "utf-32-le" if match[1] == "<" else "utf-32-be"
-    with memoryview(buf) as view:
-        text = str(view[offset:], encoding).rstrip("\x00")
-    buf.clear()
+def _parse_meta(name: str, header: _Header, data: bytearray) -> Any:
+    """The __meta__ JSON, bounded in size (already) and in nesting."""
+    encoding = "utf-32-le" if header[0][0] == "<" else "utf-32-be"
+    with memoryview(data) as view:
+        text = str(view, encoding).rstrip("\x00")
+    data.clear()
     containers = text.count("[") + text.count("{")
     if containers > MAX_JSON_CONTAINERS:
         raise ModelFormatError(
