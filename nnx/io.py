@@ -212,8 +212,11 @@ class _CappedReads:
 def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]]]:
     """The checked metadata and the (W, b) arrays, each checked against the architecture."""
     with open(path, "rb") as raw:
-        if raw.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+        start = raw.read(len(_NPY_MAGIC))
+        if start == _NPY_MAGIC:
             raise ModelFormatError("is a bare .npy array, not an nnx model file (an npz archive)")
+        if not start.startswith(b"PK\x03\x04"):  # an npz starts with its first member
+            raise ModelFormatError("is not an nnx model file (not an npz archive)")
         raw.seek(0)
         with zipfile.ZipFile(_CappedReads(raw)) as archive:  # type: ignore[arg-type]
             members = _check_members(archive.infolist())

@@ -140,7 +140,11 @@ def test_bare_npy_and_non_zip_refused(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((3, 3)))
     _refused(tmp_path / "a.npy", "bare .npy")
     (tmp_path / "z.npz").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
-    _refused(tmp_path / "z.npz", "no __meta__")
+    _refused(tmp_path / "z.npz", "not an npz archive")
+    (tmp_path / "e.npz").write_bytes(zip_bytes([]))
+    _refused(tmp_path / "e.npz", "not an npz archive")
+    (tmp_path / "n.npz").write_bytes(zip_bytes([("a.txt", b"hi")]))
+    _refused(tmp_path / "n.npz", "unexpected member 'a.txt'")
 
 
 def test_directory_is_not_found(tmp_path):
