@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 import struct
 import tempfile
 import zipfile
@@ -152,7 +153,7 @@ def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     try:
         meta, params = _read_model_file(path)
     except ModelFormatError as exc:
-        raise ModelFormatError(f"{path} {exc}") from exc.__cause__
+        raise ModelFormatError(f"{path} {exc}") from exc
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -250,7 +251,7 @@ def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     for info in infos:
         name = info.filename
         if not _MEMBER_NAME.fullmatch(name):
-            raise ModelFormatError(f"is not an nnx model file: unexpected member {name!r}")
+            raise ModelFormatError(f"is not an nnx model file: unexpected member {reprlib.repr(name)}")
         if name in members:
             raise ModelFormatError(f"is corrupt: member {name!r} appears twice")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -428,7 +429,7 @@ def _check_meta(meta: Any) -> list[tuple[int, int]]:
         raise ModelFormatError("is not an nnx model file")
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ModelFormatError(f"is corrupt: format_version is {version!r}")
+        raise ModelFormatError(f"is corrupt: format_version is {reprlib.repr(version)}")
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"uses model format version {version}, newer than this nnx reads "
@@ -443,14 +444,14 @@ def _check_meta(meta: Any) -> list[tuple[int, int]]:
         if key in meta and not isinstance(meta[key], kinds):
             raise ModelFormatError(f"is corrupt: {key} is a {type(meta[key]).__name__}")
     if "dtype" in meta and meta["dtype"] not in ("float32", "float64"):
-        raise ModelFormatError(f"is corrupt: dtype is {meta['dtype']!r}")
+        raise ModelFormatError(f"is corrupt: dtype is {reprlib.repr(meta['dtype'])}")
     _check_user_metadata(meta.get("metadata") or {})
     arch = meta.get("architecture")
     if not isinstance(arch, dict) or set(arch) != {"layers", "loss"}:
         raise ModelFormatError("is corrupt: architecture must be an object with exactly 'layers' and 'loss'")
     layers, loss = arch["layers"], arch["loss"]
     if not isinstance(loss, str) or loss not in LOSSES:
-        raise ModelFormatError(f"is corrupt: unknown loss {loss!r}; expected one of {LOSSES}")
+        raise ModelFormatError(f"is corrupt: unknown loss {reprlib.repr(loss)}; expected one of {LOSSES}")
     if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
         raise ModelFormatError(f"is corrupt: architecture layers must be a list of 1 to {MAX_LAYERS} layers")
     linears = []
@@ -477,4 +478,6 @@ def _check_user_metadata(metadata: dict[str, Any]) -> None:
     ):
         raise ModelFormatError("is corrupt: metadata classes must be a list of two class names")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ModelFormatError(f"is corrupt: metadata image_size must be a positive integer, got {size!r}")
+        raise ModelFormatError(
+            f"is corrupt: metadata image_size must be a positive integer, got {reprlib.repr(size)}"
+        )

@@ -6,6 +6,7 @@ the backend ops, driven by ``nnx.network``.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -96,22 +97,24 @@ def check_layer_config(cfg: Any) -> dict[str, Any]:
         raise TypeError(f"a layer description must be a JSON object, got {type(cfg).__name__}")
     kind = cfg.get("type")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise ValueError(f"unknown layer type {kind!r} in model description; expected one of {LAYER_TYPES}")
+        raise ValueError(
+            f"unknown layer type {reprlib.repr(kind)} in model description; expected one of {LAYER_TYPES}"
+        )
     allowed = _LINEAR_KEYS if kind == "Linear" else {"type"}
     unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise ValueError(f"{kind} layer description has unknown keys {unknown}")
+        raise ValueError(f"{kind} layer description has unknown keys {reprlib.repr(unknown)}")
     if kind != "Linear":
         return {"type": kind}
     checked: dict[str, Any] = {"type": kind}
     for label in ("n_in", "n_out"):
         value = cfg.get(label)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"Linear {label} must be a positive integer, got {value!r}")
+            raise ValueError(f"Linear {label} must be a positive integer, got {reprlib.repr(value)}")
         checked[label] = value
     init = cfg.get("init", "xavier")
     if not isinstance(init, str) or init not in INITIALIZERS:
-        raise ValueError(f"unknown init {init!r}; expected one of {INITIALIZERS}")
+        raise ValueError(f"unknown init {reprlib.repr(init)}; expected one of {INITIALIZERS}")
     checked["init"] = init
     return checked
 
