@@ -1,10 +1,20 @@
-"""Saving and loading models: npz without pickle, written atomically, versioned."""
+"""Saving and loading models: npz without pickle, written atomically, versioned.
+
+Model files are untrusted input: ``load`` opens the zip itself, reads only the members it
+expects, parses each ``.npy`` header strictly (never pickle, never an object dtype) and
+checks the JSON metadata and the architecture against the limits below and against the
+stored arrays before it allocates anything for them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import reprlib
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +22,7 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .files import MODEL_FORMAT, atomic_write
-from .layers import layer_from_config
+from .layers import check_layer_config, layer_from_config
 
 FORMAT = MODEL_FORMAT
 FORMAT_VERSION = 1
@@ -53,9 +63,63 @@ def write_model_file(
     atomic_write(path, lambda fh: np.savez(fh, **arrays), kind="model")
 
 
+# ---------------------------------------------------------------- loading
+# Limits on what a model file may ask of ``load``. Together they bound its memory:
+# see LOAD_MEMORY_BOUND.
+MAX_PARAMETERS = 2**26  # W and b elements of all Linear layers together
+MAX_LAYERS = 256  # entries of architecture["layers"]
+MAX_META_CHARS = 2**23  # characters of the JSON in __meta__ (checkpoint history lives there)
+MAX_JSON_DEPTH = 32  # nesting of JSON arrays/objects
+MAX_JSON_CONTAINERS = 2**16  # '[' and '{' characters in the JSON, counted before parsing
+MAX_INT_DIGITS = 100  # digits of a JSON integer (an RNG state holds 128-bit ones)
+_MAX_NPY_HEADER = 4096  # numpy writes about 128 bytes
+_MAX_READ = 1 << 18  # the largest single read from the file, zipfile's own reads included
+_CHUNK = 1 << 16  # members are read in pieces of this size
+
+
+def load_memory_bound() -> int:
+    """The most memory ``load`` uses for any file, in bytes, under the current limits.
+
+    Per stored parameter: its member buffer, the float64 draw made when its layer is
+    built, set_parameters' copy (at most 8 bytes each) and 1 byte for the finiteness test
+    (measured: 25.0 bytes for float64 files, 17.0 for float32). Per metadata character:
+    its 4-byte buffer and the string plus the parsed JSON (measured at most 26 bytes, for
+    lists of one-character non-Latin-1 strings). 16 MiB covers the zip directory (at most
+    ``_MAX_READ`` bytes of it are parsed) and small allocations.
+    """
+    return 25 * MAX_PARAMETERS + 32 * MAX_META_CHARS + (16 << 20)
+
+
+LOAD_MEMORY_BOUND = load_memory_bound()  # 1872 MiB (1.83 GiB) at the limits above
+
+_META = "__meta__.npy"
+_MEMBER_NAME = re.compile(r"__meta__\.npy|[Wb](?:0|[1-9][0-9]{0,3})\.npy")
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADER = re.compile(
+    r"\{'descr': '(?P<descr>[^']{1,16})', 'fortran_order': (?P<fortran>True|False), "
+    r"'shape': \((?P<shape>|[0-9]{1,19},|[0-9]{1,19}(?:, [0-9]{1,19})+)\), \} *\n"
+)
+_FLOAT_DESCR = ("<f4", "<f8", ">f4", ">f8")
+_META_DESCR = re.compile(r"([<>])U([1-9][0-9]{0,8})")
+
+
 def load(path: str | os.PathLike) -> Any:
-    """Read a model written by ``save``. Raises FileNotFoundError for a missing file and
-    ModelFormatError for a truncated, corrupt, foreign or newer-version file."""
+    """Read a model written by ``save``.
+
+    Raises FileNotFoundError for a missing file (or a directory) and ModelFormatError for
+    anything else that is not a model this nnx wrote: a truncated, corrupt or foreign
+    file, a bare ``.npy``, a newer format version, unexpected, missing, duplicate,
+    encrypted or oversized members, metadata of the wrong structure or types, JSON nested
+    deeper than MAX_JSON_DEPTH, an architecture nnx cannot build or one that disagrees
+    with the stored arrays, non-finite parameters. No pickle is ever loaded.
+
+    Memory is bounded whatever the file says: everything is checked against the limits
+    (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
+    metadata) and against the stored arrays' declared sizes before it is allocated, and
+    the peak is below LOAD_MEMORY_BOUND: 25 bytes per stored parameter plus 32 per
+    metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB) at the limits and a
+    few MiB for a typical model.
+    """
     return load_with_extra(path)[0]
 
 
@@ -67,34 +131,339 @@ def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ModelFormatError(f"{path} is an npz file but not an nnx model (no __meta__ entry)")
-            meta = json.loads(str(data["__meta__"]))
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-    except ModelFormatError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        meta, params = _read_model_file(path)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path} {exc}") from exc
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        zlib.error,
+        NotImplementedError,
+        OverflowError,
+    ) as exc:
         raise ModelFormatError(
             f"{path} cannot be read as an nnx model (truncated or corrupt file?): {exc}"
         ) from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFormatError(f"{path} is not an nnx model file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFormatError(
-            f"{path} uses model format version {version}, newer than this nnx reads "
-            f"({FORMAT_VERSION}); upgrade nnx to load it"
-        )
+    arch = meta["architecture"]
     try:
-        arch = meta["architecture"]
         layers = [layer_from_config(cfg) for cfg in arch["layers"]]
         model = Sequential(*layers, loss=arch["loss"])
-        n = len(model.parameters())
-        model.set_parameters([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n)])
-    except (KeyError, TypeError, ValueError) as exc:
+        model.set_parameters(params)
+    except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
+    del params
     model.last_backend = meta.get("backend")
     model.dtype = meta.get("dtype") if meta.get("dtype") in ("float32", "float64") else None
     model.metadata = dict(meta.get("metadata") or {})
+    classes = model.metadata.get("classes")
+    if classes is not None and len(classes) != model.n_classes:
+        raise ModelFormatError(
+            f"{path} is corrupt: it names {len(classes)} classes for a {model.n_classes}-class model"
+        )
     return model, meta.get("extra")
+
+
+class _CappedReads:
+    """A read-only file for zipfile that refuses any single read over ``_MAX_READ`` bytes.
+
+    zipfile reads the central directory in one piece of the size the archive declares;
+    this caps it (and with it how many entries zipfile parses), whatever the file says.
+    """
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            here = self._fh.tell()
+            n = self._fh.seek(0, os.SEEK_END) - here
+            self._fh.seek(here)
+        if n > _MAX_READ:
+            raise ModelFormatError(f"is not an nnx model file: its zip directory asks for a {n}-byte read")
+        return self._fh.read(n)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]]]:
+    """The checked metadata and the (W, b) arrays, each checked against the architecture."""
+    with open(path, "rb") as raw:
+        start = raw.read(len(_NPY_MAGIC))
+        if start == _NPY_MAGIC:
+            raise ModelFormatError("is a bare .npy array, not an nnx model file (an npz archive)")
+        if not start.startswith(b"PK\x03\x04"):  # an npz starts with its first member
+            raise ModelFormatError("is not an nnx model file (not an npz archive)")
+        raw.seek(0)
+        with zipfile.ZipFile(_CappedReads(raw)) as archive:  # type: ignore[arg-type]
+            members = _check_members(archive.infolist())
+            meta = _parse_meta(*_read_npy(archive, members[_META], _meta_size))
+            linears = _check_meta(meta)
+            expected = {_META} | {f"{p}{i}.npy" for i in range(len(linears)) for p in "Wb"}
+            if set(members) != expected:
+                missing, unexpected = sorted(expected - set(members)), sorted(set(members) - expected)
+                raise ModelFormatError(
+                    f"does not match its architecture ({len(linears)} Linear layers): "
+                    f"missing members {missing}, unexpected members {unexpected}"
+                )
+            shapes = {}
+            for i, (n_in, n_out) in enumerate(linears):
+                shapes[f"W{i}.npy"] = ((n_out, n_in),)
+                shapes[f"b{i}.npy"] = ((n_out, 1), (n_out,))
+            for name, allowed in shapes.items():  # every size is checked before any is read
+                _check_array_size(members[name], allowed[0][0] * allowed[0][1])
+            arrays = {
+                name: _array(*_read_npy(archive, members[name], _array_size(allowed)))
+                for name, allowed in shapes.items()
+            }
+    return meta, [(arrays[f"W{i}.npy"], arrays[f"b{i}.npy"]) for i in range(len(linears))]
+
+
+def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    """Member names, count, compression and encryption, from the zip directory alone."""
+    if len(infos) > 1 + 2 * MAX_LAYERS:
+        raise ModelFormatError(f"is not an nnx model file: {len(infos)} members")
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        name = info.filename
+        if not _MEMBER_NAME.fullmatch(name):
+            raise ModelFormatError(f"is not an nnx model file: unexpected member {reprlib.repr(name)}")
+        if name in members:
+            raise ModelFormatError(f"is corrupt: member {name!r} appears twice")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFormatError(
+                f"has member {name!r} compressed with zip method {info.compress_type}; "
+                "nnx reads stored or deflated members only"
+            )
+        if info.flag_bits & 0x61:  # encrypted, compressed patched data, strong encryption
+            raise ModelFormatError(
+                f"has an encrypted or patched member {name!r} (zip flags {info.flag_bits:#x})"
+            )
+        members[name] = info
+    if _META not in members:
+        raise ModelFormatError("is an npz file but not an nnx model (no __meta__ entry)")
+    return members
+
+
+def _check_array_size(info: zipfile.ZipInfo, count: int) -> None:
+    """From the zip directory alone: ``count`` floats take 4 or 8 bytes each after a header."""
+    if not 10 + 4 * count <= info.file_size <= 12 + _MAX_NPY_HEADER + 8 * count:
+        raise ModelFormatError(
+            f"is corrupt: member {info.filename!r} declares {info.file_size} bytes, which cannot "
+            f"hold the {count} floats its architecture needs"
+        )
+
+
+# A .npy header, once parsed: (descr, fortran_order, shape).
+_Header = tuple[str, bool, tuple[int, ...]]
+
+
+def _read_npy(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, data_size: Any
+) -> tuple[str, _Header, bytearray]:
+    """Read a member as .npy: its header first, strictly parsed; then ``data_size(name,
+    header)`` checks it and gives the data's byte count, which must fill the member
+    exactly, before a buffer of that size is allocated and read into (in pieces)."""
+    name = info.filename
+    with archive.open(info) as member:
+        magic = _read_exact(member, 10, name)
+        if magic[:6] != _NPY_MAGIC:
+            raise ModelFormatError(f"is corrupt: member {name!r} is not a .npy array")
+        version = (magic[6], magic[7])
+        if version == (1, 0):
+            length, encoding = int.from_bytes(magic[8:10], "little"), "latin1"
+        elif version in ((2, 0), (3, 0)):
+            length = int.from_bytes(magic[8:10] + _read_exact(member, 2, name), "little")
+            encoding = "latin1" if version == (2, 0) else "utf8"
+        else:
+            raise ModelFormatError(f"is corrupt: member {name!r} has .npy format version {version}")
+        if length > _MAX_NPY_HEADER:
+            raise ModelFormatError(f"is corrupt: member {name!r} has a {length}-byte .npy header")
+        offset = (10 if version == (1, 0) else 12) + length
+        header = _parse_npy_header(_read_exact(member, length, name), encoding, name)
+        size = data_size(name, header)
+        if offset + size != info.file_size:
+            raise ModelFormatError(
+                f"is corrupt: member {name!r} holds {info.file_size - offset} data bytes for a "
+                f"{header[2]} array of {header[0]!r} ({size} expected)"
+            )
+        data = bytearray(size)
+        with memoryview(data) as view:
+            done = 0
+            while done < size:
+                chunk = member.read(min(_CHUNK, size - done))
+                if not chunk:
+                    raise ModelFormatError(f"is truncated or corrupt: member {name!r} ends early")
+                view[done : done + len(chunk)] = chunk
+                done += len(chunk)
+        if member.read(1):
+            raise ModelFormatError(f"is corrupt: member {name!r} is longer than it declares")
+    return name, header, data
+
+
+def _read_exact(member: Any, n: int, name: str) -> bytes:
+    data = member.read(n)
+    if len(data) != n:
+        raise ModelFormatError(f"is truncated or corrupt: member {name!r} ends early")
+    return data
+
+
+def _parse_npy_header(raw: bytes, encoding: str, name: str) -> _Header:
+    """Only the dict numpy writes: descr, fortran_order and a shape of decimal ints."""
+    match = _NPY_HEADER.fullmatch(raw.decode(encoding, errors="replace"))
+    if match is None:
+        raise ModelFormatError(f"is corrupt: member {name!r} has a malformed .npy header")
+    shape_text = match["shape"].rstrip(",")
+    shape = tuple(int(d) for d in shape_text.split(", ")) if shape_text else ()
+    return match["descr"], match["fortran"] == "True", shape
+
+
+def _array_size(shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """A data_size check for a float32/float64 parameter array of one of ``shapes``."""
+
+    def size(name: str, header: _Header) -> int:
+        descr, _, shape = header
+        if descr not in _FLOAT_DESCR:
+            raise ModelFormatError(
+                f"has member {name!r} of dtype {descr!r}; parameters are float32 or float64"
+            )
+        if shape not in shapes:
+            raise ModelFormatError(
+                f"has member {name!r} of shape {shape}, but its architecture needs {shapes[0]}"
+            )
+        return int(np.prod(shape)) * np.dtype(descr).itemsize
+
+    return size
+
+
+def _array(name: str, header: _Header, data: bytearray) -> np.ndarray:
+    """The parameter array over ``data`` (native byte order, C or Fortran layout as stored)."""
+    descr, fortran, shape = header
+    arr = np.frombuffer(data, dtype=np.dtype(descr))
+    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+
+
+def _meta_size(name: str, header: _Header) -> int:
+    """A data_size check for __meta__: a 0-d unicode array of at most MAX_META_CHARS."""
+    descr, _, shape = header
+    match = _META_DESCR.fullmatch(descr)
+    if match is None or shape != ():
+        raise ModelFormatError(
+            f"is corrupt: __meta__ is a {descr!r} array of shape {shape}, not a JSON string"
+        )
+    chars = int(match[2])
+    if chars > MAX_META_CHARS:
+        raise ModelFormatError(f"has {chars} characters of metadata (at most {MAX_META_CHARS})")
+    return 4 * chars
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a JSON integer has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _parse_meta(name: str, header: _Header, data: bytearray) -> Any:
+    """The __meta__ JSON, bounded in size (already) and in nesting."""
+    encoding = "utf-32-le" if header[0][0] == "<" else "utf-32-be"
+    with memoryview(data) as view:
+        text = str(view, encoding).rstrip("\x00")
+    data.clear()
+    containers = text.count("[") + text.count("{")
+    if containers > MAX_JSON_CONTAINERS:
+        raise ModelFormatError(
+            f"has {containers} JSON arrays/objects in __meta__ (at most {MAX_JSON_CONTAINERS})"
+        )
+    try:
+        meta = json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ModelFormatError(f"has __meta__ JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:
+        raise ModelFormatError(f"is corrupt: __meta__ is not valid JSON: {exc}") from exc
+    _check_depth(meta)
+    return meta
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH (only containers are stacked)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ModelFormatError(f"has __meta__ JSON nested deeper than {MAX_JSON_DEPTH}")
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+
+
+def _check_meta(meta: Any) -> list[tuple[int, int]]:
+    """Check the metadata's structure and types; return the Linear sizes (n_in, n_out)."""
+    from .model import LOSSES
+
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFormatError("is not an nnx model file")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFormatError(f"is corrupt: format_version is {reprlib.repr(version)}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"uses model format version {version}, newer than this nnx reads "
+            f"({FORMAT_VERSION}); upgrade nnx to load it"
+        )
+    for key, kinds in (
+        ("nnx_version", (str,)),
+        ("backend", (str, type(None))),
+        ("extra", (dict, type(None))),
+        ("metadata", (dict, type(None))),
+    ):
+        if key in meta and not isinstance(meta[key], kinds):
+            raise ModelFormatError(f"is corrupt: {key} is a {type(meta[key]).__name__}")
+    if "dtype" in meta and meta["dtype"] not in ("float32", "float64"):
+        raise ModelFormatError(f"is corrupt: dtype is {reprlib.repr(meta['dtype'])}")
+    _check_user_metadata(meta.get("metadata") or {})
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict) or set(arch) != {"layers", "loss"}:
+        raise ModelFormatError("is corrupt: architecture must be an object with exactly 'layers' and 'loss'")
+    layers, loss = arch["layers"], arch["loss"]
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ModelFormatError(f"is corrupt: unknown loss {reprlib.repr(loss)}; expected one of {LOSSES}")
+    if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
+        raise ModelFormatError(f"is corrupt: architecture layers must be a list of 1 to {MAX_LAYERS} layers")
+    linears = []
+    total = 0
+    for pos, cfg in enumerate(layers):
+        try:
+            cfg = check_layer_config(cfg)
+        except (TypeError, ValueError) as exc:
+            raise ModelFormatError(f"is corrupt: layer {pos}: {exc}") from exc
+        if cfg["type"] == "Linear":
+            n_in, n_out = cfg["n_in"], cfg["n_out"]
+            total += n_out * (n_in + 1)
+            if total > MAX_PARAMETERS:
+                raise ModelFormatError(f"asks for more than {MAX_PARAMETERS} parameters (the most nnx loads)")
+            linears.append((n_in, n_out))
+    return linears
+
+
+def _check_user_metadata(metadata: dict[str, Any]) -> None:
+    """The metadata keys nnx reads back itself (``nnx predict``) must have their types."""
+    classes, size = metadata.get("classes"), metadata.get("image_size")
+    if classes is not None and not (
+        isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)
+    ):
+        raise ModelFormatError("is corrupt: metadata classes must be a list of at least two class names")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ModelFormatError(
+            f"is corrupt: metadata image_size must be a positive integer, got {reprlib.repr(size)}"
+        )

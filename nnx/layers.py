@@ -6,6 +6,7 @@ the backend ops, driven by ``nnx.network``.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -90,11 +91,50 @@ _ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh, Softmax)
 ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}  # hidden-layer activations
 
 
-def layer_from_config(cfg: dict[str, Any]) -> Layer:
-    """Rebuild a layer from ``Layer.config()`` output (parameters are set separately)."""
+LAYER_TYPES = ("Linear", *_ACTIVATION_TYPES)
+_LINEAR_KEYS = {"type", "n_in", "n_out", "init"}
+
+
+def check_layer_config(cfg: Any) -> dict[str, Any]:
+    """Check a layer description without building anything; return it with defaults filled in.
+
+    Raises TypeError or ValueError for anything ``Layer.config()`` would not have written:
+    a non-dict, an unknown type, unknown keys, sizes that are not positive ints (floats,
+    strings and bools are refused, not coerced), an unknown init.
+    """
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a layer description must be a JSON object, got {type(cfg).__name__}")
     kind = cfg.get("type")
-    if kind == "Linear":
-        return Linear(int(cfg["n_in"]), int(cfg["n_out"]), init=str(cfg.get("init", "xavier")), seed=0)
-    if kind in _ACTIVATION_TYPES:
-        return _ACTIVATION_TYPES[kind]()
-    raise ValueError(f"unknown layer type {kind!r} in model description")
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
+        raise ValueError(
+            f"unknown layer type {reprlib.repr(kind)} in model description; expected one of {LAYER_TYPES}"
+        )
+    allowed = _LINEAR_KEYS if kind == "Linear" else {"type"}
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(f"{kind} layer description has unknown keys {reprlib.repr(unknown)}")
+    if kind != "Linear":
+        return {"type": kind}
+    checked: dict[str, Any] = {"type": kind}
+    for label in ("n_in", "n_out"):
+        value = cfg.get(label)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"Linear {label} must be a positive integer, got {reprlib.repr(value)}")
+        checked[label] = value
+    init = cfg.get("init", "xavier")
+    if not isinstance(init, str) or init not in INITIALIZERS:
+        raise ValueError(f"unknown init {reprlib.repr(init)}; expected one of {INITIALIZERS}")
+    checked["init"] = init
+    return checked
+
+
+def layer_from_config(cfg: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``Layer.config()`` output (parameters are set separately).
+
+    The description is checked first (``check_layer_config``); a Linear draws its
+    parameters, n_in * n_out of them, so callers bound the sizes before calling this.
+    """
+    cfg = check_layer_config(cfg)
+    if cfg["type"] == "Linear":
+        return Linear(cfg["n_in"], cfg["n_out"], init=cfg["init"], seed=0)
+    return _ACTIVATION_TYPES[cfg["type"]]()

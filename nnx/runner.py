@@ -329,6 +329,9 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
                 verbose=verbose,
                 validation_data=validation,
                 callback=callback,
+                # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
+                # stays well inside the model file's metadata limit
+                history_every=max(1, -(-cfg.epochs // 20_000)),
             )
             history.extend(fit_history, offset=done)
             for key in ("backend", "backend_reason", "dtype", "lr", "batch_size"):
