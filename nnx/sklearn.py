@@ -316,12 +316,31 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         self.backend_ = model.last_backend
 
+    @contextlib.contextmanager
+    def _unchanged_on_failure(self) -> Iterator[None]:
+        """A fit that raises (bad input, diverged training) leaves a fitted estimator as it
+        was: nnx keeps the parameters, this restores what validate_data had reset."""
+        names = ("n_features_in_", "feature_names_in_")
+        saved = {name: self.__dict__[name] for name in names if name in self.__dict__}
+        try:
+            yield
+        except BaseException:
+            for name in names:
+                self.__dict__.pop(name, None)
+            self.__dict__.update(saved)
+            raise
+
     def fit(self, X: Any, y: Any) -> NNXClassifier:
         """Train on X (m, n_features) and labels y (m,); returns self.
 
         Builds a fresh nnx model each call (same ``random_state``, same result), unless
-        ``warm_start=True`` and the estimator is fitted: then training continues.
+        ``warm_start=True`` and the estimator is fitted: then training continues. If fit
+        raises, a fitted estimator is left as it was.
         """
+        with self._unchanged_on_failure():
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> NNXClassifier:
         architecture = self._architecture()
         self._check_training_params()
         warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
@@ -344,6 +363,10 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> NNXClassifier:
         """One more epoch on (X, y). The first call needs ``classes`` (all labels that will
         be seen) and builds the model; later calls continue training it."""
+        with self._unchanged_on_failure():
+            return self._partial_fit(X, y, classes)
+
+    def _partial_fit(self, X: Any, y: Any, classes: Any) -> NNXClassifier:
         first = not self.__sklearn_is_fitted__()
         architecture = self._architecture()
         self._check_training_params()

@@ -51,12 +51,19 @@ def checked_estimators() -> list[NNXClassifier]:
 
 
 def expected_failed_checks(estimator: NNXClassifier) -> dict[str, str]:
-    """scikit-learn checks that NNXClassifier fails, with the reason: none.
+    """scikit-learn checks that NNXClassifier may fail, with the reason (xfail, not strict).
 
-    Every check passes on the NumPy and Numba backends in float32 and float64 (the CuPy
-    rows run only where a GPU is). A check that cannot pass goes here, as
-    {"check_name": "why"}, and then shows as xfail rather than a failure.
+    Every other check passes on the NumPy and Numba backends in float32 and float64 (the
+    CuPy rows run only where a GPU is); float64 passes this one too.
     """
+    if estimator.dtype == "float32":
+        return {
+            "check_methods_sample_order_invariance": (
+                "float32: BLAS rounds an example's product by where it sits in X (blocked "
+                "kernel or tail), so reordering X moves some predictions by 1 ulp (6e-8 at 0.5), "
+                "above the check's rtol=1e-7; fails about 1 run in 3 for logistic regression"
+            )
+        }
     return {}
 
 
@@ -279,12 +286,15 @@ def test_errors():
             clf.fit(X, y)
 
 
-def test_a_diverging_fit_raises_and_keeps_the_fitted_model():
+def test_a_failed_fit_raises_and_keeps_the_fitted_model():
     X, y = binary_data()
     clf = NNXClassifier(hidden_layer_sizes=(), epochs=5, lr=0.1, backend="numpy").fit(X, y)
     before = clf.predict_proba(X)
-    with pytest.raises(nnx.TrainingDivergedError):
-        clf.set_params(lr=1e38).fit(X, y)
+    with pytest.raises(nnx.TrainingDivergedError):  # a FloatingPointError
+        clf.set_params(lr=1e38).fit(X[:, :4], y)
+    with pytest.raises(ValueError, match="Only binary"):
+        clf.set_params(lr=0.1).fit(X[:, :4], np.arange(120) % 3)
+    assert clf.n_features_in_ == 6
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
 
