@@ -342,6 +342,16 @@ class Sequential:
             net, Xd, _ = self._network_for(X, None, ops, dtype)
             return net.ops.to_host(net.predict_proba(Xd))
 
+    def logits(
+        self, X: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
+    ) -> np.ndarray:
+        """The output layer's pre-activations Z = W A + b for X (n_x, m): (1, m) for a
+        binary model (sigmoid(Z) is the probability), (K, m) for a K-class model."""
+        ops = backends.get_backend(backend)
+        with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
+            net, Xd, _ = self._network_for(X, None, ops, dtype)
+            return net.ops.to_host(net.forward(Xd, logits_out=True)[-1])
+
     def predict(
         self,
         X: Any,

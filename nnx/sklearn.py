@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,13 +33,13 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
     ) from exc
 
 from . import backends
-from .layers import ACTIVATION_BY_KIND, Linear
-from .model import MLP, LogisticRegression, Sequential
+from .layers import layer_from_config
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
 __all__ = ["NNXClassifier"]
 
-# Switched on, here and in build_network, when nnx has a softmax output for k > 2 classes.
-MULTICLASS_SUPPORTED = False
+# k > 2 classes train nnx's softmax output (see build_network).
+MULTICLASS_SUPPORTED = True
 OPTIMIZERS = ("sgd",)  # nnx's plain (mini-batch) gradient descent
 # scikit-learn's MLPClassifier calls the sigmoid "logistic"; nnx's own name is accepted too.
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "sigmoid": "sigmoid"}
@@ -52,21 +51,19 @@ def build_network(
 ) -> Sequential:
     """The nnx model that an ``NNXClassifier`` trains for ``n_classes`` classes.
 
-    No hidden layer is logistic regression (``nnx.LogisticRegression``, zero init);
-    otherwise ``nnx.MLP`` with ``activation`` in the hidden layers, drawn from ``seed``.
-    This is the one place to build a multi-class (softmax) model once nnx has one, and
-    then to set ``MULTICLASS_SUPPORTED``.
+    Two classes: one sigmoid output (binary cross-entropy), as the tutorials; more: a
+    softmax output of ``n_classes`` units (cross-entropy). No hidden layer is logistic or
+    softmax regression (zero init); otherwise ``nnx.MLP`` with ``activation`` in the
+    hidden layers, drawn from ``seed``.
     """
     if n_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {n_classes} class")
-    if n_classes > 2:
-        raise ValueError(
-            f"Only binary classification is supported. The target has {n_classes} classes; "
-            "nnx models end in one sigmoid output (multi-class needs a softmax output)."
-        )
+    outputs = 1 if n_classes == 2 else n_classes
     if not hidden_layer_sizes:
-        return LogisticRegression(n_features, seed=seed)
-    return MLP([n_features, *hidden_layer_sizes, 1], hidden=activation, seed=seed)
+        if outputs == 1:
+            return LogisticRegression(n_features, seed=seed)
+        return SoftmaxRegression(n_features, n_classes, seed=seed)
+    return MLP([n_features, *hidden_layer_sizes, outputs], hidden=activation, seed=seed)
 
 
 def _model_state(model: Sequential) -> dict[str, Any]:
@@ -79,54 +76,28 @@ def _model_state(model: Sequential) -> dict[str, Any]:
         "history": model.history,
         "epochs_trained": model.epochs_trained,
         "last_backend": model.last_backend,
+        "dtype": model.dtype,
     }
 
 
-_ACTIVATION_TYPES = {cls.__name__: cls for cls in ACTIVATION_BY_KIND.values()}
-
-
-def _layers_from_config(config: dict[str, Any], logits_only: bool = False) -> list[Any]:
-    """nnx layers described by ``Sequential.config()`` (parameters are set afterwards).
-    ``logits_only`` leaves out the output activation (no init to keep then)."""
-    layers: list[Any] = [
-        Linear(cfg["n_in"], cfg["n_out"], init="zeros" if logits_only else cfg["init"], seed=0)
-        if cfg["type"] == "Linear"
-        else _ACTIVATION_TYPES[cfg["type"]]()
-        for cfg in config["layers"]
-    ]
-    if logits_only and not isinstance(layers[-1], Linear):
-        layers.pop()
-    return layers
-
-
 def _model_from_state(state: dict[str, Any]) -> Sequential:
-    model = Sequential(*_layers_from_config(state["config"]), loss=state["config"]["loss"])
+    model = Sequential(
+        *(layer_from_config(c) for c in state["config"]["layers"]), loss=state["config"]["loss"]
+    )
     model.set_parameters(state["parameters"])
     model.metadata = dict(state["metadata"])
     model.history = state["history"]
     model.epochs_trained = state["epochs_trained"]
     model.last_backend = state["last_backend"]
+    model.dtype = state.get("dtype")
     return model
-
-
-# The Numba and CuPy backends are one object per process whose scratch buffers are shared
-# by every fit, so two threads (GridSearchCV(n_jobs=2) under joblib's threading backend)
-# must not run on the same one at once. The NumPy backend keeps no state.
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 
 
 @contextlib.contextmanager
 def _on_backend(backend: str | None) -> Iterator[str]:
-    """Resolve ``backend`` ("auto", a name, None) and hold that backend's lock."""
-    name = backends.select(backend).backend.name
-    if name == "numpy":
-        yield name
-        return
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(name, threading.Lock())
-    with lock:
-        yield name
+    """Resolve ``backend`` ("auto", a name, None) to the name of a ready backend. nnx
+    backends are safe to share between threads, so no lock is taken."""
+    yield backends.select(backend).backend.name
 
 
 class NNXClassifier(ClassifierMixin, BaseEstimator):
@@ -270,13 +241,12 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
         return (X, y) if with_y else X
 
     def _encode_targets(self, y: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """(classes, y as 0..k-1); only binary targets until nnx has a softmax output."""
+        """(classes, y as 0..k-1) for binary and multi-class targets."""
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y")
-        if y_type not in ("binary", "multiclass") or y_type == "multiclass" and not MULTICLASS_SUPPORTED:
+        if y_type not in ("binary", "multiclass"):
             raise ValueError(
-                f"Only binary classification is supported. The type of the target is {y_type!r}; "
-                "nnx models end in one sigmoid output (multi-class needs a softmax output)."
+                f"Only binary and multi-class targets are supported; the type of the target is {y_type!r}"
             )
         encoder = LabelEncoder().fit(y if classes is None else classes)
         if len(encoder.classes_) < 2:
@@ -411,12 +381,11 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(proba, axis=1)]
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Logits: (m,) for binary targets (positive means ``classes_[1]``)."""
+        """Logits: (m,) for binary targets (positive means ``classes_[1]``), (m, n_classes)
+        for more classes."""
         X = self._host_X(X)
-        logits = Sequential(*_layers_from_config(self.model_.config(), logits_only=True), loss="mse")
-        logits.set_parameters(self.model_.parameters())
         with _on_backend(self.backend) as name:
-            Z = logits.predict_proba(X.T, backend=name, dtype=self.dtype)
+            Z = self.model_.logits(X.T, backend=name, dtype=self.dtype)
         return Z[0] if Z.shape[0] == 1 else np.ascontiguousarray(Z.T)
 
     # ---------------------------------------------------------------- pickling

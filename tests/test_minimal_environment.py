@@ -23,6 +23,8 @@ OPTIONAL = (
     "hypothesis",
     "matplotlib",
     "numba",
+    "scipy",
+    "sklearn",
     "nvidia",
     "threadpoolctl",
     "torch",

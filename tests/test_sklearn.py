@@ -117,11 +117,10 @@ def _parallel(joblib_backend: str):
 def test_grid_search_n_jobs_2(joblib_backend, backend):
     """Two fits at once, in threads or in worker processes, give the serial results.
 
-    Threads share one Numba (or CuPy) backend per process, with its scratch buffers: the
-    estimator runs one fit at a time on it, and the results are then exactly the serial
-    ones (without that lock this test fails). joblib gives worker processes fewer threads,
-    and Numba's float32 sums are blocked per thread, so processes agree to float32
-    rounding only.
+    Threads share one Numba (or CuPy) backend per process; its scratch belongs to each
+    call, so fits run at once and the results are exactly the serial ones. joblib gives
+    worker processes fewer threads, and Numba's float32 sums are blocked per thread, so
+    processes agree to float32 rounding only.
     """
     X, y = binary_data()
     clf = NNXClassifier(epochs=30, lr=0.1, batch_size=32, backend=backend, random_state=0)
@@ -158,11 +157,36 @@ def test_same_parameters_as_nnx_sequential(backend, dtype, hidden):
     assert clf.backend_ == backend and clf.n_iter_ == 20 and len(clf.loss_curve_) == 20
 
 
-def test_build_network_is_nnx_logistic_regression_or_mlp():
+def test_build_network_is_nnx_logistic_or_softmax_regression_or_mlp():
     assert build_network(4, 2, (), "relu", seed=0).config() == nnx.LogisticRegression(4).config()
     assert build_network(4, 2, (3,), "relu", seed=0).config() == nnx.MLP([4, 3, 1]).config()
-    with pytest.raises(ValueError, match="Only binary classification is supported"):
-        build_network(4, 3, (), "relu", seed=0)
+    assert build_network(4, 3, (), "relu", seed=0).config() == nnx.SoftmaxRegression(4, 3).config()
+    assert build_network(4, 5, (3,), "tanh", seed=0).config() == nnx.MLP([4, 3, 5], hidden="tanh").config()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_network(4, 1, (), "relu", seed=0)
+
+
+@pytest.mark.parametrize("hidden", [(), (8,)])
+def test_multiclass_with_string_labels_equals_nnx_softmax(backend, hidden):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((150, 5))
+    names = np.array(["bird", "cat", "dog"])
+    codes = np.argmax(X[:, :3] + 0.3 * rng.standard_normal((150, 3)), axis=1)
+    clf = NNXClassifier(
+        hidden_layer_sizes=hidden, epochs=40, lr=0.5, backend=backend, dtype="float64", random_state=0
+    ).fit(X, names[codes])
+    assert clf.classes_.tolist() == ["bird", "cat", "dog"]
+    P = clf.predict_proba(X)
+    assert P.shape == (150, 3)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), names[P.argmax(axis=1)])
+    assert clf.decision_function(X).shape == (150, 3)
+    assert clf.score(X, names[codes]) > 0.6
+    ref = build_network(5, 3, hidden, "relu", seed=0)
+    ref.fit(X.T, codes, epochs=40, lr=0.5, backend=backend, dtype="float64", seed=0)
+    for (W, b), (Wr, br) in zip(clf.model_.parameters(), ref.parameters()):
+        np.testing.assert_array_equal(W, Wr)
+        np.testing.assert_array_equal(b, br)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "uint8"])
@@ -276,8 +300,8 @@ def test_errors():
     X, y = binary_data()
     with pytest.raises(NotFittedError):
         NNXClassifier().predict(X)
-    with pytest.raises(ValueError, match="Only binary classification is supported"):
-        NNXClassifier(epochs=1).fit(X, np.arange(120) % 3)
+    with pytest.raises(ValueError, match="Unknown label type|continuous"):
+        NNXClassifier(epochs=1).fit(X, np.linspace(0, 1, 120))
     with pytest.raises(ValueError, match="1 class"):
         NNXClassifier(epochs=1).fit(X, np.ones(120))
     bad = {
@@ -301,8 +325,8 @@ def test_a_failed_fit_raises_and_keeps_the_fitted_model():
     before = clf.predict_proba(X)
     with pytest.raises(nnx.TrainingDivergedError):  # a FloatingPointError
         clf.set_params(lr=1e38).fit(X[:, :4], y)
-    with pytest.raises(ValueError, match="Only binary"):
-        clf.set_params(lr=0.1).fit(X[:, :4], np.arange(120) % 3)
+    with pytest.raises(ValueError, match="Unknown label type|continuous"):
+        clf.set_params(lr=0.1).fit(X[:, :4], np.linspace(0, 1, 120))
     assert clf.n_features_in_ == 6
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
