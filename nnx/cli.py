@@ -110,7 +110,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:  # NaN fails both comparisons
         return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
-    results = predict_files(args.model, args.images, threshold=args.threshold, backend=args.backend)
+    if not 1 <= args.top <= 1000:
+        return _fail(f"--top must lie in [1, 1000], got {args.top}")
+    results = predict_files(
+        args.model, args.images, threshold=args.threshold, backend=args.backend, top=args.top
+    )
     print(json.dumps(results, indent=2) if args.json else describe_results(results))
     return 1 if any("error" in r for r in results) else 0
 
@@ -250,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict = command("predict", help="probability and label for image files")
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--threshold", type=float, default=0.5)
+    predict.add_argument("--threshold", type=float, default=0.5, help="binary models: label 1 above it")
+    predict.add_argument(
+        "--top", type=int, default=1, help="K-class models: show the N most probable classes"
+    )
     predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=cmd_predict)

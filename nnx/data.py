@@ -122,7 +122,7 @@ class ImageData:
     """What ``load_images`` returns.
 
     X_train/X_val are uint8 (size*size*3, m) in Fortran order, Y_train/Y_val (1, m) int64.
-    ``classes`` maps label -> class name ([negative, positive]); ``skipped`` lists every
+    ``classes`` maps label -> class name (for two classes [negative, positive]); ``skipped`` lists every
     file that could not be used as (name, reason).
     """
 
@@ -496,13 +496,15 @@ def _classify(
             )
         else:
             images.append((name, size, mtime))
-    # Kaggle layout when the CLASS.N.ext names give exactly two classes; otherwise the
-    # class is each file's parent folder.
+    # Kaggle layout when the CLASS.N.ext names give exactly two classes, or three or more
+    # with every image in one folder; otherwise the class is each file's parent folder.
     kaggle = {
         name: m.group(1).lower() for name, _, _ in images if (m := _KAGGLE.match(name.rsplit("/", 1)[-1]))
     }
+    n_named = len(set(kaggle.values()))
+    one_folder = len({name.rpartition("/")[0] for name, _, _ in images}) <= 1
     entries: list[_Entry] = []
-    if len(set(kaggle.values())) == 2:
+    if n_named == 2 or (n_named > 2 and one_folder):
         layout = "CLASS.N.ext files"
         for name, size, mtime in images:
             if name in kaggle:
@@ -690,15 +692,18 @@ def load_images(
     workers: int | None = None,
     progress: bool = True,
 ) -> ImageData:
-    """Load a two-class image folder or zip into uint8 X (size*size*3, m) and Y (1, m).
+    """Load an image folder or zip of two or more classes into uint8 X (size*size*3, m) and
+    Y (1, m) of class numbers.
 
     Layouts: CLASS.N.ext files in one folder (Kaggle dogs-vs-cats) or one sub-folder per
-    class. ``positive`` names the class labelled 1 (default: the second class in sorted
-    order, e.g. "dog" for cat/dog). ``val_split`` holds out a stratified, seeded share (0
-    for none). ``cache`` is an npz file reused while the source files and ``size`` are
-    unchanged (an unreadable, foreign or inconsistent cache is rebuilt). Decoding runs on
-    ``workers`` threads (default: all cores). Pictures are turned upright by their EXIF
-    orientation.
+    class. The CLASS.N.ext names win when they give exactly two classes, or three or more
+    with every image in one folder; otherwise each image's parent folder is its class.
+    Classes are numbered in sorted order. With two classes ``positive`` names the class
+    labelled 1 (default: the second in sorted order, e.g. "dog" for cat/dog). ``val_split``
+    holds out a stratified, seeded share (0 for none). ``cache`` is an npz file reused
+    while the source files and ``size`` are unchanged (an unreadable or inconsistent
+    cache nnx wrote is rebuilt). Decoding runs on ``workers`` threads (default: all
+    cores). Pictures are turned upright by their EXIF orientation.
 
     No single bad file aborts the load: each is skipped and listed in ``skipped`` as
     (name, reason) and in the log: files that cannot be decoded; files over
@@ -742,12 +747,18 @@ def load_images(
         entries, skipped, layout = _classify(listed)
         skipped = sorted(source.problems + skipped)
         classes = sorted({e.label_name for e in entries})
-        if len(classes) != 2:
+        if len(classes) < 2:
             found = ", ".join(classes) or "none"
             raise _error(
                 path,
-                f"need exactly two classes, found {len(classes)} ({found}). Layouts understood: "
+                f"need at least two classes, found {len(classes)} ({found}). Layouts understood: "
                 + "; ".join(LAYOUTS),
+            )
+        if positive is not None and len(classes) > 2:
+            raise _error(
+                path,
+                f"positive class {positive!r} given, but there are {len(classes)} classes; "
+                "positive only chooses label 1 of two classes",
             )
         if positive is not None:
             positive = positive.lower()
@@ -923,7 +934,7 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             "remove or fill in that example",
         )
     labels = data[-1]
-    if not np.isin(labels, (0.0, 1.0)).all():
+    if not ((labels >= 0) & (np.mod(labels, 1) == 0)).all():
         last_column = data[:, -1]
         if data.shape[1] >= 2 and np.isin(last_column, (0.0, 1.0)).all():
             raise _error(
@@ -931,8 +942,11 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                 "looks transposed: the labels seem to be the last column (one example per row); store "
                 "one column per example with the labels in the last row (transpose the table)",
             )
+        bad = labels[(labels < 0) | (np.mod(labels, 1) != 0)]
         raise _error(
-            path, f"line {lines[-1]} (the label row): labels must be 0 or 1, found {_values(labels)}"
+            path,
+            f"line {lines[-1]} (the label row): labels must be 0 or 1, or class numbers 0..K-1, "
+            f"found {_values(bad, ok=())}",
         )
     return np.asfortranarray(data[:-1]), data[-1:].copy()
 
@@ -1018,8 +1032,13 @@ def _check_xy(
                 f"X[{i}, {j}] is {X[i, j]} ({int(finite.size - finite.sum())} value(s) in X are NaN or inf); "
                 "remove or fill in those examples",
             )
-    if not np.isin(Y, (0, 1)).all():
-        raise _error(path, f"labels (Y) must be 0 or 1, found {_values(Y)}; map the classes to 0 and 1")
+    integral = np.isfinite(Y) & (Y >= 0) & (np.mod(Y, 1) == 0) if Y.dtype.kind == "f" else Y >= 0
+    if not integral.all():
+        raise _error(
+            path,
+            f"labels (Y) must be 0 or 1, or class numbers 0..K-1, found {_values(Y[~integral], ok=())}; "
+            "map the classes to 0, 1, ...",
+        )
     return X, Y
 
 

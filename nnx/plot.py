@@ -73,27 +73,43 @@ def decision_boundary(
 ) -> str:
     """The model's decision boundary over 2-D data X (2, m) with labels Y, as a PNG.
 
-    ``shaded`` fills the plane with the predicted probability, otherwise only the 0.5
-    contour is drawn. ``cross`` feeds the model (x1, x2, x1*x2) - the tutorials' feature
-    cross - while plotting in the (x1, x2) plane.
+    Binary models: ``shaded`` fills the plane with the predicted probability, otherwise
+    only the 0.5 contour is drawn. K-class (softmax) models: the plane is split into the K
+    regions of the predicted class (shaded by the winning probability when ``shaded``),
+    with the boundaries between them drawn. ``cross`` feeds the model (x1, x2, x1*x2) - the
+    tutorials' feature cross - while plotting in the (x1, x2) plane.
     """
     X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y).reshape(-1)
+    Y = np.asarray(Y)
     if X.ndim != 2 or X.shape[0] != 2:
         raise ValueError(f"decision boundaries are drawn for 2-D data X (2, m), got {X.shape}")
+    Y = Y.argmax(axis=0) if Y.ndim == 2 and Y.shape[0] > 1 else Y.reshape(-1)  # one-hot -> labels
     plt = pyplot()
     pad = 0.5 * max(np.ptp(X[0]), np.ptp(X[1]), 1e-3)
     xs = np.linspace(X[0].min() - pad, X[0].max() + pad, resolution)
     ys = np.linspace(X[1].min() - pad, X[1].max() + pad, resolution)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.vstack([gx.ravel(), gy.ravel()])
-    proba = model.predict_proba(feature_cross(grid) if cross else grid).reshape(gx.shape)
+    proba = model.predict_proba(feature_cross(grid) if cross else grid)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    if shaded:
-        filled = ax.contourf(gx, gy, proba, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.7)
-        fig.colorbar(filled, ax=ax, label="P(y = 1)")
-    ax.contour(gx, gy, proba, levels=[0.5], colors="k", linewidths=1.5)
-    ax.scatter(X[0], X[1], c=Y, cmap="RdBu_r", edgecolors="k", s=40, vmin=0, vmax=1)
+    if proba.shape[0] == 1:
+        proba = proba.reshape(gx.shape)
+        if shaded:
+            filled = ax.contourf(gx, gy, proba, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.7)
+            fig.colorbar(filled, ax=ax, label="P(y = 1)")
+        ax.contour(gx, gy, proba, levels=[0.5], colors="k", linewidths=1.5)
+        ax.scatter(X[0], X[1], c=Y, cmap="RdBu_r", edgecolors="k", s=40, vmin=0, vmax=1)
+    else:
+        K = proba.shape[0]
+        region = proba.argmax(axis=0).reshape(gx.shape)
+        colours = plt.get_cmap("tab10" if K <= 10 else "tab20")
+        levels = np.arange(K + 1) - 0.5
+        ax.contourf(gx, gy, region, levels=levels, cmap=colours, vmin=0, vmax=colours.N - 1, alpha=0.35)
+        if shaded:  # darker where the winning class is surer
+            sure = proba.max(axis=0).reshape(gx.shape)
+            ax.contourf(gx, gy, sure, levels=np.linspace(1 / K, 1, 11), cmap="Greys", alpha=0.25)
+        ax.contour(gx, gy, region, levels=levels[1:-1], colors="k", linewidths=1.0)
+        ax.scatter(X[0], X[1], c=Y, cmap=colours, vmin=0, vmax=colours.N - 1, edgecolors="k", s=40)
     default_title = "decision boundary" + (" (x1*x2 cross)" if cross else "")
     ax.set(xlabel="x1", ylabel="x2", title=title or default_title)
     fig.tight_layout()

@@ -25,7 +25,7 @@ from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
 from .history import History
 from .io import load, load_with_extra, write_model_file
-from .model import MLP, LogisticRegression, Sequential
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.
@@ -190,7 +190,7 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
         )
     if cfg.positive is not None:
         raise UsageError(
-            f"--positive names a class of an image folder or zip; the labels of {path.name} are already 0/1"
+            f"--positive names a class of an image folder or zip; {path.name} holds class numbers already"
         )
     if suffix == ".npz":
         X, Y = load_npz(path)
@@ -201,7 +201,8 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
     else:
         raise UsageError(f"--data {path}: expected a folder, .zip, .npz, .csv or .h5 file")
     Xtr, Ytr, Xv, Yv = _split(X, Y, cfg)
-    return Dataset(Xtr, Ytr, Xv, Yv, ["0", "1"], f"{X.shape[1]} examples from {path}")
+    n_classes = max(2, int(np.max(Y)) + 1)
+    return Dataset(Xtr, Ytr, Xv, Yv, [str(k) for k in range(n_classes)], f"{X.shape[1]} examples from {path}")
 
 
 def _split(X, Y, cfg):
@@ -211,12 +212,14 @@ def _split(X, Y, cfg):
 
 
 def check_splits(data: Dataset, cfg: TrainConfig) -> None:
-    """Both classes must be present in the training split and, when there is one, in the
-    validation split; otherwise the run would train or score on one class only."""
-    parts = [("training", data.Y)] + ([("validation", data.Yv)] if data.Yv is not None else [])
+    """Every class must be present in the training split and, for two classes, in the
+    validation split too; otherwise the run would train or score on one class only."""
+    parts = [("training", data.Y)]
+    if data.Yv is not None and len(data.classes) == 2:
+        parts.append(("validation", data.Yv))
     for part, Y in parts:
         present = set(np.unique(np.asarray(Y)).tolist())
-        for label, name in enumerate(data.classes[:2]):
+        for label, name in enumerate(data.classes):
             if label not in present:
                 fix = (
                     "use a smaller --val-split (or 0)"
@@ -244,10 +247,13 @@ def data_fingerprint(data: Dataset) -> str:
     return h.hexdigest()
 
 
-def build_model(cfg: TrainConfig, n_x: int) -> Sequential:
+def build_model(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> Sequential:
+    """Two classes: one sigmoid output; K > 2: a softmax output of K units."""
     if cfg.model == "logreg":
+        if n_classes > 2:
+            return SoftmaxRegression(n_x, n_classes, seed=cfg.seed)
         return LogisticRegression(n_x, seed=cfg.seed)
-    return MLP([n_x, cfg.hidden, 1], seed=cfg.seed)
+    return MLP([n_x, cfg.hidden, 1 if n_classes == 2 else n_classes], seed=cfg.seed)
 
 
 @dataclass
@@ -273,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             + (" ..." if len(data.skipped) > 5 else "")
         )
     check_splits(data, cfg)
-    model = build_model(cfg, data.X.shape[0])
+    model = build_model(cfg, data.X.shape[0], len(data.classes))
     model.metadata = {"classes": data.classes, "image_size": data.image_size, "data": data.description}
     rng = np.random.default_rng(cfg.seed)
     fingerprint = data_fingerprint(data)
@@ -282,7 +288,12 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     if resume:
         done, history = _resume(ckpt_path, cfg, model, rng, fingerprint)
         say(f"resuming from epoch {done} of {cfg.epochs} ({ckpt_path})")
-    say(f"data: {data.description}; X {data.X.shape} {data.X.dtype}; label 1 = {data.classes[-1]}")
+    if len(data.classes) == 2:
+        labels = f"label 1 = {printable(data.classes[-1])}"
+    else:
+        labels = f"{len(data.classes)} classes: " + ", ".join(printable(c) for c in data.classes[:10])
+        labels += " ..." if len(data.classes) > 10 else ""
+    say(f"data: {printable(data.description)}; X {data.X.shape} {data.X.dtype}; {labels}")
 
     stop: dict[str, Any] = {"signal": None}
 
@@ -423,9 +434,18 @@ def write_outputs(model: Sequential, history: History, out: Path, say=print) -> 
 
 
 def predict_files(
-    model_path: str, images: list[str], threshold: float = 0.5, backend: str | None = None
+    model_path: str,
+    images: list[str],
+    threshold: float = 0.5,
+    backend: str | None = None,
+    top: int = 1,
 ) -> list[dict[str, Any]]:
-    """Probability and label for each image file, resized to the model's input size."""
+    """Class, probability and label for each image file, resized to the model's input size.
+
+    Binary models: ``probability`` is P(label 1) and the label is 1 above ``threshold``.
+    K-class models: the most probable class and its probability, and under ``top`` the
+    ``top`` most probable classes as {"class_name", "label", "probability"} entries.
+    """
     if not Path(model_path).is_file():
         raise UsageError(f"no model file at {model_path}")
     model = load(model_path)
@@ -433,7 +453,7 @@ def predict_files(
     size = model.metadata.get("image_size") or int(round(math.sqrt(n_x / 3)))
     if size * size * 3 != n_x:
         raise UsageError(f"{model_path} takes {n_x} features, which is not an RGB image size")
-    classes = model.metadata.get("classes") or ["0", "1"]
+    classes = model.metadata.get("classes") or [str(k) for k in range(model.n_classes)]
     results = []
     for name in images:
         entry: dict[str, Any] = {"file": name}
@@ -443,9 +463,18 @@ def predict_files(
             entry["error"] = str(exc) if not isinstance(exc, FileNotFoundError) else "no such file"
             results.append(entry)
             continue
-        p = float(model.predict_proba(pixels.reshape(-1, 1), backend=backend)[0, 0])
-        label = int(p > threshold)
-        entry.update(probability=p, label=label, class_name=classes[label])
+        proba = model.predict_proba(pixels.reshape(-1, 1), backend=backend)[:, 0].astype(float)
+        if model.n_classes == 2:
+            p = float(proba[0])
+            label = int(p > threshold)
+            entry.update(probability=p, label=label, class_name=classes[label])
+        else:
+            order = np.argsort(-proba, kind="stable")[: max(1, top)]
+            best = int(order[0])
+            entry.update(probability=float(proba[best]), label=best, class_name=classes[best])
+            entry["top"] = [
+                {"class_name": classes[k], "label": int(k), "probability": float(proba[k])} for k in order
+            ]
         results.append(entry)
     return results
 
@@ -457,5 +486,10 @@ def describe_results(results: list[dict[str, Any]]) -> str:
             lines.append(f"{printable(r['file'])}: error: {printable(r['error'])}")
         else:
             name, cls = printable(r["file"]), printable(str(r["class_name"]))
-            lines.append(f"{name}: p={r['probability']:.4f} label={r['label']} ({cls})")
+            line = f"{name}: p={r['probability']:.4f} label={r['label']} ({cls})"
+            if len(r.get("top", ())) > 1:
+                line += "; next: " + ", ".join(
+                    f"{printable(str(t['class_name']))} {t['probability']:.4f}" for t in r["top"][1:]
+                )
+            lines.append(line)
     return "\n".join(lines)

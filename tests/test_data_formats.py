@@ -67,11 +67,14 @@ def _csv(path, text):
 @pytest.mark.parametrize(
     "content, match",
     [
-        ("1,2,3\n4,5,6\n0,1,2\n", r"line 3 \(the label row\): labels must be 0 or 1, found 2"),
-        ("1,2,3\n4,5,6\n0,1,0.5\n", r"labels must be 0 or 1, found 0\.5"),
+        (
+            "1,2,3\n4,5,6\n0,1,2.5\n",
+            r"line 3 \(the label row\): labels must be 0 or 1, or class numbers 0..K-1, found 2.5",
+        ),
+        ("1,2,3\n4,5,6\n0,1,0.5\n", r"labels must be 0 or 1, or class numbers 0..K-1, found 0\.5"),
         ("1,2,nan\n4,5,6\n0,1,1\n", r"line 1, column 3: nan is not a finite number"),
         ("1,2,3\n4,inf,6\n0,1,1\n", r"line 2, column 2: inf is not a finite number"),
-        ("1,2,0\n4,5,1\n7,8,1\n3,3,0\n", r"looks transposed.*labels in the last row"),
+        ("1,2,0\n4,5,1\n7,8,1\n3.5,3,0\n", r"looks transposed.*labels in the last row"),
         (b"1,2\n\xff\xfe,3\n0,1\n", r"line 2: not UTF-8 text \(byte 0xff\); save it as a plain UTF-8"),
         (b"1,2\n\xe9,3\n0,1\n", r"not UTF-8 text \(byte 0xe9\)"),  # latin-1, not UTF-8
         ("", r"empty file"),
@@ -130,9 +133,12 @@ def _bad_at(i, j, value):
 @pytest.mark.parametrize(
     "arrays, match",
     [
-        ({"X": X5, "Y": Y5 + 1}, r"labels \(Y\) must be 0 or 1, found 2"),
-        ({"X": X5, "Y": Y5 * 2 - 1}, r"labels \(Y\) must be 0 or 1, found -1"),
-        ({"X": X5, "Y": Y5.astype(float) * np.nan}, r"labels \(Y\) must be 0 or 1, found nan"),
+        ({"X": X5, "Y": Y5 + 1.5}, r"labels \(Y\) must be 0 or 1, or class numbers 0..K-1, found 1.5"),
+        ({"X": X5, "Y": Y5 * 2 - 1}, r"labels \(Y\) must be 0 or 1, or class numbers 0..K-1, found -1"),
+        (
+            {"X": X5, "Y": Y5.astype(float) * np.nan},
+            r"labels \(Y\) must be 0 or 1, or class numbers 0..K-1, found nan",
+        ),
         ({"X": _bad_at(1, 3, np.nan), "Y": Y5}, r"X\[1, 3\] is nan \(1 value\(s\) in X are NaN or inf\)"),
         ({"X": _bad_at(0, 1, np.inf), "Y": Y5}, r"X\[0, 1\] is inf"),
         ({"X": X5[:, :4], "Y": Y5}, r"X has 4 examples \(columns\) but Y has 5 labels"),
@@ -252,7 +258,7 @@ Y4 = np.array([0, 1, 1, 0])
 @pytest.mark.parametrize(
     "x, y, match",
     [
-        (PIX, Y4 + 1, r"labels \(Y\) must be 0 or 1, found 2"),
+        (PIX, Y4 - 1, r"labels \(Y\) must be 0 or 1, or class numbers 0..K-1, found -1"),
         (PIX[:3], Y4, r"X holds 3 examples but Y has 4 labels"),
         (PIX.reshape(4, -1).T, Y4, r"looks transposed: put the examples first"),
         (PIX.astype(np.int64), Y4, r"X holds integers \(int64\).*astype\('float32'\)"),

@@ -43,3 +43,13 @@ def test_decision_boundary_with_feature_cross(tmp_path):
     assert _is_png(plot.decision_boundary(model, Xs, Y, tmp_path / "x.png", cross=True))
     with pytest.raises(ValueError, match="2-D data"):
         plot.decision_boundary(model, np.zeros((3, 4)), Y, tmp_path / "bad.png")
+
+
+def test_decision_boundary_draws_k_regions(tmp_path, rng):
+    X = rng.standard_normal((2, 90))
+    y = np.argmax(np.vstack([X[0], X[1], -X[0] - X[1]]), axis=0)
+    model = nnx.MLP([2, 8, 3], seed=0)
+    model.fit(X, y, epochs=200, lr=0.5, backend="numpy")
+    for shaded in (True, False):
+        assert _is_png(plot.decision_boundary(model, X, y, tmp_path / f"k{shaded}.png", shaded=shaded))
+    assert _is_png(plot.decision_boundary(model, X, np.eye(3)[y].T, tmp_path / "onehot.png"))
