@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -308,6 +309,8 @@ class EmulatedKernel:
             raise EmulationError(f"{self.name}: {error.value.decode()}")
         for argument in guarded.values():
             argument.check_and_copy_back(self.name)
+        if self.module.after_launch is not None:
+            self.module.after_launch(self.name)
 
 
 class EmulatedModule:
@@ -317,6 +320,8 @@ class EmulatedModule:
     kernel whose results change with the order races on shared memory. With ftz (the
     default, as CuPy compiles every module with -ftz=true), launches of kernels other than
     double instantiations flush denormals to zero where the CPU can (``ftz_supported``).
+    ``after_launch``, when set, is called with the kernel's name after each launch (a test
+    can make threads meet there, to interleave their launches in a chosen order).
     """
 
     def __init__(
@@ -332,6 +337,7 @@ class EmulatedModule:
         self.ftz_supported = bool(self.library.emu_ftz_supported())
         self.ftz = ftz and self.ftz_supported
         self._statics: dict[str, int] | None = None
+        self.after_launch: Callable[[str], None] | None = None
 
     def static_shared_bytes(self, name: str) -> int:
         """Bytes of static ``__shared__`` memory kernel ``name`` declares."""
@@ -345,6 +351,9 @@ class EmulatedModule:
         if prefix is None:  # extern "C": locals are _ZZ<length><name>E...
             prefix = f"_ZZ{len(symbol)}{symbol}E"
         return sum(size for local, size in self._statics.items() if local.startswith(prefix))
+
+    def compile(self) -> None:
+        """As ``cupy.RawModule.compile``: the library is already built."""
 
     def get_function(self, name: str) -> EmulatedKernel:
         return EmulatedKernel(self, name)
@@ -364,7 +373,7 @@ class EmulatedCupy(types.ModuleType):
         self.__version__ = "13.6.0 (emulated)"
         self.ndarray = np.ndarray
         self.modules_built: list[tuple] = []
-        emulated = EmulatedModule(library, device=device)
+        self.module = emulated = EmulatedModule(library, device=device)
 
         def raw_module(*, code: str, options: tuple = (), **_: object) -> EmulatedModule:
             time.sleep(compile_delay_s)  # a compile takes a while: long enough for another thread to ask
@@ -386,6 +395,12 @@ class EmulatedCupy(types.ModuleType):
             Device=lambda *_: SimpleNamespace(id=0, attributes=attributes, compute_capability="90"),
             driver=occupancy,
             memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+            runtime=SimpleNamespace(
+                getDeviceProperties=lambda _: {"name": device.name},
+                runtimeGetVersion=lambda: 0,
+                driverGetVersion=lambda: 0,
+                getDeviceCount=lambda: 1,
+            ),
             get_current_stream=lambda: stream,
         )
 
