@@ -810,3 +810,20 @@ def test_forcing_a_pass_applies_to_the_calling_thread_only(emulated_backend):
     finally:
         done.set()
         thread.join()
+
+
+def test_nnx_info_reports_the_kernel_compile_as_a_first_call_cost(emulated_backend):
+    from nnx import info
+
+    ops, fake = emulated_backend()
+    facts = {**ops.describe(), **info.kernel_compile(ops)}
+    assert facts["kernel_compile_s"] >= 0 and facts["kernel_disk_cache"] is False  # "13.6.0"
+    assert len(fake.modules_built) == 1
+    report = {
+        "nnx": "x", "python": "3", "platform": "p", "cpu": "c", "cpu_count": 2, "versions": {},
+        "backends": {"cupy": {"available": True, "reason": "ok", **facts}},
+        "auto": {"backend": "cupy", "reason": "a GPU"}, "blas": "threadpoolctl not installed",
+    }  # fmt: skip
+    text = info.format_info(report)
+    assert "kernels compiled in" in text and "a first-call cost of each process (no disk cache)" in text
+    assert info.kernel_compile(nnx.get_backend("numpy")) == {}
