@@ -827,3 +827,21 @@ def test_nnx_info_reports_the_kernel_compile_as_a_first_call_cost(emulated_backe
     text = info.format_info(report)
     assert "kernels compiled in" in text and "a first-call cost of each process (no disk cache)" in text
     assert info.kernel_compile(nnx.get_backend("numpy")) == {}
+
+
+def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend):
+    """A wave of logreg_pass is as many blocks as fit at once: the driver's occupancy
+    (here 3 per SM) times the SMs, one per SM when the driver cannot say."""
+    ops, _ = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
+    with ops.forcing_pass("registers"):
+        assert ops.pass_plan(12288, 10**5, "float32", "float32").groups % 12 == 0
+        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 12
+
+    def unavailable(*_):
+        raise RuntimeError("no occupancy here")
+
+    ops, fake = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
+    fake.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor = unavailable
+    with ops.forcing_pass("registers"):
+        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 4
+    assert "no occupancy here" in ops.describe()["occupancy_error"]

@@ -90,6 +90,7 @@ class CupyBackend(Backend):
         self._lock = threading.Lock()  # guards the module, the kernels and the occupancies
         self._kernels: dict[str, Any] = {}
         self._occupancy: dict[str, int] = {}
+        self.occupancy_error: str | None = None  # why the driver's occupancy was not used
         self._thread = threading.local()  # forcing_pass: the calling thread's kind
 
     # ----------------------------------------------------------- compilation
@@ -129,10 +130,14 @@ class CupyBackend(Backend):
         blocks = self._occupancy.get(expression)
         if blocks is None:
             function = self.kernel(expression).kernel.ptr
-            driver = self.cp.cuda.driver
-            blocks = int(driver.occupancyMaxActiveBlocksPerMultiprocessor(function, plans.PASS_BLOCK, 0))
-            self._occupancy[expression] = blocks  # the same value from any thread
-        return blocks
+            try:
+                driver = self.cp.cuda.driver
+                blocks = int(driver.occupancyMaxActiveBlocksPerMultiprocessor(function, plans.PASS_BLOCK, 0))
+            except Exception as exc:  # noqa: BLE001 - one block per SM is always correct, if slower
+                self.occupancy_error = f"{type(exc).__name__}: {exc}"
+                blocks = 1
+            self._occupancy[expression] = max(1, blocks)  # the same value from any thread
+        return self._occupancy[expression]
 
     def compile_all(self) -> list[str]:
         """Compile and fetch every kernel (used by the tests); returns their names."""
@@ -364,6 +369,7 @@ class CupyBackend(Backend):
             shared_memory_per_block_optin=self.shared_limit,
             logreg_pass=self.logreg_pass,
             kernel_compile_s=self.compile_seconds,
+            occupancy_error=self.occupancy_error,
             kernel_disk_cache=kernel_disk_cache(cp.__version__),
         )
         return info
