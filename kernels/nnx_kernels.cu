@@ -4,6 +4,18 @@
 // nnx/backends/cupy_backend.py check dtype, contiguity and shape before each launch.
 //
 // Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh.  Loss codes: 0 bce, 1 mse.
+//
+// NaN and infinities go through every kernel as through the NumPy backend (tested on the
+// CPU emulation): max(v, 0) keeps a NaN (as np.maximum does, unlike fmax or v > 0 ? v : 0),
+// relu's gradient multiplies by 0 or 1 (a NaN or infinite dA stays NaN where A <= 0, as
+// dA * (A > 0) does), and sums are scaled by 1/m before they are added, as NumPy scales dZ.
+// CuPy compiles with -ftz=true: float (not double) arithmetic flushes denormals to zero.
+
+// max(v, 0) that propagates NaN, as np.maximum(v, 0) does.
+template <typename T>
+__device__ __forceinline__ T nnx_relu(T v) {
+    return v <= T(0) ? T(0) : v;
+}
 
 template <typename T>
 __device__ __forceinline__ T nnx_sigmoid(T z) {
@@ -18,7 +30,7 @@ __device__ __forceinline__ T nnx_sigmoid(T z) {
 template <typename T>
 __device__ __forceinline__ T nnx_activate(T v, int act) {
     if (act == 1) return nnx_sigmoid(v);
-    if (act == 2) return v > T(0) ? v : T(0);
+    if (act == 2) return nnx_relu(v);
     if (act == 3) return tanh(v);
     return v;
 }
@@ -40,7 +52,7 @@ __global__ void act_backward(T* dA, const T* A, long long size, int act) {
          i += (long long)blockDim.x * gridDim.x) {
         T a = A[i];
         if (act == 1) dA[i] *= a * (T(1) - a);
-        else if (act == 2) { if (!(a > T(0))) dA[i] = T(0); }
+        else if (act == 2) dA[i] *= a > T(0) ? T(1) : T(0);  // as dA * (A > 0): NaN * 0 is NaN
         else if (act == 3) dA[i] *= T(1) - a * a;
     }
 }
@@ -59,7 +71,7 @@ __device__ __forceinline__ void nnx_example(double z, double y, int loss_code,
                                             double* loss, double* dz, double* ok) {
     if (loss_code == 0) {
         double e = exp(-fabs(z));
-        *loss = fmax(z, 0.0) - z * y + log1p(e);
+        *loss = nnx_relu(z) - z * y + log1p(e);
         double s = z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
         *dz = s - y;
         *ok = ((z > 0.0) == (y > 0.5)) ? 1.0 : 0.0;
@@ -125,7 +137,7 @@ template <>
 __device__ __forceinline__ nnx_raw<unsigned char, 4> nnx_load_raw<unsigned char, 4>(const unsigned char* row,
                                                                                     long long j, long long n) {
     nnx_raw<unsigned char, 4> r;
-    if (j + 4 <= n) {  // one 4-byte load (rows are 4-byte aligned: the wrapper checks n % 4 == 0)
+    if (j + 4 <= n) {  // one 4-byte load: rows start on 4-byte boundaries (the plan checks X's address and n)
         r.q = *reinterpret_cast<const uchar4*>(row + j);
     } else {
         r.q.x = j < n ? row[j] : 0;
@@ -168,16 +180,28 @@ __device__ __forceinline__ double nnx_elem<double, unsigned char, 4>(const nnx_r
     return nnx_from_byte<double>(v == 0 ? r.q.x : v == 1 ? r.q.y : v == 2 ? r.q.z : r.q.w);
 }
 
-// Adds one example's (loss, dz, correct) at logit z to a logreg block's running sums
-// (every thread keeps the same ones); returns its dz in the compute type.
+// Adds one example's (loss / m, dz, correct) at logit z to a logreg block's running sums
+// (every thread keeps the same ones); returns its dz / m in the compute type, the factor
+// of x in dw. Loss and dz are scaled by 1/m before they are summed, as the NumPy backend
+// scales them: m terms near the largest float then add up to no more than it.
 template <typename T>
-__device__ __forceinline__ T nnx_add_example(double z, double y, int loss_code, double* sums) {
+__device__ __forceinline__ T nnx_add_example(double z, double y, int loss_code, double inv_m, double* sums) {
     double l, d, ok;
     nnx_example<T>(z, y, loss_code, &l, &d, &ok);
-    sums[0] += l;
+    sums[0] += l * inv_m;
     sums[1] += d;
     sums[2] += ok;
-    return (T)d;
+    return (T)(d * inv_m);
+}
+
+// Whether X holds raw pixels (scaled by 1/255 in the kernel) rather than floats.
+template <typename XT> struct nnx_is_byte { static const bool value = false; };
+template <> struct nnx_is_byte<unsigned char> { static const bool value = true; };
+
+// False for inf and NaN (no header needed: x - x is 0 exactly for every finite x).
+template <typename T>
+__device__ __forceinline__ bool nnx_finite(T x) {
+    return x - x == T(0);
 }
 
 // Deterministic block sums of EX doubles per thread at once (one pair of barriers for all).
@@ -211,8 +235,8 @@ __device__ __forceinline__ void nnx_block_sums(double* v, double* scratch) {
 // stays in L1). Each example is read from memory once: the EX dot products (block-reduced
 // together to z), then dz, then dw += dz * x from the same registers. Several examples
 // per step keep enough bytes in flight when rows are short in bytes (uint8 pixels).
-// Per-block dw (G, n) and (loss, dz sum, correct) (G, 3) partials go to global memory
-// and are summed in a fixed order, in double, by logreg_update. The launch plan bounds
+// Per-block dw (G, n) (sums of dz / m * x) and (loss, dz sum, correct) (G, 3) partials
+// go to global memory and are summed in a fixed order, in double, by logreg_update. The launch plan bounds
 // the examples per block (cuda_launch.MAX_EXAMPLES_PER_BLOCK) so that each block's float
 // sum of dz * x stays short.
 // At most 512 threads: the compiler keeps <= 128 registers per thread (spilling the largest
@@ -226,8 +250,8 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
     nnx_raw<XT, VEC> xr[EX][ITEMS];
 #pragma unroll
     for (int k = 0; k < ITEMS * VEC; ++k) acc[k] = T(0);
-    double sums[3] = {0.0, 0.0, 0.0};  // loss, dz, correct predictions
-    T bias = b[0];
+    double sums[3] = {0.0, 0.0, 0.0};  // loss / m, dz, correct predictions
+    const double inv_m = 1.0 / (double)m;  // b is read at each step (cached): a register pair less
     for (long long base = (long long)blockIdx.x * EX; base < m; base += (long long)gridDim.x * EX) {
 #pragma unroll
         for (int x = 0; x < EX; ++x) {  // issue every load of the step before using any
@@ -250,13 +274,31 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
                 for (int v = 0; v < VEC; ++v)
                     if (j + v < n) part += __ldg(w + j + v) * nnx_elem<T, XT, VEC>(xr[x][i], v);
             }
-            z[x] = (double)part;
+            z[x] = nnx_is_byte<XT>::value ? (double)part * scale : (double)part;  // scale: pixels only
+            if (nnx_is_byte<XT>::value && !nnx_finite(part) && base + x < m) {
+                // w within 255x of the largest float: w * pixel overflowed where NumPy's
+                // w * (pixel / 255) does not. Redo this thread's share as NumPy does, from
+                // memory (rare: the registers holding the row stay free for the fast path).
+                const T s = (T)scale;
+                const XT* row = Xt + (base + x) * n;
+                part = T(0);
+#pragma unroll 1
+                for (int i = 0; i < ITEMS; ++i) {
+#pragma unroll 1
+                    for (int v = 0; v < VEC; ++v) {
+                        long long j = ((long long)i * blockDim.x + threadIdx.x) * VEC + v;
+                        if (j < n) part += __ldg(w + j) * ((T)row[j] * s);
+                    }
+                }
+                z[x] = (double)part;
+            }
         }
         nnx_block_sums<EX>(z, scratch);
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            T dz = nnx_add_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, sums);
+            T dz = nnx_add_example<T>(z[x] + (double)__ldg(b), (double)y[base + x], loss_code, inv_m,
+                                      sums);
 #pragma unroll
             for (int i = 0; i < ITEMS; ++i)
 #pragma unroll
@@ -390,7 +432,8 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
         int count = p < steps ? (int)(m - base < EX ? m - base : EX) : 0;
         nnx_stage_rows<WORDS>(staged + p * step_words, rows, base, count, row_words);
     }
-    double sums[3] = {0.0, 0.0, 0.0};  // loss, dz, correct predictions
+    double sums[3] = {0.0, 0.0, 0.0};  // loss / m, dz, correct predictions
+    const double inv_m = 1.0 / (double)m;
     T bias = b[0];
     int reading = 0, filling = stages - 1;  // the stages of steps s and s + stages - 1
     for (long long s = 0; s < steps; ++s) {
@@ -421,13 +464,29 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
                     }
                 }
             }
-            z[x] = (double)part;
+            z[x] = nnx_is_byte<XT>::value ? (double)part * scale : (double)part;  // scale: pixels only
+            if (nnx_is_byte<XT>::value && !nnx_finite(part)) {  // as in logreg_pass (rare)
+                const T s = (T)scale;
+                part = T(0);
+#pragma unroll
+                for (int i = 0; i < WORDS; ++i) {
+                    long long c = (long long)i * blockDim.x + threadIdx.x;
+                    if (c < row_words) {
+                        uint4 q = stage[x * row_words + c];
+#pragma unroll
+                        for (int e = 0; e < E; ++e)
+                            part += __ldg(w + c * E + e) * (nnx_word_elem<T, XT>(q, e) * s);
+                    }
+                }
+                z[x] = (double)part;
+            }
         }
         nnx_block_sums<EX>(z, scratch);
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            T dz = nnx_add_example<T>(z[x] * scale + (double)bias, (double)y[base + x], loss_code, sums);
+            T dz = nnx_add_example<T>(z[x] + (double)bias, (double)y[base + x], loss_code, inv_m,
+                                      sums);
 #pragma unroll
             for (int i = 0; i < WORDS; ++i) {
                 long long c = (long long)i * blockDim.x + threadIdx.x;
@@ -453,7 +512,8 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
     }
 }
 
-// Part 2: w[j] -= lr * scale / m * sum_g dw_partial[g, j] (fixed order over g, in double);
+// Part 2: w[j] -= lr * scale * sum_g dw_partial[g, j] (fixed order over g, in double; the
+// partials already hold dz / m * x, and loss / m);
 // the first thread also updates b and writes out = (mean loss, correct count).
 template <typename T>
 __global__ void logreg_update(T* w, T* b, const T* dw_partial, const double* stats_partial,
@@ -463,7 +523,7 @@ __global__ void logreg_update(T* w, T* b, const T* dw_partial, const double* sta
          j += (long long)blockDim.x * gridDim.x) {
         double s = 0.0;
         for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * n + j];
-        w[j] = (T)((double)w[j] - lr * scale * s / (double)m);
+        w[j] = (T)((double)w[j] - lr * scale * s);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         double loss = 0.0, db = 0.0, correct = 0.0;
@@ -473,14 +533,17 @@ __global__ void logreg_update(T* w, T* b, const T* dw_partial, const double* sta
             correct += stats_partial[3 * g + 2];
         }
         b[0] = (T)((double)b[0] - lr * db / (double)m);
-        out[0] = loss / (double)m;
+        out[0] = loss;  // the partials hold loss / m
         out[1] = correct;
     }
 }
 
-// A pure read of n bytes as 16-byte words: the GPU read-bandwidth reference. extern "C":
+// A pure read of `count` 16-byte words from bytes + head (head: up to X's first 16-byte
+// boundary, so every word load is aligned): the GPU read-bandwidth reference. extern "C":
 // an unmangled name, fetched by get_function("read_words") without a name expression.
-extern "C" __global__ void read_words(const ulonglong2* words, long long count, unsigned long long* sink) {
+extern "C" __global__ void read_words(const unsigned char* bytes, long long head, long long count,
+                                      unsigned long long* sink) {
+    const ulonglong2* words = reinterpret_cast<const ulonglong2*>(bytes + head);
     unsigned long long acc = 0;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count;
          i += (long long)blockDim.x * gridDim.x) {

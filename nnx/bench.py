@@ -4,7 +4,8 @@ One training epoch (forward, backward, update) is timed for logistic regression 
 12288->50->1 MLP. Reference points measured in the same run:
 
 * read bandwidth: a parallel streaming sum over the same X (CPU; timed in the same
-  interleaved rounds as the epochs it rates), or a device-to-device copy (GPU);
+  interleaved rounds as the epochs it rates), or on a GPU a device-to-device copy of X
+  (its rate counts the bytes read and the bytes written) and a pure-read kernel;
 * BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
 * PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data,
   and its two MLP products alone; the ratios of PyTorch's times to the read reference and
@@ -12,8 +13,11 @@ One training epoch (forward, backward, update) is timed for logistic regression 
 * on a GPU, the logistic-regression epoch with each single-pass kernel forced
   (``cupy_staged_pass``, ``cupy_registers_pass``), so the default's choice is checked.
 
-Compile/JIT time (the first call) is reported apart from the steady state; each figure
-is the median of several runs with its spread; GPU work is synchronised before timing.
+Compile/JIT time (the first call) is reported apart from the steady state; the CUDA
+module's compile (NVRTC, once per process: CuPy 13.6/14.0 keep no disk cache of it) is
+done and timed by ``info.collect`` before any timing (``environment``, the GPU backend's
+``kernel_compile_s``). Each figure is the median of several runs with its spread; GPU work
+(CuPy and PyTorch CUDA alike) is timed with CUDA events on the stream that runs it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .backends.cuda_launch import PASS_KINDS
+from .backends.cuda_launch import PASS_KINDS, read_words_bytes
 from .errors import BackendUnavailableError
 from .network import Block, DeviceNetwork
 
@@ -54,45 +58,74 @@ BLAS_IDLE_S = 0.3
 _READ = "read_reference"  # contender name of the CPU read-bandwidth reference
 
 
+@dataclass
+class CudaEvents:
+    """CUDA timing events of one library (CuPy or PyTorch): ``pair()`` makes a (start,
+    end) pair recorded on that library's current stream, ``seconds(start, end)`` reads the
+    time between them once ``end`` has been synchronised."""
+
+    pair: Callable[[], tuple[Any, Any]]
+    seconds: Callable[[Any, Any], float]
+
+
+def cupy_events(ops: backends.Backend) -> CudaEvents:
+    cp = ops.xp
+    return CudaEvents(
+        lambda: (cp.cuda.Event(), cp.cuda.Event()),
+        lambda start, end: cp.cuda.get_elapsed_time(start, end) / 1e3,
+    )
+
+
+def torch_events(torch: Any) -> CudaEvents:
+    def pair() -> tuple[Any, Any]:
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    return CudaEvents(pair, lambda start, end: start.elapsed_time(end) / 1e3)
+
+
 def time_gpu(ops: backends.Backend, fn: Callable[[], Any], repeats: int) -> Timing:
     """Time ``fn`` once cold, then ``repeats`` times warm with CUDA events (CuPy)."""
-    cp = ops.xp
+    events = cupy_events(ops)
     t0 = time.perf_counter()
     fn()
     ops.synchronize()
     first = time.perf_counter() - t0
     fn()
     ops.synchronize()
-    start, end = cp.cuda.Event(), cp.cuda.Event()
+    start, end = events.pair()
     samples = []
     for _ in range(max(1, repeats)):
         start.record()
         fn()
         end.record()
         end.synchronize()
-        samples.append(cp.cuda.get_elapsed_time(start, end) / 1e3)
+        samples.append(events.seconds(start, end))
     return Timing(statistics.median(samples), min(samples), max(samples), first, len(samples))
 
 
 def gpu_limits(ops: backends.Backend, X: np.ndarray, repeats: int) -> dict[str, float]:
-    """Device-to-device copy rate (bytes read per second) and a pure-read kernel's rate."""
+    """The device's memory rates on X as the fused kernels read it: a device-to-device copy
+    (``gpu_copy_read_write_gb_s``: bytes read plus bytes written, 2 x X per copy, per
+    second) and a pure-read kernel (``gpu_read_kernel_gb_s``: bytes read per second)."""
     cp = ops.xp
     Xd = ops.prepare_fused_input(X, "float32" if X.dtype != np.float64 else "float64")
     dst = cp.empty_like(Xd)
     t = time_gpu(ops, lambda: cp.copyto(dst, Xd), repeats)
-    out = {"gpu_copy_read_gb_s": Xd.nbytes / t.median / 1e9}
+    out = {"gpu_copy_read_write_gb_s": 2 * Xd.nbytes / t.median / 1e9}
+    read_bytes = read_words_bytes(Xd)
     t = time_gpu(ops, lambda: ops.read_all(Xd), repeats)
-    out["gpu_read_kernel_gb_s"] = Xd.nbytes // 16 * 16 / t.median / 1e9
+    out["gpu_read_kernel_gb_s"] = read_bytes / t.median / 1e9
     return out
 
 
 @dataclass
 class Contender:
-    """One thing timed in a group: an epoch on a backend, PyTorch's epoch, or the products."""
+    """One thing timed in a group: an epoch on a backend, PyTorch's epoch, or the products.
+    GPU work is timed with its library's CUDA ``events``; CPU work with the wall clock."""
 
     fn: Callable[[], Any]
     sync: Callable[[], None]
-    gpu: backends.Backend | None = None  # time with this backend's CUDA events
+    events: CudaEvents | None = None
 
 
 def time_interleaved(
@@ -124,15 +157,14 @@ def time_interleaved(
             c.fn()  # wake the threads (and the GPU clocks)
             c.sync()
             n = calls.get(name, 1)
-            if c.gpu is not None:
-                cp = c.gpu.xp
-                start, end = cp.cuda.Event(), cp.cuda.Event()
+            if c.events is not None:
+                start, end = c.events.pair()
                 start.record()
                 for _ in range(n):
                     c.fn()
                 end.record()
                 end.synchronize()
-                elapsed = cp.cuda.get_elapsed_time(start, end) / 1e3
+                elapsed = c.events.seconds(start, end)
             else:
                 t0 = time.perf_counter()
                 for _ in range(n):
@@ -273,10 +305,11 @@ def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str) -> dict[str,
 def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, device: str):
     """PyTorch (eager) on the same data, or ({}, {}) without PyTorch or its device.
 
-    Returns ({name: (fn, sync)}, info): ``torch_<device>`` is the same epoch written by
+    Returns ({name: Contender}, info): ``torch_<device>`` is the same epoch written by
     hand; for the float MLP also ``torch_<device>_products``, its two big products alone
     (X W1^T and dZ1^T X), timed beside ``blas_products`` to bound how much faster than
     PyTorch an MLP epoch whose products run in BLAS/cuBLAS can be. Both use one copy of X.
+    On CUDA they are timed with PyTorch's CUDA events, as the CuPy rows are with CuPy's.
     """
     try:
         import torch
@@ -296,6 +329,7 @@ def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, devic
         (torch.from_numpy(W).to(dev, tdtype), torch.from_numpy(b).to(dev, tdtype)) for W, b in _params(model)
     ]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    events = torch_events(torch) if dev.type == "cuda" else None
     made = {}
     if model == "logreg":
         ((w, b),) = params
@@ -330,9 +364,9 @@ def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, devic
                 Xt @ W1.T
                 dZ1.T @ Xt
 
-            made[f"torch_{device}_products"] = (products, sync)
+            made[f"torch_{device}_products"] = Contender(products, sync, events)
 
-    made[f"torch_{device}"] = (step, sync)
+    made[f"torch_{device}"] = Contender(step, sync, events)
     info = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     if dev.type == "cuda":
         info["torch_tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
@@ -385,12 +419,13 @@ def run(
                 contenders: dict[str, Contender] = {}
                 for name in names:
                     ops = backends.get_backend(name)
+                    events = cupy_events(ops) if ops.is_gpu else None
                     contenders[name] = Contender(
-                        epoch_function(ops, model, X, Y, dtype), ops.synchronize, ops if ops.is_gpu else None
+                        epoch_function(ops, model, X, Y, dtype), ops.synchronize, events
                     )
                 if model == "logreg" and gpu_ops is not None:
                     for name, fn in pass_variants(gpu_ops, X, Y, dtype).items():
-                        contenders[name] = Contender(fn, gpu_ops.synchronize, gpu_ops)
+                        contenders[name] = Contender(fn, gpu_ops.synchronize, cupy_events(gpu_ops))
                 if cpu:  # the read reference runs in the same rounds as the epochs it rates
                     read_name, read_fn = read_reference(X)
                     contenders[_READ] = Contender(read_fn, lambda: None)
@@ -401,11 +436,13 @@ def run(
                             contenders[f"blas_{order}"] = Contender(fn, numpy_ops.synchronize)
                     if gpu_ops is not None:
                         for order, fn in blas_products(gpu_ops, X, dtype).items():
-                            contenders[f"cublas_{order}"] = Contender(fn, gpu_ops.synchronize, gpu_ops)
+                            contenders[f"cublas_{order}"] = Contender(
+                                fn, gpu_ops.synchronize, cupy_events(gpu_ops)
+                            )
                 for device, wanted in (("cpu", cpu), ("cuda", gpu_ops is not None)):
                     if with_torch and wanted:
                         made, info = torch_contenders(model, X, Y, dtype, device)
-                        contenders.update({name: Contender(*fn_sync) for name, fn_sync in made.items()})
+                        contenders.update(made)
                         torch_info.update({f"{device}_{k}": v for k, v in info.items()})
                 # with no CPU contender no OpenBLAS pool runs, so nothing has to go idle
                 times = time_interleaved(contenders, repeats, idle_s=None if cpu else 0.0)
@@ -454,8 +491,12 @@ def run(
                         gflops=useful_flops(model, m) / t.median / 1e9,
                     )
                     if ops.is_gpu:
-                        gpu_bw = limits[f"gpu m={m},{x_dtype}"]["gpu_copy_read_gb_s"]
-                        row.ratios["x_read_vs_gpu_copy_bandwidth"] = row.x_gb_per_s / gpu_bw
+                        gpu = limits[f"gpu m={m},{x_dtype}"]
+                        # X read per second against the copy's bytes moved (read + write) per second
+                        row.ratios["x_read_vs_gpu_copy_bandwidth"] = (
+                            row.x_gb_per_s / gpu["gpu_copy_read_write_gb_s"]
+                        )
+                        row.ratios["x_read_vs_gpu_read_kernel"] = row.x_gb_per_s / gpu["gpu_read_kernel_gb_s"]
                         if "cublas" in floor:
                             row.ratios["cublas_products_time_over_epoch"] = floor["cublas"].median / t.median
                         if "torch_cuda" in times:

@@ -29,6 +29,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def kernel_compile(ops: Any) -> dict[str, Any]:
+    """For a backend whose kernels are compiled on first use in each process (CuPy: NVRTC;
+    CuPy 13.6 and 14.0 keep no disk cache of a module with name expressions, 14.1 and newer
+    do): compile them now and report how long it took, the first-call cost a process pays
+    (and that benchmark timings after this exclude); {} for other backends. A compile error
+    is reported, not raised."""
+    if not hasattr(ops, "compile_all"):
+        return {}
+    try:
+        ops.compile_all()
+    except Exception as exc:  # noqa: BLE001 - a fact for the report, not a crash of `nnx info`
+        return {"kernel_compile_error": f"{type(exc).__name__}: {exc}"[:2000]}
+    return {"kernel_compile_s": ops.compile_seconds}
+
+
 def collect() -> dict[str, Any]:
     """A JSON-able description of the installation and of every backend's status."""
     info: dict[str, Any] = {
@@ -59,7 +74,10 @@ def collect() -> dict[str, Any]:
         if not status.available:
             entry["install"] = status.install
         else:
-            entry.update(backends.get_backend(name).describe())
+            ops = backends.get_backend(name)
+            compiled = kernel_compile(ops)
+            entry.update(ops.describe())
+            entry.update(compiled)
         info["backends"][name] = entry
     info["auto"] = {"backend": (sel := backends.select("auto")).backend.name, "reason": sel.reason}
     try:
@@ -81,11 +99,22 @@ def format_info(info: dict[str, Any]) -> str:
         "versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v),
         "backends:",
     ]
+    compile_keys = ("kernel_compile_s", "kernel_compile_error", "kernel_disk_cache")
     for name, entry in info["backends"].items():
         if entry["available"]:
-            extra = {k: v for k, v in entry.items() if k not in ("available", "reason", "name")}
+            skip = ("available", "reason", "name", *compile_keys)
+            extra = {k: v for k, v in entry.items() if k not in skip}
             detail = ", ".join(f"{k}={v}" for k, v in extra.items())
             lines.append(f"  {name:6s} available   {detail}")
+            if entry.get("kernel_compile_error"):
+                lines.append(f"         kernels failed to compile: {entry['kernel_compile_error']}")
+            elif entry.get("kernel_compile_s") is not None:
+                disk = entry.get("kernel_disk_cache")
+                cached = "cached on disk after the first" if disk else "no disk cache"
+                lines.append(
+                    f"         kernels compiled in {entry['kernel_compile_s']:.1f} s: a first-call cost "
+                    f"of each process ({cached})"
+                )
         else:
             lines.append(f"  {name:6s} unavailable {entry['reason']}  -> {entry['install']}")
     lines.append(f"auto picks: {info['auto']['backend']} ({info['auto']['reason']})")

@@ -4,7 +4,18 @@ CuPy's RawModule calling convention: ``module.get_function(name)(grid, block, ar
 Arguments are NumPy arrays (their data pointer is passed, as CuPy passes a device pointer)
 and NumPy scalars; each launch checks them against the kernel's C parameter list, so a
 wrapper that passes an int32 where the kernel takes a ``long long`` fails here as it would
-misbehave on a GPU.
+misbehave on a GPU. What else a launch is checked for, as a GPU would fault or refuse it:
+
+* alignment: each array keeps its address modulo 64 and the kernels are built with the
+  alignment sanitizer, so a vector load at an address its width does not divide (a
+  ``uchar4`` of a view at an odd offset) is an error, not a silently working CPU load;
+* shared memory: each kernel's static shared memory is read from the built library and
+  its dynamic limit modelled as CUDA does (48 KB minus the static share until raised, at
+  most the device's opt-in maximum minus it), on an ``EmulatedDevice``;
+* denormals: float kernels run with denormals flushed to zero, as CuPy compiles them
+  (``-ftz=true``).
+
+``EmulatedCupy`` puts ``CupyBackend`` itself on the emulation.
 """
 
 from __future__ import annotations
@@ -13,7 +24,13 @@ import ctypes
 import hashlib
 import shutil
 import subprocess
+import threading
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -21,6 +38,7 @@ from nnx.backends.cuda_launch import kernel_source_path, name_expressions
 
 HEADER_DIR = Path(__file__).resolve().parent / "cuda_on_cpu"
 CXX = shutil.which("g++") or shutil.which("clang++")
+NM = shutil.which("nm")
 KERNELS = [*name_expressions(), "read_words"]
 
 
@@ -31,17 +49,21 @@ class EmulationError(RuntimeError):
 def launcher_source(kernel_file: Path, names: list[str]) -> str:
     """C++ that includes the kernels and exposes each instantiation by its name expression."""
     entries = ",\n".join(
-        f'    {{"{n}", [](void** a) {{ cuda_on_cpu::call(&{n}, a); }}, cuda_on_cpu::signature(&{n})}}'
+        f'    {{"{n}", [](void** a) {{ cuda_on_cpu::call(&{n}, a); }}, cuda_on_cpu::signature(&{n}), '
+        f"reinterpret_cast<void*>(&{n})}}"
         for n in names
     )
     return f"""#include "cuda_on_cpu.h"
 #include "{kernel_file.name}"
+
+#include <dlfcn.h>
 
 namespace {{
 struct Entry {{
     const char* name;
     void (*call)(void**);
     std::string signature;
+    void* address;
 }};
 const Entry entries[] = {{
 {entries}
@@ -63,9 +85,20 @@ extern "C" int emu_signature(const char* name, char* out, int capacity) {{
     return 0;
 }}
 
+// The kernel's mangled (linker) name: its static __shared__ variables are named after it.
+extern "C" int emu_symbol(const char* name, char* out, int capacity) {{
+    const Entry* e = find(name);
+    Dl_info info;
+    if (!e || dladdr(e->address, &info) == 0 || info.dli_sname == nullptr) return 1;
+    copy_out(info.dli_sname, out, capacity);
+    return 0;
+}}
+
+extern "C" int emu_ftz_supported() {{ return NNX_EMULATE_FTZ; }}
+
 extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                           unsigned bz, void** args, int reverse_warps, unsigned long long shared_bytes,
-                          char* error, int capacity) {{
+                          int ftz, char* error, int capacity) {{
     const Entry* e = find(name);
     if (!e) {{
         copy_out("no kernel instantiation named " + std::string(name), error, capacity);
@@ -73,11 +106,16 @@ extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned g
     }}
     auto body = [&] {{ e->call(args); }};
     std::string message = cuda_on_cpu::launch({{gx, gy, gz}}, {{bx, by, bz}}, body, reverse_warps != 0,
-                                              (std::size_t)shared_bytes);
+                                              (std::size_t)shared_bytes, ftz != 0);
     copy_out(message, error, capacity);
     return message.empty() ? 0 : 1;
 }}
 """
+
+
+# The alignment sanitizer checks every load and store in the kernels; its reports go to
+# handlers in cuda_on_cpu.h (no sanitizer runtime is linked).
+SANITIZE = ["-fsanitize=alignment"]
 
 
 def build(out_dir: Path, kernel_file: Path | None = None, names: list[str] | None = None) -> Path:
@@ -87,19 +125,39 @@ def build(out_dir: Path, kernel_file: Path | None = None, names: list[str] | Non
         raise FileNotFoundError("no C++ compiler (g++ or clang++) on PATH")
     kernel_file = kernel_file or kernel_source_path()
     source = launcher_source(kernel_file, names or KERNELS)
-    digest = hashlib.sha256(
-        (source + kernel_file.read_text() + (HEADER_DIR / "cuda_on_cpu.h").read_text()).encode()
-    ).hexdigest()[:16]
+    header = (HEADER_DIR / "cuda_on_cpu.h").read_text()
+    text = source + kernel_file.read_text() + header + str(SANITIZE)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = out_dir / f"nnx_kernels_on_cpu_{digest}.so"
     if not library.exists():
         cpp = out_dir / f"launcher_{digest}.cpp"
+        obj = out_dir / f"launcher_{digest}.o"
         cpp.write_text(source)
-        command = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", f"-I{HEADER_DIR}",
-                   f"-I{kernel_file.parent}", str(cpp), "-o", str(library)]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling the CPU emulation failed:\n{result.stderr[-4000:]}")
+        compile_ = [CXX, "-std=c++17", "-O1", "-fPIC", "-w", *SANITIZE, f"-I{HEADER_DIR}",
+                    f"-I{kernel_file.parent}", "-c", str(cpp), "-o", str(obj)]  # fmt: skip
+        link = [CXX, "-shared", str(obj), "-o", str(library), "-ldl"]
+        for command in (compile_, link):
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"compiling the CPU emulation failed:\n{result.stderr[-4000:]}")
     return library
+
+
+def static_shared_symbols(library: Path) -> dict[str, int]:
+    """Sizes of the function-local statics in ``library``, by symbol. The emulation turns
+    ``__shared__`` into function-local statics, which the compiler names
+    ``_ZZ<function>E<variable>``: a kernel's static shared memory is the sum over its own
+    (see ``EmulatedModule.static_shared_bytes``), as a GPU's comes from the compiled kernel."""
+    if NM is None:
+        raise FileNotFoundError("no nm (binutils) on PATH to read the emulated kernels' shared memory")
+    command = [NM, "-S", "--defined-only", str(library)]
+    listing = subprocess.run(command, capture_output=True, text=True, check=True)
+    sizes: dict[str, int] = {}
+    for line in listing.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[3].startswith("_ZZ"):
+            sizes[fields[3]] = int(fields[1], 16)
+    return sizes
 
 
 def _code(arg) -> str:
@@ -117,10 +175,17 @@ def _code(arg) -> str:
 GUARD_BYTES = 64 * 1024
 
 
+def address(array: np.ndarray) -> int:
+    """Where an array's memory starts (the emulation keeps it modulo 64)."""
+    return array.ctypes.data
+
+
 class GuardedArray:
     """An array argument copied between two guard zones of 0xFF bytes, as the kernel sees
-    it: its memory, in memory order (a raw kernel ignores strides). Reading past the array
-    reads NaN (or 255 pixels) into the results; writing past it is caught by
+    it: its memory, in memory order (a raw kernel ignores strides), starting at the same
+    address modulo 64 as the caller's array (so a view at an odd offset stays at an odd
+    offset, as it would on the device, and the alignment sanitizer sees it). Reading past
+    the array reads NaN (or 255 pixels) into the results; writing past it is caught by
     ``check_and_copy_back``."""
 
     def __init__(self, index: int, array: np.ndarray) -> None:
@@ -128,9 +193,10 @@ class GuardedArray:
             raise ValueError(f"argument {index} is not C-contiguous: a raw kernel would ignore its strides")
         self.index, self.array = index, array
         raw = np.full(array.nbytes + 2 * GUARD_BYTES + 64, 0xFF, np.uint8)
-        start = (-raw.ctypes.data) % 64  # 64-byte aligned, as device allocations are (>= 16 needed)
+        start = (address(array) - GUARD_BYTES - raw.ctypes.data) % 64  # inner: array's address mod 64
         self.raw = raw[start : start + array.nbytes + 2 * GUARD_BYTES]
         self.inner = self.raw[GUARD_BYTES : GUARD_BYTES + array.nbytes]
+        assert (address(self.inner) - address(array)) % 64 == 0
         self.inner[:] = array.reshape(-1).view(np.uint8)
 
     def check_and_copy_back(self, kernel: str) -> None:
@@ -148,25 +214,76 @@ def _value(arg):
     return np.ctypeslib.as_ctypes(np.array([arg]))
 
 
-class EmulatedKernel:
-    """One kernel instantiation, called like a ``cupy.RawKernel``. As on a GPU, a launch
-    with more than 48 KB of dynamic shared memory is refused unless
-    ``max_dynamic_shared_size_bytes`` was raised first (the shared memory left beside a
-    kernel's static share is not modelled)."""
+@dataclass(frozen=True)
+class EmulatedDevice:
+    """The GPU the emulation checks launches against.
 
-    def __init__(self, library: ctypes.CDLL, name: str, reverse_warps: bool) -> None:
-        self.library, self.name, self.reverse_warps = library, name, reverse_warps
-        self.max_dynamic_shared_size_bytes = 48 * 1024
+    ``shared_optin``: shared memory per block (static + dynamic) a kernel may use once its
+    ``max_dynamic_shared_size_bytes`` is raised (CUDA's MaxSharedMemoryPerBlockOptin);
+    ``default_shared``: what a block may use without that (48 KB on every GPU since
+    Kepler), so a kernel's dynamic limit starts at ``default_shared`` minus its static
+    shared memory. ``resident_blocks``: blocks of a single-pass kernel that fit on one SM
+    at once (its occupancy, which the GPU derives from registers per thread).
+    """
+
+    sm_count: int = 132
+    shared_optin: int = 227 * 1024
+    default_shared: int = 48 * 1024
+    resident_blocks: int = 1
+    name: str = "emulated H100 (132 SMs, 227 KB opt-in shared memory per block)"
+
+
+HOPPER = EmulatedDevice()
+
+# The emulation keeps launch state in process-wide C++ variables (one launch at a time, as
+# one stream): launches from several Python threads take turns.
+_LAUNCH_LOCK = threading.Lock()
+
+
+class EmulatedKernel:
+    """One kernel instantiation, called like a ``cupy.RawKernel``.
+
+    As on a GPU: ``shared_size_bytes`` is the kernel's static shared memory;
+    ``max_dynamic_shared_size_bytes`` starts at the device's 48 KB default minus that, may
+    be raised up to the device's opt-in maximum minus it (more is refused, as
+    cuFuncSetAttribute refuses it), and a launch with more dynamic shared memory than it
+    allows is refused. Float kernels run with denormals flushed (see ``EmulatedModule``).
+    """
+
+    def __init__(self, module: EmulatedModule, name: str) -> None:
+        self.module, self.name = module, name
+        self.library, self.reverse_warps = module.library, module.reverse_warps
         buffer = ctypes.create_string_buffer(256)
-        if library.emu_signature(name.encode(), buffer, 256) != 0:
+        if self.library.emu_signature(name.encode(), buffer, 256) != 0:
             raise KeyError(f"no kernel instantiation named {name}")
         self.signature = buffer.value.decode().split(",")
+        self.shared_size_bytes = module.static_shared_bytes(name)
+        self._max_dynamic = module.device.default_shared - self.shared_size_bytes
+        # CuPy compiles with -ftz=true: float arithmetic flushes denormals, double does not
+        self.ftz = module.ftz and "double" not in name
+        self.kernel = SimpleNamespace(ptr=id(self))  # cupy.RawKernel.kernel: the CUDA function
+
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        return self._max_dynamic
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value: int) -> None:
+        device = self.module.device
+        if value < 0 or self.shared_size_bytes + value > device.shared_optin:
+            raise EmulationError(
+                f"{self.name}: max_dynamic_shared_size_bytes = {value} refused (CUDA_ERROR_INVALID_VALUE): "
+                f"with its {self.shared_size_bytes} bytes of static shared memory that is over the "
+                f"device's {device.shared_optin} bytes per block"
+            )
+        self._max_dynamic = int(value)
 
     def __call__(self, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
         if shared_mem > self.max_dynamic_shared_size_bytes:
             raise EmulationError(
                 f"{self.name}: {shared_mem} bytes of dynamic shared memory, over the kernel's "
-                f"max_dynamic_shared_size_bytes ({self.max_dynamic_shared_size_bytes})"
+                f"max_dynamic_shared_size_bytes ({self.max_dynamic_shared_size_bytes}; it has "
+                f"{self.shared_size_bytes} bytes of static shared memory)"
             )
         codes = [_code(a) for a in args]
         if codes != self.signature:
@@ -183,26 +300,112 @@ class EmulatedKernel:
         g = (*grid, 1, 1)[:3]
         b = (*block, 1, 1)[:3]
         error = ctypes.create_string_buffer(1024)
-        reverse = int(self.reverse_warps)
-        status = self.library.emu_launch(self.name.encode(), *g, *b, slots, reverse, shared_mem, error, 1024)
+        reverse, ftz = int(self.reverse_warps), int(self.ftz)
+        with _LAUNCH_LOCK:
+            status = self.library.emu_launch(
+                self.name.encode(), *g, *b, slots, reverse, shared_mem, ftz, error, 1024
+            )
         if status != 0:
             raise EmulationError(f"{self.name}: {error.value.decode()}")
         for argument in guarded.values():
             argument.check_and_copy_back(self.name)
+        if self.module.after_launch is not None:
+            self.module.after_launch(self.name)
 
 
 class EmulatedModule:
-    """The compiled emulation, looked up like a cupy.RawModule. With reverse_warps, each
-    block runs its warps last to first (see cuda_on_cpu.h): a kernel whose results change
-    with the order races on shared memory."""
+    """The compiled emulation, looked up like a cupy.RawModule, on ``device``.
 
-    def __init__(self, library: Path, reverse_warps: bool = False) -> None:
-        self.reverse_warps = reverse_warps
+    With reverse_warps, each block runs its warps last to first (see cuda_on_cpu.h): a
+    kernel whose results change with the order races on shared memory. With ftz (the
+    default, as CuPy compiles every module with -ftz=true), launches of kernels other than
+    double instantiations flush denormals to zero where the CPU can (``ftz_supported``).
+    ``after_launch``, when set, is called with the kernel's name after each launch (a test
+    can make threads meet there, to interleave their launches in a chosen order).
+    """
+
+    def __init__(
+        self, library: Path, reverse_warps: bool = False, device: EmulatedDevice = HOPPER, ftz: bool = True
+    ) -> None:
+        self.reverse_warps, self.device, self.path = reverse_warps, device, Path(library)
         self.library = ctypes.CDLL(str(library))
         self.library.emu_launch.argtypes = [ctypes.c_char_p, *[ctypes.c_uint] * 6, ctypes.c_void_p,
-                                            ctypes.c_int, ctypes.c_ulonglong, ctypes.c_char_p,
-                                            ctypes.c_int]  # fmt: skip
+                                            ctypes.c_int, ctypes.c_ulonglong, ctypes.c_int,
+                                            ctypes.c_char_p, ctypes.c_int]  # fmt: skip
         self.library.emu_signature.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+        self.library.emu_symbol.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+        self.ftz_supported = bool(self.library.emu_ftz_supported())
+        self.ftz = ftz and self.ftz_supported
+        self._statics: dict[str, int] | None = None
+        self.after_launch: Callable[[str], None] | None = None
+
+    def static_shared_bytes(self, name: str) -> int:
+        """Bytes of static ``__shared__`` memory kernel ``name`` declares."""
+        buffer = ctypes.create_string_buffer(4096)
+        if self.library.emu_symbol(name.encode(), buffer, 4096) != 0:
+            raise KeyError(f"no symbol for kernel {name}")
+        symbol = buffer.value.decode()
+        if self._statics is None:
+            self._statics = static_shared_symbols(self.path)
+        prefix = "_ZZ" + symbol[2:] + "E" if symbol.startswith("_Z") else None
+        if prefix is None:  # extern "C": locals are _ZZ<length><name>E...
+            prefix = f"_ZZ{len(symbol)}{symbol}E"
+        return sum(size for local, size in self._statics.items() if local.startswith(prefix))
+
+    def compile(self) -> None:
+        """As ``cupy.RawModule.compile``: the library is already built."""
 
     def get_function(self, name: str) -> EmulatedKernel:
-        return EmulatedKernel(self.library, name, self.reverse_warps)
+        return EmulatedKernel(self, name)
+
+
+class EmulatedCupy(types.ModuleType):
+    """Enough of CuPy, on the CPU, for ``CupyBackend``'s kernel wrappers to run through the
+    emulation: NumPy arrays stand in for device arrays (their addresses modulo 64 are kept,
+    see ``GuardedArray``), ``RawModule`` compiles nothing and looks kernels up in the
+    emulation (counting how often it is built, with which options), the device is
+    ``device``. Install it as ``sys.modules["cupy"]`` before constructing the backend;
+    everything not defined here is NumPy's.
+    """
+
+    def __init__(self, library: Path, device: EmulatedDevice = HOPPER, compile_delay_s: float = 0.0) -> None:
+        super().__init__("cupy")
+        self.__version__ = "13.6.0 (emulated)"
+        self.ndarray = np.ndarray
+        self.modules_built: list[tuple] = []
+        self.module = emulated = EmulatedModule(library, device=device)
+
+        def raw_module(*, code: str, options: tuple = (), **_: object) -> EmulatedModule:
+            time.sleep(compile_delay_s)  # a compile takes a while: long enough for another thread to ask
+            self.modules_built.append(tuple(options))
+            return emulated
+
+        class OutOfMemoryError(MemoryError):
+            pass
+
+        attributes = {
+            "MultiProcessorCount": device.sm_count,
+            "MaxSharedMemoryPerBlockOptin": device.shared_optin,
+        }
+        blocks = device.resident_blocks
+        occupancy = SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda *_: blocks)
+        stream = SimpleNamespace(synchronize=lambda: None)
+        self.RawModule = raw_module
+        self.cuda = SimpleNamespace(
+            Device=lambda *_: SimpleNamespace(id=0, attributes=attributes, compute_capability="90"),
+            driver=occupancy,
+            memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+            runtime=SimpleNamespace(
+                getDeviceProperties=lambda _: {"name": device.name},
+                runtimeGetVersion=lambda: 0,
+                driverGetVersion=lambda: 0,
+                getDeviceCount=lambda: 1,
+            ),
+            get_current_stream=lambda: stream,
+        )
+
+    def asnumpy(self, a) -> np.ndarray:
+        return np.array(a, copy=True)
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)

@@ -50,7 +50,7 @@ def test_run_reports_every_row_and_ratio(no_idle_wait):
         for model in bench.MODELS:
             assert any(k.endswith(f"_{model}_group") and v > 0 for k, v in limits.items())
         if any(backends.get_backend(n).is_gpu for n in names):
-            assert result["limits"][f"gpu m=16,{x_dtype}"]["gpu_copy_read_gb_s"] > 0
+            assert result["limits"][f"gpu m=16,{x_dtype}"]["gpu_copy_read_write_gb_s"] > 0
     assert result["skipped_backends"] == {}
     json.dumps(result)  # everything in the record is JSON-able
     table = bench.format_table(result)

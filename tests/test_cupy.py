@@ -89,7 +89,8 @@ def test_pixels_at_an_odd_address_take_the_register_kernel(ops):
     Xd = buffer[1:].reshape((n, m), order="F")
     Xd[...] = ops.xp.asarray(X)
     assert Xd.flags.f_contiguous and Xd.data.ptr % 16 == 1
-    assert ops.pass_plan(n, m, "float32", np.uint8, aligned_16=False).kind == "registers"
+    plan = ops.pass_plan(n, m, "float32", np.uint8, x_address=Xd.data.ptr)
+    assert plan.kernel.startswith("logreg_pass<float, unsigned char, 1,")  # 1-byte loads: no uchar4
     w, b = ops.asarray(np.zeros((1, n)), "float32"), ops.asarray(np.zeros((1, 1)), "float32")
     ref_w, ref_b = np.zeros((1, n), np.float32), np.zeros((1, 1), np.float32)
     loss, correct = ops.logreg_epoch_(w, b, Xd, ops.prepare_labels(Y, "float32"), 0.5, "bce")
@@ -97,6 +98,8 @@ def test_pixels_at_an_odd_address_take_the_register_kernel(ops):
     ref_loss, ref_correct = nnx.get_backend("numpy").logreg_epoch_(ref_w, ref_b, X_ref, Y, 0.5, "bce")
     np.testing.assert_allclose(float(loss), ref_loss, **tolerance("float32"))
     np.testing.assert_allclose(ops.to_host(w), ref_w, **tolerance("float32"))
+    assert ops.read_all(Xd) == (n * m - 15) // 16 * 16  # aligned 16-byte words from the first boundary
+    ops.synchronize()
 
 
 @needs_gpu

@@ -1,5 +1,6 @@
 """Every CUDA kernel instantiation nnx uses compiles for Hopper (sm_90), with NVRTC as
-cupy.RawModule does and with nvcc, without spilling the headline epoch kernels.
+cupy.RawModule does (the backend's options plus the -ftz=true CuPy appends to every
+compile) and with nvcc, without spilling the headline epoch kernels.
 
 This needs no GPU, only a CUDA compiler (the nvidia-cuda-nvrtc wheel from the dev extra
 is enough), so kernel source errors surface on CPU-only machines too. Launching the
@@ -11,7 +12,14 @@ import subprocess
 
 import pytest
 
-from nnx.backends.cuda_launch import PASS_KINDS, kernel_source_path, logreg_pass_plan, name_expressions
+from nnx.backends.cuda_launch import (
+    COMPILE_OPTIONS,
+    CUPY_APPENDED_OPTIONS,
+    PASS_KINDS,
+    kernel_source_path,
+    logreg_pass_plan,
+    name_expressions,
+)
 
 NVCC = shutil.which("nvcc")
 
@@ -50,6 +58,7 @@ def test_all_kernels_compile_without_spills(tmp_path):
             NVCC,
             "-arch=sm_90",
             "-std=c++14",
+            "-ftz=true",  # as CuPy compiles
             "-cubin",
             "-Xptxas",
             "-v",
@@ -117,10 +126,9 @@ def _headline_passes() -> list[str]:
     return names
 
 
-def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
-    """NVRTC (what cupy.RawModule uses) gives kernels no CUDA headers: compile the module
-    with every name expression, as CuPy does, straight to an sm_90 binary; look up each
-    lowered name, and check the 12288-feature logreg_pass tiles stay in registers."""
+def _nvrtc_compile(names: list[str], extra: list[bytes]) -> tuple[str, dict[str, str], bytes]:
+    """Compile the module with NVRTC for sm_90 with CuPy's options (the backend's, then the
+    -ftz=true CuPy appends) plus ``extra``; returns (log, lowered names, PTX)."""
     import ctypes
 
     path = _find_nvrtc()
@@ -130,10 +138,10 @@ def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
     prog = ctypes.c_void_p()
     source = kernel_source_path().read_bytes()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), source, b"nnx.cu", 0, None, None) == 0
-    names = name_expressions()
     for name in names:
         assert lib.nvrtcAddNameExpression(prog, name.encode()) == 0
-    opts = [b"--std=c++14", b"--gpu-architecture=sm_90", b"--ptxas-options=-v"]
+    cupy_options = [o.encode() for o in (*COMPILE_OPTIONS, *CUPY_APPENDED_OPTIONS)]
+    opts = [*cupy_options, b"--gpu-architecture=sm_90", *extra]
     rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
     size = ctypes.c_size_t()
     lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
@@ -146,10 +154,39 @@ def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
         out = ctypes.c_char_p()
         assert lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(out)) == 0, name
         lowered[name] = out.value.decode()
-    assert lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)) == 0 and size.value > 0
+    ptx = b""
+    if b"--gpu-architecture=compute_90" not in extra:
+        assert lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)) == 0 and size.value > 0
+    else:
+        assert lib.nvrtcGetPTXSize(prog, ctypes.byref(size)) == 0
+        buffer = ctypes.create_string_buffer(size.value)
+        assert lib.nvrtcGetPTX(prog, buffer) == 0
+        ptx = buffer.value
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return log, lowered, ptx
 
+
+def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
+    """NVRTC (what cupy.RawModule uses) gives kernels no CUDA headers: compile the module
+    with every name expression and CuPy's options, as CuPy does, straight to an sm_90
+    binary; look up each lowered name, and check the 12288-feature single-pass tiles stay
+    in registers."""
+    names = name_expressions()
+    log, lowered, _ = _nvrtc_compile(names, [b"--ptxas-options=-v"])
     assert log.count("Compiling entry function") == len(names) + 1  # + read_words
     for name in _headline_passes():
         block = _ptxas_report(log, f"'{lowered[name]}'")
         assert " 0 bytes spill stores" in block, (name, block)
+
+
+def test_cupy_compiles_float_kernels_flushing_denormals():
+    """The -ftz=true CuPy appends makes float arithmetic flush denormals (PTX .ftz.f32) and
+    leaves double alone: why float32 sigmoid(-89) is 0 on the GPU and the CPU emulation
+    flushes float kernels' denormals (tests/cuda_emulation.py)."""
+    names = ["sigmoid_inplace<float>", "sigmoid_inplace<double>"]
+    _, lowered, ptx = _nvrtc_compile(names, [b"--gpu-architecture=compute_90"])
+    text = ptx.decode()
+    float_body = text.split(f".entry {lowered[names[0]]}", 1)[1].split(".entry", 1)[0]
+    double_body = text.split(f".entry {lowered[names[1]]}", 1)[1].split(".entry", 1)[0]
+    assert ".ftz.f32" in float_body
+    assert ".f64" in double_body and ".ftz.f64" not in double_body  # double keeps its denormals

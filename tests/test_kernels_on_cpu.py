@@ -8,10 +8,22 @@ machines without a GPU. This is not a GPU run: test_cupy.py and the parametrized
 tests cover the real device, and skip visibly without one.
 """
 
+import sys
+import threading
+
 import numpy as np
 import pytest
-from cuda_emulation import CXX, KERNELS, EmulatedModule, EmulationError, build
-from nnx_testing import extreme_logits, tolerance
+from cuda_emulation import (
+    CXX,
+    HOPPER,
+    KERNELS,
+    EmulatedCupy,
+    EmulatedDevice,
+    EmulatedModule,
+    EmulationError,
+    build,
+)
+from nnx_testing import check_sigmoid_at_extreme_logits, extreme_logits, tolerance
 
 import nnx
 from nnx.backends import cuda_launch as plans
@@ -53,7 +65,7 @@ def test_every_instantiation_the_backend_compiles_is_emulated(module):
     assert uint8_pass == ["p", "p", "p", "p", "i8", "i8", "f8", "i4", "p", "p"]
     staged = signatures["logreg_staged<float, unsigned char, 2, 2>"]
     assert staged == ["p", "p", "p", "p", "i8", "i8", "i4", "f8", "i4", "p", "p"]
-    assert signatures["read_words"] == ["p", "i8", "p"]
+    assert signatures["read_words"] == ["p", "i8", "i8", "p"]
     assert len(signatures) == len(plans.name_expressions()) + 1
 
 
@@ -124,14 +136,19 @@ def check_bce_kernel(module, Z, Y):
     return sums, got_dZ
 
 
-def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED):
+def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None):
+    """The plan the backend makes for X, where X's memory is (its address decides too)."""
     n, m = X.shape
-    return plans.logreg_pass_plan(n, m, dtype, X.dtype, sm_count, shared_limit, kind)
+    at = plans.address(X)
+    return plans.logreg_pass_plan(n, m, dtype, X.dtype, sm_count, shared_limit, kind, at, resident_blocks)
 
 
-def emulated_logreg_epoch(module, w, b, X, Y, lr, loss, sm_count, kind="auto", shared_limit=HOPPER_SHARED):
+def emulated_logreg_epoch(
+    module, w, b, X, Y, lr, loss, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None
+):
     """One epoch through the backend's two launches, buffers as the backend makes them."""
-    plan = pass_plan(X, w.dtype, sm_count, kind, shared_limit)
+    plan = pass_plan(X, w.dtype, sm_count, kind, shared_limit, resident_blocks)
+    assert plan is not None, "no single-pass kernel takes this X"
     dw_partial = np.full((plan.groups, X.shape[0]), np.nan, w.dtype)
     stats = np.full((plan.groups, 3), np.nan)
     out = np.full(2, np.nan)
@@ -192,17 +209,20 @@ def test_single_pass_logreg_epoch_matches_numpy(module, kind, n, m, x_kind, sm_c
 
 @pytest.mark.parametrize("kind", plans.PASS_KINDS)
 def test_an_epoch_over_several_waves_of_blocks_matches_numpy(module, monkeypatch, kind):
-    """With at most 4 examples per block, 37 examples on 2 SMs take 5 (staged) or 3
-    (registers) whole waves of blocks: the same results as one wave."""
+    """With at most 4 examples per block, 37 examples on 2 SMs take 5 (staged, a block
+    per SM) or 3 (registers, 2 blocks per SM) whole waves of blocks: the same results as
+    one wave."""
     monkeypatch.setattr(plans, "MAX_EXAMPLES_PER_BLOCK", 4)
     rng = np.random.default_rng(11)
     n, m = 1504, 37
     X = np.asfortranarray(rng.random((n, m)).astype(np.float32))
     Y = (rng.random((1, m)) > 0.5).astype(np.float32)
-    assert pass_plan(X, np.float32, 2, kind).groups == {"staged": 10, "registers": 12}[kind]
+    twice = lambda name: 2  # noqa: E731
+    groups = pass_plan(X, np.float32, 2, kind, resident_blocks=twice).groups
+    assert groups == {"staged": 10, "registers": 12}[kind]
     w, b = np.zeros((1, n), np.float32), np.full((1, 1), 0.1, np.float32)
     w_ref, b_ref = w.copy(), b.copy()
-    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 2, kind)
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 2, kind, resident_blocks=twice)
     value, correct = REF.logreg_epoch_(w_ref, b_ref, X, Y, 0.5, "bce")
     np.testing.assert_allclose(out[0], value, **tolerance("float32"))
     assert out[1] == correct
@@ -237,11 +257,18 @@ def test_bce_partial_sums_do_not_depend_on_warp_order(module, module_reversed):
     assert results[0] == results[1]
 
 
-def test_read_words_reads_without_writing(module):
-    X = np.arange(4096, dtype=np.float32)
+@pytest.mark.parametrize("offset", [0, 1, 4, 8, 15])
+def test_read_words_reads_any_view_in_aligned_words_without_writing(module, offset):
+    """A view at any offset into a buffer: only whole, aligned 16-byte words are loaded
+    (a misaligned one faults on a GPU; the emulation's alignment sanitizer reports it)."""
+    buffer = np.arange(4096 + 16, dtype=np.uint8)
+    X = buffer[offset : offset + 4096].reshape(64, 64, order="F")  # F-contiguous, as the backend's X
     sink = np.array([7], dtype=np.uint64)
-    run(module, plans.read_words_launch(X, sink, sm_count=2))
+    launch = plans.read_words_launch(X, sink, sm_count=2)
+    assert launch.args[1] == -plans.address(X) % 16
+    run(module, launch)
     assert sink[0] == 7
+    assert plans.read_words_bytes(X) == (4096 - launch.args[1]) // 16 * 16
 
 
 def test_a_launch_with_a_wrong_argument_type_is_refused(module):
@@ -373,3 +400,448 @@ def test_staged_pass_with_only_two_stages_matches_numpy(module):
     np.testing.assert_allclose(out[0], value, **tolerance("float32"))
     assert out[1] == correct
     np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
+
+
+# ------------------------------------------------------------------------------------------
+# What the emulation checks as a GPU would: alignment, shared memory, denormals
+
+
+MISALIGNED_SOURCE = """
+__global__ void load_word(const unsigned char* bytes, unsigned* out) {
+    uchar4 q = *reinterpret_cast<const uchar4*>(bytes);  // ld.global.v4.u8: 4-byte aligned only
+    out[0] = q.x + q.y + q.z + q.w;
+}
+"""
+
+
+def test_the_emulation_reports_a_misaligned_vector_load(tmp_path):
+    """An argument keeps its address modulo 64, and the alignment sanitizer sees the load."""
+    source = tmp_path / "misaligned.cu"
+    source.write_text(MISALIGNED_SOURCE)
+    kernel = EmulatedModule(build(tmp_path, source, ["load_word"])).get_function("load_word")
+    buffer, out = np.arange(1, 9, dtype=np.uint8), np.zeros(1, np.uint32)
+    kernel((1,), (32,), (buffer[4:], out))
+    assert out[0] == 5 + 6 + 7 + 8
+    with pytest.raises(EmulationError, match=r"misaligned .*uchar4.* 1 bytes past a 4-byte boundary"):
+        kernel((1,), (32,), (buffer[1:], out))
+
+
+def test_the_emulated_device_models_static_and_dynamic_shared_memory(module):
+    """As CUDA: the dynamic limit starts at 48 KB minus the kernel's static shared memory
+    and may be raised to the device's opt-in maximum minus it, no further."""
+    kernel = module.get_function("logreg_staged<float, unsigned char, 2, 2>")
+    assert kernel.shared_size_bytes == 32 * 2 * 8  # its reduction scratch
+    assert kernel.max_dynamic_shared_size_bytes == 48 * 1024 - 512
+    kernel.max_dynamic_shared_size_bytes = HOPPER_SHARED - 512
+    with pytest.raises(EmulationError, match="over the device's 232448 bytes per block"):
+        kernel.max_dynamic_shared_size_bytes = HOPPER_SHARED - 511
+    assert module.get_function("bias_act<float>").shared_size_bytes == 0
+
+
+def test_the_emulation_flushes_float_denormals_as_cupy_compiles_them(library):
+    emulated = EmulatedModule(library)
+    if not emulated.ftz_supported:
+        pytest.skip("flushing denormals is emulated on x86 only")
+    for ftz, expected in ((True, 0.0), (False, np.float32(2.2273639e-39))):
+        Z = np.array([[-89.0]], np.float32)
+        run(EmulatedModule(library, ftz=ftz), plans.sigmoid_launch(Z, sm_count=1))
+        assert Z[0, 0] == expected
+    Z = np.array([[-710.0]])  # double keeps its denormals on a GPU, and here
+    run(emulated, plans.sigmoid_launch(Z, sm_count=1))
+    assert Z[0, 0] == pytest.approx(np.exp(-710.0), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# Fault 1 of issue #24: vector loads chosen from n alone, at an odd address
+
+
+def test_pixels_at_an_odd_address_are_loaded_one_at_a_time():
+    n, m = 1504, 300
+    aligned = plans.logreg_pass_plan(n, m, "float32", np.uint8, 132, HOPPER_SHARED, "registers", x_address=0)
+    assert aligned.kernel == "logreg_pass<float, unsigned char, 4, 1, 2>"
+    for address in (1, 2, 3, 5):
+        odd = plans.logreg_pass_plan(n, m, "float32", np.uint8, 132, HOPPER_SHARED, x_address=address)
+        assert odd.kernel == "logreg_pass<float, unsigned char, 1, 4, 1>"
+    # 4-byte aligned but not 16: uchar4 loads, no 16-byte cp.async copies
+    assert plans.logreg_pass_plan(n, m, "float32", np.uint8, 132, HOPPER_SHARED, x_address=4).kernel == (
+        aligned.kernel
+    )
+    # floats not on their own boundary: no single-pass kernel can load them
+    assert plans.logreg_pass_plan(n, m, "float32", np.float32, 132, HOPPER_SHARED, x_address=2) is None
+
+
+@pytest.mark.parametrize(("offset", "n"), [(1, 1504), (3, 12288), (4, 1504), (8, 1504)])
+def test_an_epoch_over_a_pixel_view_at_any_offset_matches_numpy(module, offset, n):
+    """X a view `offset` bytes into a buffer, as test_cupy's GPU test builds it: the plan
+    picks loads its address allows, and the emulation (same address modulo 64, alignment
+    sanitizer) would report any load it does not."""
+    rng = np.random.default_rng(offset)
+    m = 13
+    buffer = np.zeros(n * m + 64, np.uint8)
+    X = buffer[offset : offset + n * m].reshape((n, m), order="F")
+    X[...] = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    assert X.flags.f_contiguous and plans.address(X) % 16 == offset % 16
+    Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+    w, b = (rng.normal(size=(1, n)) * 0.05).astype(np.float32), np.zeros((1, 1), np.float32)
+    w_ref, b_ref = w.copy(), b.copy()
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 3)
+    value, correct = REF.logreg_epoch_(
+        w_ref, b_ref, X.astype(np.float32) * np.float32(1 / 255), Y, 0.5, "bce"
+    )
+    np.testing.assert_allclose(out[0], value, **tolerance("float32"))
+    assert out[1] == correct
+    np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
+
+
+# ------------------------------------------------------------------------------------------
+# Fault 2 of issue #24: 48 KB of dynamic shared memory beside static shared memory
+
+AT_48_KB = [  # (n, parameters, X): 8 stages of about 6 KB rows on an H100 (132 SMs)
+    (1536, "float32", "float32"),
+    (1532, "float32", "float32"),
+    (768, "float64", "float64"),
+    (766, "float64", "float64"),
+    (3072, "float32", "uint8"),
+    (3056, "float32", "uint8"),
+]
+
+
+@pytest.mark.parametrize(("n", "w_dtype", "x_dtype"), AT_48_KB)
+def test_a_staged_epoch_at_48_kb_of_dynamic_shared_memory_matches_numpy(module, n, w_dtype, x_dtype):
+    """Dynamic shared memory within 48 KB but over 48 KB with the static share: the launch
+    must raise the kernel's limit first, or CUDA (and the emulated H100) refuses it."""
+    rng = np.random.default_rng(n)
+    m = 5
+    if x_dtype == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
+        X_ref = X.astype(w_dtype) * np.array(1 / 255, w_dtype)
+    else:
+        X = X_ref = np.asfortranarray(rng.random((n, m)).astype(x_dtype))
+    plan = pass_plan(X, w_dtype, 132)
+    kernel = module.get_function(plan.kernel)
+    assert plan.kind == "staged" and plan.shared_mem <= 48 * 1024
+    assert plan.shared_mem > kernel.max_dynamic_shared_size_bytes  # needs the opt-in
+    Y = (rng.random((1, m)) > 0.5).astype(w_dtype)
+    w, b = (rng.normal(size=(1, n)) * 0.05).astype(w_dtype), np.zeros((1, 1), w_dtype)
+    w_ref, b_ref = w.copy(), b.copy()
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 132)
+    value, correct = REF.logreg_epoch_(w_ref, b_ref, X_ref, Y, 0.5, "bce")
+    np.testing.assert_allclose(out[0], value, **tolerance(w_dtype))
+    assert out[1] == correct
+    np.testing.assert_allclose(w, w_ref, **tolerance(w_dtype))
+
+
+# ------------------------------------------------------------------------------------------
+# Issue #18: NaN, infinities and the largest floats go through every kernel as through NumPy
+
+
+def assert_same_as_numpy(got, expected, dtype):
+    """NaN exactly where NumPy has NaN, the same infinities, finite values close."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], **tolerance(dtype))
+
+
+def specials(dtype) -> np.ndarray:
+    big = float(np.finfo(dtype).max)
+    return np.array([np.nan, np.inf, -np.inf, big, -big, 0.0, -0.0, 1.5, -2.5], dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("activation", [None, "sigmoid", "relu", "tanh"])
+def test_bias_activation_propagates_nan_and_inf_as_numpy(module, dtype, activation):
+    values = specials(dtype)
+    Z = np.tile(values, (len(values), 1))  # every value beside every bias
+    b = values.reshape(-1, 1).copy()
+    with np.errstate(all="ignore"):
+        expected = REF.bias_activation_(Z.copy(), b, activation)
+    run(module, plans.bias_act_launch(Z, b, activation, sm_count=1))
+    assert_same_as_numpy(Z, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_activation_backward_propagates_nan_and_inf_as_numpy(module, dtype, activation):
+    values = specials(dtype)
+    A = np.tile(values, (len(values), 1))
+    if activation == "sigmoid":
+        A = np.clip(A, 0, 1, where=np.isfinite(A), out=A)  # outputs the activation can give, and NaN
+    dA = np.tile(values.reshape(-1, 1), (1, len(values)))  # every gradient beside every output
+    with np.errstate(all="ignore"):
+        expected = REF.activation_backward_(dA.copy(), A, activation)
+    run(module, plans.act_backward_launch(dA, A, activation, sm_count=1))
+    assert_same_as_numpy(dA, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sigmoid_propagates_nan_and_inf_as_numpy(module, dtype):
+    Z = specials(dtype).reshape(1, -1)
+    with np.errstate(all="ignore"):
+        expected = REF.sigmoid_(Z.copy())
+    run(module, plans.sigmoid_launch(Z, sm_count=1))
+    assert_same_as_numpy(Z, expected, dtype)
+
+
+@pytest.mark.parametrize("label", [0.0, 1.0, np.nan])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_bce_from_logits_propagates_nan_and_inf_as_numpy(module, dtype, label):
+    Z = specials(dtype).reshape(1, -1)
+    for k in range(Z.shape[1]):  # each special logit alone among ordinary ones, then all at once
+        Zk = np.where(np.arange(Z.shape[1]) == k, Z, np.array(0.5, dtype))
+        for logits in (Zk, Z):
+            Y = np.full_like(logits, label)
+            with np.errstate(all="ignore"):
+                loss, correct, dZ = REF.bce_from_logits(logits, Y)
+            partial = np.full((plans.bce_groups(logits.shape[1], 1), 2), np.nan)
+            got_dZ = np.full_like(logits, np.nan)
+            run(module, plans.bce_logits_launch(logits, Y, got_dZ, partial, sm_count=1))
+            sums = partial.sum(axis=0)
+            assert_same_as_numpy(sums[0], loss, dtype)
+            assert sums[1] == correct
+            assert_same_as_numpy(got_dZ, dZ, dtype)
+
+
+def logreg_specials(x_kind, dtype, case):
+    """(w, b, X, Y) for a 64-feature, 5-example epoch with one kind of special value."""
+    rng = np.random.default_rng(17)
+    n, m = 64, 5
+    big = np.finfo(dtype).max
+    if x_kind == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
+    else:
+        X = np.asfortranarray(rng.random((n, m)).astype(dtype))
+    w = (rng.normal(size=(1, n)) * 0.05).astype(dtype)
+    b = np.full((1, 1), 0.1, dtype)
+    Y = np.array([[0, 1, 0, 1, 0]], dtype)
+    if case == "nan_in_x":
+        X[7, 1] = np.nan
+    elif case == "inf_in_x":
+        X[7, 0], X[9, 1] = np.inf, -np.inf
+    elif case == "largest_in_x":  # two examples of one block, both wrong: dz x sums to about 2 max / m
+        X[3, 0] = X[3, 2] = big
+        w[0, 3] = 0.01
+    elif case == "nan_in_w":
+        w[0, 5] = np.nan
+    elif case == "inf_in_w":
+        w[0, 5] = np.inf
+    elif case == "largest_in_w":
+        w[0, 5] = big
+    elif case == "inf_bias":
+        b[0, 0] = -np.inf
+    return w, b, X, Y
+
+
+LOGREG_SPECIALS = ["nan_in_x", "inf_in_x", "largest_in_x", "nan_in_w", "inf_in_w", "largest_in_w", "inf_bias"]
+
+
+def logreg_special_params():
+    for case in LOGREG_SPECIALS:
+        for x_kind in ("float", "uint8"):
+            if x_kind == "uint8" and case.endswith("_in_x"):
+                continue  # pixels hold no specials
+            for dtype in FLOATS:
+                for kind in plans.PASS_KINDS:
+                    x_dtype = "uint8" if x_kind == "uint8" else dtype
+                    if plans.logreg_pass_plan(64, 5, dtype, x_dtype, 1, HOPPER_SHARED, kind) is not None:
+                        yield pytest.param(case, x_kind, dtype, kind, id=f"{case}-{kind}-{x_dtype}-{dtype}")
+
+
+@pytest.mark.parametrize(("case", "x_kind", "dtype", "kind"), list(logreg_special_params()))
+def test_single_pass_logreg_epoch_propagates_nan_and_inf_as_numpy(module, case, x_kind, dtype, kind):
+    """One epoch on one SM (every example in one block, or two): loss, correct count, w
+    and b against the NumPy backend's generic epoch."""
+    w, b, X, Y = logreg_specials(x_kind, dtype, case)
+    X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_kind == "uint8" else X
+    w_ref, b_ref = w.copy(), b.copy()
+    out = emulated_logreg_epoch(module, w, b, X, Y, 0.5, "bce", 1, kind)
+    with np.errstate(all="ignore"):
+        value, correct = REF.logreg_epoch_(w_ref, b_ref, X_ref, Y, 0.5, "bce")
+    assert_same_as_numpy(out[0], value, dtype)
+    assert out[1] == correct
+    assert_same_as_numpy(w, w_ref, dtype)
+    assert_same_as_numpy(b, b_ref, dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# CupyBackend itself on the emulation: its wrappers, its plans, several threads at once
+
+SMALL_GPU = EmulatedDevice(sm_count=4, name="emulated 4-SM GPU with Hopper's shared memory")
+
+
+@pytest.fixture
+def emulated_backend(library, monkeypatch):
+    """A factory of CupyBackend objects on an emulated device (EmulatedCupy as cupy);
+    returns (backend, the emulated cupy module)."""
+
+    def make(device=SMALL_GPU, compile_delay_s=0.0):
+        fake = EmulatedCupy(library, device, compile_delay_s)
+        monkeypatch.setitem(sys.modules, "cupy", fake)
+        from nnx.backends.cupy_backend import CupyBackend
+
+        return CupyBackend(), fake
+
+    return make
+
+
+def test_the_backend_compiles_once_with_its_options(emulated_backend):
+    ops, fake = emulated_backend()
+    names = ops.compile_all()
+    assert fake.modules_built == [plans.COMPILE_OPTIONS] and "read_words" in names
+    assert ops.describe()["kernel_compile_s"] >= 0
+
+
+def test_the_backend_takes_pixels_at_an_odd_address(emulated_backend):
+    """test_cupy's GPU test on the emulated device: X a view one byte into a buffer."""
+    ops, _ = emulated_backend()
+    rng = np.random.default_rng(3)
+    n, m = 1504, 13
+    buffer = np.zeros(n * m + 1, np.uint8)
+    Xd = buffer[1:].reshape((n, m), order="F")
+    Xd[...] = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+    w, b = np.zeros((1, n), np.float32), np.zeros((1, 1), np.float32)
+    w_ref, b_ref = w.copy(), b.copy()
+    loss, correct = ops.logreg_epoch_(w, b, Xd, ops.prepare_labels(Y, "float32"), 0.5, "bce")
+    X_ref = Xd.astype(np.float32) * np.float32(1 / 255)
+    ref_loss, ref_correct = REF.logreg_epoch_(w_ref, b_ref, X_ref, Y, 0.5, "bce")
+    np.testing.assert_allclose(float(loss), ref_loss, **tolerance("float32"))
+    assert float(correct) == ref_correct
+    np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
+    assert ops.read_all(Xd) == (n * m - 15) // 16 * 16
+
+
+@pytest.mark.parametrize(("n", "w_dtype", "x_dtype"), AT_48_KB[::2])
+def test_the_backend_raises_the_shared_memory_limit_at_48_kb(emulated_backend, n, w_dtype, x_dtype):
+    ops, _ = emulated_backend(HOPPER)
+    rng = np.random.default_rng(n)
+    m = 3
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
+    Xd = np.asfortranarray(X.astype(x_dtype))  # as prepare_fused_input leaves it on a GPU
+    assert ops.pass_plan(n, m, w_dtype, Xd.dtype, plans.address(Xd)).shared_mem == 48 * 1024
+    w, b, Y = np.zeros((1, n), w_dtype), np.zeros((1, 1), w_dtype), np.ones((1, m), w_dtype)
+    ops.logreg_epoch_(w, b, Xd, Y, 0.5, "bce")
+    assert np.all(np.isfinite(w)) and np.any(w != 0)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sigmoid_at_extreme_logits_as_on_a_gpu(emulated_backend, dtype):
+    """test_numerics' check for the CuPy backend, float kernels flushing denormals as the
+    GPU does."""
+    ops, fake = emulated_backend()
+    if not fake.module.ftz_supported:
+        pytest.skip("flushing denormals is emulated on x86 only")
+    check_sigmoid_at_extreme_logits(ops, "cupy", dtype)
+
+
+def run_threads(*targets):
+    """Runs each target in its own thread; re-raises the first exception."""
+    errors = []
+
+    def guarded(target):
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
+def test_two_threads_training_models_of_one_shape_keep_their_own_partial_sums(emulated_backend, kind):
+    """Issue #18: both threads' single passes run before either update (they meet after
+    each pass); a partial-sum buffer shared by shape would hand one model the other's."""
+    ops, fake = emulated_backend()
+    meet = threading.Barrier(2, timeout=120)
+    fake.module.after_launch = lambda name: (
+        meet.wait() if name.startswith("logreg_") and "update" not in name else None
+    )
+    rng = np.random.default_rng(7)
+    n, m = 1504, 11
+    models = []
+    for _ in range(2):
+        X = np.asfortranarray(rng.random((n, m)).astype(np.float32))
+        Y = (rng.random((1, m)) > 0.5).astype(np.float32)
+        w, b = (rng.normal(size=(1, n)) * 0.05).astype(np.float32), np.zeros((1, 1), np.float32)
+        models.append((X, Y, w, b, w.copy(), b.copy(), []))
+
+    def train(X, Y, w, b, _w_ref, _b_ref, losses):
+        with ops.forcing_pass(kind):
+            for _ in range(2):
+                loss, _ = ops.logreg_epoch_(w, b, X, Y, 0.5, "bce")
+                losses.append(float(loss))
+
+    run_threads(*(lambda model=model: train(*model) for model in models))
+    for X, Y, w, b, w_ref, b_ref, losses in models:
+        expected = [REF.logreg_epoch_(w_ref, b_ref, X, Y, 0.5, "bce")[0] for _ in range(2)]
+        np.testing.assert_allclose(losses, expected, **tolerance("float32"))
+        np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
+        np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+
+
+def test_two_threads_asking_for_a_kernel_at_once_compile_the_module_once(emulated_backend):
+    ops, fake = emulated_backend(compile_delay_s=0.5)
+    run_threads(lambda: ops.kernel("bias_act<float>"), lambda: ops.kernel("sigmoid_inplace<float>"))
+    assert len(fake.modules_built) == 1
+
+
+def test_forcing_a_pass_applies_to_the_calling_thread_only(emulated_backend):
+    ops, _ = emulated_backend()
+    inside, done = threading.Event(), threading.Event()
+
+    def force():
+        with ops.forcing_pass("registers"):
+            inside.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=force)
+    thread.start()
+    inside.wait(60)
+    try:
+        assert ops.pass_plan(1504, 100, "float32", "float32").kind == "staged"  # this thread: auto
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_nnx_info_reports_the_kernel_compile_as_a_first_call_cost(emulated_backend):
+    from nnx import info
+
+    ops, fake = emulated_backend()
+    facts = {**ops.describe(), **info.kernel_compile(ops)}
+    assert facts["kernel_compile_s"] >= 0 and facts["kernel_disk_cache"] is False  # "13.6.0"
+    assert len(fake.modules_built) == 1
+    report = {
+        "nnx": "x", "python": "3", "platform": "p", "cpu": "c", "cpu_count": 2, "versions": {},
+        "backends": {"cupy": {"available": True, "reason": "ok", **facts}},
+        "auto": {"backend": "cupy", "reason": "a GPU"}, "blas": "threadpoolctl not installed",
+    }  # fmt: skip
+    text = info.format_info(report)
+    assert "kernels compiled in" in text and "a first-call cost of each process (no disk cache)" in text
+    assert info.kernel_compile(nnx.get_backend("numpy")) == {}
+
+
+def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend):
+    """A wave of logreg_pass is as many blocks as fit at once: the driver's occupancy
+    (here 3 per SM) times the SMs, one per SM when the driver cannot say."""
+    ops, _ = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
+    with ops.forcing_pass("registers"):
+        assert ops.pass_plan(12288, 10**5, "float32", "float32").groups % 12 == 0
+        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 12
+
+    def unavailable(*_):
+        raise RuntimeError("no occupancy here")
+
+    ops, fake = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
+    fake.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor = unavailable
+    with ops.forcing_pass("registers"):
+        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 4
+    assert "no occupancy here" in ops.describe()["occupancy_error"]

@@ -10,8 +10,8 @@ H100 = dict(sm_count=132, shared_limit=227 * 1024)
 A100 = dict(sm_count=108, shared_limit=163 * 1024)
 
 
-def plan(n, m, w_dtype, x_dtype, kind="auto", sm_count=132, shared_limit=227 * 1024):
-    return plans.logreg_pass_plan(n, m, w_dtype, x_dtype, sm_count, shared_limit, kind)
+def plan(n, m, w_dtype, x_dtype, kind="auto", sm_count=132, shared_limit=227 * 1024, **options):
+    return plans.logreg_pass_plan(n, m, w_dtype, x_dtype, sm_count, shared_limit, kind, **options)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,9 @@ def test_a_12288_feature_epoch_on_hopper_stages_its_rows(w_dtype, x_dtype, kerne
 def test_double_parameters_on_pixels_keep_the_register_kernel():
     p = plan(12288, 65536, "float64", "uint8", **H100)
     assert (p.kind, p.kernel, p.shared_mem) == ("registers", "logreg_pass<double, unsigned char, 4, 6, 1>", 0)
-    assert p.groups == 2 * 132  # logreg_pass runs 2 blocks per SM
+    assert p.groups == 132  # one wave: logreg_pass at 126 registers a thread fits once per SM
+    resident = plan(12288, 65536, "float64", "uint8", sm_count=132, resident_blocks=lambda name: 3)
+    assert resident.groups == 3 * 132  # a kernel that fits 3 times per SM gets 3 blocks per SM
 
 
 def test_too_little_shared_memory_falls_back_to_the_register_kernel():
@@ -66,8 +68,9 @@ def test_few_examples_get_no_idle_blocks():
 def test_no_block_sums_more_than_its_share_of_examples(kind, m, sm_count):
     """dw's float32 accuracy must not depend on the GPU's size: a long epoch gets more
     blocks, in whole waves, rather than longer float sums per block."""
-    p = plan(12288, m, "float32", "float32", kind, sm_count=sm_count)
-    wave = sm_count if kind == "staged" else 2 * sm_count
+    per_sm = 1 if kind == "staged" else 2  # logreg_pass here as if it fitted twice per SM
+    p = plan(12288, m, "float32", "float32", kind, sm_count=sm_count, resident_blocks=lambda name: per_sm)
+    wave = per_sm * sm_count
     assert p.groups % wave == 0
     assert -(-m // p.groups) <= plans.MAX_EXAMPLES_PER_BLOCK
     assert (p.groups == wave) == (m <= wave * plans.MAX_EXAMPLES_PER_BLOCK)  # no more blocks than needed
@@ -82,3 +85,60 @@ def test_the_launch_refuses_partial_sums_of_the_wrong_shape():
         plans.logreg_launches(
             p, w, b, X, Y, np.zeros((8, n), np.float32), np.zeros((8, 3)), np.zeros(2), 0.1, "bce", 4
         )
+
+
+class ModelledKernel:
+    """A kernel's shared-memory limits as CUDA keeps them: ``max_dynamic_shared_size_bytes``
+    starts at 48 KB minus the static share, may be raised to the opt-in maximum minus it,
+    and a launch over it is refused."""
+
+    def __init__(self, static: int, optin: int = 227 * 1024) -> None:
+        self.static, self.optin = static, optin
+        self._limit = 48 * 1024 - static
+        self.launched_with = None
+
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        return self._limit
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value: int) -> None:
+        assert self.static + value <= self.optin, "CUDA_ERROR_INVALID_VALUE"
+        self._limit = value
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        assert shared_mem <= self._limit, f"launch refused: {shared_mem} > {self._limit} bytes"
+        self.launched_with = shared_mem
+
+
+@pytest.mark.parametrize(
+    ("n", "w_dtype", "x_dtype"),
+    [
+        (1536, "float32", "float32"),
+        (768, "float64", "float64"),
+        (3072, "float32", "uint8"),
+        (1532, "float32", "float32"),
+    ],
+)
+def test_a_plan_at_48_kb_of_dynamic_shared_memory_raises_the_kernel_limit(n, w_dtype, x_dtype):
+    """8 stages of 6 KB rows on an H100: 48 KB or just under of dynamic shared memory,
+    beside the kernel's 256 or 512 static bytes: over the default limit, so the launch
+    raises it first (within the device's 227 KB with the static share)."""
+    p = plan(n, 1000, w_dtype, x_dtype, **H100)
+    static = 32 * 8 * plans.staged_examples_per_step(plans.CTYPE[x_dtype])
+    assert p.kind == "staged" and p.stages == 8
+    assert 48 * 1024 - static < p.shared_mem <= 48 * 1024
+    assert p.shared_mem + static <= H100["shared_limit"]
+    kernel = ModelledKernel(static)
+    plans.launch(kernel, plans.Launch(p.kernel, (p.groups,), (plans.PASS_BLOCK,), (), p.shared_mem))
+    assert kernel.launched_with == p.shared_mem and kernel.max_dynamic_shared_size_bytes >= p.shared_mem
+
+
+def test_the_largest_plan_fits_the_opt_in_maximum_with_its_static_shared_memory():
+    for n in (1504, 3008, 6016, 12288):
+        for w_dtype, x_dtype in (("float32", "float32"), ("float64", "float64"), ("float32", "uint8")):
+            p = plan(n, 10**5, w_dtype, x_dtype, shared_limit=100 * 1024)
+            if p is not None and p.kind == "staged":
+                static = 32 * 8 * plans.staged_examples_per_step(plans.CTYPE[x_dtype])
+                kernel = ModelledKernel(static, optin=100 * 1024)
+                plans.launch(kernel, plans.Launch(p.kernel, (1,), (512,), (), p.shared_mem))

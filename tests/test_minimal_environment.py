@@ -1,4 +1,5 @@
-"""The suite collects where only numpy, pytest and pytest-benchmark are installed.
+"""The suite collects where only numpy and pytest (with or without pytest-benchmark) are
+installed.
 
 A module that imports an optional package at its top (hypothesis, Pillow, matplotlib,
 h5py, torch, numba, cupy, ...) without ``pytest.importorskip`` stops the whole run at
@@ -31,15 +32,23 @@ OPTIONAL = (
     "tqdm",
 )
 
-# Plugin autoload is off (hypothesis ships a pytest plugin); pytest-benchmark is loaded by name.
+# Plugin autoload is off (hypothesis ships a pytest plugin); pytest-benchmark is loaded by name
+# where it is installed (without it, pyproject's --benchmark-disable is replaced and
+# benchmarks/, which needs its fixture, left out, as benchmarks/run_gpu.sh does).
 # sys.modules[name] = None makes `import name` raise ImportError and find_spec(name) None,
 # as for a package that is not installed.
 COLLECT = f"""
+import importlib.util
 import sys
+has_benchmark = importlib.util.find_spec("pytest_benchmark") is not None
 sys.modules.update(dict.fromkeys({OPTIONAL!r}))
 import pytest
-args = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "pytest_benchmark.plugin"]
-sys.exit(pytest.main(args + ["tests", "benchmarks"]))
+args = ["--collect-only", "-q", "-p", "no:cacheprovider"]
+if has_benchmark:
+    args += ["-p", "pytest_benchmark.plugin", "tests", "benchmarks"]
+else:
+    args += ["-o", "addopts=-ra", "tests"]
+sys.exit(pytest.main(args))
 """
 
 
@@ -52,3 +61,30 @@ def test_suite_collects_without_any_optional_package():
     assert done.returncode == 0, output[-4000:]
     assert "tests/test_numerics.py::test_sigmoid_at_extreme_logits" in output
     assert "SKIPPED [1] tests/test_numerics_property.py" in output  # skipped visibly, with the reason
+
+
+def test_the_gpu_run_collects_the_suite_without_pytest_benchmark(tmp_path):
+    """benchmarks/run_gpu.sh on a machine where pytest-benchmark is not loaded (here:
+    disabled with -p no:benchmark): pyproject's --benchmark-disable would stop pytest
+    before any test ("unrecognized arguments"); the script sees the option is missing,
+    replaces addopts and runs tests/ only. Its --collect-only mode collects as the run
+    would, from another directory, with a relative output folder."""
+    env = {**os.environ, "PYTEST_ADDOPTS": "-p no:benchmark"}
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert plain.returncode != 0 and "--benchmark-disable" in plain.stderr  # the fault, unguarded
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # python3: this one
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "run_gpu.sh"), "out", "--collect-only"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "pytest-benchmark not loaded" in output and "collect only: cupy 0, rest 0" in output
+    rest = (tmp_path / "out" / "tests.log").read_text()
+    assert "tests/test_numerics.py::test_sigmoid_at_extreme_logits" in rest
+    assert "benchmarks/" not in rest
+    cupy = (tmp_path / "out" / "tests-cupy.log").read_text()
+    assert "tests/test_cupy.py::test_every_kernel_compiles" in cupy

@@ -9,6 +9,8 @@ parameters (np.int64 for ``long long``, np.int32 for ``int``, np.float64 for ``d
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,8 +37,12 @@ MAX_STAGES = 8  # the kernel's wait takes 0..7 groups pending
 # more blocks (whole waves of them), whose rows logreg_update adds in float64. dw then
 # stays at float32 accuracy whatever m and however few SMs the GPU has.
 MAX_EXAMPLES_PER_BLOCK = 1024
-DEFAULT_SHARED_BYTES = 48 * 1024  # dynamic shared memory a launch may use without opting in
 PASS_KINDS = ("staged", "registers")
+# What the CuPy backend passes to cupy.RawModule, and what CuPy (13.x, 14.x) appends to
+# every compile: -ftz=true, so float arithmetic on the GPU flushes denormals to zero (double
+# does not). The NVRTC test compiles with both, as the GPU run will.
+COMPILE_OPTIONS = ("--std=c++14",)
+CUPY_APPENDED_OPTIONS = ("-ftz=true",)
 
 
 class Launch(NamedTuple):
@@ -50,13 +56,33 @@ class Launch(NamedTuple):
     shared_mem: int = 0
 
 
+_ATTRIBUTE_LOCK = threading.Lock()
+
+
 def launch(kernel: Any, plan: Launch) -> None:
     """Run ``plan`` on a ``cupy.RawKernel`` (or the CPU emulation's stand-in), first
-    raising the kernel's dynamic shared-memory limit when the plan needs more than the
-    48 KB every launch may take (CUDA refuses the launch otherwise)."""
-    if plan.shared_mem > DEFAULT_SHARED_BYTES and kernel.max_dynamic_shared_size_bytes < plan.shared_mem:
-        kernel.max_dynamic_shared_size_bytes = plan.shared_mem
+    raising the kernel's dynamic shared-memory limit (``max_dynamic_shared_size_bytes``)
+    when the plan needs more than it allows now; CUDA refuses the launch otherwise.
+
+    That limit starts at 48 KB minus the kernel's static shared memory (its reduction
+    scratch), not at 48 KB: a plan at exactly 48 KB of dynamic shared memory needs it
+    raised too. Plans stay within the device's opt-in maximum counting the static share
+    (``logreg_pass_plan``). The limit belongs to the function, shared by every thread:
+    it is only ever raised, under a lock, so one thread's launch never lowers it below
+    what another's needs.
+    """
+    if plan.shared_mem > 0 and plan.shared_mem > kernel.max_dynamic_shared_size_bytes:
+        with _ATTRIBUTE_LOCK:
+            if plan.shared_mem > kernel.max_dynamic_shared_size_bytes:
+                kernel.max_dynamic_shared_size_bytes = plan.shared_mem
     kernel(plan.grid, plan.block, plan.args, shared_mem=plan.shared_mem)
+
+
+def address(a: Any) -> int:
+    """Where an array's memory starts: a CuPy array's device pointer, a NumPy array's
+    host address (the CPU emulation keeps it modulo 64)."""
+    data = a.data
+    return int(data.ptr) if hasattr(data, "ptr") else int(a.ctypes.data)
 
 
 def kernel_source_path() -> Path:
@@ -77,10 +103,15 @@ def examples_per_step(t: str, xt: str, vec: int) -> int:
     return 2 if (t == "float" and xt == "unsigned char" and vec == 4) else 1
 
 
-def pass_tiling(n: int, x_dtype: Any) -> tuple[int, int | None]:
-    """(elements per load, register tile) for logreg_pass over n features; tile None
-    when n is too large for one block's registers."""
-    vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0) else 1
+def pass_tiling(n: int, x_dtype: Any, x_address: int = 0) -> tuple[int, int | None]:
+    """(elements per load, register tile) for logreg_pass over n features of X starting
+    at ``x_address``; tile None when n is too large for one block's registers.
+
+    4 pixels per load (one ``uchar4``, PTX ``ld.global.v4.u8``: a 4-byte access, which
+    must be 4-byte aligned) only where every row starts on a 4-byte boundary: n a multiple
+    of 4 and X's memory starting on one. A view at an odd offset takes 1 pixel per load.
+    """
+    vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0 and x_address % 4 == 0) else 1
     return vec, next((i for i in ITEMS if i * PASS_BLOCK * vec >= n), None)
 
 
@@ -140,24 +171,37 @@ def logreg_pass_plan(
     sm_count: int,
     shared_limit: int,
     kind: str = "auto",
-    aligned_16: bool = True,
+    x_address: int = 0,
+    resident_blocks: Callable[[str], int] | None = None,
 ) -> PassPlan | None:
-    """The single-pass kernel for an epoch over X (n, m) of ``x_dtype`` with parameters of
-    ``w_dtype``: logreg_staged where its rows are whole 16-byte words and at least two
-    stages fit in ``shared_limit`` bytes of shared memory per block (the device's opt-in
-    maximum), else logreg_pass; X whose memory does not start on a 16-byte boundary
-    (``aligned_16`` False: a view at an odd offset) cannot be copied in 16-byte words
-    either. ``kind`` ("staged" or "registers") asks for one of the two.
+    """The single-pass kernel for an epoch over X (n, m) of ``x_dtype``, whose memory
+    starts at ``x_address``, with parameters of ``w_dtype``: logreg_staged where its rows
+    are whole 16-byte words and at least two stages fit in ``shared_limit`` bytes of shared
+    memory per block (the device's opt-in maximum, static share included), else
+    logreg_pass. Alignment decides too: X that does not start on a 16-byte boundary (a view
+    at an odd offset) cannot be copied in 16-byte words, nor read 4 pixels a load unless it
+    starts on a 4-byte one (see ``pass_tiling``); X whose elements are not aligned to their
+    own size cannot be loaded by either (None). ``kind`` ("staged" or "registers") asks for
+    one of the two.
+
+    logreg_staged runs one block per SM (its stages fill the SM's shared memory).
+    logreg_pass runs a wave of as many blocks as fit on the GPU at once:
+    ``resident_blocks(kernel)`` of them per SM, the kernel's occupancy (the backend asks
+    the driver; with 512 threads, a kernel over 64 registers per thread fits once per SM,
+    which is the default when it is not given).
     None when the kernel asked for (or neither, for "auto") can take n features: the
     epoch then runs on the generic cuBLAS path.
     """
     if kind not in ("auto", *PASS_KINDS):
         raise ValueError(f"kind must be 'auto' or one of {PASS_KINDS}, got {kind!r}")
     t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
-    words = staged_tiling(n, t, xt) if aligned_16 else None
+    itemsize = np.dtype(x_dtype).itemsize
+    if x_address % itemsize:
+        return None
+    words = staged_tiling(n, t, xt) if x_address % 16 == 0 else None
     if kind != "registers" and words is not None:
         ex = staged_examples_per_step(xt)
-        stage_bytes = ex * n * np.dtype(x_dtype).itemsize
+        stage_bytes = ex * n * itemsize
         static_bytes = 32 * ex * 8  # the kernel's reduction scratch
         fit = (shared_limit - static_bytes) // stage_bytes
         stages = min(MAX_STAGES, max(2, STAGE_TARGET_BYTES // stage_bytes), fit)
@@ -167,12 +211,13 @@ def logreg_pass_plan(
             return PassPlan("staged", name, groups, stages * stage_bytes, stages)
     if kind == "staged":
         return None
-    vec, items = pass_tiling(n, x_dtype)
+    vec, items = pass_tiling(n, x_dtype, x_address)
     if items is None:
         return None
     ex = examples_per_step(t, xt, vec)
     name = f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>"
-    return PassPlan("registers", name, pass_groups(m, ex, 2 * sm_count), 0, 0)
+    per_sm = max(1, int(resident_blocks(name))) if resident_blocks is not None else 1
+    return PassPlan("registers", name, pass_groups(m, ex, per_sm * sm_count), 0, 0)
 
 
 def elementwise_grid(size: int, sm_count: int) -> int:
@@ -297,7 +342,17 @@ def logreg_launches(
 
 
 def read_words_launch(X, sink, sm_count: int) -> Launch:
-    """A pure read of X's bytes as 16-byte words; sink is a (1,) uint64 the kernel almost
-    never writes (it keeps the loads from being optimised away)."""
-    words = X.size * X.itemsize // 16
-    return Launch("read_words", (sm_count * 8,), (BLOCK,), (X, np.int64(words), sink))
+    """A pure read of X's bytes as 16-byte words (``ld.global.v2.u64``, which must be
+    16-byte aligned): from X's first 16-byte boundary, whole words only, so X at any
+    address (a view at an odd offset) is read without a misaligned access. X is C- or
+    F-contiguous; sink is a (1,) uint64 the kernel almost never writes (it keeps the
+    loads from being optimised away)."""
+    head = -address(X) % 16
+    words = max(0, X.size * X.itemsize - head) // 16
+    flat = X.T if (X.flags.f_contiguous and not X.flags.c_contiguous) else X
+    return Launch("read_words", (sm_count * 8,), (BLOCK,), (flat, np.int64(head), np.int64(words), sink))
+
+
+def read_words_bytes(X) -> int:
+    """Bytes ``read_words_launch`` reads of X."""
+    return max(0, X.size * X.itemsize - (-address(X) % 16)) // 16 * 16

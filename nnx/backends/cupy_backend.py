@@ -1,8 +1,15 @@
 """The CuPy backend: arrays on an NVIDIA GPU, cuBLAS products, CUDA kernels from kernels/.
 
 Kernels are compiled lazily on first use with ``cupy.RawModule`` (float/double templates
-through ``name_expressions``; CuPy caches the binaries on disk). Each wrapper checks
-dtype, contiguity and shape before launching, because raw kernels ignore strides.
+through ``name_expressions``), once per process: CuPy 13.6 and 14.0 never cache a module
+built with name expressions on disk (14.1 and newer do), so every process pays the NVRTC
+compile on its first kernel call; ``describe()`` reports how long it took. CuPy compiles
+with ``-ftz=true``: float32 kernels flush denormals to zero. Each wrapper checks dtype,
+contiguity and shape before launching, because raw kernels ignore strides.
+
+One backend object may be used from several threads at once: every scratch buffer
+belongs to the call that uses it (from CuPy's memory pool), the module is compiled under
+a lock, and ``forcing_pass`` applies to the calling thread only.
 TF32 is never enabled by nnx: products run in full float32 unless the user sets
 CuPy's own ``CUPY_TF32=1``, which ``describe()`` reports.
 """
@@ -12,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import threading
+import time
 from collections.abc import Iterator
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -43,6 +51,16 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def kernel_disk_cache(version: str) -> bool:
+    """Whether this CuPy caches a RawModule built with name expressions on disk (14.1+;
+    13.x and 14.0 compile it again in every process)."""
+    try:
+        major, minor = (int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (14, 1)
+
+
 class CupyBackend(Backend):
     """GPU backend: ``xp = cupy`` plus fused CUDA kernels.
 
@@ -50,6 +68,7 @@ class CupyBackend(Backend):
     default: ``logreg_staged``, rows through shared memory by asynchronous copies, where
     it fits, else ``logreg_pass``), ``"staged"`` or ``"registers"`` (the benchmark times
     both; one that cannot take the data falls back to the generic cuBLAS epoch).
+    ``forcing_pass(kind)`` overrides it for the calling thread only.
     """
 
     name = "cupy"
@@ -67,23 +86,58 @@ class CupyBackend(Backend):
         self.sm_count = self.device.attributes["MultiProcessorCount"]
         self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
         self.logreg_pass = "auto"
-        self._scratch: dict[tuple, Any] = {}
+        self.compile_seconds: float | None = None  # the module's first-call cost, once compiled
+        self._lock = threading.Lock()  # guards the module, the kernels and the occupancies
+        self._kernels: dict[str, Any] = {}
+        self._occupancy: dict[str, int] = {}
+        self.occupancy_error: str | None = None  # why the driver's occupancy was not used
+        self._thread = threading.local()  # forcing_pass: the calling thread's kind
 
     # ----------------------------------------------------------- compilation
     @property
     def module(self):
-        """The RawModule, compiled on first use (NVRTC); CuPy caches the binary on disk."""
+        """The RawModule, compiled by NVRTC on first use, once even when several threads
+        ask at once. Not cached on disk by CuPy 13.6/14.0 (modules with name expressions):
+        each process pays ``compile_seconds`` on its first kernel."""
         if self._module is None:
-            self._module = self.cp.RawModule(
-                code=plans.kernel_source_path().read_text(),
-                options=("--std=c++14",),
-                name_expressions=plans.name_expressions(),
-            )
+            with self._lock:
+                if self._module is None:
+                    t0 = time.perf_counter()
+                    module = self.cp.RawModule(
+                        code=plans.kernel_source_path().read_text(),
+                        options=plans.COMPILE_OPTIONS,
+                        name_expressions=plans.name_expressions(),
+                    )
+                    module.compile()  # now, inside the lock and the timing, not at get_function
+                    self.compile_seconds = time.perf_counter() - t0
+                    self._module = module
         return self._module
 
-    @cache  # noqa: B019 - one backend instance per process
     def kernel(self, expression: str):
-        return self.module.get_function(expression)
+        """The compiled kernel for a name expression (a ``cupy.RawKernel``)."""
+        found = self._kernels.get(expression)
+        if found is None:
+            module = self.module
+            with self._lock:
+                found = self._kernels.get(expression)
+                if found is None:
+                    found = self._kernels[expression] = module.get_function(expression)
+        return found
+
+    def resident_blocks(self, expression: str) -> int:
+        """Blocks of ``plans.PASS_BLOCK`` threads of kernel ``expression`` that fit on one SM
+        at once (the driver's occupancy, from its registers and shared memory per block)."""
+        blocks = self._occupancy.get(expression)
+        if blocks is None:
+            function = self.kernel(expression).kernel.ptr
+            try:
+                driver = self.cp.cuda.driver
+                blocks = int(driver.occupancyMaxActiveBlocksPerMultiprocessor(function, plans.PASS_BLOCK, 0))
+            except Exception as exc:  # noqa: BLE001 - one block per SM is always correct, if slower
+                self.occupancy_error = f"{type(exc).__name__}: {exc}"
+                blocks = 1
+            self._occupancy[expression] = max(1, blocks)  # the same value from any thread
+        return self._occupancy[expression]
 
     def compile_all(self) -> list[str]:
         """Compile and fetch every kernel (used by the tests); returns their names."""
@@ -200,24 +254,29 @@ class CupyBackend(Backend):
         plans.launch(self.kernel(plan.kernel), plan)
 
     def pass_plan(
-        self, n: int, m: int, dtype: Any, x_dtype: Any, aligned_16: bool = True
+        self, n: int, m: int, dtype: Any, x_dtype: Any, x_address: int = 0
     ) -> plans.PassPlan | None:
-        """The single-pass kernel an epoch over X (n, m) of ``x_dtype`` with ``dtype``
-        parameters runs on this device (see ``cuda_launch.logreg_pass_plan``), or None
-        for the generic cuBLAS path."""
+        """The single-pass kernel an epoch over X (n, m) of ``x_dtype``, starting at device
+        address ``x_address``, with ``dtype`` parameters runs on this device (see
+        ``cuda_launch.logreg_pass_plan``), or None for the generic cuBLAS path."""
+        kind = getattr(self._thread, "forced_pass", None) or self.logreg_pass
         return plans.logreg_pass_plan(
-            n, m, dtype, x_dtype, self.sm_count, self.shared_limit, self.logreg_pass, aligned_16
+            n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind, x_address, self.resident_blocks
         )
 
     @contextlib.contextmanager
     def forcing_pass(self, kind: str) -> Iterator[None]:
-        """Within the block, logistic-regression epochs use the ``kind`` single-pass
-        kernel ("staged" or "registers"; see ``logreg_pass``)."""
-        previous, self.logreg_pass = self.logreg_pass, kind
+        """Within the block, logistic-regression epochs of the calling thread use the
+        ``kind`` single-pass kernel ("staged" or "registers"; see ``logreg_pass``); other
+        threads keep theirs."""
+        if kind not in plans.PASS_KINDS:
+            raise ValueError(f"kind must be one of {plans.PASS_KINDS}, got {kind!r}")
+        previous = getattr(self._thread, "forced_pass", None)
+        self._thread.forced_pass = kind
         try:
             yield
         finally:
-            self.logreg_pass = previous
+            self._thread.forced_pass = previous
 
     # ------------------------------------------------------------ kernels
     def bias_activation_(self, Z, b, activation):
@@ -262,28 +321,26 @@ class CupyBackend(Backend):
             or dtype.name not in ("float32", "float64")
             or X.dtype.name not in self.input_dtypes
             or (X.dtype != np.uint8 and X.dtype != dtype)
-            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype, X.data.ptr % 16 == 0)) is None
+            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
         ):
             return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
         self._check("b", b, dtype, (1, 1))
         self._check("Y", Y, dtype, (1, m))
         groups = pass_plan.groups
-        dw_partial = self._scratch_buffer(("dw", groups, n, dtype.name), (groups, n), dtype)
-        stats = self._scratch_buffer(("stats", groups), (groups, 3), cp.float64)
+        # this call's own partial sums (CuPy's pool makes them cheap): never shared with
+        # another thread's epoch of the same shape
+        dw_partial = self._empty((groups, n), dtype)
+        stats = self._empty((groups, 3), cp.float64)
         out = cp.empty(2, dtype=cp.float64)
         sms = self.sm_count
         for launch in plans.logreg_launches(pass_plan, w, b, X, Y, dw_partial, stats, out, lr, loss, sms):
             self._launch(launch)
         return out[0], out[1]
 
-    def _scratch_buffer(self, key, shape, dtype):
-        buf = self._scratch.get(key)
-        if buf is None:
-            buf = self._scratch[key] = self._guard(
-                lambda: self.cp.empty(shape, dtype=dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize
-            )
-        return buf
+    def _empty(self, shape, dtype):
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return self._guard(lambda: self.cp.empty(shape, dtype=dtype), nbytes)
 
     # ------------------------------------------------------------- facts
     def device_name(self) -> str:
@@ -291,11 +348,13 @@ class CupyBackend(Backend):
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
-    def read_all(self, X) -> None:
-        """Launch a pure read of X's own memory as 16-byte words (the bandwidth reference
-        the benchmark times; the logistic-regression floor)."""
-        sink = self._scratch_buffer(("sink",), (1,), self.cp.uint64)
+    def read_all(self, X) -> int:
+        """Launch a pure read of X's own memory as aligned 16-byte words (the bandwidth
+        reference the benchmark times; the logistic-regression floor); returns the bytes
+        it reads."""
+        sink = self.cp.zeros(1, dtype=self.cp.uint64)
         self._launch(plans.read_words_launch(X, sink, self.sm_count))
+        return plans.read_words_bytes(X)
 
     def describe(self) -> dict[str, Any]:
         cp = self.cp
@@ -309,5 +368,8 @@ class CupyBackend(Backend):
             tf32=os.environ.get("CUPY_TF32", "0") == "1",
             shared_memory_per_block_optin=self.shared_limit,
             logreg_pass=self.logreg_pass,
+            kernel_compile_s=self.compile_seconds,
+            occupancy_error=self.occupancy_error,
+            kernel_disk_cache=kernel_disk_cache(cp.__version__),
         )
         return info

@@ -15,8 +15,15 @@
 // instead of hanging or silently giving a number. Because blocks never overlap,
 // `__shared__` becomes a function-local `static`: one copy, shared by the running block.
 //
-// tests/cuda_emulation.py passes each array between 64 KiB guard zones of 0xFF bytes: a
-// read past an argument reads NaN into the results, a write past it is reported.
+// tests/cuda_emulation.py passes each array between 64 KiB guard zones of 0xFF bytes, at
+// the same address modulo 64 as the caller's array: a read past an argument reads NaN into
+// the results, a write past it is reported. It compiles the kernels with GCC/Clang's
+// alignment sanitizer (-fsanitize=alignment) and handles its reports here: a load or store
+// through a pointer its type's alignment does not fit (a uchar4 at an odd address, a
+// 16-byte word off a 16-byte boundary), which a GPU faults on, is reported as an error.
+// With `ftz`, a launch runs with denormal floats flushed to zero (x86 MXCSR FTZ and DAZ),
+// as float kernels compiled by CuPy (-ftz=true) run on a GPU; on a CPU the flag flushes
+// double denormals of such a launch too (CUDA keeps those), which no nnx kernel depends on.
 //
 // This checks the kernels' logic (indexing, tiling, reductions, barrier placement) in
 // IEEE arithmetic. It is not a GPU: timing, memory coalescing, accesses far outside the
@@ -29,7 +36,15 @@
 #include <string.h>
 #include <ucontext.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define NNX_EMULATE_FTZ 1
+#else
+#define NNX_EMULATE_FTZ 0
+#endif
+
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -150,11 +165,37 @@ inline void run_warp(Launch& state, std::size_t first, std::size_t last) {
     }
 }
 
+// Flushes float denormals to zero (inputs and results: MXCSR DAZ and FTZ) while it lives,
+// when asked and where the CPU supports it; the fibers of a launch inherit the setting (their
+// contexts are made inside its scope, and swapcontext keeps MXCSR per context).
+class FlushDenormals {
+   public:
+    explicit FlushDenormals(bool on) {
+#if NNX_EMULATE_FTZ
+        saved_ = _mm_getcsr();
+        if (on) _mm_setcsr(saved_ | 0x8040u);
+#else
+        (void)on;
+#endif
+    }
+    ~FlushDenormals() {
+#if NNX_EMULATE_FTZ
+        _mm_setcsr(saved_);
+#endif
+    }
+    FlushDenormals(const FlushDenormals&) = delete;
+    FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+   private:
+    unsigned saved_ = 0;
+};
+
 // Runs body once per CUDA thread of a grid x block launch with shared_bytes of dynamic
-// shared memory, warps in increasing order (or decreasing with reverse_warps); returns ""
-// or what went wrong.
+// shared memory, warps in increasing order (or decreasing with reverse_warps), denormals
+// flushed with ftz; returns "" or what went wrong.
 inline std::string launch(dim3 grid_dim, dim3 block_dim, std::function<void()> body, bool reverse_warps = false,
-                          std::size_t shared_bytes = 0) {
+                          std::size_t shared_bytes = 0, bool ftz = false) {
+    FlushDenormals flush(ftz);
     const std::size_t threads = (std::size_t)block_dim.x * block_dim.y * block_dim.z;
     if (threads == 0 || threads > kMaxThreads)
         return "a block of " + std::to_string(threads) + " threads (CUDA allows 1 to 1024)";
@@ -316,4 +357,61 @@ inline void nnx_copy_wait() {
         for (const cuda_on_cpu::AsyncCopy& c : f.copy_groups.front()) memcpy(c.dst, c.src, 16);
         f.copy_groups.erase(f.copy_groups.begin());
     }
+}
+
+// The alignment sanitizer's reports (GCC and Clang call these for -fsanitize=alignment; the
+// emulation defines them itself, so no sanitizer runtime is linked). The layouts are the
+// sanitizers' ABI: a source location, a type descriptor, log2 of the alignment required and
+// the kind of access.
+namespace cuda_on_cpu {
+
+struct SanitizerLocation {
+    const char* file;
+    unsigned line, column;
+};
+struct SanitizerType {
+    unsigned short kind, info;
+    char name[1];
+};
+struct SanitizerTypeMismatch {
+    SanitizerLocation location;
+    const SanitizerType* type;
+    unsigned char log_alignment;
+    unsigned char access_kind;
+};
+
+inline void report_type_mismatch(const SanitizerTypeMismatch* data, std::uintptr_t pointer) {
+    static const char* const kinds[] = {"load of", "store to", "reference to", "member access in",
+                                        "member call on"};
+    const std::uintptr_t alignment = std::uintptr_t(1) << data->log_alignment;
+    std::string what = data->access_kind < 5 ? kinds[data->access_kind] : "access to";
+    std::string message;
+    if (pointer == 0)
+        message = what + " a null pointer of type " + data->type->name;
+    else if (pointer % alignment != 0)
+        message = "misaligned " + what + " " + data->type->name + " at an address " +
+                  std::to_string(pointer % alignment) + " bytes past a " + std::to_string(alignment) +
+                  "-byte boundary (a GPU faults: misaligned address)";
+    else
+        message = what + " " + data->type->name + ": a type mismatch";
+    const char* file = data->location.file ? strrchr(data->location.file, '/') : nullptr;
+    message += std::string(" at ") + (file ? file + 1 : (data->location.file ? data->location.file : "?")) + ":" +
+               std::to_string(data->location.line);
+    if (active != nullptr) {
+        std::string where = active->current ? "block " + block_name(active->block_index) + ", thread " +
+                                                  block_name(active->current->thread_index) + ": "
+                                            : "";
+        fail(where + message);
+    }
+}
+
+}  // namespace cuda_on_cpu
+
+extern "C" void __ubsan_handle_type_mismatch_v1(cuda_on_cpu::SanitizerTypeMismatch* data, std::uintptr_t pointer) {
+    cuda_on_cpu::report_type_mismatch(data, pointer);
+}
+
+extern "C" void __ubsan_handle_type_mismatch_v1_abort(cuda_on_cpu::SanitizerTypeMismatch* data,
+                                                      std::uintptr_t pointer) {
+    cuda_on_cpu::report_type_mismatch(data, pointer);
 }
