@@ -552,3 +552,72 @@ extern "C" __global__ void read_words(const unsigned char* bytes, long long head
     }
     if (acc == 0x9e3779b97f4a7c15ull) sink[0] = acc;  // practically never: keeps the loads live
 }
+
+// ---------------------------------------------------------------- softmax over K classes
+// Z (K, m) is C-contiguous: class k of example i is Z[k * m + i]. One thread per example
+// (a column): neighbouring threads read neighbouring examples, so every load of a class
+// row is coalesced; a per-example block reduction would read a column strided by m. The
+// arithmetic is in double with the column's max subtracted first, so it is finite for any
+// finite logits (and float's -ftz=true never applies). NaN spreads as in NumPy: a NaN
+// logit makes its column's max NaN, and argmax picks the first maximum or the first NaN.
+
+// NaN-propagating max and first-max/first-NaN argmax of column i.
+template <typename T>
+__device__ __forceinline__ void nnx_column_max(const T* Z, long long K, long long m, long long i,
+                                               double* top, long long* best) {
+    double t = (double)Z[i];
+    long long arg = 0;
+    if (t == t) {
+        for (long long k = 1; k < K; ++k) {
+            double v = (double)Z[k * m + i];
+            if (v != v) { t = v; arg = k; break; }
+            if (v > t) { t = v; arg = k; }
+        }
+    }
+    *top = t;
+    *best = arg;
+}
+
+// Each column of Z (K, m) replaced by its softmax.
+template <typename T>
+__global__ void softmax_columns(T* Z, long long K, long long m) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < m;
+         i += (long long)blockDim.x * gridDim.x) {
+        double top;
+        long long best;
+        nnx_column_max(Z, K, m, i, &top, &best);
+        double total = 0.0;
+        for (long long k = 0; k < K; ++k) total += exp((double)Z[k * m + i] - top);
+        for (long long k = 0; k < K; ++k) Z[k * m + i] = (T)(exp((double)Z[k * m + i] - top) / total);
+    }
+}
+
+// Softmax cross-entropy from the logits Z (K, m) against class numbers Y (1, m):
+// dZ = (softmax(Z) - onehot(Y)) / m, and per-block partial (loss, correct) sums where an
+// example's loss is (logsumexp(z) - z_y) / m.
+template <typename T>
+__global__ void softmax_xent(const T* Z, const T* Y, T* dZ, long long K, long long m, double* partial) {
+    __shared__ double scratch[32];
+    double loss = 0.0, correct = 0.0, inv_m = 1.0 / (double)m;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < m;
+         i += (long long)blockDim.x * gridDim.x) {
+        double top;
+        long long best;
+        nnx_column_max(Z, K, m, i, &top, &best);
+        long long label = (long long)Y[i];
+        double total = 0.0;
+        for (long long k = 0; k < K; ++k) total += exp((double)Z[k * m + i] - top);
+        loss += (log(total) - ((double)Z[label * m + i] - top)) * inv_m;
+        correct += best == label ? 1.0 : 0.0;
+        for (long long k = 0; k < K; ++k) {
+            double p = exp((double)Z[k * m + i] - top) / total;
+            dZ[k * m + i] = (T)((p - (k == label ? 1.0 : 0.0)) * inv_m);
+        }
+    }
+    loss = nnx_block_sum(loss, scratch);
+    correct = nnx_block_sum(correct, scratch);
+    if (threadIdx.x == 0) {
+        partial[2 * blockIdx.x] = loss;
+        partial[2 * blockIdx.x + 1] = correct;
+    }
+}

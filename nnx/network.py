@@ -124,7 +124,7 @@ class DeviceNetwork:
 
     def prepare(self, X: np.ndarray, for_training: bool) -> Any:
         """Move host X to the backend in the form ``train_step`` (or ``forward``) expects."""
-        if for_training and (self.is_logreg or self.is_softmax_regression):
+        if for_training and (self.is_logreg or (self.is_softmax_regression and self.ops.fused_softmax)):
             return self.ops.prepare_fused_input(X, self.dtype)
         return self.ops.prepare_input(X, self.dtype)
 

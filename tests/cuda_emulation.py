@@ -224,6 +224,7 @@ class EmulatedDevice:
     Kepler), so a kernel's dynamic limit starts at ``default_shared`` minus its static
     shared memory. ``resident_blocks``: blocks of a single-pass kernel that fit on one SM
     at once (its occupancy, which the GPU derives from registers per thread).
+    ``memory_bytes``: device memory, all of it reported free.
     """
 
     sm_count: int = 132
@@ -231,6 +232,7 @@ class EmulatedDevice:
     default_shared: int = 48 * 1024
     resident_blocks: int = 1
     name: str = "emulated H100 (132 SMs, 227 KB opt-in shared memory per block)"
+    memory_bytes: int = 80 * 2**30
 
 
 HOPPER = EmulatedDevice()
@@ -400,9 +402,15 @@ class EmulatedCupy(types.ModuleType):
                 runtimeGetVersion=lambda: 0,
                 driverGetVersion=lambda: 0,
                 getDeviceCount=lambda: 1,
+                memGetInfo=lambda: (device.memory_bytes, device.memory_bytes),  # (free, total)
             ),
             get_current_stream=lambda: stream,
         )
+
+    @staticmethod
+    def get_default_memory_pool() -> SimpleNamespace:
+        """CuPy's pool of freed device memory: host memory here, so it holds nothing."""
+        return SimpleNamespace(free_bytes=lambda: 0)
 
     def asnumpy(self, a) -> np.ndarray:
         return np.array(a, copy=True)

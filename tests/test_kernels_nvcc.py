@@ -30,6 +30,8 @@ SIGNATURES = {
     "bce_logits": "(const {T}*, const {T}*, {T}*, long long, double*)",
     "logreg_update": "({T}*, {T}*, const {T}*, const double*, int, long long, long long, "
     "double, double, double*)",
+    "softmax_columns": "({T}*, long long, long long)",
+    "softmax_xent": "(const {T}*, const {T}*, {T}*, long long, long long, double*)",
     "logreg_pass": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "
     "double, int, {T}*, double*)",
     "logreg_staged": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "

@@ -845,3 +845,79 @@ def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend
     with ops.forcing_pass("registers"):
         assert ops.pass_plan(12288, 30, "float32", "float32").groups == 4
     assert "no occupancy here" in ops.describe()["occupancy_error"]
+
+
+# ------------------------------------------------------------------- softmax kernels
+def _logits_with_specials(dtype, K=5, m=700, seed=11):
+    rng = np.random.default_rng(seed)
+    Z = (rng.normal(size=(K, m)) * 8).astype(dtype)
+    top = np.finfo(dtype).max
+    Z[:, 0] = [top, -top, 0.0, 1.0, -1.0][:K]  # a column spanning the whole float range
+    Z[:, 1] = 3.0  # ties: argmax takes the first
+    return Z
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("m", [1, 7, 9000])
+def test_softmax_xent_matches_numpy(module, dtype, m):
+    rng = np.random.default_rng(m)
+    Z = _logits_with_specials(dtype, m=max(m, 2))[:, :m].copy()
+    Y = rng.integers(0, 5, (1, m)).astype(dtype)
+    loss, correct, dZ = REF.softmax_cross_entropy(Z, Y)
+    partial = np.full((plans.bce_groups(m, 1), 2), np.nan)
+    got = np.full_like(Z, np.nan)
+    run(module, plans.softmax_xent_launch(Z, Y, got, partial, sm_count=1))
+    sums = partial.sum(axis=0)
+    np.testing.assert_allclose(sums[0], loss, rtol=1e-12 if dtype == "float64" else 1e-6)
+    assert sums[1] == correct
+    np.testing.assert_allclose(got, dZ, **tolerance(dtype))
+    assert np.all(np.isfinite(got)) and np.isfinite(sums[0])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_softmax_columns_match_numpy(module, dtype):
+    Z = _logits_with_specials(dtype)
+    expected = REF.softmax_(Z.copy())
+    run(module, plans.softmax_launch(Z, sm_count=1))
+    np.testing.assert_allclose(Z, expected, **tolerance(dtype))
+    np.testing.assert_allclose(Z.sum(axis=0), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_softmax_kernels_propagate_nan_and_inf_as_numpy(module, dtype, bad):
+    Z = _logits_with_specials(dtype, m=40)
+    Z[2, 5] = bad
+    Z[0, 9] = bad
+    Y = (np.arange(40) % 5).astype(dtype).reshape(1, -1)
+    with np.errstate(all="ignore"):
+        loss, correct, dZ = REF.softmax_cross_entropy(Z, Y)
+        expected = REF.softmax_(Z.copy())
+    partial = np.zeros((plans.bce_groups(40, 1), 2))
+    got = np.zeros_like(Z)
+    run(module, plans.softmax_xent_launch(Z, Y, got, partial, sm_count=1))
+    assert np.isnan(partial.sum(axis=0)[0]) == np.isnan(loss)
+    assert partial.sum(axis=0)[1] == correct
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(dZ))
+    run(module, plans.softmax_launch(Z, sm_count=1))
+    np.testing.assert_array_equal(np.isnan(Z), np.isnan(expected))
+    np.testing.assert_allclose(Z[~np.isnan(Z)], expected[~np.isnan(expected)], **tolerance(dtype))
+
+
+def test_softmax_model_trains_on_the_emulated_backend_as_on_numpy(emulated_backend):
+    """A softmax MLP and softmax regression on CupyBackend (emulated) against NumPy, float64."""
+    ops, _ = emulated_backend()
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6, 90))
+    y = rng.integers(0, 4, 90)
+    for sizes in ([6, 4], [6, 5, 4]):
+        runs = []
+        for backend in (ops, "numpy"):
+            model = nnx.MLP(sizes, seed=0) if len(sizes) > 2 else nnx.SoftmaxRegression(6, 4)
+            model.fit(X, y, epochs=20, lr=0.5, backend=backend, dtype="float64")
+            runs.append((model.parameters(), model.predict_proba(X, backend=backend)))
+        (p_emu, P_emu), (p_ref, P_ref) = runs
+        for (W, b), (Wr, br) in zip(p_emu, p_ref):
+            np.testing.assert_allclose(W, Wr, **tolerance("float64"))
+            np.testing.assert_allclose(b, br, **tolerance("float64"))
+        np.testing.assert_allclose(P_emu, P_ref, **tolerance("float64"))

@@ -31,6 +31,9 @@ class Backend:
     * ``is_gpu`` - arrays live on a GPU; host copies cost a transfer.
     * ``fused_logreg`` - ``logreg_epoch_`` reads X once per epoch (a real fused kernel);
       the generic version below is correct but reads X twice.
+    * ``fused_softmax`` - ``softmax_epoch_`` reads X from memory once per epoch and takes X
+      from ``prepare_fused_input`` (raw uint8 pixels); otherwise softmax regression trains
+      on ``prepare_input``'s floats with the generic two-product epoch.
     * ``input_dtypes`` - dtypes ``prepare_fused_input`` keeps as they are (uint8 pixels are
       read raw with the 1/255 scale folded into the kernel).
     * ``activation_order`` - memory order of the (n, m) activation buffers: "F" keeps each
@@ -42,6 +45,7 @@ class Backend:
     xp: Any = np
     is_gpu = False
     fused_logreg = False
+    fused_softmax = False
     input_dtypes: tuple[str, ...] = ()
     activation_order = "C"
 

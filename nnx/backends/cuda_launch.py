@@ -141,6 +141,8 @@ def name_expressions() -> list[str]:
             f"sigmoid_inplace<{t}>",
             f"bce_logits<{t}>",
             f"logreg_update<{t}>",
+            f"softmax_columns<{t}>",
+            f"softmax_xent<{t}>",
         ]
         for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
             ex = examples_per_step(t, xt, vec)
@@ -269,6 +271,29 @@ def bce_logits_launch(Z, Y, dZ, partial, sm_count: int) -> Launch:
         (bce_groups(m, sm_count),),
         (BLOCK,),
         (Z, Y, dZ, np.int64(m), partial),
+    )
+
+
+def softmax_launch(Z, sm_count: int) -> Launch:
+    """Each column of Z (K, m), C-contiguous float32/float64, replaced by its softmax."""
+    K, m = Z.shape
+    return Launch(
+        f"softmax_columns<{CTYPE[Z.dtype.name]}>",
+        (elementwise_grid(m, sm_count),),
+        (BLOCK,),
+        (Z, np.int64(K), np.int64(m)),
+    )
+
+
+def softmax_xent_launch(Z, Y, dZ, partial, sm_count: int) -> Launch:
+    """dZ (K, m) <- (softmax(Z) - onehot(Y)) / m from logits Z (K, m) and class numbers Y
+    (1, m); partial (bce_groups(m), 2) <- per-block (loss, correct) sums."""
+    K, m = Z.shape
+    return Launch(
+        f"softmax_xent<{CTYPE[Z.dtype.name]}>",
+        (bce_groups(m, sm_count),),
+        (BLOCK,),
+        (Z, Y, dZ, np.int64(K), np.int64(m), partial),
     )
 
 

@@ -283,8 +283,9 @@ class CupyBackend(Backend):
         if not (Z.flags.c_contiguous and b.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
             return super().bias_activation_(Z, b, activation)
         self._check("b", b, Z.dtype, (Z.shape[0], 1))
-        self._launch(plans.bias_act_launch(Z, b, activation, self.sm_count))
-        return Z
+        elementwise = None if activation == "softmax" else activation  # softmax is per column
+        self._launch(plans.bias_act_launch(Z, b, elementwise, self.sm_count))
+        return self.softmax_(Z) if activation == "softmax" else Z
 
     def activation_backward_(self, dA, A, activation):
         if activation is None:
@@ -309,6 +310,24 @@ class CupyBackend(Backend):
         partial = self.cp.empty((plans.bce_groups(Z.shape[1], self.sm_count), 2), dtype=self.cp.float64)
         dZ = self.cp.empty_like(Z)
         self._launch(plans.bce_logits_launch(Z, Y, dZ, partial, self.sm_count))
+        sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
+        return sums[0], sums[1], dZ
+
+    def softmax_(self, Z):
+        if not Z.flags.c_contiguous or Z.dtype.name not in ("float32", "float64"):
+            return super().softmax_(Z)
+        self._launch(plans.softmax_launch(Z, self.sm_count))
+        return Z
+
+    def softmax_cross_entropy(self, Z, Y):
+        floats = ("float32", "float64")
+        if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in floats:
+            return super().softmax_cross_entropy(Z, Y)
+        m = Z.shape[1]
+        self._check("Y", Y, Z.dtype, (1, m))
+        partial = self.cp.empty((plans.bce_groups(m, self.sm_count), 2), dtype=self.cp.float64)
+        dZ = self._guard(lambda: self.cp.empty_like(Z), Z.nbytes)
+        self._launch(plans.softmax_xent_launch(Z, Y, dZ, partial, self.sm_count))
         sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
         return sums[0], sums[1], dZ
 

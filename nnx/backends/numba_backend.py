@@ -81,6 +81,7 @@ class NumbaBackend(Backend):
     name = "numba"
     xp = np
     fused_logreg = True
+    fused_softmax = True
     input_dtypes = ("float32", "float64", "uint8")
     activation_order = "F"
 
