@@ -287,7 +287,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     done = 0
     if resume:
         done, history = _resume(ckpt_path, cfg, model, rng, fingerprint)
-        say(f"resuming from epoch {done} of {cfg.epochs} ({ckpt_path})")
+        say(f"resuming from epoch {done} of {cfg.epochs} ({printable(str(ckpt_path))})")
     if len(data.classes) == 2:
         labels = f"label 1 = {printable(data.classes[-1])}"
     else:
@@ -428,9 +428,9 @@ def write_outputs(model: Sequential, history: History, out: Path, say=print) -> 
         from .plot import learning_curves
 
         learning_curves(history, out / "learning_curve.png")
-        say(f"wrote {out}/model.npz, history.json, history.csv, learning_curve.png")
+        say(f"wrote {printable(str(out))}/model.npz, history.json, history.csv, learning_curve.png")
     except ImportError as exc:
-        say(f"wrote {out}/model.npz, history.json, history.csv ({exc}; no learning curve)")
+        say(f"wrote {printable(str(out))}/model.npz, history.json, history.csv ({exc}; no learning curve)")
 
 
 def predict_files(

@@ -34,7 +34,7 @@ from .base import MAX_FUSED_CLASSES, Backend
 _ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "softmax": 4}
 # Examples per chunk of the softmax-regression epoch: a float chunk of 12288-feature
 # examples stays in a 2 MB L2 cache between its two products.
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 21
 log = logging.getLogger("nnx")
 
 _workqueue_lock = threading.Lock()
@@ -214,23 +214,26 @@ class NumbaBackend(Backend):
         n, m = X.shape
         dtype = W.dtype
         chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
+        # uint8 chunks are converted in cache without the 1/255, which is applied to the
+        # (K, chunk) logits and to dW instead: 2 multiplies per class, not per pixel
+        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
         dW = np.zeros((K, n), dtype=np.float64)
         db = np.zeros((K, 1), dtype=np.float64)
         Zc = np.empty((K, chunk), dtype=dtype, order="F")
         dZc = np.empty((K, chunk), dtype=dtype, order="F")
         part = np.empty((K, n), dtype=dtype)
-        scaled = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
+        floats = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
         labels = Y.reshape(-1)
         loss, correct = 0.0, 0
         for lo in range(0, m, chunk):
             hi = min(m, lo + chunk)
             Xc = X[:, lo:hi]
-            if scaled is not None:  # uint8 pixels (or another float type) in cache as floats
-                Xc = scaled[:, : hi - lo]
-                Xc[...] = X[:, lo:hi]
-                if X.dtype == np.uint8:
-                    Xc *= dtype.type(1.0 / 255.0)
+            if floats is not None:
+                self.k.rows_to_float(Xc.T, floats[:, : hi - lo].T)
+                Xc = floats[:, : hi - lo]
             Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
+            if scale != 1.0:
+                Z *= dtype.type(scale)
             Z += b
             dZ = dZc[:, : hi - lo]
             c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
@@ -239,6 +242,8 @@ class NumbaBackend(Backend):
             np.matmul(dZ, Xc.T, out=part)
             dW += part  # chunk partial sums in float64, added in chunk order
             db += dZ.sum(axis=1, keepdims=True)
+        if scale != 1.0:
+            dW *= scale
         W -= (lr * dW).astype(dtype)
         b -= (lr * db).astype(dtype)
         return np.float64(loss), int(correct)

@@ -385,6 +385,19 @@ def _streaming_sum(words, nblocks, partial):
     return total
 
 
+@njit(cache=True)
+def rows_to_float(src, dst):
+    """dst (c, n) <- src (c, n) converted to dst's float type (uint8 pixels, unscaled).
+
+    Single-threaded on purpose: it runs between two BLAS products, whose worker threads
+    are still spinning (see the Numba backend's module notes)."""
+    for i in range(src.shape[0]):
+        s = src[i]
+        d = dst[i]
+        for j in range(s.shape[0]):
+            d[j] = s[j]
+
+
 # The parallel kernels, and serial builds of the same code (prange runs as range) for a
 # process forked after GNU OpenMP started its threads, where a parallel launch would abort.
 # Both split the work into the same blocks and reduce them in the same order, so they
