@@ -278,7 +278,8 @@ def _read_model_file(
 
 def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     """Member names, count, compression and encryption, from the zip directory alone."""
-    if len(infos) > 1 + 2 * MAX_LAYERS * (1 + MAX_STATE_ARRAYS):
+    state = sum(1 for info in infos if info.filename.startswith("s"))  # training-state members
+    if len(infos) - state > 1 + 2 * MAX_LAYERS or state > 2 * MAX_LAYERS * MAX_STATE_ARRAYS:
         raise ModelFormatError(f"is not an nnx model file: {len(infos)} members")
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
