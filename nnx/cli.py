@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
-    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
+    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp", "mlp-adam"])
     bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
     bench.add_argument(
         "--dtype", type=_csv(str), default=["float32", "uint8"], help="input dtypes: float32, float64, uint8"

@@ -454,3 +454,28 @@ def test_optimizers_describe_themselves():
     assert nnx.SGD().slots == () and nnx.SGD(momentum=0.5).slots == ("momentum_buffer",)
     assert nnx.RMSprop(centered=True, momentum=0.1).slots == ("square_avg", "grad_avg", "momentum_buffer")
     assert nnx.Adam().slots == ("exp_avg", "exp_avg_sq")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_steps_propagate_nan_and_inf_as_numpy(backend, case):
+    """A NaN or inf gradient (or 0/0 in RMSprop with eps=0) gives what NumPy gives, never
+    an exception."""
+    make, _ = CASES[case]
+    results = []
+    for name in ("numpy", backend):
+        ops = nnx.get_backend(name)
+        optimizer = make()
+        if isinstance(optimizer, nnx.RMSprop):
+            optimizer.eps = 0.0
+        p = ops.asarray(np.array([[1.0, -2.0, 0.5, 3.0]]), "float64")
+        g = ops.asarray(np.array([[np.nan, np.inf, 0.0, -np.inf]]), "float64")
+        state = TrainingState(
+            optimizer.config(), slots={s: [ops.zeros((1, 4), "float64")] for s in optimizer.slots}
+        )
+        with np.errstate(all="ignore"):
+            for step in (1, 2):
+                state.step = step
+                optimizer.update(ops, [p], [g], state, optimizer.lr, [0.0])
+        results.append(ops.to_host(p))
+    np.testing.assert_array_equal(results[1], results[0])
+    assert np.isnan(results[0][0, 0])

@@ -245,21 +245,27 @@ class Backend:
         xp, t = self.xp, p.dtype.type
         if decay:
             g = g + t(decay) * p
+        tmp = xp.multiply(g, t(1 - alpha))  # two parameter-sized temporaries in all
+        tmp *= g
         square_avg *= t(alpha)
-        square_avg += t(1 - alpha) * g * g
+        square_avg += tmp
         if grad_avg is not None:
-            self._lerp_(grad_avg, g, 1 - alpha)
-            avg = square_avg + t(-1) * grad_avg * grad_avg
-            xp.sqrt(avg, out=avg)
+            self._lerp_(grad_avg, g, 1 - alpha, tmp)
+            xp.multiply(grad_avg, t(-1), out=tmp)
+            tmp *= grad_avg
+            tmp += square_avg
+            avg = xp.sqrt(tmp, out=tmp)
         else:
-            avg = xp.sqrt(square_avg)
+            avg = xp.sqrt(square_avg, out=tmp)
         avg += t(eps)
         if momentum > 0:
             buf *= t(momentum)
             buf += g / avg
             p += t(-lr) * buf
         else:
-            p += t(-lr) * g / avg
+            step = xp.multiply(g, t(-lr))
+            step /= avg
+            p += step
 
     def adam_step_(
         self,
@@ -283,22 +289,30 @@ class Backend:
             g = g + t(decay) * p
         if shrink != 1.0:
             p *= t(shrink)
-        self._lerp_(exp_avg, g, 1 - beta1)
+        tmp = xp.empty_like(p)  # two parameter-sized temporaries in all
+        self._lerp_(exp_avg, g, 1 - beta1, tmp)
+        xp.multiply(g, t(1 - beta2), out=tmp)
+        tmp *= g
         exp_avg_sq *= t(beta2)
-        exp_avg_sq += t(1 - beta2) * g * g
-        denom = xp.sqrt(exp_avg_sq)
+        exp_avg_sq += tmp
+        denom = xp.sqrt(exp_avg_sq, out=tmp)
         denom /= t(bc2_sqrt)
         denom += t(eps)
-        p += t(-step_size) * exp_avg / denom
+        step = xp.multiply(exp_avg, t(-step_size))
+        step /= denom
+        p += step
 
-    @staticmethod
-    def _lerp_(a: Any, end: Any, weight: float) -> None:
-        """a <- lerp(a, end, weight) in PyTorch's two-branch form (exact at weight 0 and 1)."""
-        t = a.dtype.type
+    def _lerp_(self, a: Any, end: Any, weight: float, tmp: Any) -> None:
+        """a <- lerp(a, end, weight) in PyTorch's two-branch form (exact at weight 0 and 1);
+        ``tmp`` is scratch of a's shape."""
+        xp, t = self.xp, a.dtype.type
+        xp.subtract(end, a, out=tmp)
         if abs(weight) < 0.5:
-            a += t(weight) * (end - a)
+            tmp *= t(weight)
+            a += tmp
         else:
-            a[...] = end - (end - a) * t(1 - weight)
+            tmp *= t(1 - weight)
+            xp.subtract(end, tmp, out=a)
 
     # ------------------------------------------------------------------- dropout
     def dropout_mask(self, shape: tuple[int, int], rate: float, key: DropoutKey, dtype: Any) -> Any:

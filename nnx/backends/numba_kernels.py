@@ -410,7 +410,9 @@ def softmax_xent_rows_weighted(Zt, y, w, dZt, inv_m):
 # One pass over (parameter, gradient, state), all 1-D views of C-contiguous arrays of one
 # dtype; ``hp`` holds the scalars in that dtype, so float32 parameters are updated in
 # float32 arithmetic, operation for operation as the NumPy reference (nnx.backends.base).
-@njit(cache=True)
+# NumPy's error model: a division by zero gives inf/NaN as in NumPy (not an exception),
+# and without the per-division check LLVM vectorises the loops (4x faster for Adam).
+@njit(cache=True, error_model="numpy")
 def sgd_step(p, g, buf, hp, momentum_on, nesterov, first):
     """torch.optim.SGD; hp = (-lr, decay, momentum, 1 - dampening)."""
     neg_lr, decay, momentum, damp1 = hp[0], hp[1], hp[2], hp[3]
@@ -427,7 +429,7 @@ def sgd_step(p, g, buf, hp, momentum_on, nesterov, first):
         p[k] = pk + neg_lr * d
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rmsprop_step(p, g, sq, ga, buf, hp, centered, momentum_on):
     """torch.optim.RMSprop; hp = (-lr, decay, alpha, 1 - alpha, eps, momentum, lerp weight
     1 - alpha, 1 - weight); ``ga`` only read when centered, ``buf`` with momentum."""
@@ -457,7 +459,7 @@ def rmsprop_step(p, g, sq, ga, buf, hp, centered, momentum_on):
             p[k] = pk + neg_lr * gk / avg
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam_step(p, g, m, v, hp, shrink_on):
     """torch.optim.Adam/AdamW; hp = (decay, shrink, lerp weight 1 - beta1, beta1, beta2,
     1 - beta2, sqrt(1 - beta2^t), eps, -lr / (1 - beta1^t))."""
