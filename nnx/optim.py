@@ -21,11 +21,12 @@ the same order of floating-point operations, so that runs match PyTorch step for
   adds ``wd p`` to g (L2). AdamW instead shrinks ``p *= 1 - lr wd`` before the step.
 
 The tutorials' momentum is the exponentially weighted average ``v = beta v + (1 - beta) g``,
-``p -= lr v``: that is ``SGD(lr=lr, momentum=beta, dampening=beta)`` here (except that
-PyTorch, and so nnx, starts the buffer at the first gradient rather than at
-``(1 - beta) g``); PyTorch's default form (``dampening=0``) is the same with the learning
-rate scaled by ``1 / (1 - beta)``. The tutorials' RMSprop and Adam are these ones (their
-``epsilon`` sits outside the square root, as here).
+``p -= lr v``. PyTorch's buffer (``dampening=0``) is that ``v`` divided by ``1 - beta``, so
+``SGD(lr=lr * (1 - beta), momentum=beta)`` takes exactly the tutorials' steps;
+``SGD(lr=lr, momentum=beta, dampening=beta)`` does too except on the first step (PyTorch
+starts the buffer at the first gradient, not at ``(1 - beta) g``). The tutorials' RMSprop
+and Adam are these ones (``alpha`` is their beta2; epsilon sits outside the square root,
+as here).
 """
 
 from __future__ import annotations

@@ -479,3 +479,32 @@ def test_steps_propagate_nan_and_inf_as_numpy(backend, case):
         results.append(ops.to_host(p))
     np.testing.assert_array_equal(results[1], results[0])
     assert np.isnan(results[0][0, 0])
+
+
+def test_the_tutorials_momentum_is_sgd_with_a_scaled_rate(backend):
+    """v = beta v + (1 - beta) dW, W -= alpha v (the tutorials) is SGD(alpha (1 - beta), beta)."""
+    X, Y = _data(seed=21)
+    params = _initial([6, 5, 1], seed=22)
+    model = _mlp([6, 5, 1])
+    model.set_parameters(params)
+    alpha, beta = 0.3, 0.9
+    model.fit(
+        X,
+        Y,
+        epochs=50,
+        optimizer=nnx.SGD(lr=alpha * (1 - beta), momentum=beta),
+        backend=backend,
+        dtype="float64",
+    )
+
+    class Tutorial:  # the exponentially weighted average, written as the tutorials do
+        def __init__(self):
+            self.v = None
+
+        def step(self, ps, gs, lr, decays=None):
+            self.v = [0 * g for g in gs] if self.v is None else self.v
+            self.v = [beta * v + (1 - beta) * g for v, g in zip(self.v, gs)]
+            return [p - alpha * v for p, v in zip(ps, self.v)]
+
+    want, _ = mlp_train(X, Y, params, ["relu"], 50, Tutorial(), alpha)
+    _close(model.parameters(), want, 1e-9 if backend == "numpy" else 1e-7)
