@@ -481,6 +481,8 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             )
             history.extend(fit_history, offset=done)
             _finish_history(history, fit_history, done)
+            if stop["signal"] is not None:
+                history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
             history.seconds += fit_history.seconds
             done += fit_history.epochs
     finally:

@@ -137,7 +137,7 @@ def run_epochs(
     if es is not None:
         assert net.state is not None and validation is not None
         if net.state.early is None or net.state.early.get("stopped"):
-            net.state.early = es.fresh()
+            net.state.early, net.state.best = es.fresh(), None  # a new watch, no stale best
     try:
         for epoch in range(1, epochs + 1):
             clock = net.begin_epoch() or epoch
