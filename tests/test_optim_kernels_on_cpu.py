@@ -165,3 +165,57 @@ def test_dropout_kernel_draws_the_numpy_masks_exactly(module, dtype, c_order, sh
     in_place = src.copy()
     run(module, plan._replace(args=(in_place, in_place, *plan.args[2:])))
     np.testing.assert_array_equal(in_place if c_order else in_place.T, want)
+
+
+# ------------------------------------------------ the CuPy backend's own wrappers
+class _NumpyAsCupy:
+    """Just enough of the cupy module for the CuPy backend's optimizer and dropout methods."""
+
+    ndarray = np.ndarray
+    empty = staticmethod(np.empty)
+
+
+@pytest.fixture(scope="module")
+def cupy_on_cpu(module):
+    """A CupyBackend whose arrays are NumPy arrays and whose kernels run in the emulation:
+    its optimizer-step and dropout methods (argument order, flags, the placeholder for an
+    absent state array) are then checked without a GPU."""
+    from nnx.backends.cupy_backend import CupyBackend
+
+    ops = CupyBackend.__new__(CupyBackend)
+    ops.xp, ops.cp, ops.sm_count = np, _NumpyAsCupy, 2
+    ops.kernel = module.get_function  # instead of the RawModule's (cached) lookup
+    return ops
+
+
+@pytest.mark.parametrize("case", ["momentum", "nesterov", "rmsprop", "rmsprop-centered", "adam", "adamw"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_backend_optimizer_methods_match_numpy(cupy_on_cpu, case, dtype):
+    from test_optim import CASES
+
+    from nnx.optim import TrainingState
+
+    rng = np.random.default_rng(5)
+    start = [rng.standard_normal((6, 11)).astype(dtype), rng.standard_normal((6, 1)).astype(dtype)]
+    grads = [[rng.standard_normal(p.shape).astype(dtype) for p in start] for _ in range(5)]
+    results = []
+    for ops in (REF, cupy_on_cpu):
+        optimizer = CASES[case][0]()
+        params = [p.copy() for p in start]
+        state = TrainingState(
+            optimizer.config(), slots={s: [np.zeros_like(p) for p in start] for s in optimizer.slots}
+        )
+        for step, g in enumerate(grads, 1):
+            state.step = step
+            optimizer.update(ops, params, g, state, optimizer.lr, [0.02, 0.0])
+        results.append(params)
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, **tolerance(dtype))
+
+
+def test_cupy_backend_dropout_methods_match_numpy(cupy_on_cpu):
+    key = DropoutKey(seed=123, epoch=2, batch=1, layer=0)
+    A = np.random.default_rng(6).standard_normal((9, 17))
+    want = REF.dropout_(A, np.empty_like(A), 0.4, key)
+    np.testing.assert_array_equal(cupy_on_cpu.dropout_(A, np.empty_like(A), 0.4, key), want)
+    np.testing.assert_array_equal(cupy_on_cpu.dropout_backward_(A.copy(), 0.4, key), want)
