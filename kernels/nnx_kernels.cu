@@ -621,3 +621,131 @@ __global__ void softmax_xent(const T* Z, const T* Y, T* dZ, long long K, long lo
         partial[2 * blockIdx.x + 1] = correct;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Optimizer steps (nnx.optim): one pass over a parameter, its gradient and its state, in
+// torch.optim's order of operations (see nnx/backends/base.py for the reference). The
+// double arguments are rounded to T first, as PyTorch rounds its scalars to the tensor's
+// dtype. State pointers a variant does not use (flag off) are never dereferenced.
+
+// torch.optim.SGD: d = g + decay p; with momentum buf = d (first step) or
+// momentum buf + (1 - dampening) d, then d = d + momentum buf (Nesterov) or buf; p += -lr d.
+template <typename T>
+__global__ void sgd_step(T* p, const T* g, T* buf, long long size, double neg_lr, double decay, double momentum,
+                         double damp1, int momentum_on, int nesterov, int first) {
+    const T nlr = (T)neg_lr, dec = (T)decay, mom = (T)momentum, d1 = (T)damp1;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
+         i += (long long)blockDim.x * gridDim.x) {
+        T pk = p[i], d = g[i];
+        if (decay != 0.0) d = d + dec * pk;
+        if (momentum_on) {
+            T b = first ? d : buf[i] * mom + d1 * d;
+            buf[i] = b;
+            d = nesterov ? d + mom * b : b;
+        }
+        p[i] = pk + nlr * d;
+    }
+}
+
+// torch.optim.RMSprop: sq = alpha sq + (1 - alpha) g g; centered: ga = lerp(ga, g, weight),
+// avg = sqrt(sq - ga ga) + eps, else sqrt(sq) + eps; momentum: buf = momentum buf + g / avg,
+// p += -lr buf; else p += -lr g / avg.
+template <typename T>
+__global__ void rmsprop_step(T* p, const T* g, T* sq, T* ga, T* buf, long long size, double neg_lr, double decay,
+                             double alpha, double one_minus_alpha, double eps, double momentum, double weight,
+                             double rest, int centered, int momentum_on) {
+    const T nlr = (T)neg_lr, dec = (T)decay, al = (T)alpha, oma = (T)one_minus_alpha, ep = (T)eps;
+    const T mom = (T)momentum, w = (T)weight, r = (T)rest;
+    const bool small = fabs(weight) < 0.5;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
+         i += (long long)blockDim.x * gridDim.x) {
+        T pk = p[i], gk = g[i];
+        if (decay != 0.0) gk = gk + dec * pk;
+        T s = sq[i] * al + oma * gk * gk;
+        sq[i] = s;
+        T avg;
+        if (centered) {
+            T a = ga[i];
+            a = small ? a + w * (gk - a) : gk - (gk - a) * r;
+            ga[i] = a;
+            avg = sqrt(s + -a * a) + ep;
+        } else {
+            avg = sqrt(s) + ep;
+        }
+        if (momentum_on) {
+            T b = buf[i] * mom + gk / avg;
+            buf[i] = b;
+            p[i] = pk + nlr * b;
+        } else {
+            p[i] = pk + nlr * gk / avg;
+        }
+    }
+}
+
+// torch.optim.Adam / AdamW: g += decay p; p *= shrink (AdamW); m = lerp(m, g, weight);
+// v = beta2 v + (1 - beta2) g g; p += -lr / (1 - beta1^t) m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+template <typename T>
+__global__ void adam_step(T* p, const T* g, T* m, T* v, long long size, double decay, double shrink,
+                          double weight, double rest, double beta2, double one_minus_beta2, double bc2_sqrt,
+                          double eps, double neg_step, int shrink_on) {
+    const T dec = (T)decay, shr = (T)shrink, w = (T)weight, r = (T)rest, b2 = (T)beta2;
+    const T omb2 = (T)one_minus_beta2, bc2 = (T)bc2_sqrt, ep = (T)eps, nstep = (T)neg_step;
+    const bool small = fabs(weight) < 0.5;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
+         i += (long long)blockDim.x * gridDim.x) {
+        T pk = p[i], gk = g[i];
+        if (decay != 0.0) gk = gk + dec * pk;
+        if (shrink_on) pk = pk * shr;
+        T a = m[i];
+        a = small ? a + w * (gk - a) : gk - (gk - a) * r;
+        m[i] = a;
+        T s = v[i] * b2 + omb2 * gk * gk;
+        v[i] = s;
+        T denom = sqrt(s) / bc2 + ep;
+        p[i] = pk + nstep * a / denom;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dropout masks from Philox4x32-10 (nnx/backends/philox.py): element (unit i, example j)
+// of an (n, m) activation, e = j * n + i, is kept when word e % 4 of
+// philox(counter (q, batch, epoch, layer_word | q >> 32), key (k0, k1)), q = e / 4, is at
+// least `threshold`. Plain 64-bit products give the high and low words (no intrinsics).
+__device__ __forceinline__ void nnx_philox(unsigned c[4], unsigned k0, unsigned k1) {
+    for (int round = 0; round < 10; ++round) {
+        if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        unsigned long long p0 = 0xD2511F53ull * c[0], p1 = 0xCD9E8D57ull * c[2];
+        unsigned hi0 = (unsigned)(p0 >> 32), lo0 = (unsigned)p0;
+        unsigned hi1 = (unsigned)(p1 >> 32), lo1 = (unsigned)p1;
+        unsigned n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+    }
+}
+
+// dst <- src * (scale where kept, else 0) for an (n, m) activation stored C-ordered
+// (c_order: element (i, j) at i * m + j) or example-contiguous (at j * n + i); dst may be
+// src (the backward pass). One Philox call per 4 consecutive elements e.
+template <typename T>
+__global__ void dropout_apply(const T* src, T* dst, long long n, long long m, int c_order, unsigned k0,
+                              unsigned k1, unsigned batch, unsigned epoch, unsigned layer_word, unsigned threshold,
+                              double scale) {
+    const T kept = (T)scale, dropped = T(0);
+    const long long total = n * m, groups = (total + 3) / 4;
+    for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < groups;
+         q += (long long)blockDim.x * gridDim.x) {
+        unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
+        nnx_philox(c, k0, k1);
+        for (int lane = 0; lane < 4; ++lane) {
+            long long e = 4 * q + lane;
+            if (e >= total) break;
+            long long at = c_order ? (e % n) * m + e / n : e;
+            dst[at] = src[at] * (c[lane] >= threshold ? kept : dropped);
+        }
+    }
+}

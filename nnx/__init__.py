@@ -7,23 +7,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import backends
+from . import backends, schedules
 from .backends import available as available_backends
 from .backends import get_backend, use_backend
+from .callbacks import EarlyStopping
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
 from .io import load
-from .layers import Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .optim import SGD, Adam, AdamW, RMSprop
 
 __all__ = [
     "MLP",
+    "SGD",
+    "Adam",
+    "AdamW",
     "BackendUnavailableError",
     "DeviceMemoryError",
+    "Dropout",
+    "EarlyStopping",
     "History",
     "Linear",
     "LogisticRegression",
     "ModelFormatError",
+    "RMSprop",
     "ReLU",
     "Sequential",
     "Sigmoid",
@@ -36,5 +44,6 @@ __all__ = [
     "backends",
     "get_backend",
     "load",
+    "schedules",
     "use_backend",
 ]

@@ -1,7 +1,9 @@
 """Epoch throughput of every backend on 12288 x m batches, against the machine's limits.
 
 One training epoch (forward, backward, update) is timed for logistic regression and the
-12288->50->1 MLP. Reference points measured in the same run:
+12288->50->1 MLP, the MLP both with plain gradient descent ("mlp") and with Adam
+("mlp-adam", its ``epoch_time_over_sgd`` ratio is the optimizer's overhead). Reference
+points measured in the same run:
 
 * read bandwidth: a parallel streaming sum over the same X (CPU; timed in the same
   interleaved rounds as the epochs it rates), or on a GPU a device-to-device copy of X
@@ -36,10 +38,11 @@ from . import backends
 from .backends.cuda_launch import PASS_KINDS, read_words_bytes
 from .errors import BackendUnavailableError
 from .network import Block, DeviceNetwork
+from .optim import Adam
 
 N_X = 12288
 HIDDEN = 50
-MODELS = ("logreg", "mlp")
+MODELS = ("logreg", "mlp", "mlp-adam")  # mlp-adam: the MLP's epoch with an Adam step
 X_DTYPES = ("float32", "float64", "uint8")
 
 
@@ -232,6 +235,8 @@ class Row:
 def epoch_function(ops: backends.Backend, model: str, X: np.ndarray, Y: np.ndarray, dtype: str):
     """A closure running one full training epoch of ``model`` on prepared data."""
     net = DeviceNetwork(ops, _blocks(model), "bce", _params(model), dtype)
+    if model == "mlp-adam":  # the update is one fused pass over parameters, gradients, moments
+        net.start_training(Adam(lr=1e-3))
     Xd = net.prepare(X, for_training=True)
     Yd = ops.prepare_labels(Y, dtype)
     return lambda: net.train_step(Xd, Yd, 1e-3)
@@ -341,6 +346,7 @@ def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, devic
             b.sub_(lr * dz.sum())
     else:
         (W1, b1), (W2, b2) = params
+        adam = torch.optim.Adam([W1, b1, W2, b2], lr=lr) if model == "mlp-adam" else None
 
         def step():
             z1 = torch.addmm(b1.T, Xt, W1.T)
@@ -351,6 +357,11 @@ def torch_contenders(model: str, X: np.ndarray, Y: np.ndarray, dtype: str, devic
             da1 = dz2 @ W2
             dz1 = da1 * (z1 > 0)
             dW1 = dz1.T @ Xt
+            if adam is not None:
+                W1.grad, b1.grad, W2.grad = dW1, dz1.sum(0, keepdim=True).T, dW2
+                b2.grad = dz2.sum(0, keepdim=True).T
+                adam.step()
+                return
             W2.sub_(lr * dW2)
             b2.sub_(lr * dz2.sum(0, keepdim=True).T)
             W1.sub_(lr * dW1)
@@ -535,6 +546,9 @@ def _record(
         f32 = by_key.get((r.backend, r.model, r.m, "float32"))
         if r.x_dtype == "uint8" and f32 is not None:
             r.ratios["speedup_vs_float32_input"] = f32.seconds / r.seconds
+        sgd = by_key.get((r.backend, "mlp", r.m, r.x_dtype))
+        if r.model == "mlp-adam" and sgd is not None:  # the optimizer step's overhead
+            r.ratios["epoch_time_over_sgd"] = r.seconds / sgd.seconds
     return {
         "date": started,
         "complete": complete,
@@ -550,14 +564,14 @@ def _record(
 def format_table(result: dict[str, Any]) -> str:
     """The rows as a fixed-width text table of times and ratios."""
     head = (
-        f"{'backend':8s} {'model':6s} {'m':>6s} {'X':7s} {'median ms':>10s} {'spread ms':>15s} "
+        f"{'backend':8s} {'model':8s} {'m':>6s} {'X':7s} {'median ms':>10s} {'spread ms':>15s} "
         f"{'first ms':>9s} {'ex/s':>10s} {'X GB/s':>7s} {'GFLOP/s':>8s}  ratios"
     )
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         ratios = "  ".join(f"{k}={v:.2f}" for k, v in r["ratios"].items())
         lines.append(
-            f"{r['backend']:8s} {r['model']:6s} {r['m']:6d} {r['x_dtype']:7s} {r['seconds'] * 1e3:10.2f} "
+            f"{r['backend']:8s} {r['model']:8s} {r['m']:6d} {r['x_dtype']:7s} {r['seconds'] * 1e3:10.2f} "
             f"{r['low'] * 1e3:7.2f}-{r['high'] * 1e3:<7.2f} {r['first_call'] * 1e3:9.1f} "
             f"{r['examples_per_s']:10.3g} {r['x_gb_per_s']:7.2f} {r['gflops']:8.1f}  {ratios}"
         )

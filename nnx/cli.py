@@ -78,6 +78,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=args.out,
         checkpoint_every=args.checkpoint_every,
         cache=args.cache,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        l2=args.l2,
+        dropout=args.dropout,
+        schedule=args.schedule,
+        early_stopping=args.early_stopping,
+        class_weight=args.class_weight,
     )
     result = train(cfg, resume=args.resume, verbose=not args.quiet)
     h = result.history
@@ -93,6 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 128 + int(result.signal or 2)
     print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {h.backend}: {last}")
+    if result.stop_reason:
+        print(f"stopped at epoch {result.epochs_done} of {cfg.epochs}: {printable(result.stop_reason)}")
     return 0
 
 
@@ -236,7 +245,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
     train.add_argument("--hidden", type=int, default=50, help="hidden units of the mlp")
     train.add_argument("--epochs", type=int, default=2000)
-    train.add_argument("--lr", type=float, default=0.005)
+    train.add_argument("--lr", type=float, default=0.005, help="learning rate (of every --optimizer)")
+    train.add_argument(
+        "--optimizer",
+        choices=("gd", "sgd", "rmsprop", "adam", "adamw"),
+        default="gd",
+        help="gd: plain gradient descent (default); sgd (+ --momentum), rmsprop, adam, adamw as torch.optim",
+    )
+    train.add_argument("--momentum", type=float, default=0.0, help="momentum of --optimizer sgd")
+    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2/(2m)*sum(W^2) (weights only)")
+    train.add_argument("--dropout", type=float, default=0.0, help="dropout rate after the mlp's hidden layer")
+    train.add_argument(
+        "--schedule",
+        default=None,
+        help="learning-rate schedule: none, cosine[:MIN_LR], step:EPOCHS[:GAMMA], exponential:GAMMA, "
+        "inverse-time:RATE[:EPOCHS]",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when the validation loss has not improved for PATIENCE epochs (best parameters kept)",
+    )
+    train.add_argument(
+        "--class-weight", default=None, help="none, balanced, or CLASS:WEIGHT pairs such as 0:1,1:3"
+    )
     train.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
     train.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -264,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
-    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
+    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp", "mlp-adam"])
     bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
     bench.add_argument(
         "--dtype", type=_csv(str), default=["float32", "uint8"], help="input dtypes: float32, float64, uint8"

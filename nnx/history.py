@@ -10,6 +10,9 @@ from typing import Any
 
 from .files import HISTORY_FORMAT
 
+# the per-recorded-epoch lists (epoch first)
+LIST_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_lr", "l2_penalty")
+
 
 @dataclass
 class History:
@@ -17,7 +20,12 @@ class History:
 
     Loss and accuracy of an epoch are those of the parameters at the start of that epoch
     (computed in the same forward pass as the gradient, as in the tutorials); validation
-    figures are measured after the epoch's update.
+    figures are measured after the epoch's update. With ``l2`` the loss includes the
+    penalty l2 / (2m) * sum of squared weights, recorded on its own in ``l2_penalty``
+    (validation losses never include it); ``epoch_lr`` is each recorded epoch's learning
+    rate (after the schedule). ``stop_reason`` says why training ended before its last
+    epoch ("" when it ran them all), ``stopped_epoch`` at which epoch, and ``best_epoch``
+    which epoch early stopping found best (epochs of this fit, counted from 1).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -33,6 +41,17 @@ class History:
     batch_size: int | None = None
     seconds: float = 0.0
     first_epoch_seconds: float = 0.0
+    epoch_lr: list[float] = field(default_factory=list)
+    l2_penalty: list[float] = field(default_factory=list)
+    optimizer: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    l2: float = 0.0
+    class_weight: list[float] | None = None
+    early_stopping: dict[str, Any] | None = None
+    warm_start: bool = False
+    stop_reason: str = ""
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -56,10 +75,15 @@ class History:
         return json.dumps({"format": HISTORY_FORMAT, **self.to_dict()}, indent=2)
 
     def to_csv(self) -> str:
-        """One row per recorded epoch: epoch, loss, accuracy[, val_loss, val_accuracy]."""
+        """One row per recorded epoch: epoch, loss, accuracy[, val_loss, val_accuracy]
+        [, l2_penalty][, epoch_lr] (the last two with L2 and with a schedule)."""
         cols = ["epoch", "loss", "accuracy"]
         if self.val_loss:
             cols += ["val_loss", "val_accuracy"]
+        if self.l2_penalty:
+            cols.append("l2_penalty")
+        if self.schedule is not None and self.epoch_lr:
+            cols.append("epoch_lr")
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
@@ -73,5 +97,5 @@ class History:
         if offset is None:
             offset = self.epoch[-1] if self.epoch else 0
         self.epoch += [e + offset for e in other.epoch]
-        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for name in LIST_FIELDS[1:]:
             getattr(self, name).extend(getattr(other, name))

@@ -42,8 +42,15 @@ def write_model_file(
     backend: str | None = None,
     metadata: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    state_arrays: dict[str, list[np.ndarray]] | None = None,
 ) -> None:
-    """Write the model-file npz from its parts (atomically; no pickle anywhere)."""
+    """Write the model-file npz from its parts (atomically; no pickle anywhere).
+
+    ``state_arrays`` (checkpoints) maps up to MAX_STATE_ARRAYS names of
+    ``STATE_ARRAY_NAMES`` to one array per parameter, shaped like it, in the order W0, b0,
+    W1, b1, ...: the k-th name's arrays are stored as members ``s{k}W{i}``/``s{k}b{i}``,
+    and the names as ``state_arrays`` in the metadata.
+    """
     from . import __version__
 
     meta = {
@@ -56,18 +63,33 @@ def write_model_file(
         "metadata": metadata or {},
         "extra": extra,
     }
+    names = list(state_arrays or {})
+    if names:
+        meta["state_arrays"] = names
     arrays = {"__meta__": np.array(json.dumps(meta))}
     for i, (W, b) in enumerate(params):
         arrays[f"W{i}"] = W
         arrays[f"b{i}"] = b
+    for k, name in enumerate(names):
+        flat = (state_arrays or {})[name]
+        if name not in STATE_ARRAY_NAMES or k >= MAX_STATE_ARRAYS or len(flat) != 2 * len(params):
+            raise ValueError(
+                f"state array {name!r}: expected one array per parameter, named {STATE_ARRAY_NAMES}"
+            )
+        for i in range(len(params)):
+            arrays[f"s{k}W{i}"] = flat[2 * i]
+            arrays[f"s{k}b{i}"] = flat[2 * i + 1]
     atomic_write(path, lambda fh: np.savez(fh, **arrays), kind="model")
 
 
 # ---------------------------------------------------------------- loading
 # Limits on what a model file may ask of ``load``. Together they bound its memory:
 # see LOAD_MEMORY_BOUND.
-MAX_PARAMETERS = 2**26  # W and b elements of all Linear layers together
+MAX_PARAMETERS = 2**26  # W and b elements of all Linear layers together, times 1 + state arrays
 MAX_LAYERS = 256  # entries of architecture["layers"]
+MAX_STATE_ARRAYS = 4  # training-state arrays per parameter a checkpoint may hold
+# names a checkpoint's training-state arrays may have (optimizer slots, early stopping's best)
+STATE_ARRAY_NAMES = ("momentum_buffer", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq", "best")
 MAX_META_CHARS = 2**23  # characters of the JSON in __meta__ (checkpoint history lives there)
 MAX_JSON_DEPTH = 32  # nesting of JSON arrays/objects
 MAX_JSON_CONTAINERS = 2**16  # '[' and '{' characters in the JSON, counted before parsing
@@ -82,7 +104,8 @@ def load_memory_bound() -> int:
 
     Per stored parameter: its member buffer, the float64 draw made when its layer is
     built, set_parameters' copy (at most 8 bytes each) and 1 byte for the finiteness test
-    (measured: 25.0 bytes for float64 files, 17.0 for float32). Per metadata character:
+    (measured: 25.0 bytes for float64 files, 17.0 for float32); a checkpoint's training
+    state arrays take only their member buffer, and count against MAX_PARAMETERS too. Per metadata character:
     its 4-byte buffer and the string plus the parsed JSON (measured at most 26 bytes, for
     lists of one-character non-Latin-1 strings). 16 MiB covers the zip directory (at most
     ``_MAX_READ`` bytes of it are parsed) and small allocations.
@@ -93,7 +116,7 @@ def load_memory_bound() -> int:
 LOAD_MEMORY_BOUND = load_memory_bound()  # 1872 MiB (1.83 GiB) at the limits above
 
 _META = "__meta__.npy"
-_MEMBER_NAME = re.compile(r"__meta__\.npy|[Wb](?:0|[1-9][0-9]{0,3})\.npy")
+_MEMBER_NAME = re.compile(r"__meta__\.npy|(?:s[0-9])?[Wb](?:0|[1-9][0-9]{0,3})\.npy")
 _NPY_MAGIC = b"\x93NUMPY"
 _NPY_HEADER = re.compile(
     r"\{'descr': '(?P<descr>[^']{1,16})', 'fortran_order': (?P<fortran>True|False), "
@@ -120,18 +143,27 @@ def load(path: str | os.PathLike) -> Any:
     metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB) at the limits and a
     few MiB for a typical model.
     """
-    return load_with_extra(path)[0]
+    return load_checkpoint(path)[0]
 
 
 def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None]:
     """``load`` plus the ``extra`` JSON stored with the model (checkpoint state), or None."""
+    model, extra, _ = load_checkpoint(path)
+    return model, extra
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[Any, dict[str, Any] | None, dict[str, list[np.ndarray]]]:
+    """``load_with_extra`` plus the training-state arrays ({name: [one array per parameter,
+    W0, b0, W1, ...]}; {} for a plain model file), checked like the parameters."""
     from .model import Sequential
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        meta, params = _read_model_file(path)
+        meta, params, states = _read_model_file(path)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{path} {exc}") from exc
     except (
@@ -164,7 +196,7 @@ def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None
         raise ModelFormatError(
             f"{path} is corrupt: it names {len(classes)} classes for a {model.n_classes}-class model"
         )
-    return model, meta.get("extra")
+    return model, meta.get("extra"), states
 
 
 class _CappedReads:
@@ -196,8 +228,11 @@ class _CappedReads:
         return True
 
 
-def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]]]:
-    """The checked metadata and the (W, b) arrays, each checked against the architecture."""
+def _read_model_file(
+    path: Path,
+) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]], dict[str, list[np.ndarray]]]:
+    """The checked metadata, the (W, b) arrays and the training-state arrays, each checked
+    against the architecture."""
     with open(path, "rb") as raw:
         start = raw.read(len(_NPY_MAGIC))
         if start == _NPY_MAGIC:
@@ -209,7 +244,11 @@ def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray,
             members = _check_members(archive.infolist())
             meta = _parse_meta(*_read_npy(archive, members[_META], _meta_size))
             linears = _check_meta(meta)
-            expected = {_META} | {f"{p}{i}.npy" for i in range(len(linears)) for p in "Wb"}
+            names = meta.get("state_arrays") or []
+            prefixes = [""] + [f"s{k}" for k in range(len(names))]
+            expected = {_META} | {
+                f"{s}{p}{i}.npy" for s in prefixes for i in range(len(linears)) for p in "Wb"
+            }
             if set(members) != expected:
                 missing, unexpected = sorted(expected - set(members)), sorted(set(members) - expected)
                 raise ModelFormatError(
@@ -217,21 +256,30 @@ def _read_model_file(path: Path) -> tuple[dict[str, Any], list[tuple[np.ndarray,
                     f"missing members {missing}, unexpected members {unexpected}"
                 )
             shapes = {}
-            for i, (n_in, n_out) in enumerate(linears):
-                shapes[f"W{i}.npy"] = ((n_out, n_in),)
-                shapes[f"b{i}.npy"] = ((n_out, 1), (n_out,))
+            for prefix in prefixes:
+                for i, (n_in, n_out) in enumerate(linears):
+                    shapes[f"{prefix}W{i}.npy"] = ((n_out, n_in),)
+                    shapes[f"{prefix}b{i}.npy"] = ((n_out, 1), (n_out,))
             for name, allowed in shapes.items():  # every size is checked before any is read
                 _check_array_size(members[name], allowed[0][0] * allowed[0][1])
             arrays = {
                 name: _array(*_read_npy(archive, members[name], _array_size(allowed)))
                 for name, allowed in shapes.items()
             }
-    return meta, [(arrays[f"W{i}.npy"], arrays[f"b{i}.npy"]) for i in range(len(linears))]
+    params = [(arrays[f"W{i}.npy"], arrays[f"b{i}.npy"]) for i in range(len(linears))]
+    states = {}
+    for k, name in enumerate(names):
+        flat = []
+        for i, (_, n_out) in enumerate(linears):
+            flat += [arrays[f"s{k}W{i}.npy"], arrays[f"s{k}b{i}.npy"].reshape(n_out, 1)]
+        states[name] = flat
+    return meta, params, states
 
 
 def _check_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     """Member names, count, compression and encryption, from the zip directory alone."""
-    if len(infos) > 1 + 2 * MAX_LAYERS:
+    state = sum(1 for info in infos if info.filename.startswith("s"))  # training-state members
+    if len(infos) - state > 1 + 2 * MAX_LAYERS or state > 2 * MAX_LAYERS * MAX_STATE_ARRAYS:
         raise ModelFormatError(f"is not an nnx model file: {len(infos)} members")
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
@@ -432,6 +480,18 @@ def _check_meta(meta: Any) -> list[tuple[int, int]]:
     if "dtype" in meta and meta["dtype"] not in ("float32", "float64"):
         raise ModelFormatError(f"is corrupt: dtype is {reprlib.repr(meta['dtype'])}")
     _check_user_metadata(meta.get("metadata") or {})
+    names = meta.get("state_arrays", [])
+    if (
+        not isinstance(names, list)
+        or len(names) > MAX_STATE_ARRAYS
+        or len(set(map(str, names))) != len(names)
+        or not all(isinstance(n, str) and n in STATE_ARRAY_NAMES for n in names)
+    ):
+        raise ModelFormatError(
+            f"is corrupt: state_arrays must list at most {MAX_STATE_ARRAYS} distinct names of "
+            f"{STATE_ARRAY_NAMES}, got {reprlib.repr(names)}"
+        )
+    copies = 1 + len(names)  # the parameters and each training-state array
     arch = meta.get("architecture")
     if not isinstance(arch, dict) or set(arch) != {"layers", "loss"}:
         raise ModelFormatError("is corrupt: architecture must be an object with exactly 'layers' and 'loss'")
@@ -449,9 +509,12 @@ def _check_meta(meta: Any) -> list[tuple[int, int]]:
             raise ModelFormatError(f"is corrupt: layer {pos}: {exc}") from exc
         if cfg["type"] == "Linear":
             n_in, n_out = cfg["n_in"], cfg["n_out"]
-            total += n_out * (n_in + 1)
+            total += n_out * (n_in + 1) * copies
             if total > MAX_PARAMETERS:
-                raise ModelFormatError(f"asks for more than {MAX_PARAMETERS} parameters (the most nnx loads)")
+                raise ModelFormatError(
+                    f"asks for more than {MAX_PARAMETERS} parameters (the most nnx loads, "
+                    "training-state arrays included)"
+                )
             linears.append((n_in, n_out))
     return linears
 

@@ -1,4 +1,5 @@
-"""Layers: Linear holds host parameters; Sigmoid, ReLU, Tanh and Softmax name an activation.
+"""Layers: Linear holds host parameters; Sigmoid, ReLU, Tanh and Softmax name an activation;
+Dropout drops units of the layer before it while training.
 
 Layers only describe the network and hold its host parameters. The arithmetic lives in
 the backend ops, driven by ``nnx.network``.
@@ -87,11 +88,34 @@ class Softmax(Activation):
     kind = "softmax"
 
 
+class Dropout(Layer):
+    """Inverted dropout on the output of the layer before it, active only while training
+    (``fit``): each unit of each example is zeroed with probability ``rate`` and the kept
+    ones are scaled by 1 / (1 - rate), so inference (predict, evaluate, validation) uses
+    the layer as the identity. Masks come from a counter-based generator keyed by the fit's
+    seed, epoch, layer and element (``nnx.backends.philox``): every backend draws the same.
+    It follows a hidden layer's activation (or a Linear), never the output layer.
+    """
+
+    def __init__(self, rate: float):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Dropout rate must be a number, got {type(rate).__name__}")
+        if not (np.isfinite(rate) and 0 <= rate < 1):
+            raise ValueError(f"Dropout rate must lie in [0, 1), got {rate}")
+        self.rate = float(rate)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dropout", "rate": self.rate}
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+
 _ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh, Softmax)}
 ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}  # hidden-layer activations
 
 
-LAYER_TYPES = ("Linear", *_ACTIVATION_TYPES)
+LAYER_TYPES = ("Linear", "Dropout", *_ACTIVATION_TYPES)
 _LINEAR_KEYS = {"type", "n_in", "n_out", "init"}
 
 
@@ -109,10 +133,15 @@ def check_layer_config(cfg: Any) -> dict[str, Any]:
         raise ValueError(
             f"unknown layer type {reprlib.repr(kind)} in model description; expected one of {LAYER_TYPES}"
         )
-    allowed = _LINEAR_KEYS if kind == "Linear" else {"type"}
+    allowed = _LINEAR_KEYS if kind == "Linear" else {"type", "rate"} if kind == "Dropout" else {"type"}
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise ValueError(f"{kind} layer description has unknown keys {reprlib.repr(unknown)}")
+    if kind == "Dropout":
+        rate = cfg.get("rate")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got {reprlib.repr(rate)}")
+        return {"type": kind, "rate": float(rate)}
     if kind != "Linear":
         return {"type": kind}
     checked: dict[str, Any] = {"type": kind}
@@ -137,4 +166,6 @@ def layer_from_config(cfg: dict[str, Any]) -> Layer:
     cfg = check_layer_config(cfg)
     if cfg["type"] == "Linear":
         return Linear(cfg["n_in"], cfg["n_out"], init=cfg["init"], seed=0)
+    if cfg["type"] == "Dropout":
+        return Dropout(cfg["rate"])
     return _ACTIVATION_TYPES[cfg["type"]]()

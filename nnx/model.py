@@ -10,12 +10,23 @@ from typing import Any
 import numpy as np
 
 from . import backends
+from .callbacks import EarlyStopping, check_early_stopping
 from .history import History
 from .initializers import draw
-from .layers import ACTIVATION_BY_KIND, Activation, Layer, Linear, Sigmoid, Softmax
+from .layers import ACTIVATION_BY_KIND, Activation, Dropout, Layer, Linear, Sigmoid, Softmax
 from .network import Block, DeviceNetwork
+from .optim import SGD, Optimizer, TrainingState, check_optimizer
+from .schedules import Schedule, check_schedule
 from .training import Batches, EpochCallback, run_epochs
-from .validation import check_class_labels, check_dtype, check_fits_dtype, check_positive, check_X, check_Y
+from .validation import (
+    check_class_labels,
+    check_dtype,
+    check_fits_dtype,
+    check_positive,
+    check_X,
+    check_Y,
+    example_weights,
+)
 
 log = logging.getLogger("nnx")
 LOSSES = ("bce", "mse", "cross_entropy")
@@ -29,8 +40,21 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
     if not layers:
         raise ValueError("a Sequential model needs at least one Linear layer")
     blocks: list[Block] = []
+    dropped = False  # the last block already has its dropout
     for pos, layer in enumerate(layers):
+        if isinstance(layer, Dropout):
+            if not blocks or dropped:
+                raise ValueError(
+                    f"layer {pos} ({layer!r}) must follow a Linear layer or its activation "
+                    "(one Dropout per layer; nnx does not drop the inputs themselves)"
+                )
+            if pos == len(layers) - 1:
+                raise ValueError(f"layer {pos} ({layer!r}) cannot follow the output layer")
+            blocks[-1] = Block(blocks[-1].n_in, blocks[-1].n_out, blocks[-1].activation, layer.rate)
+            dropped = True
+            continue
         if isinstance(layer, Linear):
+            dropped = False
             if blocks and blocks[-1].n_out != layer.n_in:
                 raise ValueError(
                     f"layer {pos} ({layer!r}) takes {layer.n_in} inputs but the previous "
@@ -40,10 +64,10 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
         elif isinstance(layer, Activation):
             if layer.kind == "softmax" and pos != len(layers) - 1:
                 raise ValueError(f"layer {pos} (Softmax()) must be the last layer")
-            if not blocks or blocks[-1].activation is not None:
+            if not blocks or blocks[-1].activation is not None or dropped:
                 raise ValueError(
                     f"layer {pos} ({layer!r}) must follow a Linear layer: nnx stacks are "
-                    "Linear, optionally followed by one activation, repeated"
+                    "Linear, optionally followed by one activation and one Dropout, repeated"
                 )
             blocks[-1] = Block(blocks[-1].n_in, blocks[-1].n_out, layer.kind)
         else:
@@ -102,6 +126,8 @@ class Sequential:
         # JSON-able facts saved with the model, e.g. {"classes": ["cat", "dog"], "image_size": 64}
         self.metadata: dict[str, Any] = {}
         self.epochs_trained = 0
+        # Optimizer state (host copy) left by the last fit, continued by fit(warm_start=True).
+        self.training_state: TrainingState | None = None
         # The compute dtype of the last fit (or of a loaded file); inference defaults to it.
         self.dtype: str | None = None
         # fit() from several threads at once runs the fits one after another
@@ -188,8 +214,15 @@ class Sequential:
         X: Any,
         Y: Any,
         epochs: int = 100,
-        lr: float = 0.01,
+        lr: float | None = None,
         *,
+        optimizer: Optimizer | None = None,
+        l2: float = 0.0,
+        schedule: Schedule | None = None,
+        early_stopping: EarlyStopping | None = None,
+        class_weight: str | dict[int, float] | None = None,
+        sample_weight: Any = None,
+        warm_start: bool = False,
         validation_data: tuple[Any, Any] | None = None,
         batch_size: int | None = None,
         backend: str | backends.Backend | None = None,
@@ -199,17 +232,34 @@ class Sequential:
         history_every: int = 1,
         callback: EpochCallback | None = None,
     ) -> History:
-        """Train by gradient descent from the current parameters; returns the History.
+        """Train from the current parameters; returns the History of this fit.
 
-        X (n_x, m) float32/float64/uint8, Y (1, m) or (m,) of 0/1. ``batch_size=None`` is
-        full-batch; otherwise mini-batches in an order shuffled by ``seed`` (an int, or a
-        numpy Generator whose state carries across calls, e.g. to resume). ``dtype`` is the
-        compute precision. ``callback(epoch, network, history)`` runs after every epoch and
-        may return True to stop there (the parameters of that epoch are kept).
-        ``history_every=k`` records (and reads back) figures every k
-        epochs. If training fails (bad input, NaN loss, Ctrl-C) the parameters are left
-        exactly as they were. Fits of one model from several threads run one after another
-        (each continues from the parameters the previous one left).
+        X (n_x, m) float32/float64/uint8, Y (1, m) or (m,) of 0/1 (or class labels for a
+        softmax model). ``batch_size=None`` is full-batch; otherwise mini-batches in an
+        order shuffled by ``seed`` (an int, or a numpy Generator whose state carries across
+        calls, e.g. to resume). ``dtype`` is the compute precision.
+
+        * ``lr`` alone is plain gradient descent at that rate (default 0.01), as in the
+          tutorials; ``optimizer`` (``nnx.SGD``, ``RMSprop``, ``Adam``, ``AdamW``) brings
+          its own rate instead (give one or the other).
+        * ``l2``: the tutorials' L2 regularisation, l2 / (2m) * sum of squared weights
+          added to the loss and l2 / m * W to the gradient (biases not penalised; m is
+          the number of training examples).
+        * ``schedule``: an ``nnx.schedules`` learning-rate schedule (per epoch).
+        * ``early_stopping``: an ``nnx.EarlyStopping``, watching ``validation_data``.
+        * ``class_weight`` ("balanced" or {class: weight}) and ``sample_weight`` (m,)
+          weigh each example's loss (mean of w_i * loss_i over the m examples); not for
+          loss="mse".
+        * ``warm_start=True`` continues the optimizer state of the previous fit (moments,
+          step count, epoch clock of the schedule and dropout); otherwise each fit starts
+          the optimizer afresh (the parameters always continue).
+        * ``callback(epoch, network, history)`` runs after every epoch and may return True
+          to stop there (see ``nnx.callbacks``).
+
+        ``history_every=k`` records (and reads back) figures every k epochs. If training
+        fails (bad input, NaN loss, Ctrl-C) the parameters are left exactly as they were.
+        Fits of one model from several threads run one after another (each continues
+        from the parameters the previous one left).
         """
         with self._lock:
             return self._fit(
@@ -217,6 +267,13 @@ class Sequential:
                 Y,
                 epochs,
                 lr,
+                optimizer=optimizer,
+                l2=l2,
+                schedule=schedule,
+                early_stopping=early_stopping,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+                warm_start=warm_start,
                 validation_data=validation_data,
                 batch_size=batch_size,
                 backend=backend,
@@ -232,8 +289,15 @@ class Sequential:
         X: Any,
         Y: Any,
         epochs: int,
-        lr: float,
+        lr: float | None,
         *,
+        optimizer: Optimizer | None,
+        l2: float,
+        schedule: Schedule | None,
+        early_stopping: EarlyStopping | None,
+        class_weight: Any,
+        sample_weight: Any,
+        warm_start: bool,
         validation_data: tuple[Any, Any] | None,
         batch_size: int | None,
         backend: str | backends.Backend | None,
@@ -243,24 +307,55 @@ class Sequential:
         history_every: int,
         callback: EpochCallback | None,
     ) -> History:
+        # Methods that need the whole objective rather than steps (optimizer.stepwise False,
+        # e.g. L-BFGS) are dispatched here, before the epoch loop below.
         epochs = check_positive(epochs, "epochs", int)
-        lr = check_positive(lr, "lr")
+        optimizer = check_optimizer(optimizer)
+        if optimizer is not None and lr is not None:
+            raise ValueError(
+                f"give the learning rate either as lr= or in the optimizer, not both (lr={lr!r}, "
+                f"optimizer={optimizer!r})"
+            )
+        if optimizer is None:
+            optimizer = SGD(lr=check_positive(0.01 if lr is None else lr, "lr"))
+        lr = optimizer.lr
+        if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+            raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
+        if not np.isfinite(l2) or l2 < 0:
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        l2 = float(l2)
+        schedule = check_schedule(schedule)
+        early_stopping = check_early_stopping(early_stopping)
+        if early_stopping is not None and validation_data is None:
+            raise ValueError(
+                "early_stopping watches the validation data: pass validation_data=(X_val, Y_val)"
+            )
+        if not isinstance(warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
         history_every = check_positive(history_every, "history_every", int)
         if batch_size is not None:
             batch_size = check_positive(batch_size, "batch_size", int)
         dtype = check_dtype(dtype)
         X = check_fits_dtype(check_X(X, self.n_features), dtype)
         Y = self._labels(Y, X.shape[1])
+        weights, per_class = example_weights(Y, self.n_classes, self.loss, class_weight, sample_weight)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a pair (X_val, Y_val)")
             Xv = check_fits_dtype(check_X(validation_data[0], self.n_features), dtype, "X_val")
             Yv = self._labels(validation_data[1], Xv.shape[1])
+        state = self._continued_state(optimizer) if warm_start else None
         selection = backends.select(backend)
         ops = selection.backend
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
         start = self._drawn(int(seed)) if redraw else self.parameters()
+        dropout_seed = None
+        if any(blk.dropout for blk in self._blocks) and (state is None or state.dropout_seed is None):
+            # an int seed keys the masks itself; a Generator (or None) gives one draw
+            dropout_seed = (
+                int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
+            )
         history = History(
             backend=ops.name,
             backend_reason=selection.reason,
@@ -268,13 +363,22 @@ class Sequential:
             epochs=epochs,
             lr=lr,
             batch_size=batch_size,
+            optimizer=optimizer.config(),
+            schedule=None if schedule is None else schedule.config(),
+            l2=l2,
+            class_weight=None if per_class is None else [float(w) for w in per_class],
+            early_stopping=None if early_stopping is None else early_stopping.config(),
+            warm_start=bool(warm_start),
         )
         if verbose:
             print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {dtype}")
-        log.info("fit: backend %s (%s), dtype %s", ops.name, selection.reason, dtype)
+        log.info("fit: backend %s (%s), dtype %s, %r", ops.name, selection.reason, dtype, optimizer)
         with ops.memory_errors_explained():
             net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
-            data = Batches(net, X, Y, batch_size)
+            net.start_training(
+                optimizer, state, l2=l2, m=X.shape[1], weighted=weights is not None, dropout_seed=dropout_seed
+            )
+            data = Batches(net, X, Y, batch_size, weights)
             validation = None
             if validation_data is not None:
                 validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
@@ -290,8 +394,12 @@ class Sequential:
                     validation=validation,
                     verbose=verbose,
                     callback=callback,
+                    schedule=schedule,
+                    early_stopping=early_stopping,
                 )
+            host_state = net.host_training_state()
         self._store(net.host_params())
+        self.training_state = host_state
         self._init_fixed = True
         self.last_backend = ops.name
         self.dtype = dtype
@@ -302,10 +410,33 @@ class Sequential:
                 dtype=history.dtype,
                 lr=lr,
                 batch_size=batch_size,
+                optimizer=history.optimizer,
+                schedule=history.schedule,
+                l2=l2,
             )
         self.history.extend(history, offset=self.epochs_trained)
         self.epochs_trained += history.epochs
         return history
+
+    def _continued_state(self, optimizer: Optimizer) -> TrainingState | None:
+        """The previous fit's optimizer state for ``warm_start`` (None before any fit);
+        refused when ``optimizer`` is of another kind (its state would not fit)."""
+        state = self.training_state
+        if state is None:
+            return None
+        previous = state.optimizer.get("name")
+        if previous != optimizer.name:
+            raise ValueError(
+                f"warm_start=True continues the state of the previous fit's {previous} optimizer, "
+                f"but optimizer is {optimizer!r}; pass the same kind of optimizer or warm_start=False"
+            )
+        shapes = [p.shape for pair in self.parameters() for p in pair]
+        for name, arrays in state.arrays().items():
+            if [a.shape for a in arrays] != shapes:
+                raise ValueError(
+                    f"warm_start=True: the saved optimizer state {name!r} does not fit the parameters"
+                )
+        return state
 
     def gradients(
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str = "float64"
@@ -408,11 +539,13 @@ def MLP(
     init: str | None = None,
     loss: str | None = None,
     seed: int | None = None,
+    dropout: float = 0.0,
 ) -> Sequential:
     """A fully connected net, e.g. MLP([12288, 50, 1]): hidden layers with ``hidden``
     activation ("relu", "sigmoid", "tanh") and a Sigmoid output with loss "bce" (or
     "mse"); with K > 1 outputs, e.g. MLP([64, 50, 10]), a Softmax output with loss
     "cross_entropy". ``init`` defaults to "he" for ReLU hidden layers and "xavier" otherwise.
+    ``dropout`` > 0 puts a ``Dropout(dropout)`` after every hidden layer.
     """
     sizes = list(sizes)
     if len(sizes) < 2:
@@ -431,4 +564,6 @@ def MLP(
             layers.append(Softmax())
         else:
             layers.append(ACTIVATION_BY_KIND["sigmoid" if last else hidden]())
+        if not last and dropout:
+            layers.append(Dropout(dropout))
     return Sequential(*layers, loss=loss, seed=seed)

@@ -13,15 +13,19 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend
+from .backends.philox import DropoutKey
+from .optim import Optimizer, TrainingState
 
 
 @dataclass(frozen=True)
 class Block:
-    """One Linear layer and the activation after it (None: no activation)."""
+    """One Linear layer, the activation after it (None: no activation) and the rate of the
+    dropout applied to that output in training (0: none)."""
 
     n_in: int
     n_out: int
     activation: str | None
+    dropout: float = 0.0
 
 
 class DeviceNetwork:
@@ -47,6 +51,14 @@ class DeviceNetwork:
         self.is_softmax_regression = len(blocks) == 1 and blocks[0].activation == "softmax"
         self.folds_output = loss in ("bce", "cross_entropy")  # loss computed from the logits
         self._buffers: dict[tuple, Any] = {}
+        # Training setup (``start_training``); without it a step is plain gradient descent.
+        self.fused = self.is_logreg or self.is_softmax_regression  # single-pass epoch op
+        self.optimizer: Optimizer | None = None
+        self.state: TrainingState | None = None  # on this backend during a fit
+        self.l2 = 0.0
+        self.decays = [0.0] * (2 * len(blocks))
+        self.m_total = 1
+        self.last_penalty: Any = 0.0  # the L2 term of the last step's loss
 
     # ---------------------------------------------------------------- helpers
     def _buffer(self, tag: tuple, shape: tuple[int, ...], order: str | None = None) -> Any:
@@ -61,14 +73,94 @@ class DeviceNetwork:
         """Host NumPy copies of the parameters: [(W, b), ...]."""
         return [(self.ops.to_host(W), self.ops.to_host(b)) for W, b in self.params]
 
+    def flat_params(self) -> list[Any]:
+        """The parameters as one list W0, b0, W1, b1, ... (the order of optimizer state)."""
+        return [p for pair in self.params for p in pair]
+
+    # --------------------------------------------------------------- training
+    def start_training(
+        self,
+        optimizer: Optimizer,
+        state: TrainingState | None = None,
+        *,
+        l2: float = 0.0,
+        m: int = 1,
+        weighted: bool = False,
+        dropout_seed: int | None = None,
+    ) -> None:
+        """Set up a fit: ``optimizer`` with its state on this backend (``state``, a host
+        ``TrainingState`` to continue, else a fresh one; state arrays it lacks start at
+        zero), the L2 penalty ``l2`` / (2 ``m``) sum of squared weights, whether examples
+        carry weights, and the key of the dropout masks. Call before ``prepare``: the
+        single-pass epochs of logistic and softmax regression run only plain gradient
+        descent without L2 or example weights."""
+        ops = self.ops
+        host = state if state is not None else TrainingState(optimizer.config())
+        device = host.to_device(ops, self.dtype)
+        flat = self.flat_params()
+        device.slots = {
+            name: device.slots.get(name) or [ops.zeros(p.shape, self.dtype) for p in flat]
+            for name in optimizer.slots
+        }
+        device.optimizer = optimizer.config()
+        if device.dropout_seed is None:
+            device.dropout_seed = dropout_seed
+        self.optimizer, self.state = optimizer, device
+        self.l2, self.m_total = float(l2), int(m)
+        self.decays = [self.l2 / self.m_total if i % 2 == 0 else 0.0 for i in range(len(flat))]
+        self.fused = (
+            (self.is_logreg or self.is_softmax_regression) and optimizer.plain and not l2 and not weighted
+        )
+
+    def host_training_state(self) -> TrainingState | None:
+        """A host copy of the optimizer state (None before ``start_training``)."""
+        return None if self.state is None else self.state.to_host(self.ops)
+
+    def begin_epoch(self) -> int:
+        """Advance the epoch clock (schedules, dropout masks); returns the epoch's number."""
+        if self.state is None:
+            return 0
+        self.state.epoch += 1
+        return self.state.epoch
+
+    def keep_best(self) -> None:
+        """Copy the parameters into the state's ``best`` arrays (early stopping)."""
+        ops, state = self.ops, self.state
+        assert state is not None
+        flat = self.flat_params()
+        if state.best is None:
+            state.best = [ops.zeros(p.shape, self.dtype) for p in flat]
+        for dst, src in zip(state.best, flat):
+            ops.copy_(dst, src)
+
+    def restore_best(self) -> None:
+        """Copy the state's ``best`` arrays back into the parameters."""
+        assert self.state is not None and self.state.best is not None
+        for dst, src in zip(self.flat_params(), self.state.best):
+            self.ops.copy_(dst, src)
+
+    def penalty(self) -> Any:
+        """The L2 term l2 / (2 m) * sum of squared weights, as a device scalar."""
+        total = 0.0
+        for W, _ in self.params:
+            total = total + self.ops.sum_squares(W)
+        return total * (self.l2 / (2 * self.m_total))
+
     # ------------------------------------------------------------------ passes
-    def forward(self, X: Any, logits_out: bool) -> list[Any]:
+    def forward(self, X: Any, logits_out: bool, batch: int | None = None) -> list[Any]:
         """Activations [X, A1, ..., AL]; with ``logits_out`` the last one is the logits (the
         output activation is left to the loss).
 
-        X is a prepared float input (n_x, m). Buffers are reused between calls.
+        X is a prepared float input (n_x, m). Buffers are reused between calls. With
+        ``batch`` (training: the mini-batch of the epoch) each block with a dropout rate
+        passes on its output times the dropout mask.
         """
+        return self._forward(X, logits_out, batch)[0]
+
+    def _forward(self, X: Any, logits_out: bool, batch: int | None) -> tuple[list[Any], list[Any]]:
+        """``forward``'s activations, and each block's activation output before dropout."""
         acts = [X]
+        outputs = []
         A = X
         m = X.shape[1]
         last = len(self.blocks) - 1
@@ -76,55 +168,87 @@ class DeviceNetwork:
             Z = self.ops.matmul(W, A, out=self._buffer(("Z", i), (blk.n_out, m)))
             activation = None if (i == last and logits_out) else blk.activation
             A = self.ops.bias_activation_(Z, b, activation)
+            outputs.append(A)
+            if batch is not None and blk.dropout > 0 and i < last:
+                A = self.ops.dropout_(
+                    A, self._buffer(("D", i), A.shape), blk.dropout, self._dropout_key(i, batch)
+                )
             acts.append(A)
-        return acts
+        return acts, outputs
 
-    def loss_and_grads(self, X: Any, Y: Any) -> tuple[Any, Any, list[tuple[Any, Any]]]:
+    def _dropout_key(self, layer: int, batch: int) -> DropoutKey:
+        assert self.state is not None and self.state.dropout_seed is not None, "dropout needs start_training"
+        return DropoutKey(self.state.dropout_seed, self.state.epoch, batch, layer)
+
+    def loss_and_grads(
+        self, X: Any, Y: Any, weights: Any | None = None, batch: int | None = None
+    ) -> tuple[Any, Any, list[tuple[Any, Any]]]:
         """(loss, correct, [(dW, db), ...]) at the current parameters, as backend arrays.
 
-        No gradient is computed for X itself (the input layer needs no dX).
+        ``weights`` (1, m) weigh each example's loss; ``batch`` (training) turns dropout on
+        with that batch's masks. No gradient is computed for X itself (the input layer
+        needs no dX).
         """
         ops = self.ops
-        acts = self.forward(X, logits_out=self.folds_output)
+        acts, outputs = self._forward(X, self.folds_output, batch)
         out = acts[-1]
         if self.folds_output:
-            value, correct, dZ = self._loss_from_logits(out, Y)
+            value, correct, dZ = self._loss_from_logits(out, Y, weights)
         else:
+            if weights is not None:
+                raise ValueError("the mse loss takes no example or class weights")
             value, correct, dA = ops.mse(out, Y)
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)
         grads: list[tuple[Any, Any]] = [None] * len(self.blocks)  # type: ignore[list-item]
         for i in range(len(self.blocks) - 1, -1, -1):
             W, _ = self.params[i]
-            A_prev = acts[i]
+            A_prev = acts[i]  # what block i saw: the previous output after dropout
             dW = ops.matmul(dZ, A_prev.T, out=self._buffer(("dW", i), W.shape, order="C"))
             db = ops.sum_columns(dZ)
             grads[i] = (dW, db)
             if i > 0:
+                prev = self.blocks[i - 1]
                 dA = ops.matmul(W.T, dZ, out=self._buffer(("dA", i - 1), A_prev.shape))
-                dZ = ops.activation_backward_(dA, A_prev, self.blocks[i - 1].activation)
+                if batch is not None and prev.dropout > 0:
+                    ops.dropout_backward_(dA, prev.dropout, self._dropout_key(i - 1, batch))
+                dZ = ops.activation_backward_(dA, outputs[i - 1], prev.activation)
         return value, correct, grads
 
-    def train_step(self, X: Any, Y: Any, lr: float) -> tuple[Any, Any]:
-        """One gradient-descent step on the batch (X, Y); (loss, correct) before the update.
+    def train_step(
+        self, X: Any, Y: Any, lr: float, weights: Any | None = None, batch: int = 0
+    ) -> tuple[Any, Any]:
+        """One optimizer step on the batch (X, Y); (loss, correct) before the update.
 
-        Logistic regression goes through the backend's single-pass ``logreg_epoch_``; X must
+        Without ``start_training`` the step is plain gradient descent at rate ``lr``.
+        Logistic and softmax regression with plain gradient descent go through the
+        backend's single-pass ``logreg_epoch_`` / ``softmax_epoch_`` (``fused``); X must
         then come from ``prepare_fused_input``, otherwise from ``prepare_input``.
+        ``batch`` numbers the mini-batch in its epoch (dropout masks). The loss includes
+        the L2 term (also kept in ``last_penalty``).
         """
-        if self.is_logreg:
-            w, b = self.params[0]
-            return self.ops.logreg_epoch_(w, b, X, Y, lr, self.loss)
-        if self.is_softmax_regression:
+        if self.state is not None:
+            self.state.step += 1
+        if self.fused:
             W, b = self.params[0]
+            if self.is_logreg:
+                return self.ops.logreg_epoch_(W, b, X, Y, lr, self.loss)
             return self.ops.softmax_epoch_(W, b, X, Y, lr)
-        value, correct, grads = self.loss_and_grads(X, Y)
-        flat_params = [p for pair in self.params for p in pair]
+        value, correct, grads = self.loss_and_grads(X, Y, weights, batch if self.state is not None else None)
+        if self.l2:
+            self.last_penalty = self.penalty()
+            value = value + self.last_penalty
+        flat_params = self.flat_params()
         flat_grads = [g for pair in grads for g in pair]
-        self.ops.sgd_update_(flat_params, flat_grads, lr)
+        if self.optimizer is None or self.state is None:
+            self.ops.sgd_update_(flat_params, flat_grads, lr)
+        else:
+            self.optimizer.update(self.ops, flat_params, flat_grads, self.state, lr, self.decays)
         return value, correct
 
     def prepare(self, X: np.ndarray, for_training: bool) -> Any:
         """Move host X to the backend in the form ``train_step`` (or ``forward``) expects."""
-        if for_training and (self.is_logreg or (self.is_softmax_regression and self.ops.fused_softmax)):
+        # raw uint8 pixels only where the backend's softmax epoch reads them itself
+        if for_training and self.fused and (self.is_logreg or self.ops.fused_softmax):
             return self.ops.prepare_fused_input(X, self.dtype)
         return self.ops.prepare_input(X, self.dtype)
 
@@ -137,9 +261,13 @@ class DeviceNetwork:
             value, correct, _ = self.ops.mse(acts[-1], Y)
         return value, correct
 
-    def _loss_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+    def _loss_from_logits(self, Z: Any, Y: Any, weights: Any | None = None) -> tuple[Any, Any, Any]:
         if self.loss == "cross_entropy":
+            if weights is not None:
+                return self.ops.softmax_cross_entropy_weighted(Z, Y, weights)
             return self.ops.softmax_cross_entropy(Z, Y)
+        if weights is not None:
+            return self.ops.bce_from_logits_weighted(Z, Y, weights)
         return self.ops.bce_from_logits(Z, Y)
 
     def predict_proba(self, X: Any) -> Any:

@@ -19,13 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
 from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
-from .history import History
-from .io import load, load_with_extra, write_model_file
+from .history import LIST_FIELDS, History
+from .io import load, load_checkpoint, write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
+from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.
@@ -47,7 +50,10 @@ LIMITS = {  # the largest value each argument accepts
     "--checkpoint-every": 10**9,
     "--batch-size": 2**31 - 1,
     "--seed": 2**32 - 1,
+    "--early-stopping": 10**9,
 }
+OPTIMIZERS = ("gd", "sgd", "rmsprop", "adam", "adamw")
+SCHEDULE_FORMS = "cosine[:MIN_LR], step:EPOCHS[:GAMMA], exponential:GAMMA or inverse-time:RATE[:EPOCHS]"
 
 
 @dataclass
@@ -69,6 +75,13 @@ class TrainConfig:
     out: str = "nnx-run"
     checkpoint_every: int = 100
     cache: str | None = None
+    optimizer: str = "gd"  # gd: plain gradient descent at --lr, as the tutorials
+    momentum: float = 0.0  # sgd only
+    l2: float = 0.0
+    dropout: float = 0.0  # mlp only
+    schedule: str | None = None  # see SCHEDULE_FORMS
+    early_stopping: int | None = None  # patience in epochs, on the validation loss
+    class_weight: str | None = None  # "balanced" or "0:W0,1:W1"
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the interrupted one."""
@@ -84,8 +97,97 @@ class TrainConfig:
             "size",
             "positive",
             "val_split",
+            *TRAINING_DEFAULTS,
         )
         return {k: getattr(self, k) for k in keys}
+
+
+# training options added after checkpoints first existed: an older checkpoint, which lacks
+# them, matches a run that leaves them at these values
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "optimizer": "gd",
+    "momentum": 0.0,
+    "l2": 0.0,
+    "dropout": 0.0,
+    "schedule": None,
+    "early_stopping": None,
+    "class_weight": None,
+}
+
+
+def _rate(value: Any, name: str, high: float | None = None) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise UsageError(f"{name} must be a finite number >= 0, got {value}")
+    if high is not None and value >= high:
+        raise UsageError(f"{name} must be below {high:g}, got {value}")
+    return float(value)
+
+
+def build_optimizer(cfg: TrainConfig) -> Optimizer | None:
+    """The optimizer --optimizer names (None: plain gradient descent at --lr)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
+    if cfg.optimizer != "sgd" and cfg.momentum:
+        raise UsageError(f"--momentum applies to --optimizer sgd, not {cfg.optimizer}")
+    try:
+        if cfg.optimizer == "sgd":
+            return SGD(lr=cfg.lr, momentum=cfg.momentum)
+        kinds: dict[str, type[Optimizer]] = {"rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+        return kinds[cfg.optimizer](lr=cfg.lr) if cfg.optimizer in kinds else None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--optimizer {cfg.optimizer}: {exc}") from None
+
+
+def build_schedule(cfg: TrainConfig) -> Schedule | None:
+    """The schedule --schedule describes (see SCHEDULE_FORMS), or None."""
+    if cfg.schedule is None or cfg.schedule == "none":
+        return None
+    name, *args = cfg.schedule.split(":")
+    try:
+        numbers = [float(a) for a in args]
+        if name == "cosine" and len(numbers) <= 1:
+            return Cosine(total=cfg.epochs, min_lr=numbers[0] if numbers else 0.0)
+        if name == "step" and 1 <= len(numbers) <= 2 and numbers[0].is_integer():
+            return Step(int(numbers[0]), *numbers[1:])
+        if name == "exponential" and len(numbers) == 1:
+            return Exponential(numbers[0])
+        if (
+            name == "inverse-time"
+            and 1 <= len(numbers) <= 2
+            and (len(numbers) == 1 or numbers[1].is_integer())
+        ):
+            return InverseTime(numbers[0], *(int(n) for n in numbers[1:]))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--schedule {cfg.schedule!r}: {exc}") from None
+    raise UsageError(f"--schedule must be none, {SCHEDULE_FORMS}; got {cfg.schedule!r}")
+
+
+def build_class_weight(cfg: TrainConfig) -> str | dict[int, float] | None:
+    """--class-weight as fit's class_weight: None, "balanced" or {class: weight}."""
+    text = cfg.class_weight
+    if text is None or text == "none":
+        return None
+    if text == "balanced":
+        return text
+    weights: dict[int, float] = {}
+    for part in text.split(","):
+        label, sep, value = part.partition(":")
+        try:
+            key, weight = int(label), float(value)
+        except ValueError:
+            key, weight, sep = -1, 0.0, ""
+        if not sep or key not in (0, 1) or key in weights or not math.isfinite(weight) or weight < 0:
+            raise UsageError(
+                f"--class-weight must be none, balanced or CLASS:WEIGHT pairs such as 0:1,1:3 (classes 0 "
+                f"and 1, weights >= 0), got {text!r}"
+            )
+        weights[key] = weight
+    return weights
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -112,6 +214,26 @@ def check_config(cfg: TrainConfig) -> None:
         raise UsageError(f"--val-split must lie in [0, 1), got {cfg.val_split}")
     if cfg.dtype not in ("float32", "float64"):
         raise UsageError(f"--dtype must be float32 or float64, got {cfg.dtype!r}")
+    _rate(cfg.momentum, "--momentum")
+    build_optimizer(cfg)
+    _rate(cfg.l2, "--l2")
+    _rate(cfg.dropout, "--dropout", high=1.0)
+    if cfg.dropout and cfg.model != "mlp":
+        raise UsageError("--dropout needs a hidden layer: use it with --model mlp")
+    build_schedule(cfg)
+    build_class_weight(cfg)
+    patience = cfg.early_stopping
+    if patience is not None:
+        if (
+            isinstance(patience, bool)
+            or not isinstance(patience, int)
+            or not 1 <= patience <= LIMITS["--early-stopping"]
+        ):
+            raise UsageError(
+                f"--early-stopping must be a positive integer (patience in epochs), got {patience}"
+            )
+        if cfg.val_split == 0:
+            raise UsageError("--early-stopping watches the validation split: use --val-split > 0")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UsageError(f"--data: no such file or folder: {cfg.data}")
     check_output_paths(cfg)
@@ -253,7 +375,7 @@ def build_model(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> Sequential:
         if n_classes > 2:
             return SoftmaxRegression(n_x, n_classes, seed=cfg.seed)
         return LogisticRegression(n_x, seed=cfg.seed)
-    return MLP([n_x, cfg.hidden, 1 if n_classes == 2 else n_classes], seed=cfg.seed)
+    return MLP([n_x, cfg.hidden, 1 if n_classes == 2 else n_classes], seed=cfg.seed, dropout=cfg.dropout)
 
 
 @dataclass
@@ -264,6 +386,7 @@ class TrainResult:
     interrupted: bool
     out: Path
     signal: int | None = None  # the signal that stopped the run early, if one did
+    stop_reason: str = ""  # why training ended before --epochs (early stopping)
 
 
 def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
@@ -285,9 +408,12 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     fingerprint = data_fingerprint(data)
     history = History()
     done = 0
+    finished = False  # early stopping ended the run before --epochs
     if resume:
-        done, history = _resume(ckpt_path, cfg, model, rng, fingerprint)
+        done, history, finished = _resume(ckpt_path, cfg, model, rng, fingerprint)
         say(f"resuming from epoch {done} of {cfg.epochs} ({printable(str(ckpt_path))})")
+        if finished:
+            say(f"the checkpoint's run had already ended: {history.stop_reason}")
     if len(data.classes) == 2:
         labels = f"label 1 = {printable(data.classes[-1])}"
     else:
@@ -302,37 +428,57 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             raise KeyboardInterrupt
         stop["signal"] = signum
 
-    def checkpoint(epoch_done: int, params, hist: History) -> None:
+    def checkpoint(epoch_done: int, net, hist: History) -> None:
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
+        _finish_history(combined, hist, done)
+        training = net.host_training_state()
         state = {
             "config": cfg.identity(),
             "data_fingerprint": fingerprint,
             "epochs_done": epoch_done,
             "rng_state": rng.bit_generator.state,
             "history": combined.to_dict(),
+            "training": training.json(),
+            "finished": bool(hist.stop_reason) and stop["signal"] is None,
         }
-        write_model_file(ckpt_path, model.config(), params, model.last_backend, model.metadata, state)
+        write_model_file(
+            ckpt_path,
+            model.config(),
+            net.host_params(),
+            model.last_backend,
+            model.metadata,
+            state,
+            state_arrays=training.arrays(),
+        )
 
     def callback(epoch: int, net, hist: History) -> bool:
         total = done + epoch
         stopping = stop["signal"] is not None
-        if stopping or total % cfg.checkpoint_every == 0 or total == cfg.epochs:
-            checkpoint(total, net.host_params(), hist)
+        early = bool(hist.stop_reason)  # early stopping ends the run at this epoch
+        if stopping or early or total % cfg.checkpoint_every == 0 or total == cfg.epochs:
+            checkpoint(total, net, hist)
         return stopping
 
-    remaining = cfg.epochs - done
+    remaining = 0 if finished else cfg.epochs - done
     # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
     handle = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
     try:
         if remaining > 0:
             validation = (data.Xv, data.Yv) if data.Xv is not None else None
+            optimizer = build_optimizer(cfg)
             fit_history = model.fit(
                 data.X,
                 data.Y,
                 epochs=remaining,
-                lr=cfg.lr,
+                lr=cfg.lr if optimizer is None else None,
+                optimizer=optimizer,
+                l2=cfg.l2,
+                schedule=build_schedule(cfg),
+                early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
+                class_weight=build_class_weight(cfg),
+                warm_start=resume,
                 batch_size=cfg.batch_size,
                 seed=rng,
                 backend=cfg.backend,
@@ -345,8 +491,9 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
                 history_every=max(1, -(-cfg.epochs // 20_000)),
             )
             history.extend(fit_history, offset=done)
-            for key in ("backend", "backend_reason", "dtype", "lr", "batch_size"):
-                setattr(history, key, getattr(fit_history, key))
+            _finish_history(history, fit_history, done)
+            if stop["signal"] is not None:
+                history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
             history.seconds += fit_history.seconds
             done += fit_history.epochs
     finally:
@@ -354,26 +501,53 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             signal.signal(s, handler)
     history.epochs = done
     write_outputs(model, history, out, say)
-    return TrainResult(model, history, done, stop["signal"] is not None, out, stop["signal"])
+    reason = history.stop_reason if history.stopped_epoch is not None and stop["signal"] is None else ""
+    return TrainResult(model, history, done, stop["signal"] is not None, out, stop["signal"], reason)
+
+
+def _finish_history(history: History, fit_history: History, done: int) -> None:
+    """Copy a fit's settings and outcome into the run's history (epochs offset by ``done``)."""
+    for key in (
+        "backend",
+        "backend_reason",
+        "dtype",
+        "lr",
+        "batch_size",
+        "optimizer",
+        "schedule",
+        "l2",
+        "class_weight",
+        "early_stopping",
+        "stop_reason",
+    ):
+        setattr(history, key, getattr(fit_history, key))
+    for key in ("stopped_epoch", "best_epoch"):
+        value = getattr(fit_history, key)
+        setattr(history, key, None if value is None else value + done)
 
 
 def _resume(
     ckpt_path: Path, cfg: TrainConfig, model: Sequential, rng: np.random.Generator, fingerprint: str
-) -> tuple[int, History]:
+) -> tuple[int, History, bool]:
     """Load a checkpoint into ``model`` and ``rng`` after checking it belongs to this run:
-    the same hyper-parameters, the same data (by fingerprint) and a well-formed state.
-    Returns (epochs done, history so far); UsageError in one line otherwise."""
+    the same hyper-parameters, the same data (by fingerprint) and a well-formed state
+    (optimizer state included). Returns (epochs done, history so far, whether early
+    stopping had ended the run); UsageError in one line otherwise."""
     if not ckpt_path.is_file():
         raise UsageError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
     try:
-        saved, state = load_with_extra(ckpt_path)
+        saved, state, arrays = load_checkpoint(ckpt_path)
     except ModelFormatError as exc:
         raise UsageError(f"--resume: {exc}") from None
     bad = f"--resume: {ckpt_path} is not a usable nnx training checkpoint"
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise UsageError(f"{bad} (no training state in it)")
     saved_cfg = state["config"]
-    mismatched = {k: (saved_cfg.get(k), v) for k, v in cfg.identity().items() if saved_cfg.get(k) != v}
+    mismatched = {
+        k: (saved_cfg.get(k, TRAINING_DEFAULTS.get(k)), v)
+        for k, v in cfg.identity().items()
+        if saved_cfg.get(k, TRAINING_DEFAULTS.get(k)) != v
+    }
     if mismatched:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
         raise UsageError(f"--resume refused: hyper-parameters differ from the checkpoint ({detail})")
@@ -396,7 +570,16 @@ def _resume(
     history = _history_from_state(state.get("history"))
     if history is None:
         raise UsageError(f"{bad} (the history is malformed)")
-    return done, history
+    if "training" in state:  # absent from checkpoints of nnx before optimizers
+        try:
+            training = TrainingState.from_json(state["training"], arrays)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{bad} (the optimizer state is malformed: {exc})") from None
+        model.training_state = training
+    finished = state.get("finished", False)
+    if not isinstance(finished, bool):
+        raise UsageError(f"{bad} (finished is {finished!r})")
+    return done, history, finished
 
 
 def _history_from_state(data: Any) -> History | None:
@@ -407,14 +590,18 @@ def _history_from_state(data: Any) -> History | None:
         history = History.from_dict(data)
     except TypeError:
         return None
-    lists = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-    for name in lists:
+    for name in LIST_FIELDS:
         values = getattr(history, name)
         if not isinstance(values, list) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
         ):
             return None
     if not len(history.epoch) == len(history.loss) == len(history.accuracy):
+        return None
+    if not isinstance(history.stop_reason, str) or not all(
+        value is None or (isinstance(value, int) and not isinstance(value, bool))
+        for value in (history.stopped_epoch, history.best_epoch)
+    ):
         return None
     return history
 

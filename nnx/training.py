@@ -1,9 +1,11 @@
-"""The epoch loop: full-batch or seeded mini-batch gradient descent on a DeviceNetwork.
+"""The epoch loop: full-batch or seeded mini-batch training of a DeviceNetwork.
 
 Per-epoch loss and accuracy stay on the backend as device scalars and are read in one
-go every ``history_every`` epochs, so a GPU is synchronised only where figures are read.
-Every pending loss is checked at that read: a NaN/inf stops training with an error
-naming the first bad epoch.
+go every ``history_every`` epochs, so a GPU is synchronised only where figures are read
+(and every epoch with early stopping, which must read the validation loss). Every pending
+loss is checked at that read: a NaN/inf stops training with an error naming the first
+bad epoch. The learning rate of each epoch comes from the schedule (a pure function of
+the epoch clock, which continues over warm starts and resumes).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from .callbacks import EarlyStopping
 from .errors import TrainingDivergedError
 from .history import History
 from .network import DeviceNetwork
+from .schedules import Schedule
 
 log = logging.getLogger("nnx")
 
-# callback(epoch, network, history) -> True to stop after this epoch (e.g. on Ctrl-C)
+# callback(epoch, network, history) -> True to stop after this epoch (see nnx.callbacks)
 EpochCallback = Callable[[int, DeviceNetwork, History], bool | None]
 
 
@@ -48,11 +52,20 @@ class Batches:
     out-of-memory error (``DeviceMemoryError`` on a GPU) naming ``batch_size=`` as the fix.
     """
 
-    def __init__(self, net: DeviceNetwork, X: np.ndarray, Y: np.ndarray, batch_size: int | None):
+    def __init__(
+        self,
+        net: DeviceNetwork,
+        X: np.ndarray,
+        Y: np.ndarray,
+        batch_size: int | None,
+        weights: np.ndarray | None = None,
+    ):
         ops = net.ops
         self.net, self.m = net, X.shape[1]
         self.batch_size = None if batch_size is None or batch_size >= self.m else batch_size
         self.Y = ops.prepare_labels(Y, net.dtype)
+        # a weight per example (class and sample weights), (1, m) on the backend, or None
+        self.W = None if weights is None else ops.prepare_labels(weights, net.dtype)
         free = ops.free_bytes()
         self.streamed = self.batch_size is not None and free is not None and X.nbytes > 0.8 * free
         if self.streamed:
@@ -77,14 +90,20 @@ class Batches:
     def epoch(self, rng: np.random.Generator) -> Iterator[tuple[Any, Any, float]]:
         """The batches of one epoch as (X, Y, share of the m examples), shuffled by ``rng``
         for mini-batches."""
+        for Xb, Yb, _, share in self.steps(rng):
+            yield Xb, Yb, share
+
+    def steps(self, rng: np.random.Generator) -> Iterator[tuple[Any, Any, Any, float]]:
+        """``epoch`` with each batch's example weights: (X, Y, weights or None, share)."""
         if self.full_batch:
-            yield self.X, self.Y, 1.0
+            yield self.X, self.Y, self.W, 1.0
             return
         order = rng.permutation(self.m)
         for lo in range(0, self.m, self.batch_size):
             idx = order[lo : lo + self.batch_size]
             Xb, Yb = self.batch(idx)
-            yield Xb, Yb, len(idx) / self.m
+            Wb = None if self.W is None else self.net.ops.take_columns(self.W, idx)
+            yield Xb, Yb, Wb, len(idx) / self.m
 
 
 def run_epochs(
@@ -99,35 +118,70 @@ def run_epochs(
     validation: tuple[Any, Any] | None = None,
     verbose: bool = False,
     callback: EpochCallback | None = None,
+    schedule: Schedule | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> History:
-    """Train ``net`` in place for ``epochs`` epochs on the batches ``data`` yields."""
+    """Train ``net`` in place for up to ``epochs`` epochs on the batches ``data`` yields.
+
+    ``lr`` is the base learning rate (``schedule`` scales it per epoch). With
+    ``early_stopping`` (which needs ``validation``) the validation figure is read every
+    epoch; its progress and best parameters live in ``net.state``.
+    """
     ops = net.ops
     m = data.m
     bar = _progress(epochs, verbose)
-    pending: list[tuple[int, Any, Any]] = []
+    pending: list[tuple[int, Any, Any, Any, float]] = []
     start = time.perf_counter()
+    es = early_stopping
+    start_clock = net.state.epoch if net.state is not None else 0
+    if es is not None:
+        assert net.state is not None and validation is not None
+        if net.state.early is None or net.state.early.get("stopped"):
+            net.state.early, net.state.best = es.fresh(), None  # a new watch, no stale best
     try:
         for epoch in range(1, epochs + 1):
-            if data.full_batch:
-                loss, correct = net.train_step(data.X, data.Y, lr)
-            else:
-                loss, correct = 0.0, 0
-                for Xb, Yb, share in data.epoch(rng):
-                    b_loss, b_correct = net.train_step(Xb, Yb, lr)
+            clock = net.begin_epoch() or epoch
+            lr_now = schedule.lr(lr, clock - 1) if schedule is not None else lr
+            loss: Any = 0.0
+            penalty: Any = 0.0
+            correct: Any = 0
+            for b, (Xb, Yb, Wb, share) in enumerate(data.steps(rng)):
+                b_loss, b_correct = net.train_step(Xb, Yb, lr_now, Wb, b)
+                if data.full_batch:
+                    loss, correct, penalty = b_loss, b_correct, net.last_penalty
+                else:
                     loss = loss + b_loss * share
                     correct = correct + b_correct
-            pending.append((epoch, loss, correct))
+                    penalty = penalty + net.last_penalty * share
+            pending.append((epoch, loss, correct, penalty, lr_now))
             if epoch == 1:
                 ops.synchronize()
                 history.first_epoch_seconds = time.perf_counter() - start
-            record = epoch % history_every == 0 or epoch == epochs
+            val = None
+            stop_early = False
+            if es is not None:
+                assert net.state is not None and net.state.early is not None and validation is not None
+                v_loss, v_correct = net.evaluate(*validation)
+                val = (ops.scalar(v_loss), ops.scalar(v_correct) / validation[1].shape[1])
+                improved, stop_early = es.update(
+                    net.state.early, clock, val[0] if es.mode == "min" else val[1]
+                )
+                if improved:
+                    net.keep_best()
+                if (stop_early or epoch == epochs) and es.restore_best and net.state.best is not None:
+                    net.restore_best()  # before the callback: a checkpoint of this epoch holds them
+                if stop_early:
+                    history.stop_reason = es.reason(net.state.early, es.restore_best)
+            record = epoch % history_every == 0 or epoch == epochs or stop_early
             if record:
-                _flush(net, pending, m, history, history_every, validation, epoch, lr)
+                _flush(net, pending, m, history, history_every, validation, epoch, lr, val)
                 pending.clear()
             stop = bool(callback(epoch, net, history)) if callback is not None else False
             if stop and not record:
-                _flush(net, pending, m, history, history_every, validation, epoch, lr)
+                _flush(net, pending, m, history, history_every, validation, epoch, lr, val)
                 pending.clear()
+            if stop and not history.stop_reason:
+                history.stop_reason = f"stopped by the callback after epoch {epoch}"
             if record or stop:
                 if bar is not None:
                     bar.update(epoch - bar.n)
@@ -135,9 +189,15 @@ def run_epochs(
                     if history.val_loss:
                         postfix["val_loss"] = f"{history.val_loss[-1]:.4g}"
                     bar.set_postfix(postfix, refresh=False)
-            if stop:
+            if stop or stop_early:
                 history.epochs = epoch
+                history.stopped_epoch = epoch
                 break
+        if es is not None and net.state is not None and net.state.early is not None:
+            best = net.state.early.get("best_epoch")
+            history.best_epoch = None if best is None else best - start_clock
+            if es.restore_best and net.state.best is not None and history.stopped_epoch is not None:
+                net.restore_best()  # stopped by the callback: its checkpoint kept the last epoch
         ops.synchronize()
     finally:
         if bar is not None:
@@ -148,33 +208,46 @@ def run_epochs(
 
 def _flush(
     net: DeviceNetwork,
-    pending: list[tuple[int, Any, Any]],
+    pending: list[tuple[int, Any, Any, Any, float]],
     m: int,
     history: History,
     every: int,
     validation: tuple[Any, Any] | None,
     epoch_now: int,
     lr: float,
+    val: tuple[float, float] | None = None,
 ) -> None:
-    """Read pending device scalars, check them, and record the epochs due."""
+    """Read pending device scalars, check them, and record the epochs due; ``val`` is the
+    validation (loss, accuracy) of this epoch when already measured."""
     ops = net.ops
-    # losses and correct counts come over in one transfer (one synchronisation on a GPU)
-    values = ops.scalars([loss for _, loss, _ in pending] + [correct for _, _, correct in pending])
-    losses, corrects = values[: len(pending)], values[len(pending) :]
-    for (epoch, _, _), value in zip(pending, losses):
+    # losses, correct counts and L2 terms come over in one transfer (one GPU synchronisation)
+    n = len(pending)
+    values = ops.scalars(
+        [loss for _, loss, _, _, _ in pending]
+        + [correct for _, _, correct, _, _ in pending]
+        + ([pen for _, _, _, pen, _ in pending] if net.l2 else [])
+    )
+    losses, corrects = values[:n], values[n : 2 * n]
+    penalties = values[2 * n :] if net.l2 else [0.0] * n
+    for (epoch, *_), value in zip(pending, losses):
         if not np.isfinite(value):
             raise TrainingDivergedError(
                 f"training diverged: the loss became {value} at epoch {epoch} (lr={lr}); "
                 "lower the learning rate or check the inputs' scale. The model's parameters "
                 "were left as they were before fit."
             )
-    for (epoch, _, _), value, correct in zip(pending, losses, corrects):
+    for (epoch, _, _, _, lr_now), value, correct, pen in zip(pending, losses, corrects, penalties):
         if epoch % every == 0 or epoch == epoch_now:
             history.epoch.append(epoch)
             history.loss.append(value)
             history.accuracy.append(float(correct) / m)
+            history.epoch_lr.append(lr_now)
+            if net.l2:
+                history.l2_penalty.append(float(pen))
     if validation is not None:
-        Xv, Yv = validation
-        v_loss, v_correct = net.evaluate(Xv, Yv)
-        history.val_loss.append(ops.scalar(v_loss))
-        history.val_accuracy.append(ops.scalar(v_correct) / Yv.shape[1])
+        if val is None:
+            Xv, Yv = validation
+            v_loss, v_correct = net.evaluate(Xv, Yv)
+            val = (ops.scalar(v_loss), ops.scalar(v_correct) / Yv.shape[1])
+        history.val_loss.append(val[0])
+        history.val_accuracy.append(val[1])

@@ -163,3 +163,89 @@ def check_class_labels(Y: Any, m: int, n_classes: int) -> np.ndarray:
             "map your classes to 0..K-1 first"
         )
     return Y.astype(np.int64)
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, (bool, np.bool_)) and isinstance(
+        value, (int, float, np.integer, np.floating)
+    )
+
+
+def class_weights(class_weight: Any, labels: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Per-class weights (K,) from ``class_weight``: None; "balanced" (m / (K * count_c),
+    as scikit-learn's ``compute_class_weight``, from the training labels, every class
+    present); or a dict {class: weight} (classes 0..K-1, weights finite and >= 0, not all
+    zero; absent classes weigh 1)."""
+    if class_weight is None:
+        return None
+    K = n_classes
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                f'class_weight must be "balanced", a dict {{class: weight}} or None, got {class_weight!r}'
+            )
+        counts = np.bincount(labels, minlength=K)
+        if (counts == 0).any():
+            missing = [int(c) for c in np.flatnonzero(counts == 0)][:5]
+            raise ValueError(
+                'class_weight="balanced" needs every class in the training labels; '
+                f"classes {missing} are absent"
+            )
+        return labels.size / (K * counts.astype(np.float64))
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            'class_weight must be "balanced", a dict {class: weight} or None, '
+            f"got {type(class_weight).__name__}"
+        )
+    weights = np.ones(K)
+    for key, value in class_weight.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)) or not 0 <= key < K:
+            raise ValueError(f"class_weight keys must be class labels 0..{K - 1}, got {key!r}")
+        if not _number(value) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"class_weight[{key}] must be a finite number >= 0, got {value!r}")
+        weights[int(key)] = float(value)
+    if not weights.any():
+        raise ValueError("class_weight gives every class weight 0: nothing would be learned")
+    return weights
+
+
+def check_sample_weight(sample_weight: Any, m: int) -> np.ndarray | None:
+    """``sample_weight`` as (m,) float64: one finite weight >= 0 per example, not all zero."""
+    if sample_weight is None:
+        return None
+    w = _as_host_array(sample_weight, "sample_weight")
+    if w.dtype.kind not in "biuf" or w.dtype.kind == "b":
+        raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
+    if w.ndim == 2 and w.shape[0] == 1:
+        w = w.reshape(-1)
+    if w.shape != (m,):
+        raise ValueError(f"sample_weight must have shape ({m},), one weight per example, got {w.shape}")
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not w.any():
+        raise ValueError("sample_weight is zero for every example: nothing would be learned")
+    return w
+
+
+def example_weights(
+    labels: np.ndarray, n_classes: int, loss: str, class_weight: Any, sample_weight: Any
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(weight per example (m,) or None, per-class weights (K,) or None) for a fit."""
+    if loss == "mse" and (class_weight is not None or sample_weight is not None):
+        raise ValueError(
+            "loss='mse' takes no class_weight or sample_weight; weights apply to the cross-entropy "
+            "losses ('bce', 'cross_entropy')"
+        )
+    labels = np.asarray(labels).reshape(-1)
+    per_class = class_weights(class_weight, labels, n_classes)
+    per_example = check_sample_weight(sample_weight, labels.size)
+    if per_class is None and per_example is None:
+        return None, None
+    weights = np.ones(labels.size) if per_class is None else per_class[labels.astype(np.int64)]
+    if per_example is not None:
+        weights = weights * per_example
+    if not weights.any():
+        raise ValueError("class_weight and sample_weight together give every example weight 0")
+    return weights, per_class

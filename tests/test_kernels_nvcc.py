@@ -36,6 +36,13 @@ SIGNATURES = {
     "double, int, {T}*, double*)",
     "logreg_staged": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "
     "int, double, int, {T}*, double*)",
+    "sgd_step": "({T}*, const {T}*, {T}*, long long, double, double, double, double, int, int, int)",
+    "rmsprop_step": "({T}*, const {T}*, {T}*, {T}*, {T}*, long long, double, double, double, double, double, "
+    "double, double, double, int, int)",
+    "adam_step": "({T}*, const {T}*, {T}*, {T}*, long long, double, double, double, double, double, double, "
+    "double, double, double, int)",
+    "dropout_apply": "(const {T}*, {T}*, long long, long long, int, unsigned, unsigned, unsigned, unsigned, "
+    "unsigned, unsigned, double)",
 }
 
 

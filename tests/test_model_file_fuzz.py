@@ -61,13 +61,25 @@ def _build_bases() -> dict[str, bytes]:
         "rng_state": rng.bit_generator.state,
         "history": {"epoch": [1, 2], "loss": [0.69, float("nan")], "backend": "numpy"},
     }
+    checkpoint = nnx.MLP([3, 2, 1], seed=6, dropout=0.25)  # a Dropout layer and optimizer state
+    flat = [p for pair in checkpoint.parameters() for p in pair]
+    state_arrays = {"exp_avg": [p * 0.5 for p in flat], "best": [p - 1 for p in flat]}
     bases = {}
     with tempfile.TemporaryDirectory() as tmp:
         logreg.save(Path(tmp) / "logreg.npz")
         cfg, params = mlp.config(), mlp.parameters()
         nnx.io.write_model_file(Path(tmp) / "mlp.npz", cfg, params, "numpy", {"k": [1, None]}, extra)
         mse.save(Path(tmp) / "mse.npz")
-        for name in ("logreg", "mlp", "mse"):
+        nnx.io.write_model_file(
+            Path(tmp) / "checkpoint.npz",
+            checkpoint.config(),
+            checkpoint.parameters(),
+            "numpy",
+            {},
+            extra,
+            state_arrays=state_arrays,
+        )
+        for name in ("logreg", "mlp", "mse", "checkpoint"):
             bases[name] = (Path(tmp) / f"{name}.npz").read_bytes()
     bases["mse_deflated"] = zip_bytes(members_of(bases["mse"]), zipfile.ZIP_DEFLATED)
     return bases
@@ -107,6 +119,9 @@ NAMES = [
     "../W0.npy",
     "W00.npy",
     "w0.npy",
+    "s0W0.npy",
+    "s1b1.npy",
+    "s2W0.npy",
 ]
 
 
@@ -253,11 +268,16 @@ def mutated_files(draw):
 
 
 def _numpy_reads(data: bytes, n_linear: int):
-    """What numpy itself reads from the file (no pickle): the parameters and the metadata."""
+    """What numpy itself reads from the file (no pickle): the parameters, the metadata and
+    the training-state arrays."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
         params = [(z[f"W{i}"], z[f"b{i}"]) for i in range(n_linear)]
-    return params, meta
+        states = {
+            name: [z[f"s{k}{p}{i}"] for i in range(n_linear) for p in "Wb"]
+            for k, name in enumerate(meta.get("state_arrays", []))
+        }
+    return params, meta, states
 
 
 def _same_json(a, b) -> bool:
@@ -276,7 +296,7 @@ def test_mutated_model_files_give_a_correct_model_or_model_format_error(case):
         bound = nnx.io.load_memory_bound()
         tracemalloc.start()
         try:
-            model, extra = nnx.io.load_with_extra(path)
+            model, extra, states = nnx.io.load_checkpoint(path)
         except nnx.ModelFormatError as exc:
             model = None
             assert "\n" not in str(exc) and str(path) in str(exc)
@@ -288,7 +308,11 @@ def test_mutated_model_files_give_a_correct_model_or_model_format_error(case):
     if model is None:
         return
     # A model came out: it is what the file holds, read independently by numpy ...
-    ref_params, ref_meta = _numpy_reads(data, len(model.parameters()))
+    ref_params, ref_meta, ref_states = _numpy_reads(data, len(model.parameters()))
+    assert list(states) == list(ref_states)
+    for slot, arrays in ref_states.items():
+        for got, want in zip(states[slot], arrays, strict=True):
+            np.testing.assert_array_equal(got.reshape(want.shape), want)
     for (W, b), (rW, rb) in zip(model.parameters(), ref_params, strict=True):
         np.testing.assert_array_equal(W, rW)
         np.testing.assert_array_equal(b, rb.reshape(-1, 1))
@@ -312,6 +336,6 @@ def test_bases_load():
     """The unmutated files load to the models they were saved from (the fuzz starts here)."""
     for name in BASES:
         model, extra = ORIGINAL[name]
-        assert (extra is not None) == (name == "mlp")
+        assert (extra is not None) == (name in ("mlp", "checkpoint"))
     assert ORIGINAL["mlp"][0].parameters()[0][0].dtype == np.float32
     assert ORIGINAL["mse_deflated"][0].loss == "mse"

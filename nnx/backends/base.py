@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from . import philox
+from .philox import DropoutKey
+
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", None)
 # The single-pass softmax-regression epoch keeps K running sums per example; past this many
 # classes the generic two-product epoch is used.
@@ -185,6 +188,197 @@ class Backend:
         """p <- p - lr * g for every parameter, in place."""
         for p, g in zip(params, grads):
             p -= p.dtype.type(lr) * g
+
+    def copy_(self, dst: Any, src: Any) -> Any:
+        """dst <- src (same shape) in place; returns dst."""
+        self.xp.copyto(dst, src)
+        return dst
+
+    def sum_squares(self, a: Any) -> Any:
+        """The sum of a's squared elements as a float64 device scalar (an L2 penalty)."""
+        flat = a.reshape(-1).astype(np.float64)
+        return self.xp.dot(flat, flat)
+
+    # ------------------------------------------------------------- optimizer steps
+    # One op per parameter array: p and its state updated in place from the gradient g, in
+    # torch.optim's order of floating-point operations (see nnx.optim). ``decay`` adds
+    # decay * p to g first (L2 / coupled weight decay); 0 skips it. Scalars are rounded to
+    # the parameter's dtype, as PyTorch does for a tensor of that dtype. g is not modified.
+    def sgd_step_(
+        self,
+        p: Any,
+        g: Any,
+        buf: Any | None,
+        *,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        nesterov: bool,
+        decay: float,
+        first: bool,
+    ) -> None:
+        """torch.optim.SGD for one parameter; ``buf`` is its momentum buffer (None without
+        momentum), ``first`` whether this is the first step (the buffer starts at d)."""
+        t = p.dtype.type
+        d = g + t(decay) * p if decay else g
+        if momentum:
+            if first:
+                self.copy_(buf, d)
+            else:
+                buf *= t(momentum)
+                buf += t(1 - dampening) * d
+            d = d + t(momentum) * buf if nesterov else buf
+        p += t(-lr) * d
+
+    def rmsprop_step_(
+        self,
+        p: Any,
+        g: Any,
+        square_avg: Any,
+        grad_avg: Any | None,
+        buf: Any | None,
+        *,
+        lr: float,
+        alpha: float,
+        eps: float,
+        momentum: float,
+        decay: float,
+    ) -> None:
+        """torch.optim.RMSprop for one parameter; ``grad_avg`` only when centered, ``buf``
+        only with momentum."""
+        xp, t = self.xp, p.dtype.type
+        if decay:
+            g = g + t(decay) * p
+        tmp = xp.multiply(g, t(1 - alpha))  # two parameter-sized temporaries in all
+        tmp *= g
+        square_avg *= t(alpha)
+        square_avg += tmp
+        if grad_avg is not None:
+            self._lerp_(grad_avg, g, 1 - alpha, tmp)
+            xp.multiply(grad_avg, t(-1), out=tmp)
+            tmp *= grad_avg
+            tmp += square_avg
+            avg = xp.sqrt(tmp, out=tmp)
+        else:
+            avg = xp.sqrt(square_avg, out=tmp)
+        avg += t(eps)
+        if momentum > 0:
+            buf *= t(momentum)
+            buf += g / avg
+            p += t(-lr) * buf
+        else:
+            step = xp.multiply(g, t(-lr))
+            step /= avg
+            p += step
+
+    def adam_step_(
+        self,
+        p: Any,
+        g: Any,
+        exp_avg: Any,
+        exp_avg_sq: Any,
+        *,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        step_size: float,
+        bc2_sqrt: float,
+        decay: float,
+        shrink: float,
+    ) -> None:
+        """torch.optim.Adam / AdamW for one parameter: ``step_size`` = lr / (1 - beta1^t),
+        ``bc2_sqrt`` = sqrt(1 - beta2^t), ``shrink`` = 1 - lr * wd (AdamW; 1 skips it)."""
+        xp, t = self.xp, p.dtype.type
+        if decay:
+            g = g + t(decay) * p
+        if shrink != 1.0:
+            p *= t(shrink)
+        tmp = xp.empty_like(p)  # two parameter-sized temporaries in all
+        self._lerp_(exp_avg, g, 1 - beta1, tmp)
+        xp.multiply(g, t(1 - beta2), out=tmp)
+        tmp *= g
+        exp_avg_sq *= t(beta2)
+        exp_avg_sq += tmp
+        denom = xp.sqrt(exp_avg_sq, out=tmp)
+        denom /= t(bc2_sqrt)
+        denom += t(eps)
+        step = xp.multiply(exp_avg, t(-step_size))
+        step /= denom
+        p += step
+
+    def _lerp_(self, a: Any, end: Any, weight: float, tmp: Any) -> None:
+        """a <- lerp(a, end, weight) in PyTorch's two-branch form (exact at weight 0 and 1);
+        ``tmp`` is scratch of a's shape."""
+        xp, t = self.xp, a.dtype.type
+        xp.subtract(end, a, out=tmp)
+        if abs(weight) < 0.5:
+            tmp *= t(weight)
+            a += tmp
+        else:
+            tmp *= t(1 - weight)
+            xp.subtract(end, tmp, out=a)
+
+    # ------------------------------------------------------------------- dropout
+    def dropout_mask(self, shape: tuple[int, int], rate: float, key: DropoutKey, dtype: Any) -> Any:
+        """The (n, m) inverted-dropout multiplier: 1 / (1 - rate) where kept, else 0 (see
+        ``nnx.backends.philox`` for which elements are kept)."""
+        keep = philox.keep_mask(self.xp, shape[0], shape[1], rate, key)
+        scale = np.dtype(dtype).type(1.0 / (1.0 - rate))
+        return keep.astype(dtype) * scale
+
+    def dropout_(self, A: Any, out: Any, rate: float, key: DropoutKey) -> Any:
+        """out <- A * mask (A's dropped-out copy for the next layer; out may be A). A NaN or
+        inf in A stays NaN where dropped (a product, as in NumPy)."""
+        self.xp.multiply(A, self.dropout_mask(A.shape, rate, key, A.dtype), out=out)
+        return out
+
+    def dropout_backward_(self, dA: Any, rate: float, key: DropoutKey) -> Any:
+        """dA <- dA * mask: the gradient through the same mask ``dropout_`` applied."""
+        dA *= self.dropout_mask(dA.shape, rate, key, dA.dtype)
+        return dA
+
+    # ----------------------------------------------------------------- losses
+    def bce_from_logits_weighted(self, Z: Any, Y: Any, weights: Any) -> tuple[Any, Any, Any]:
+        """``bce_from_logits`` with a weight per example, weights (1, m): the loss is
+        sum(w_i * l_i) / m and dZ = w * (sigmoid(Z) - Y) / m (PyTorch's
+        ``BCEWithLogitsLoss(weight=w)``; class weights w_0, w_1 are its ``weight=w_0,
+        pos_weight=w_1 / w_0``). ``correct`` is not weighted."""
+        xp = self.xp
+        m = Z.shape[1]
+        e = xp.exp(-xp.abs(Z))
+        terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(e)
+        terms *= weights
+        terms *= Z.dtype.type(1.0 / m)
+        loss = terms.sum(dtype=np.float64)
+        correct = xp.count_nonzero((Z > 0) == (Y > 0.5))
+        sig = xp.where(Z >= 0, Z.dtype.type(1), e)
+        sig /= 1 + e
+        sig -= Y
+        sig *= weights
+        sig *= Z.dtype.type(1.0 / m)
+        return loss, correct, sig
+
+    def softmax_cross_entropy_weighted(self, Z: Any, Y: Any, weights: Any) -> tuple[Any, Any, Any]:
+        """``softmax_cross_entropy`` with a weight per example, weights (1, m): the loss is
+        sum(w_i * l_i) / m and column i of dZ is scaled by w_i (PyTorch's
+        ``cross_entropy(weight=class_w, reduction="sum") / m`` for class weights; its
+        ``"mean"`` divides by the sum of the weights instead)."""
+        xp = self.xp
+        K, m = Z.shape
+        cols = xp.arange(m)
+        labels = Y.reshape(-1).astype(xp.int64)
+        correct = xp.count_nonzero(xp.argmax(Z, axis=0) == labels)
+        w = weights.reshape(-1).astype(np.float64)
+        S = Z.astype(np.float64)
+        S -= Z.max(axis=0, keepdims=True)
+        shifted_label = S[labels, cols]
+        xp.exp(S, out=S)
+        total = S.sum(axis=0)
+        loss = ((xp.log(total) - shifted_label) * w * (1.0 / m)).sum()
+        S /= total
+        S[labels, cols] -= 1
+        S *= w * (1.0 / m)
+        return loss, correct, S.astype(Z.dtype, order="K")
 
     # ----------------------------------------------------------------- losses
     def bce_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:

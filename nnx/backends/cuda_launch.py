@@ -150,7 +150,7 @@ def name_expressions() -> list[str]:
     for t, xt in STAGED_TYPES:
         ex = staged_examples_per_step(xt)
         names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in STAGED_WORDS]
-    return names
+    return names + optim_name_expressions()
 
 
 class PassPlan(NamedTuple):
@@ -381,3 +381,122 @@ def read_words_launch(X, sink, sm_count: int) -> Launch:
 def read_words_bytes(X) -> int:
     """Bytes ``read_words_launch`` reads of X."""
     return max(0, X.size * X.itemsize - (-address(X) % 16)) // 16 * 16
+
+
+# ------------------------------------------------------------- optimizer steps, dropout
+def optim_name_expressions() -> list[str]:
+    """The optimizer-step and dropout kernels, for float and double (see name_expressions)."""
+    kernels = ("sgd_step", "rmsprop_step", "adam_step", "dropout_apply")
+    return [f"{k}<{t}>" for t in ("float", "double") for k in kernels]
+
+
+def sgd_step_launch(
+    p, g, buf, sm_count: int, *, neg_lr, decay, momentum, damp1, momentum_on, nesterov, first
+) -> Launch:
+    """torch.optim.SGD on one parameter p (in place) from g; buf its momentum buffer (any
+    array of p's dtype when momentum_on is False: it is not read)."""
+    return Launch(
+        f"sgd_step<{CTYPE[p.dtype.name]}>",
+        (elementwise_grid(p.size, sm_count),),
+        (BLOCK,),
+        (
+            p,
+            g,
+            buf,
+            np.int64(p.size),
+            np.float64(neg_lr),
+            np.float64(decay),
+            np.float64(momentum),
+            np.float64(damp1),
+            np.int32(momentum_on),
+            np.int32(nesterov),
+            np.int32(first),
+        ),
+    )
+
+
+def rmsprop_step_launch(
+    p, g, sq, ga, buf, sm_count: int, *, neg_lr, decay, alpha, eps, momentum, centered, momentum_on
+) -> Launch:
+    """torch.optim.RMSprop on one parameter; ga read when centered, buf with momentum."""
+    weight = 1 - alpha
+    return Launch(
+        f"rmsprop_step<{CTYPE[p.dtype.name]}>",
+        (elementwise_grid(p.size, sm_count),),
+        (BLOCK,),
+        (
+            p,
+            g,
+            sq,
+            ga,
+            buf,
+            np.int64(p.size),
+            np.float64(neg_lr),
+            np.float64(decay),
+            np.float64(alpha),
+            np.float64(1 - alpha),
+            np.float64(eps),
+            np.float64(momentum),
+            np.float64(weight),
+            np.float64(1 - weight),
+            np.int32(centered),
+            np.int32(momentum_on),
+        ),
+    )
+
+
+def adam_step_launch(
+    p, g, m, v, sm_count: int, *, beta1, beta2, eps, step_size, bc2_sqrt, decay, shrink
+) -> Launch:
+    """torch.optim.Adam / AdamW on one parameter (see nnx.optim.Adam.update for the scalars)."""
+    weight = 1 - beta1
+    return Launch(
+        f"adam_step<{CTYPE[p.dtype.name]}>",
+        (elementwise_grid(p.size, sm_count),),
+        (BLOCK,),
+        (
+            p,
+            g,
+            m,
+            v,
+            np.int64(p.size),
+            np.float64(decay),
+            np.float64(shrink),
+            np.float64(weight),
+            np.float64(1 - weight),
+            np.float64(beta2),
+            np.float64(1 - beta2),
+            np.float64(bc2_sqrt),
+            np.float64(eps),
+            np.float64(-step_size),
+            np.int32(shrink != 1.0),
+        ),
+    )
+
+
+def dropout_launch(
+    src, dst, c_order: bool, words: tuple[int, ...], threshold: int, scale: float, sm_count: int
+) -> Launch:
+    """dst (n, m) <- src * dropout mask; words = DropoutKey.words() (key0, key1, batch,
+    epoch, layer word); dst may be src."""
+    n, m = src.shape
+    k0, k1, batch, epoch, layer_word = words
+    return Launch(
+        f"dropout_apply<{CTYPE[src.dtype.name]}>",
+        (elementwise_grid((n * m + 3) // 4, sm_count),),
+        (BLOCK,),
+        (
+            src,
+            dst,
+            np.int64(n),
+            np.int64(m),
+            np.int32(c_order),
+            np.uint32(k0),
+            np.uint32(k1),
+            np.uint32(batch),
+            np.uint32(epoch),
+            np.uint32(layer_word),
+            np.uint32(threshold),
+            np.float64(scale),
+        ),
+    )

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import DeviceMemoryError
 from . import cuda_launch as plans
+from . import philox
 from .base import Backend
 
 
@@ -392,3 +393,72 @@ class CupyBackend(Backend):
             kernel_disk_cache=kernel_disk_cache(cp.__version__),
         )
         return info
+
+    # ------------------------------------------- optimizer steps and dropout (nnx.optim)
+    def _one_pass(self, p, *arrays) -> bool:
+        """Whether the fused kernels can take p and its gradient/state arrays (None: absent)."""
+        return p.dtype.name in ("float32", "float64") and all(
+            a is None or (isinstance(a, self.cp.ndarray) and a.flags.c_contiguous and a.dtype == p.dtype)
+            for a in (p, *arrays)
+        )
+
+    def _or_unused(self, a, p):
+        return a if a is not None else self.cp.empty(1, dtype=p.dtype)  # never read by the kernel
+
+    def sgd_step_(self, p, g, buf, *, lr, momentum, dampening, nesterov, decay, first):
+        if not self._one_pass(p, g, buf):
+            return super().sgd_step_(
+                p,
+                g,
+                buf,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                decay=decay,
+                first=first,
+            )
+        self._launch(
+            plans.sgd_step_launch(
+                p, g, self._or_unused(buf, p), self.sm_count, neg_lr=-lr, decay=decay, momentum=momentum,
+                damp1=1 - dampening, momentum_on=bool(momentum), nesterov=bool(nesterov), first=bool(first),
+            )
+        )  # fmt: skip
+
+    def rmsprop_step_(self, p, g, square_avg, grad_avg, buf, *, lr, alpha, eps, momentum, decay):
+        if not self._one_pass(p, g, square_avg, grad_avg, buf):
+            return super().rmsprop_step_(
+                p, g, square_avg, grad_avg, buf, lr=lr, alpha=alpha, eps=eps, momentum=momentum, decay=decay
+            )
+        self._launch(
+            plans.rmsprop_step_launch(
+                p, g, square_avg, self._or_unused(grad_avg, p), self._or_unused(buf, p), self.sm_count,
+                neg_lr=-lr, decay=decay, alpha=alpha, eps=eps, momentum=momentum,
+                centered=grad_avg is not None, momentum_on=momentum > 0,
+            )
+        )  # fmt: skip
+
+    def adam_step_(self, p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, step_size, bc2_sqrt, decay, shrink):
+        if not self._one_pass(p, g, exp_avg, exp_avg_sq):
+            return super().adam_step_(
+                p, g, exp_avg, exp_avg_sq, beta1=beta1, beta2=beta2, eps=eps, step_size=step_size,
+                bc2_sqrt=bc2_sqrt, decay=decay, shrink=shrink,
+            )  # fmt: skip
+        self._launch(
+            plans.adam_step_launch(
+                p, g, exp_avg, exp_avg_sq, self.sm_count, beta1=beta1, beta2=beta2, eps=eps,
+                step_size=step_size, bc2_sqrt=bc2_sqrt, decay=decay, shrink=shrink,
+            )
+        )  # fmt: skip
+
+    def dropout_(self, A, out, rate, key):
+        if not (self._one_pass(A, out) and A.shape == out.shape and A.ndim == 2):
+            return super().dropout_(A, out, rate, key)
+        scale = 1.0 / (1.0 - rate)
+        self._launch(
+            plans.dropout_launch(A, out, True, key.words(), philox.threshold(rate), scale, self.sm_count)
+        )
+        return out
+
+    def dropout_backward_(self, dA, rate, key):
+        return self.dropout_(dA, dA, rate, key)

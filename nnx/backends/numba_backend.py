@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import philox
 from .base import MAX_FUSED_CLASSES, Backend
 
 _ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "softmax": 4}
@@ -261,6 +262,110 @@ class NumbaBackend(Backend):
                 self.k.sgd_update(p, g, p.dtype.type(lr))
             else:
                 p -= p.dtype.type(lr) * g
+
+    # ------------------------------------------------------ weighted losses
+    def bce_from_logits_weighted(self, Z, Y, weights):
+        if not (self._c(Z) and self._c(Y) and self._c(weights)) or not Z.dtype == Y.dtype == weights.dtype:
+            return super().bce_from_logits_weighted(Z, Y, weights)
+        dZ = np.empty_like(Z)
+        loss, correct = self.k.bce_from_logits_weighted(Z, Y, weights, dZ)
+        return np.float64(loss), int(correct), dZ
+
+    def softmax_cross_entropy_weighted(self, Z, Y, weights):
+        if not Z.flags.f_contiguous or Y.dtype != Z.dtype or weights.dtype != Z.dtype:
+            return super().softmax_cross_entropy_weighted(Z, Y, weights)
+        dZ = np.empty(Z.shape, dtype=Z.dtype, order="F")
+        loss, correct = self.k.softmax_xent_rows_weighted(
+            Z.T, Y.reshape(-1), weights.reshape(-1), dZ.T, 1.0 / Z.shape[1]
+        )
+        return np.float64(loss), int(correct), dZ
+
+    # ------------------------------------------------------- optimizer steps
+    @staticmethod
+    def _flat(arrays, dtype):
+        """1-D views of C-contiguous arrays of ``dtype`` (None stands for an absent state
+        array: a 0-length placeholder), or None when one cannot be viewed so."""
+        out = []
+        for a in arrays:
+            if a is None:
+                out.append(np.empty(0, dtype))
+            elif not a.flags.c_contiguous or a.dtype != dtype:
+                return None
+            else:
+                out.append(a.reshape(-1))
+        return out
+
+    def sgd_step_(self, p, g, buf, *, lr, momentum, dampening, nesterov, decay, first):
+        flat = self._flat((p, g, buf), p.dtype)
+        if flat is None:
+            return super().sgd_step_(
+                p,
+                g,
+                buf,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                decay=decay,
+                first=first,
+            )
+        hp = np.array([-lr, decay, momentum, 1 - dampening], dtype=p.dtype)
+        self.k.sgd_step(*flat, hp, bool(momentum), bool(nesterov), bool(first))
+
+    def rmsprop_step_(self, p, g, square_avg, grad_avg, buf, *, lr, alpha, eps, momentum, decay):
+        flat = self._flat((p, g, square_avg, grad_avg, buf), p.dtype)
+        if flat is None:
+            return super().rmsprop_step_(
+                p, g, square_avg, grad_avg, buf, lr=lr, alpha=alpha, eps=eps, momentum=momentum, decay=decay
+            )
+        weight = 1 - alpha
+        hp = np.array([-lr, decay, alpha, 1 - alpha, eps, momentum, weight, 1 - weight], dtype=p.dtype)
+        self.k.rmsprop_step(*flat, hp, grad_avg is not None, momentum > 0)
+
+    def adam_step_(self, p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, step_size, bc2_sqrt, decay, shrink):
+        flat = self._flat((p, g, exp_avg, exp_avg_sq), p.dtype)
+        if flat is None:
+            return super().adam_step_(
+                p,
+                g,
+                exp_avg,
+                exp_avg_sq,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                step_size=step_size,
+                bc2_sqrt=bc2_sqrt,
+                decay=decay,
+                shrink=shrink,
+            )
+        weight = 1 - beta1
+        hp = np.array(
+            [decay, shrink, weight, 1 - weight, beta2, 1 - beta2, bc2_sqrt, eps, -step_size], dtype=p.dtype
+        )
+        self.k.adam_step(*flat, hp, shrink != 1.0)
+
+    # --------------------------------------------------------------- dropout
+    @staticmethod
+    def _dropout_args(rate, key, dtype):
+        k0, k1, batch, epoch, layer_word = key.words()
+        words = np.array([k0, k1, batch, epoch, layer_word, philox.threshold(rate)], dtype=np.uint64)
+        return words, np.array([1.0 / (1.0 - rate)], dtype=dtype)
+
+    def dropout_(self, A, out, rate, key):
+        # element order e = j * n + i is the memory order of example-contiguous activations
+        if not (A.flags.f_contiguous and out.flags.f_contiguous and A.dtype == out.dtype):
+            return super().dropout_(A, out, rate, key)
+        words, scale = self._dropout_args(rate, key, A.dtype)
+        self.k.dropout_flat(A.T.reshape(-1), out.T.reshape(-1), words, scale)
+        return out
+
+    def dropout_backward_(self, dA, rate, key):
+        if not dA.flags.f_contiguous:
+            return super().dropout_backward_(dA, rate, key)
+        words, scale = self._dropout_args(rate, key, dA.dtype)
+        flat = dA.T.reshape(-1)
+        self.k.dropout_flat(flat, flat, words, scale)
+        return dA
 
     def describe(self) -> dict[str, Any]:
         import numba

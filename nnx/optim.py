@@ -1,0 +1,445 @@
+"""Optimizers: SGD (momentum, Nesterov), RMSprop, Adam and AdamW, in torch.optim's conventions.
+
+An optimizer object holds hyper-parameters only. Its state (momentum buffers, moment
+estimates, the step count) is a ``TrainingState``: created once per ``fit`` on the
+backend, next to the parameters, by the ``DeviceNetwork``; brought back to the host at the
+end of the fit (so ``fit(..., warm_start=True)`` continues it) and saved in checkpoints.
+Each step updates every parameter with one backend op over (parameter, gradient, state):
+one fused pass on Numba, one kernel on CUDA, the same arithmetic through ``xp`` elsewhere.
+
+The update equations are those of ``torch.optim`` (single-tensor, ``maximize=False``), in
+the same order of floating-point operations, so that runs match PyTorch step for step:
+
+* SGD: ``d = g + wd p``; with momentum ``buf = d`` on the first step, else
+  ``buf = momentum buf + (1 - dampening) d``; ``d = d + momentum buf`` (Nesterov) or
+  ``d = buf``; ``p -= lr d``.
+* RMSprop: ``sq = alpha sq + (1 - alpha) g^2``; centered: ``ga = lerp(ga, g, 1 - alpha)``
+  and ``avg = sqrt(sq - ga^2) + eps``, else ``avg = sqrt(sq) + eps``; with momentum
+  ``buf = momentum buf + g / avg``, ``p -= lr buf``, else ``p -= lr g / avg``.
+* Adam: ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 v + (1 - beta2) g^2``,
+  ``p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``; ``weight_decay``
+  adds ``wd p`` to g (L2). AdamW instead shrinks ``p *= 1 - lr wd`` before the step.
+
+The tutorials' momentum is the exponentially weighted average ``v = beta v + (1 - beta) g``,
+``p -= lr v``. PyTorch's buffer (``dampening=0``) is that ``v`` divided by ``1 - beta``, so
+``SGD(lr=lr * (1 - beta), momentum=beta)`` takes exactly the tutorials' steps;
+``SGD(lr=lr, momentum=beta, dampening=beta)`` does too except on the first step (PyTorch
+starts the buffer at the first gradient, not at ``(1 - beta) g``). The tutorials' RMSprop
+and Adam are these ones (``alpha`` is their beta2; epsilon sits outside the square root,
+as here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam", "AdamW")
+# state array names an optimizer may keep per parameter (checkpoint members use them)
+SLOT_NAMES = ("momentum_buffer", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq")
+
+
+def _number(
+    value: Any,
+    name: str,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float in the given range, else a ValueError/TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open or high == math.inf else "]"
+        raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: hyper-parameters, the names of the state arrays kept per parameter, and
+    the step. Subclasses define ``slots`` and ``update``.
+
+    ``stepwise`` is True for optimizers that take one step per batch through ``update``;
+    a method that needs the whole objective (a line search, L-BFGS) sets it False and is
+    dispatched by ``Sequential.fit`` before the epoch loop.
+    """
+
+    name = "Optimizer"
+    stepwise = True
+
+    def __init__(self, lr: float):
+        self.lr = _number(lr, "lr", low=0.0, low_open=True)
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        """Names of the state arrays kept per parameter (each shaped like the parameter)."""
+        return ()
+
+    @property
+    def plain(self) -> bool:
+        """True when a step is plain gradient descent, p -= lr g (no state, no decay)."""
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description (recorded in the History and in checkpoints)."""
+        return {"name": self.name, **self._hyper()}
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
+        return f"{self.name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Optimizer) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def update(
+        self,
+        ops: Any,
+        params: list[Any],
+        grads: list[Any],
+        state: TrainingState,
+        lr: float,
+        decays: list[float],
+    ) -> None:
+        """One step for every parameter: ``params[i]`` and its state arrays updated in place
+        from ``grads[i]``; ``decays[i]`` is an L2 coefficient added to that gradient
+        (``g + decay p``) besides the optimizer's own ``weight_decay``; ``state.step`` has
+        already been advanced to this step's number."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum, as ``torch.optim.SGD``.
+
+    ``SGD(lr)`` is the tutorials' plain gradient descent (what ``fit(lr=...)`` runs).
+    ``weight_decay`` adds ``wd * p`` to every gradient, biases included, as PyTorch does;
+    ``fit(l2=...)`` penalises weights only.
+    """
+
+    name = "SGD"
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(lr)
+        self.momentum = _number(momentum, "momentum", low=0.0)
+        self.dampening = _number(dampening, "dampening", low=0.0, high=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening=0 (as in torch.optim.SGD)")
+        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return ("momentum_buffer",) if self.momentum else ()
+
+    @property
+    def plain(self) -> bool:
+        return self.momentum == 0 and self.weight_decay == 0
+
+    def update(self, ops, params, grads, state, lr, decays):
+        bufs = state.slots.get("momentum_buffer") or [None] * len(params)
+        for p, g, buf, decay in zip(params, grads, bufs, decays):
+            ops.sgd_step_(
+                p,
+                g,
+                buf,
+                lr=lr,
+                momentum=self.momentum,
+                dampening=self.dampening,
+                nesterov=self.nesterov,
+                decay=self.weight_decay + decay,
+                first=state.step == 1,
+            )
+
+
+class RMSprop(Optimizer):
+    """RMSprop as ``torch.optim.RMSprop`` (``alpha`` is the tutorials' beta2; eps outside
+    the square root), with optional momentum and the centered variant."""
+
+    name = "RMSprop"
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ):
+        super().__init__(lr)
+        self.alpha = _number(alpha, "alpha", low=0.0, high=1.0, high_open=True)
+        self.eps = _number(eps, "eps", low=0.0)
+        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+        self.momentum = _number(momentum, "momentum", low=0.0)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"centered must be True or False, got {centered!r}")
+        self.centered = bool(centered)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "centered": self.centered,
+        }
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return (
+            ("square_avg",)
+            + (("grad_avg",) if self.centered else ())
+            + (("momentum_buffer",) if self.momentum else ())
+        )
+
+    def update(self, ops, params, grads, state, lr, decays):
+        n = len(params)
+        sq = state.slots["square_avg"]
+        ga = state.slots.get("grad_avg") or [None] * n
+        bufs = state.slots.get("momentum_buffer") or [None] * n
+        for i in range(n):
+            ops.rmsprop_step_(
+                params[i],
+                grads[i],
+                sq[i],
+                ga[i],
+                bufs[i],
+                lr=lr,
+                alpha=self.alpha,
+                eps=self.eps,
+                momentum=self.momentum,
+                decay=self.weight_decay + decays[i],
+            )
+
+
+class Adam(Optimizer):
+    """Adam as ``torch.optim.Adam`` (bias-corrected; ``weight_decay`` is L2 added to the
+    gradient, biases included)."""
+
+    name = "Adam"
+    decoupled = False
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (
+            _number(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
+            _number(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True),
+        )
+        self.eps = _number(eps, "eps", low=0.0)
+        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+    @property
+    def slots(self) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq")
+
+    def update(self, ops, params, grads, state, lr, decays):
+        beta1, beta2 = self.betas
+        step = state.step
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        bc2_sqrt = math.sqrt(bias_correction2)
+        coupled = 0.0 if self.decoupled else self.weight_decay
+        shrink = 1 - lr * self.weight_decay if self.decoupled else 1.0
+        for p, g, m, v, decay in zip(
+            params, grads, state.slots["exp_avg"], state.slots["exp_avg_sq"], decays
+        ):
+            ops.adam_step_(
+                p,
+                g,
+                m,
+                v,
+                beta1=beta1,
+                beta2=beta2,
+                eps=self.eps,
+                step_size=step_size,
+                bc2_sqrt=bc2_sqrt,
+                decay=coupled + decay,
+                shrink=shrink,
+            )
+
+
+class AdamW(Adam):
+    """AdamW as ``torch.optim.AdamW``: Adam with decoupled weight decay, ``p *= 1 - lr wd``
+    before each step (every parameter, biases included)."""
+
+    name = "AdamW"
+    decoupled = True
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+_BY_NAME = {cls.name: cls for cls in (SGD, RMSprop, Adam, AdamW)}
+
+
+def optimizer_from_config(cfg: Any) -> Optimizer:
+    """Rebuild an optimizer from ``Optimizer.config()`` (ValueError/TypeError if malformed)."""
+    if not isinstance(cfg, dict) or cfg.get("name") not in _BY_NAME:
+        raise ValueError(f"not an optimizer description: {cfg!r}")
+    kwargs = {k: v for k, v in cfg.items() if k != "name"}
+    if "betas" in kwargs and isinstance(kwargs["betas"], list):
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return _BY_NAME[cfg["name"]](**kwargs)
+
+
+def check_optimizer(optimizer: Any) -> Optimizer | None:
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be an nnx optimizer (nnx.SGD, nnx.RMSprop, nnx.Adam, nnx.AdamW), "
+            f"got {type(optimizer).__name__}"
+        )
+    return optimizer
+
+
+@dataclass
+class TrainingState:
+    """What training carries from step to step besides the parameters.
+
+    ``slots[name]`` holds one array per parameter, in the order W0, b0, W1, b1, ... (on
+    the backend during a fit, NumPy arrays on the host between fits and in checkpoints).
+    ``step`` counts optimizer steps, ``epoch`` epochs (the clock of learning-rate
+    schedules and dropout masks). ``dropout_seed`` keys the dropout masks. ``early``
+    is early stopping's progress ({"best", "best_epoch", "wait", "stopped"}) and ``best``
+    the parameters of its best epoch (flat, like the slots).
+    """
+
+    optimizer: dict[str, Any]
+    step: int = 0
+    epoch: int = 0
+    slots: dict[str, list[Any]] = field(default_factory=dict)
+    dropout_seed: int | None = None
+    early: dict[str, Any] | None = None
+    best: list[Any] | None = None
+
+    def arrays(self) -> dict[str, list[Any]]:
+        """Every per-parameter array list, by name (the slots, then "best")."""
+        out = dict(self.slots)
+        if self.best is not None:
+            out["best"] = self.best
+        return out
+
+    def to_host(self, ops: Any) -> TrainingState:
+        """A copy with every array as a host NumPy array."""
+        return TrainingState(
+            dict(self.optimizer),
+            self.step,
+            self.epoch,
+            {k: [ops.to_host(a) for a in v] for k, v in self.slots.items()},
+            self.dropout_seed,
+            dict(self.early) if self.early is not None else None,
+            [ops.to_host(a) for a in self.best] if self.best is not None else None,
+        )
+
+    def to_device(self, ops: Any, dtype: str) -> TrainingState:
+        """A copy with every array on ``ops`` in ``dtype``."""
+        return TrainingState(
+            dict(self.optimizer),
+            self.step,
+            self.epoch,
+            {k: [ops.asarray(a, dtype) for a in v] for k, v in self.slots.items()},
+            self.dropout_seed,
+            dict(self.early) if self.early is not None else None,
+            [ops.asarray(a, dtype) for a in self.best] if self.best is not None else None,
+        )
+
+    def json(self) -> dict[str, Any]:
+        """The JSON part (arrays are stored apart, see ``from_json``)."""
+        return {
+            "optimizer": self.optimizer,
+            "step": self.step,
+            "epoch": self.epoch,
+            "slots": list(self.slots),
+            "dropout_seed": self.dropout_seed,
+            "early": self.early,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, arrays: dict[str, list[np.ndarray]]) -> TrainingState:
+        """Inverse of ``json`` plus ``arrays()``; ValueError when anything is malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("the training state is not a JSON object")
+        optimizer_from_config(data.get("optimizer"))  # checks it
+        for key in ("step", "epoch"):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"the training state's {key} is {value!r}")
+        slots = data.get("slots")
+        if not isinstance(slots, list) or any(s not in arrays for s in slots):
+            raise ValueError("the training state's slots do not match its arrays")
+        seed = data.get("dropout_seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"the training state's dropout_seed is {seed!r}")
+        early = data.get("early")
+        if early is not None and not isinstance(early, dict):
+            raise ValueError("the training state's early-stopping progress is malformed")
+        return cls(
+            dict(data["optimizer"]),
+            data["step"],
+            data["epoch"],
+            {s: arrays[s] for s in slots},
+            seed,
+            early,
+            arrays.get("best"),
+        )
+
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "TrainingState",
+    "optimizer_from_config",
+]

@@ -1,0 +1,333 @@
+"""Optimizer state in checkpoints and the training options of ``nnx train``.
+
+An interrupted and resumed run must end bit-identical to an uninterrupted one with every
+option on (Adam, L2, dropout, a schedule, early stopping, class weights, mini-batches);
+a resume with different options is refused; the model-file loader reads the state
+arrays as strictly as the parameters.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from model_file_craft import members_of, meta_of, npy, replace, with_meta, zip_bytes
+
+import nnx
+from nnx import runner
+from nnx.errors import UsageError
+
+CLI = [sys.executable, "-m", "nnx"]
+
+
+@pytest.fixture
+def npz_data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 90))
+    Y = (X[0] + X[1] * X[2] > 0.8).astype(np.float64).reshape(1, -1)  # about 1 positive in 4
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, Y=Y)
+    return path
+
+
+def _cfg(data, out, **changes):
+    options = dict(
+        data=str(data),
+        model="mlp",
+        hidden=8,
+        epochs=40,
+        lr=0.01,
+        batch_size=16,
+        seed=3,
+        dtype="float64",
+        backend="numpy",
+        out=str(out),
+        checkpoint_every=7,
+        optimizer="adam",
+        l2=0.05,
+        dropout=0.25,
+        schedule="cosine",
+        early_stopping=1000,
+        class_weight="balanced",
+    )
+    options.update(changes)
+    return runner.TrainConfig(**options)
+
+
+def _quiet(*args):
+    pass
+
+
+def _interrupt_after_first_checkpoint(monkeypatch):
+    """Send this process SIGINT right after the run's first checkpoint, as Ctrl-C would."""
+    original = runner.write_model_file
+    calls = []
+
+    def write(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(runner, "write_model_file", write)
+
+
+def _same_models(a, b):
+    for (W0, b0), (W1, b1) in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(W0, W1)
+        np.testing.assert_array_equal(b0, b1)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"optimizer": "sgd", "momentum": 0.9, "schedule": "step:10:0.5", "class_weight": "0:1,1:2.5"},
+        {"optimizer": "rmsprop", "schedule": "inverse-time:0.1", "dropout": 0.0, "batch_size": None},
+    ],
+)
+def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, npz_data, monkeypatch, changes):
+    full = runner.train(_cfg(npz_data, tmp_path / "full", **changes), verbose=False, say=_quiet)
+    assert full.epochs_done == 40 and not full.interrupted
+    cut_cfg = _cfg(npz_data, tmp_path / "cut", **changes)
+    with monkeypatch.context() as patched:
+        _interrupt_after_first_checkpoint(patched)
+        cut = runner.train(cut_cfg, verbose=False, say=_quiet)
+    assert cut.interrupted and cut.epochs_done == 8  # the checkpoint at 7, then the stop at 8
+    _, state, arrays = nnx.io.load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    assert state["training"]["step"] == 8 * (1 if cut_cfg.batch_size is None else 5)  # 72 examples in 16s
+    assert state["training"]["epoch"] == 8 and set(arrays) == {*state["training"]["slots"], "best"}
+    resumed = runner.train(cut_cfg, resume=True, verbose=False, say=_quiet)
+    assert resumed.epochs_done == 40
+    _same_models(nnx.load(tmp_path / "full" / "model.npz"), nnx.load(tmp_path / "cut" / "model.npz"))
+    a = json.loads((tmp_path / "full" / "history.json").read_text())
+    b = json.loads((tmp_path / "cut" / "history.json").read_text())
+    for key in (
+        "epoch",
+        "loss",
+        "val_loss",
+        "epoch_lr",
+        "l2_penalty",
+        "optimizer",
+        "schedule",
+        "class_weight",
+    ):
+        assert a[key] == b[key], key
+    assert a["optimizer"]["name"] == {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}[cut_cfg.optimizer]
+
+
+@pytest.mark.parametrize(
+    "changes, name",
+    [
+        ({"optimizer": "adamw"}, "optimizer"),
+        ({"l2": 0.1}, "l2"),
+        ({"dropout": 0.5}, "dropout"),
+        ({"schedule": "exponential:0.9"}, "schedule"),
+        ({"early_stopping": 5}, "early_stopping"),
+        ({"class_weight": None}, "class_weight"),
+    ],
+)
+def test_resume_with_different_training_options_is_refused(tmp_path, npz_data, changes, name):
+    runner.train(_cfg(npz_data, tmp_path / "r", epochs=10), verbose=False, say=_quiet)
+    with pytest.raises(UsageError, match=f"hyper-parameters differ from the checkpoint \\({name}: "):
+        runner.train(
+            _cfg(npz_data, tmp_path / "r", epochs=10, **changes), resume=True, verbose=False, say=_quiet
+        )
+
+
+def test_an_early_stopped_run_is_finished_on_resume(tmp_path, npz_data):
+    cfg = _cfg(npz_data, tmp_path / "es", epochs=300, early_stopping=3, lr=0.05, val_split=0.5)
+    said = []
+    first = runner.train(cfg, verbose=False, say=said.append)
+    assert first.epochs_done < 300 and first.stop_reason.startswith("early stopping")
+    h = first.history
+    assert h.stopped_epoch == first.epochs_done and h.best_epoch == first.epochs_done - 3
+    model = nnx.load(tmp_path / "es" / "model.npz")
+    _, state = nnx.io.load_with_extra(tmp_path / "es" / "checkpoint.npz")
+    assert state["finished"] is True and state["epochs_done"] == first.epochs_done
+    _same_models(model, nnx.load(tmp_path / "es" / "checkpoint.npz"))  # the restored best
+    again = runner.train(cfg, resume=True, verbose=False, say=said.append)
+    assert again.epochs_done == first.epochs_done
+    assert any("had already ended: early stopping" in line for line in said)
+    _same_models(model, nnx.load(tmp_path / "es" / "model.npz"))
+
+
+def test_a_checkpoint_of_an_older_nnx_still_resumes(tmp_path, npz_data):
+    """Checkpoints written before optimizers existed lack the new options and the state."""
+    cfg = _cfg(
+        npz_data,
+        tmp_path / "old",
+        epochs=10,
+        optimizer="gd",
+        l2=0.0,
+        dropout=0.0,
+        schedule=None,
+        early_stopping=None,
+        class_weight=None,
+    )
+    runner.train(cfg, verbose=False, say=_quiet)
+    path = tmp_path / "old" / "checkpoint.npz"
+    model, state = nnx.io.load_with_extra(path)
+    state["epochs_done"] = 5
+    for key in runner.TRAINING_DEFAULTS:
+        del state["config"][key]
+    del state["training"], state["finished"]
+    nnx.io.write_model_file(path, model.config(), model.parameters(), "numpy", model.metadata, state)
+    assert runner.train(cfg, resume=True, verbose=False, say=_quiet).epochs_done == 10
+
+
+# ------------------------------------------------------------------- model files
+def _checkpoint(tmp_path):
+    model = nnx.MLP([4, 3, 1], seed=0)
+    flat = [p for pair in model.parameters() for p in pair]
+    arrays = {"exp_avg": [p * 0.5 for p in flat], "best": [p + 1 for p in flat]}
+    path = tmp_path / "c.npz"
+    nnx.io.write_model_file(
+        path, model.config(), model.parameters(), "numpy", {}, {"k": 1}, state_arrays=arrays
+    )
+    return model, arrays, path
+
+
+def test_state_arrays_round_trip_and_plain_load_ignores_them(tmp_path):
+    model, arrays, path = _checkpoint(tmp_path)
+    loaded, extra, states = nnx.io.load_checkpoint(path)
+    assert extra == {"k": 1} and list(states) == ["exp_avg", "best"]
+    for name in arrays:
+        for got, want in zip(states[name], arrays[name], strict=True):
+            np.testing.assert_array_equal(got, want)
+    _same_models(nnx.load(path), model)
+    names = sorted(n for n, _ in members_of(path.read_bytes()))
+    assert names == sorted(
+        ["__meta__.npy"] + [f"{s}{p}{i}.npy" for s in ("", "s0", "s1") for p in "Wb" for i in (0, 1)]
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ms: [(n, d) for n, d in ms if n != "s1b0.npy"], r"missing members \['s1b0.npy'\]"),
+        (lambda ms: ms + [("s2W0.npy", dict(ms)["s0W0.npy"])], r"unexpected members \['s2W0.npy'\]"),
+        (lambda ms: replace(ms, "s0W0.npy", npy(np.zeros((2, 2)))), "shape"),
+        (lambda ms: replace(ms, "s0W0.npy", npy(np.zeros((3, 4), np.int64))), "dtype"),
+        (
+            lambda ms: with_meta(ms, {**meta_of(ms), "state_arrays": ["exp_avg", "nonsense"]}),
+            "state_arrays must",
+        ),
+        (lambda ms: with_meta(ms, {**meta_of(ms), "state_arrays": ["best", "best"]}), "state_arrays must"),
+        (lambda ms: with_meta(ms, {**meta_of(ms), "state_arrays": "best"}), "state_arrays must"),
+        (lambda ms: ms + [("x.npy", b"")], "unexpected member"),
+    ],
+)
+def test_malformed_state_arrays_are_refused(tmp_path, mutate, message):
+    _, _, path = _checkpoint(tmp_path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(zip_bytes(mutate(members_of(path.read_bytes()))))
+    with pytest.raises(nnx.ModelFormatError, match=message):
+        nnx.io.load_checkpoint(bad)
+
+
+def test_state_arrays_count_against_the_parameter_limit(tmp_path, monkeypatch):
+    model, _, path = _checkpoint(tmp_path)
+    n = sum(W.size + b.size for W, b in model.parameters())
+    monkeypatch.setattr(nnx.io, "MAX_PARAMETERS", 3 * n)
+    nnx.io.load_checkpoint(path)
+    monkeypatch.setattr(nnx.io, "MAX_PARAMETERS", 3 * n - 1)
+    with pytest.raises(nnx.ModelFormatError, match="training-state arrays included"):
+        nnx.io.load_checkpoint(path)
+
+
+def test_writer_refuses_unknown_state_array_names(tmp_path):
+    model = nnx.MLP([4, 3, 1], seed=0)
+    flat = [p for pair in model.parameters() for p in pair]
+    with pytest.raises(ValueError, match="state array 'velocity'"):
+        nnx.io.write_model_file(
+            tmp_path / "x.npz", model.config(), model.parameters(), state_arrays={"velocity": flat}
+        )
+
+
+# ------------------------------------------------------------------------ the CLI
+def _run(*args):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
+    out = tmp_path / "run"
+    r = _run(
+        "train",
+        "--data",
+        npz_data,
+        "--model",
+        "mlp",
+        "--hidden",
+        8,
+        "--epochs",
+        300,
+        "--optimizer",
+        "adam",
+        "--lr",
+        1e-2,
+        "--l2",
+        0.01,
+        "--dropout",
+        0.2,
+        "--schedule",
+        "cosine",
+        "--early-stopping",
+        5,
+        "--class-weight",
+        "balanced",
+        "--backend",
+        "numpy",
+        "--out",
+        out,
+        "--quiet",
+        "--val-split",
+        0.5,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "stopped at epoch" in r.stdout and "early stopping: val_loss did not improve" in r.stdout
+    history = json.loads((out / "history.json").read_text())
+    assert history["optimizer"]["name"] == "Adam" and history["optimizer"]["lr"] == 0.01
+    assert history["schedule"] == {"name": "Cosine", "total": 300, "min_lr": 0.0}
+    assert history["l2"] == 0.01 and history["l2_penalty"] and history["early_stopping"]["patience"] == 5
+    assert len(history["class_weight"]) == 2 and history["stop_reason"].startswith("early stopping")
+    header = (out / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,loss,accuracy,val_loss,val_accuracy,l2_penalty,epoch_lr"
+    _, state = nnx.io.load_with_extra(out / "checkpoint.npz")
+    assert {k: state["config"][k] for k in runner.TRAINING_DEFAULTS} == {
+        "optimizer": "adam",
+        "momentum": 0.0,
+        "l2": 0.01,
+        "dropout": 0.2,
+        "schedule": "cosine",
+        "early_stopping": 5,
+        "class_weight": "balanced",
+    }
+    assert [la["type"] for la in nnx.load(out / "model.npz").config()["layers"]].count("Dropout") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dropout", 0.2], "--dropout needs a hidden layer"),
+        (["--model", "mlp", "--dropout", 1.0], "--dropout must be below 1"),
+        (["--early-stopping", 5, "--val-split", 0], "--early-stopping watches the validation split"),
+        (["--early-stopping", 0], "--early-stopping must be a positive integer"),
+        (["--schedule", "linear"], "--schedule must be none, cosine"),
+        (["--schedule", "step:0"], "--schedule 'step:0': step_size must be a positive integer"),
+        (["--schedule", "exponential:-1"], "gamma must be a finite number > 0"),
+        (["--class-weight", "0:1,2:3"], "--class-weight must be none, balanced or CLASS:WEIGHT"),
+        (["--class-weight", "heavy"], "--class-weight must be"),
+        (["--momentum", 0.9, "--optimizer", "adam"], "--momentum applies to --optimizer sgd"),
+        (["--momentum", -1, "--optimizer", "sgd"], "--momentum must be a finite number >= 0"),
+        (["--l2", "nan"], "--l2 must be a finite number >= 0"),
+        (["--optimizer", "lbfgs"], "invalid choice"),
+    ],
+)
+def test_cli_refuses_bad_training_options_in_one_line(tmp_path, npz_data, args, message):
+    r = _run("train", "--data", npz_data, "--out", tmp_path / "o", "--epochs", 3, "--quiet", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
