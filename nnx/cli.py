@@ -151,6 +151,7 @@ def _available_memory() -> int | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
+    from .bench_workloads import MODELS, N_X, X_DTYPES
     from .files import BENCH_FORMAT, atomic_write, check_target
 
     known = backends.names()
@@ -158,17 +159,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if name not in known:
             return _fail(f"unknown backend {name!r} in --backends; expected some of {', '.join(known)}")
     for model in args.models:
-        if model not in bench.MODELS:
-            return _fail(f"unknown model {model!r} in --models; expected some of {', '.join(bench.MODELS)}")
+        if model not in MODELS:
+            return _fail(f"unknown model {model!r} in --models; expected some of {', '.join(MODELS)}")
     for dt in args.dtype:
-        if dt not in bench.X_DTYPES:
-            return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(bench.X_DTYPES)}")
+        if dt not in X_DTYPES:
+            return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(X_DTYPES)}")
     if not args.backends or not args.models or not args.m or not args.dtype:
         return _fail("--backends, --models, --m and --dtype each need at least one value")
     if any(not 1 <= m <= 10**8 for m in args.m) or not 1 <= args.repeats <= 1000:
         return _fail("--m values must lie in [1, 100000000] and --repeats in [1, 1000]")
     # The largest batch holds X in each input dtype plus a float copy per backend.
-    biggest = max(args.m) * bench.N_X * (sum(np.dtype(d).itemsize for d in args.dtype) + 8)
+    biggest = max(args.m) * N_X * (sum(np.dtype(d).itemsize for d in args.dtype) + 8)
     available = _available_memory()
     if available is not None and biggest > 0.8 * available:
         return _fail(
@@ -205,7 +206,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_json(result)
         print(f"wrote {printable(args.json)}")
     if args.plot:
-        bench.plot_throughput(result, args.plot)
+        from .plot import throughput
+
+        throughput(result, args.plot)
         print(f"wrote {printable(args.plot)}")
     return 0
 
