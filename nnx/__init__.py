@@ -12,9 +12,8 @@ from .backends import available as available_backends
 from .backends import get_backend, use_backend
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
-from .io import load
 from .layers import Linear, ReLU, Sigmoid, Softmax, Tanh
-from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load
 
 __all__ = [
     "MLP",

@@ -1,4 +1,5 @@
 """Layers: Linear holds host parameters; Sigmoid, ReLU, Tanh and Softmax name an activation.
+With ``LOSSES`` they are the vocabulary of a model description (``Sequential.config()``).
 
 Layers only describe the network and hold its host parameters. The arithmetic lives in
 the backend ops, driven by ``nnx.network``.
@@ -12,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from .initializers import INITIALIZERS, draw
+
+LOSSES = ("bce", "mse", "cross_entropy")  # what a Sequential model is trained on
 
 
 class Layer:

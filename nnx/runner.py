@@ -24,8 +24,8 @@ from .datasets import synthetic_images, train_test_split
 from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
 from .history import History
-from .io import load, load_with_extra, write_model_file
-from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .io import write_model_file
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_with_extra
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.

@@ -80,7 +80,7 @@ def _original(name: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.npz"
         path.write_bytes(BASES[name])
-        return nnx.io.load_with_extra(path)
+        return nnx.model.load_with_extra(path)
 
 
 ORIGINAL = {name: _original(name) for name in BASES}
@@ -276,7 +276,7 @@ def test_mutated_model_files_give_a_correct_model_or_model_format_error(case):
         bound = nnx.io.load_memory_bound()
         tracemalloc.start()
         try:
-            model, extra = nnx.io.load_with_extra(path)
+            model, extra = nnx.model.load_with_extra(path)
         except nnx.ModelFormatError as exc:
             model = None
             assert "\n" not in str(exc) and str(path) in str(exc)
