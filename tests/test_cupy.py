@@ -137,7 +137,7 @@ def test_streaming_mini_batches_match_device_resident_run(ops, monkeypatch, rng)
 
 
 @needs_gpu
-def test_fit_reads_no_loss_until_asked(ops, rng):
+def test_fit_reads_no_loss_until_asked(rng):
     X = rng.standard_normal((10, 40))
     Y = (X[0:1] > 0).astype(float)
     h = nnx.LogisticRegression(10).fit(X, Y, epochs=30, history_every=10, backend="cupy")

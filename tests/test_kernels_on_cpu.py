@@ -279,7 +279,7 @@ def test_a_launch_with_a_wrong_argument_type_is_refused(module):
         kernel((1,), (32,), (*args, np.float64(0.1), np.float64(1.0), np.zeros(2)))
 
 
-def test_the_emulation_reports_a_barrier_in_divergent_code(module, tmp_path):
+def test_the_emulation_reports_a_barrier_in_divergent_code(tmp_path):
     source = tmp_path / "divergent.cu"
     source.write_text(
         "__global__ void divergent(float* x) {\n"

@@ -285,7 +285,7 @@ def test_val_split_that_empties_a_class_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["train", "--epochs", 1], ["demo", "--quick"], ["predict", "m", "x"]])
-def test_bogus_nnx_backend_is_one_line(tmp_path, command):
+def test_bogus_nnx_backend_is_one_line(command):
     env = dict(os.environ, NNX_BACKEND="bogus")
     line = one_line_error(run(*command, env=env))
     assert "NNX_BACKEND='bogus'" in line
