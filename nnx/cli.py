@@ -37,6 +37,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"nnx: error: {message}\n")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default: in words where the help says
+    "(default: ...)" itself, else the value (a list comma-separated, a flag "off")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "(default:" in text:
+            return text
+        value = action.default
+        if action.nargs == 0:
+            shown = "on" if value else "off"
+        elif isinstance(value, (list, tuple)):
+            shown = ",".join(str(v) for v in value)
+        else:
+            shown = str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 def _fail(message: str) -> int:
     print(f"nnx: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
@@ -219,63 +237,111 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of an internal error (also NNX_DEBUG=1)"
     )
     parser = _Parser(
-        prog="nnx", description="nnx: neural networks on NumPy, Numba and CuPy backends", parents=[common]
+        prog="nnx",
+        description="nnx: neural networks on NumPy, Numba and CuPy backends",
+        parents=[common],
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kwargs)
+        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+
+    backend_help = "backend (default: NNX_BACKEND, else auto)"
 
     demo = command("demo", help="train on the built-in synthetic images and toy sets")
-    demo.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default=None, help="backend (default: NNX_BACKEND or auto)"
-    )
-    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    demo.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
 
     train = command("train", help="train on images, npz, csv or h5 (default: built-in data)")
-    train.add_argument("--data", help="image folder or zip, .npz, .csv or .h5 (default: embedded synthetic)")
-    train.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
-    train.add_argument("--hidden", type=int, default=50, help="hidden units of the mlp")
-    train.add_argument("--epochs", type=int, default=2000)
-    train.add_argument("--lr", type=float, default=0.005)
-    train.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
-    train.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=int, default=1)
-    train.add_argument("--size", type=int, default=64, help="images are resized to size x size")
-    train.add_argument("--positive", help="class name labelled 1 (default: the second in sorted order)")
-    train.add_argument("--val-split", type=float, default=0.2)
-    train.add_argument("--cache", help="npz cache of decoded images, reused while the source is unchanged")
-    train.add_argument("--out", default="nnx-run", help="output folder")
-    train.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every k epochs")
+    train.add_argument(
+        "--data",
+        metavar="PATH",
+        help="image folder or zip, .npz, .csv or .h5 (default: the embedded synthetic set)",
+    )
+    train.add_argument(
+        "--model",
+        choices=("logreg", "mlp"),
+        default="logreg",
+        help="two classes: sigmoid output; more: softmax",
+    )
+    train.add_argument("--hidden", type=int, metavar="N", default=50, help="hidden units of the mlp")
+    train.add_argument("--epochs", type=int, metavar="N", default=2000, help="passes over the training data")
+    train.add_argument("--lr", type=float, metavar="A", default=0.005, help="learning rate")
+    train.add_argument(
+        "--batch-size", type=int, metavar="B", default=None, help="mini-batch size (default: full batch)"
+    )
+    train.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
+    train.add_argument(
+        "--seed", type=int, metavar="S", default=1, help="initial parameters, split and shuffle"
+    )
+    train.add_argument("--size", type=int, metavar="PX", default=64, help="images are resized to size x size")
+    train.add_argument(
+        "--positive",
+        metavar="CLASS",
+        help="two classes: the one labelled 1 (default: the second in sorted order)",
+    )
+    train.add_argument(
+        "--val-split", type=float, metavar="F", default=0.2, help="share held out for validation"
+    )
+    train.add_argument(
+        "--cache",
+        metavar="FILE",
+        help="npz of decoded images, reused while the source is unchanged (default: none)",
+    )
+    train.add_argument("--out", metavar="DIR", default="nnx-run", help="output folder")
+    train.add_argument(
+        "--checkpoint-every", type=int, metavar="K", default=100, help="checkpoint every k epochs"
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
     predict = command("predict", help="probability and label for image files")
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--threshold", type=float, default=0.5, help="binary models: label 1 above it")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     predict.add_argument(
-        "--top", type=int, default=1, help="K-class models: show the N most probable classes"
+        "--threshold", type=float, metavar="P", default=0.5, help="binary models: label 1 above it"
     )
-    predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument(
+        "--top", type=int, metavar="N", default=1, help="K-class models: show the N most probable classes"
+    )
+    predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
-    bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
-    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp"])
-    bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
     bench.add_argument(
-        "--dtype", type=_csv(str), default=["float32", "uint8"], help="input dtypes: float32, float64, uint8"
+        "--backends", type=_csv(str), metavar="LIST", default=list(backends.names()), help="comma-separated"
     )
-    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument(
+        "--models", type=_csv(str), metavar="LIST", default=["logreg", "mlp"], help="comma-separated"
+    )
+    bench.add_argument(
+        "--m", type=_csv(int), metavar="LIST", default=[256, 2048, 16384], help="batch sizes, comma-separated"
+    )
+    bench.add_argument(
+        "--dtype",
+        type=_csv(str),
+        metavar="LIST",
+        default=["float32", "uint8"],
+        help="input dtypes: float32, float64, uint8",
+    )
+    bench.add_argument(
+        "--repeats", type=int, metavar="N", default=5, help="timed rounds (the median is reported)"
+    )
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    bench.add_argument("--json", help="write every figure, the device and versions to this file")
-    bench.add_argument("--plot", help="write a throughput-vs-m PNG to this file")
+    bench.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write every figure, the device and versions to this file (default: none)",
+    )
+    bench.add_argument(
+        "--plot", metavar="FILE", help="write a throughput-vs-m PNG to this file (default: none)"
+    )
     bench.set_defaults(func=cmd_bench)
 
     info = command("info", help="versions, backends and why others are unavailable")
