@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx import bench
+from nnx import bench_workloads
 
 SMOKE = os.environ.get("NNX_BENCH_FULL") != "1"
 
@@ -29,14 +29,14 @@ def _data(m, x_dtype):
     key = (m, x_dtype)
     if key not in _data_cache:
         _data_cache.clear()  # keep at most one large X alive
-        _data_cache[key] = bench.make_data(m, x_dtype)
+        _data_cache[key] = bench_workloads.make_data(m, x_dtype)
     return _data_cache[key]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("x_dtype", X_DTYPES)
 @pytest.mark.parametrize("m", MS)
-@pytest.mark.parametrize("model", bench.MODELS)
+@pytest.mark.parametrize("model", bench_workloads.MODELS)
 def test_epoch(benchmark, model, m, x_dtype, backend):
     status = nnx.backends.available()[backend]
     if not status.available:
@@ -46,7 +46,7 @@ def test_epoch(benchmark, model, m, x_dtype, backend):
         pytest.skip("m > 16384 is measured on GPUs only")
     X, Y = _data(m, x_dtype)
     dtype = "float64" if x_dtype == "float64" else "float32"
-    step = bench.epoch_function(ops, model, X, Y, dtype)
+    step = bench_workloads.epoch_function(ops, model, X, Y, dtype)
     step()  # JIT / kernel compile outside the timing
     ops.synchronize()
 
@@ -61,6 +61,6 @@ def test_epoch(benchmark, model, m, x_dtype, backend):
         benchmark.extra_info.update(
             examples_per_s=m / seconds,
             x_gb_per_s=X.nbytes / seconds / 1e9,
-            gflops=bench.useful_flops(model, m) / seconds / 1e9,
+            gflops=bench_workloads.useful_flops(model, m) / seconds / 1e9,
         )
     assert np.isfinite(ops.scalar(step()[0]))  # the epoch still produces a finite loss

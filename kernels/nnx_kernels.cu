@@ -3,7 +3,8 @@
 // through RawModule's name_expressions. Arrays are C-contiguous; the Python wrappers in
 // nnx/backends/cupy_backend.py check dtype, contiguity and shape before each launch.
 //
-// Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh.  Loss codes: 0 bce, 1 mse.
+// Activation codes NNX_ACT_* and loss codes NNX_LOSS_* are macros given at compile time
+// (-DNNX_ACT_SIGMOID=1, ...) from nnx/backends/codes.py, the one place they are defined.
 //
 // NaN and infinities go through every kernel as through the NumPy backend (tested on the
 // CPU emulation): max(v, 0) keeps a NaN (as np.maximum does, unlike fmax or v > 0 ? v : 0),
@@ -29,9 +30,9 @@ __device__ __forceinline__ T nnx_sigmoid(T z) {
 
 template <typename T>
 __device__ __forceinline__ T nnx_activate(T v, int act) {
-    if (act == 1) return nnx_sigmoid(v);
-    if (act == 2) return nnx_relu(v);
-    if (act == 3) return tanh(v);
+    if (act == NNX_ACT_SIGMOID) return nnx_sigmoid(v);
+    if (act == NNX_ACT_RELU) return nnx_relu(v);
+    if (act == NNX_ACT_TANH) return tanh(v);
     return v;
 }
 
@@ -51,9 +52,9 @@ __global__ void act_backward(T* dA, const T* A, long long size, int act) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
         T a = A[i];
-        if (act == 1) dA[i] *= a * (T(1) - a);
-        else if (act == 2) dA[i] *= a > T(0) ? T(1) : T(0);  // as dA * (A > 0): NaN * 0 is NaN
-        else if (act == 3) dA[i] *= T(1) - a * a;
+        if (act == NNX_ACT_SIGMOID) dA[i] *= a * (T(1) - a);
+        else if (act == NNX_ACT_RELU) dA[i] *= a > T(0) ? T(1) : T(0);  // as dA * (A > 0): NaN * 0 is NaN
+        else if (act == NNX_ACT_TANH) dA[i] *= T(1) - a * a;
     }
 }
 
@@ -69,7 +70,7 @@ __global__ void sigmoid_inplace(T* Z, long long size) {
 template <typename T>
 __device__ __forceinline__ void nnx_example(double z, double y, int loss_code,
                                             double* loss, double* dz, double* ok) {
-    if (loss_code == 0) {
+    if (loss_code == NNX_LOSS_BCE) {
         double e = exp(-fabs(z));
         *loss = nnx_relu(z) - z * y + log1p(e);
         double s = z >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);

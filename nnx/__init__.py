@@ -13,9 +13,8 @@ from .backends import get_backend, use_backend
 from .callbacks import EarlyStopping
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
-from .io import load
 from .layers import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load
 from .optim import SGD, Adam, AdamW, RMSprop
 
 __all__ = [

@@ -37,6 +37,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"nnx: error: {message}\n")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default: in words where the help says
+    "(default: ...)" itself, else the value (a list comma-separated, a flag "off")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "(default:" in text:
+            return text
+        value = action.default
+        if action.nargs == 0:
+            shown = "on" if value else "off"
+        elif isinstance(value, (list, tuple)):
+            shown = ",".join(str(v) for v in value)
+        else:
+            shown = str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 def _fail(message: str) -> int:
     print(f"nnx: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
@@ -160,6 +178,7 @@ def _available_memory() -> int | None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
+    from .bench_workloads import MODELS, N_X, X_DTYPES
     from .files import BENCH_FORMAT, atomic_write, check_target
 
     known = backends.names()
@@ -167,17 +186,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if name not in known:
             return _fail(f"unknown backend {name!r} in --backends; expected some of {', '.join(known)}")
     for model in args.models:
-        if model not in bench.MODELS:
-            return _fail(f"unknown model {model!r} in --models; expected some of {', '.join(bench.MODELS)}")
+        if model not in MODELS:
+            return _fail(f"unknown model {model!r} in --models; expected some of {', '.join(MODELS)}")
     for dt in args.dtype:
-        if dt not in bench.X_DTYPES:
-            return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(bench.X_DTYPES)}")
+        if dt not in X_DTYPES:
+            return _fail(f"unknown dtype {dt!r} in --dtype; expected some of {', '.join(X_DTYPES)}")
     if not args.backends or not args.models or not args.m or not args.dtype:
         return _fail("--backends, --models, --m and --dtype each need at least one value")
     if any(not 1 <= m <= 10**8 for m in args.m) or not 1 <= args.repeats <= 1000:
         return _fail("--m values must lie in [1, 100000000] and --repeats in [1, 1000]")
     # The largest batch holds X in each input dtype plus a float copy per backend.
-    biggest = max(args.m) * bench.N_X * (sum(np.dtype(d).itemsize for d in args.dtype) + 8)
+    biggest = max(args.m) * N_X * (sum(np.dtype(d).itemsize for d in args.dtype) + 8)
     available = _available_memory()
     if available is not None and biggest > 0.8 * available:
         return _fail(
@@ -214,7 +233,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_json(result)
         print(f"wrote {printable(args.json)}")
     if args.plot:
-        bench.plot_throughput(result, args.plot)
+        from .plot import throughput
+
+        throughput(result, args.plot)
         print(f"wrote {printable(args.plot)}")
     return 0
 
@@ -225,88 +246,153 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of an internal error (also NNX_DEBUG=1)"
     )
     parser = _Parser(
-        prog="nnx", description="nnx: neural networks on NumPy, Numba and CuPy backends", parents=[common]
+        prog="nnx",
+        description="nnx: neural networks on NumPy, Numba and CuPy backends",
+        parents=[common],
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kwargs)
+        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+
+    backend_help = "backend (default: NNX_BACKEND, else auto)"
 
     demo = command("demo", help="train on the built-in synthetic images and toy sets")
-    demo.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default=None, help="backend (default: NNX_BACKEND or auto)"
-    )
-    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    demo.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
 
     train = command("train", help="train on images, npz, csv or h5 (default: built-in data)")
-    train.add_argument("--data", help="image folder or zip, .npz, .csv or .h5 (default: embedded synthetic)")
-    train.add_argument("--model", choices=("logreg", "mlp"), default="logreg")
-    train.add_argument("--hidden", type=int, default=50, help="hidden units of the mlp")
-    train.add_argument("--epochs", type=int, default=2000)
-    train.add_argument("--lr", type=float, default=0.005, help="learning rate (of every --optimizer)")
+    train.add_argument(
+        "--data",
+        metavar="PATH",
+        help="image folder or zip, .npz, .csv or .h5 (default: the embedded synthetic set)",
+    )
+    train.add_argument(
+        "--model",
+        choices=("logreg", "mlp"),
+        default="logreg",
+        help="two classes: sigmoid output; more: softmax",
+    )
+    train.add_argument("--hidden", type=int, metavar="N", default=50, help="hidden units of the mlp")
+    train.add_argument("--epochs", type=int, metavar="N", default=2000, help="passes over the training data")
+    train.add_argument(
+        "--lr", type=float, metavar="A", default=0.005, help="learning rate (of every --optimizer)"
+    )
     train.add_argument(
         "--optimizer",
         choices=("gd", "sgd", "rmsprop", "adam", "adamw"),
         default="gd",
-        help="gd: plain gradient descent (default); sgd (+ --momentum), rmsprop, adam, adamw as torch.optim",
+        help="gd: plain gradient descent; sgd (+ --momentum), rmsprop, adam, adamw as torch.optim",
     )
-    train.add_argument("--momentum", type=float, default=0.0, help="momentum of --optimizer sgd")
-    train.add_argument("--l2", type=float, default=0.0, help="L2 penalty l2/(2m)*sum(W^2) (weights only)")
-    train.add_argument("--dropout", type=float, default=0.0, help="dropout rate after the mlp's hidden layer")
+    train.add_argument(
+        "--momentum", type=float, metavar="BETA", default=0.0, help="momentum of --optimizer sgd"
+    )
+    train.add_argument(
+        "--l2", type=float, metavar="LAMBDA", default=0.0, help="L2 penalty l2/(2m)*sum(W^2) (weights only)"
+    )
+    train.add_argument(
+        "--dropout", type=float, metavar="P", default=0.0, help="dropout rate after the mlp's hidden layer"
+    )
     train.add_argument(
         "--schedule",
+        metavar="SPEC",
         default=None,
         help="learning-rate schedule: none, cosine[:MIN_LR], step:EPOCHS[:GAMMA], exponential:GAMMA, "
-        "inverse-time:RATE[:EPOCHS]",
+        "inverse-time:RATE[:EPOCHS] (default: none)",
     )
     train.add_argument(
         "--early-stopping",
         type=int,
         default=None,
         metavar="PATIENCE",
-        help="stop when the validation loss has not improved for PATIENCE epochs (best parameters kept)",
+        help="stop when the validation loss has not improved for PATIENCE epochs, best parameters kept "
+        "(default: off)",
     )
     train.add_argument(
-        "--class-weight", default=None, help="none, balanced, or CLASS:WEIGHT pairs such as 0:1,1:3"
+        "--class-weight",
+        metavar="SPEC",
+        default=None,
+        help="none, balanced, or CLASS:WEIGHT pairs such as 0:1,1:3 (default: none)",
     )
-    train.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
-    train.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=int, default=1)
-    train.add_argument("--size", type=int, default=64, help="images are resized to size x size")
-    train.add_argument("--positive", help="class name labelled 1 (default: the second in sorted order)")
-    train.add_argument("--val-split", type=float, default=0.2)
-    train.add_argument("--cache", help="npz cache of decoded images, reused while the source is unchanged")
-    train.add_argument("--out", default="nnx-run", help="output folder")
-    train.add_argument("--checkpoint-every", type=int, default=100, help="checkpoint every k epochs")
+    train.add_argument(
+        "--batch-size", type=int, metavar="B", default=None, help="mini-batch size (default: full batch)"
+    )
+    train.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
+    train.add_argument(
+        "--seed", type=int, metavar="S", default=1, help="initial parameters, split and shuffle"
+    )
+    train.add_argument("--size", type=int, metavar="PX", default=64, help="images are resized to size x size")
+    train.add_argument(
+        "--positive",
+        metavar="CLASS",
+        help="two classes: the one labelled 1 (default: the second in sorted order)",
+    )
+    train.add_argument(
+        "--val-split", type=float, metavar="F", default=0.2, help="share held out for validation"
+    )
+    train.add_argument(
+        "--cache",
+        metavar="FILE",
+        help="npz of decoded images, reused while the source is unchanged (default: none)",
+    )
+    train.add_argument("--out", metavar="DIR", default="nnx-run", help="output folder")
+    train.add_argument(
+        "--checkpoint-every", type=int, metavar="K", default=100, help="checkpoint every k epochs"
+    )
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
     predict = command("predict", help="probability and label for image files")
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--threshold", type=float, default=0.5, help="binary models: label 1 above it")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     predict.add_argument(
-        "--top", type=int, default=1, help="K-class models: show the N most probable classes"
+        "--threshold", type=float, metavar="P", default=0.5, help="binary models: label 1 above it"
     )
-    predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None)
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument(
+        "--top", type=int, metavar="N", default=1, help="K-class models: show the N most probable classes"
+    )
+    predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
-    bench.add_argument("--backends", type=_csv(str), default=["numpy", "numba", "cupy"])
-    bench.add_argument("--models", type=_csv(str), default=["logreg", "mlp", "mlp-adam"])
-    bench.add_argument("--m", type=_csv(int), default=[256, 2048, 16384])
     bench.add_argument(
-        "--dtype", type=_csv(str), default=["float32", "uint8"], help="input dtypes: float32, float64, uint8"
+        "--backends", type=_csv(str), metavar="LIST", default=list(backends.names()), help="comma-separated"
     )
-    bench.add_argument("--repeats", type=int, default=5)
+    bench.add_argument(
+        "--models",
+        type=_csv(str),
+        metavar="LIST",
+        default=["logreg", "softmax", "mlp", "mlp-adam"],
+        help="comma-separated: logreg, softmax (10 classes), mlp, mlp-adam (the mlp with Adam)",
+    )
+    bench.add_argument(
+        "--m", type=_csv(int), metavar="LIST", default=[256, 2048, 16384], help="batch sizes, comma-separated"
+    )
+    bench.add_argument(
+        "--dtype",
+        type=_csv(str),
+        metavar="LIST",
+        default=["float32", "uint8"],
+        help="input dtypes: float32, float64, uint8",
+    )
+    bench.add_argument(
+        "--repeats", type=int, metavar="N", default=5, help="timed rounds (the median is reported)"
+    )
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    bench.add_argument("--json", help="write every figure, the device and versions to this file")
-    bench.add_argument("--plot", help="write a throughput-vs-m PNG to this file")
+    bench.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write every figure, the device and versions to this file (default: none)",
+    )
+    bench.add_argument(
+        "--plot", metavar="FILE", help="write a throughput-vs-m PNG to this file (default: none)"
+    )
     bench.set_defaults(func=cmd_bench)
 
     info = command("info", help="versions, backends and why others are unavailable")

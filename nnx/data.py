@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import train_test_split
-from .errors import DataError
+from .errors import DataError, UnusableFileError
 from .files import CACHE_FORMAT, atomic_write, check_target, printable
 
 log = logging.getLogger("nnx")
@@ -143,10 +143,6 @@ class _Entry:
     label_name: str
     size: int
     mtime: float
-
-
-class _Unusable(Exception):
-    """A file or member that is skipped before (or instead of) decoding; the message says why."""
 
 
 class _Source:
@@ -295,7 +291,7 @@ class _Source:
         else:
             data = _read_regular(self.path / name, limit)
         if len(data) > limit:
-            raise _Unusable(f"larger than the {_mib(limit)} limit per image")
+            raise UnusableFileError(f"larger than the {_mib(limit)} limit per image")
         return data
 
     def close(self) -> None:
@@ -315,9 +311,9 @@ def _read_regular(path: Path, limit: int) -> bytes:
     with open(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise _Unusable(f"{_file_kind(st.st_mode)}, not a regular file; not read")
+            raise UnusableFileError(f"{_file_kind(st.st_mode)}, not a regular file; not read")
         if st.st_size > limit:
-            raise _Unusable(f"{st.st_size} bytes, over the {_mib(limit)} limit per image")
+            raise UnusableFileError(f"{st.st_size} bytes, over the {_mib(limit)} limit per image")
         return fh.read(limit + 1)
 
 
@@ -327,7 +323,7 @@ def read_image_file(path: str | os.PathLike) -> bytes:
     read (ValueError); a missing file is FileNotFoundError."""
     try:
         data = _read_regular(Path(path), MAX_IMAGE_BYTES)
-    except _Unusable as exc:
+    except UnusableFileError as exc:
         raise ValueError(str(exc)) from None
     if len(data) > MAX_IMAGE_BYTES:
         raise ValueError(f"over the {_mib(MAX_IMAGE_BYTES)} limit per image")
@@ -842,7 +838,7 @@ def _decode_all(
 
 def _read_failure(exc: Exception) -> str:
     """Why a file could not be read or decoded, in a few words."""
-    if isinstance(exc, (_Unusable, ValueError)) and not isinstance(exc, UnicodeError):
+    if isinstance(exc, (UnusableFileError, ValueError)) and not isinstance(exc, UnicodeError):
         return str(exc)
     if isinstance(exc, zipfile.BadZipFile):
         if "CRC" in str(exc):

@@ -33,3 +33,9 @@ class UnsafeOutputError(FileExistsError):
 
 class OutputWriteError(OSError):
     """Writing an output file failed (full disk, no permission, ...); the message names the file."""
+
+
+class UnusableFileError(Exception):
+    """An image file or zip member that ``nnx.data.load_images`` skips before (or instead
+    of) decoding it; the message says why. It never reaches the caller: each one becomes
+    an entry of the load's ``skipped`` list."""

@@ -1,9 +1,13 @@
-"""Saving and loading models: npz without pickle, written atomically, versioned.
+"""The model-file format: npz without pickle, written atomically, versioned.
 
-Model files are untrusted input: ``load`` opens the zip itself, reads only the members it
-expects, parses each ``.npy`` header strictly (never pickle, never an object dtype) and
-checks the JSON metadata and the architecture against the limits below and against the
-stored arrays before it allocates anything for them.
+This module reads and writes a model's parts (architecture description, parameters,
+metadata); ``nnx.model`` builds a ``Sequential`` from them (``nnx.load``) and hands them
+over to be saved, so the format never imports the model.
+
+Model files are untrusted input: ``read_model_file`` opens the zip itself, reads only the
+members it expects, parses each ``.npy`` header strictly (never pickle, never an object
+dtype) and checks the JSON metadata and the architecture against the limits below and
+against the stored arrays before it allocates anything for them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import reprlib
 import struct
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +27,10 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .files import MODEL_FORMAT, atomic_write
-from .layers import check_layer_config, layer_from_config
+from .layers import LOSSES, check_layer_config
 
 FORMAT = MODEL_FORMAT
 FORMAT_VERSION = 1
-
-
-def save_model(model: Any, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
-    """Write ``model`` (a Sequential) to ``path`` as npz: architecture JSON, dtype,
-    format version, metadata, optional ``extra`` JSON (checkpoint state) and one W/b
-    array per Linear layer."""
-    write_model_file(path, model.config(), model.parameters(), model.last_backend, model.metadata, extra)
 
 
 def write_model_file(
@@ -44,7 +42,9 @@ def write_model_file(
     extra: dict[str, Any] | None = None,
     state_arrays: dict[str, list[np.ndarray]] | None = None,
 ) -> None:
-    """Write the model-file npz from its parts (atomically; no pickle anywhere).
+    """Write a model file from its parts (atomically; no pickle anywhere): architecture
+    JSON (``Sequential.config()``), dtype, format version, ``metadata``, optional ``extra``
+    JSON (checkpoint state) and one W/b array per Linear layer.
 
     ``state_arrays`` (checkpoints) maps up to MAX_STATE_ARRAYS names of
     ``STATE_ARRAY_NAMES`` to one array per parameter, shaped like it, in the order W0, b0,
@@ -126,39 +126,26 @@ _FLOAT_DESCR = ("<f4", "<f8", ">f4", ">f8")
 _META_DESCR = re.compile(r"([<>])U([1-9][0-9]{0,8})")
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Read a model written by ``save``.
+@dataclass(frozen=True)
+class ModelFile:
+    """The checked parts of a model file, from which ``nnx.model`` builds the model."""
 
-    Raises FileNotFoundError for a missing file (or a directory) and ModelFormatError for
-    anything else that is not a model this nnx wrote: a truncated, corrupt or foreign
-    file, a bare ``.npy``, a newer format version, unexpected, missing, duplicate,
-    encrypted or oversized members, metadata of the wrong structure or types, JSON nested
-    deeper than MAX_JSON_DEPTH, an architecture nnx cannot build or one that disagrees
-    with the stored arrays, non-finite parameters. No pickle is ever loaded.
+    architecture: dict[str, Any]  # {"layers": [layer configs], "loss": ...}
+    params: list[tuple[np.ndarray, np.ndarray]]  # (W, b) per Linear layer, shapes checked
+    backend: str | None
+    dtype: str | None  # "float32" or "float64" (None in a file that does not say)
+    metadata: dict[str, Any]
+    extra: dict[str, Any] | None  # checkpoint state, when the file is a checkpoint
+    # a checkpoint's training-state arrays: {name: [one array per parameter, W0, b0, ...]}
+    states: dict[str, list[np.ndarray]]
 
-    Memory is bounded whatever the file says: everything is checked against the limits
-    (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
-    metadata) and against the stored arrays' declared sizes before it is allocated, and
-    the peak is below LOAD_MEMORY_BOUND: 25 bytes per stored parameter plus 32 per
-    metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB) at the limits and a
-    few MiB for a typical model.
+
+def read_model_file(path: str | os.PathLike) -> ModelFile:
+    """The parts of the model file at ``path``, every one checked (see ``nnx.load``).
+
+    Raises FileNotFoundError for a missing file (or a directory) and ModelFormatError,
+    naming the file, for anything that is not a model file this nnx wrote.
     """
-    return load_checkpoint(path)[0]
-
-
-def load_with_extra(path: str | os.PathLike) -> tuple[Any, dict[str, Any] | None]:
-    """``load`` plus the ``extra`` JSON stored with the model (checkpoint state), or None."""
-    model, extra, _ = load_checkpoint(path)
-    return model, extra
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-) -> tuple[Any, dict[str, Any] | None, dict[str, list[np.ndarray]]]:
-    """``load_with_extra`` plus the training-state arrays ({name: [one array per parameter,
-    W0, b0, W1, ...]}; {} for a plain model file), checked like the parameters."""
-    from .model import Sequential
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
@@ -180,23 +167,16 @@ def load_checkpoint(
         raise ModelFormatError(
             f"{path} cannot be read as an nnx model (truncated or corrupt file?): {exc}"
         ) from exc
-    arch = meta["architecture"]
-    try:
-        layers = [layer_from_config(cfg) for cfg in arch["layers"]]
-        model = Sequential(*layers, loss=arch["loss"])
-        model.set_parameters(params)
-    except (TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
-    del params
-    model.last_backend = meta.get("backend")
-    model.dtype = meta.get("dtype") if meta.get("dtype") in ("float32", "float64") else None
-    model.metadata = dict(meta.get("metadata") or {})
-    classes = model.metadata.get("classes")
-    if classes is not None and len(classes) != model.n_classes:
-        raise ModelFormatError(
-            f"{path} is corrupt: it names {len(classes)} classes for a {model.n_classes}-class model"
-        )
-    return model, meta.get("extra"), states
+    dtype = meta.get("dtype")
+    return ModelFile(
+        architecture=meta["architecture"],
+        params=params,
+        backend=meta.get("backend"),
+        dtype=dtype if dtype in ("float32", "float64") else None,
+        metadata=dict(meta.get("metadata") or {}),
+        extra=meta.get("extra"),
+        states=states,
+    )
 
 
 class _CappedReads:
@@ -457,8 +437,6 @@ def _check_depth(value: Any) -> None:
 
 def _check_meta(meta: Any) -> list[tuple[int, int]]:
     """Check the metadata's structure and types; return the Linear sizes (n_in, n_out)."""
-    from .model import LOSSES
-
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFormatError("is not an nnx model file")
     version = meta.get("format_version")

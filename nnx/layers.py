@@ -1,5 +1,6 @@
 """Layers: Linear holds host parameters; Sigmoid, ReLU, Tanh and Softmax name an activation;
-Dropout drops units of the layer before it while training.
+Dropout drops units of the layer before it while training. With ``LOSSES`` they are the
+vocabulary of a model description (``Sequential.config()``).
 
 Layers only describe the network and hold its host parameters. The arithmetic lives in
 the backend ops, driven by ``nnx.network``.
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .initializers import INITIALIZERS, draw
+
+LOSSES = ("bce", "mse", "cross_entropy")  # what a Sequential model is trained on
 
 
 class Layer:

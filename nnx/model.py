@@ -1,8 +1,13 @@
-"""Sequential models: build, fit, predict, evaluate, get/set parameters, save."""
+"""Sequential models: build, fit, predict, evaluate, get/set parameters, save and load.
+
+The model-file format itself is ``nnx.io`` (parts in, parts out); this module builds a
+``Sequential`` from the parts it reads (``load``) and gives it the parts to write (``save``).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -11,9 +16,21 @@ import numpy as np
 
 from . import backends
 from .callbacks import EarlyStopping, check_early_stopping
+from .errors import ModelFormatError
 from .history import History
 from .initializers import draw
-from .layers import ACTIVATION_BY_KIND, Activation, Dropout, Layer, Linear, Sigmoid, Softmax
+from .io import read_model_file, write_model_file
+from .layers import (
+    ACTIVATION_BY_KIND,
+    LOSSES,
+    Activation,
+    Dropout,
+    Layer,
+    Linear,
+    Sigmoid,
+    Softmax,
+    layer_from_config,
+)
 from .network import Block, DeviceNetwork
 from .optim import SGD, Optimizer, TrainingState, check_optimizer
 from .schedules import Schedule, check_schedule
@@ -29,7 +46,6 @@ from .validation import (
 )
 
 log = logging.getLogger("nnx")
-LOSSES = ("bce", "mse", "cross_entropy")
 Params = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -512,11 +528,61 @@ class Sequential:
             return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
 
     # -------------------------------------------------------------------- files
-    def save(self, path: str) -> None:
+    def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` atomically (npz, no pickle); see ``nnx.load``."""
-        from .io import save_model
+        write_model_file(path, self.config(), self.parameters(), self.last_backend, self.metadata)
 
-        save_model(self, path)
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Read a model written by ``Sequential.save`` (or ``nnx train``).
+
+    Raises FileNotFoundError for a missing file (or a directory) and ModelFormatError for
+    anything else that is not a model this nnx wrote: a truncated, corrupt or foreign
+    file, a bare ``.npy``, a newer format version, unexpected, missing, duplicate,
+    encrypted or oversized members, metadata of the wrong structure or types, JSON nested
+    deeper than MAX_JSON_DEPTH, an architecture nnx cannot build or one that disagrees
+    with the stored arrays, non-finite parameters. No pickle is ever loaded.
+
+    Memory is bounded whatever the file says: everything is checked against the limits
+    (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
+    metadata, ``nnx.io``) and against the stored arrays' declared sizes before it is
+    allocated, and the peak is below ``nnx.io.LOAD_MEMORY_BOUND``: 25 bytes per stored
+    parameter plus 32 per metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB)
+    at the limits and a few MiB for a typical model.
+    """
+    return load_with_extra(path)[0]
+
+
+def load_with_extra(path: str | os.PathLike) -> tuple[Sequential, dict[str, Any] | None]:
+    """``load`` plus the ``extra`` JSON stored with the model (checkpoint state), or None."""
+    model, extra, _ = load_checkpoint(path)
+    return model, extra
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[Sequential, dict[str, Any] | None, dict[str, list[np.ndarray]]]:
+    """``load_with_extra`` plus the training-state arrays ({name: [one array per parameter,
+    W0, b0, W1, ...]}; {} for a plain model file), checked like the parameters."""
+    parts = read_model_file(path)
+    arch = parts.architecture
+    try:
+        layers = [layer_from_config(cfg) for cfg in arch["layers"]]
+        model = Sequential(*layers, loss=arch["loss"])
+        model.set_parameters(parts.params)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{path} has an inconsistent architecture or parameters: {exc}") from exc
+    model.last_backend = parts.backend
+    model.dtype = parts.dtype
+    model.metadata = parts.metadata
+    extra, states = parts.extra, parts.states
+    del parts  # the file's parameter buffers: set_parameters made the model's own copies
+    classes = model.metadata.get("classes")
+    if classes is not None and len(classes) != model.n_classes:
+        raise ModelFormatError(
+            f"{path} is corrupt: it names {len(classes)} classes for a {model.n_classes}-class model"
+        )
+    return model, extra, states
 
 
 def LogisticRegression(n_features: int, *, loss: str = "bce", seed: int | None = None) -> Sequential:

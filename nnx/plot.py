@@ -1,4 +1,5 @@
-"""Plots with matplotlib (the ``plot`` extra): learning curves and 2-D decision boundaries.
+"""Plots with matplotlib (the ``plot`` extra): learning curves, 2-D decision boundaries and
+the benchmark's throughput.
 
 Each function writes a PNG atomically and returns its path.
 """
@@ -27,10 +28,10 @@ def pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike) -> str:
+def _save(fig: Any, path: str | os.PathLike, dpi: int = 110) -> str:
     atomic_write(
         path,
-        lambda fh: fig.savefig(fh, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE}),
+        lambda fh: fig.savefig(fh, format="png", dpi=dpi, metadata={"Software": PLOT_SOFTWARE}),
         kind="plot",
     )
     return str(path)
@@ -115,5 +116,30 @@ def decision_boundary(
     fig.tight_layout()
     try:
         return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def throughput(result: dict[str, Any], path: str | os.PathLike) -> str:
+    """``nnx bench``'s record as examples/s against m (log-log), one line per (backend,
+    model, X dtype)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: dict[tuple, list[tuple[int, float]]] = {}
+    for r in result["rows"]:
+        series.setdefault((r["backend"], r["model"], r["x_dtype"]), []).append((r["m"], r["examples_per_s"]))
+    for (backend, model, x_dtype), pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{backend} {model} {x_dtype}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size m (examples, 12288 features)")
+    ax.set_ylabel("training examples / s (one epoch)")
+    ax.set_title(f"nnx epoch throughput - {result['environment']['cpu']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        return _save(fig, path, dpi=120)
     finally:
         plt.close(fig)

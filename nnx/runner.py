@@ -25,8 +25,8 @@ from .datasets import synthetic_images, train_test_split
 from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
-from .io import load, load_checkpoint, write_model_file
-from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
+from .io import write_model_file
+from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
 

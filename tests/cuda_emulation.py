@@ -34,6 +34,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from nnx.backends.codes import cuda_defines
 from nnx.backends.cuda_launch import kernel_source_path, name_expressions
 
 HEADER_DIR = Path(__file__).resolve().parent / "cuda_on_cpu"
@@ -126,14 +127,14 @@ def build(out_dir: Path, kernel_file: Path | None = None, names: list[str] | Non
     kernel_file = kernel_file or kernel_source_path()
     source = launcher_source(kernel_file, names or KERNELS)
     header = (HEADER_DIR / "cuda_on_cpu.h").read_text()
-    text = source + kernel_file.read_text() + header + str(SANITIZE)
+    text = source + kernel_file.read_text() + header + str(SANITIZE) + str(cuda_defines())
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = out_dir / f"nnx_kernels_on_cpu_{digest}.so"
     if not library.exists():
         cpp = out_dir / f"launcher_{digest}.cpp"
         obj = out_dir / f"launcher_{digest}.o"
         cpp.write_text(source)
-        compile_ = [CXX, "-std=c++17", "-O1", "-fPIC", "-w", *SANITIZE, f"-I{HEADER_DIR}",
+        compile_ = [CXX, "-std=c++17", "-O1", "-fPIC", "-w", *SANITIZE, *cuda_defines(), f"-I{HEADER_DIR}",
                     f"-I{kernel_file.parent}", "-c", str(cpp), "-o", str(obj)]  # fmt: skip
         link = [CXX, "-shared", str(obj), "-o", str(library), "-ldl"]
         for command in (compile_, link):
@@ -361,6 +362,20 @@ class EmulatedModule:
         return EmulatedKernel(self, name)
 
 
+class _EmulatedEvent:
+    """cupy.cuda.Event on the emulation: kernels run as they are launched, so an event
+    "records" the wall clock."""
+
+    def __init__(self, *_: object, **__: object) -> None:
+        self.at = 0.0
+
+    def record(self, *_: object) -> None:
+        self.at = time.perf_counter()
+
+    def synchronize(self) -> None:
+        pass
+
+
 class EmulatedCupy(types.ModuleType):
     """Enough of CuPy, on the CPU, for ``CupyBackend``'s kernel wrappers to run through the
     emulation: NumPy arrays stand in for device arrays (their addresses modulo 64 are kept,
@@ -405,6 +420,8 @@ class EmulatedCupy(types.ModuleType):
                 memGetInfo=lambda: (device.memory_bytes, device.memory_bytes),  # (free, total)
             ),
             get_current_stream=lambda: stream,
+            Event=_EmulatedEvent,
+            get_elapsed_time=lambda start, end: (end.at - start.at) * 1e3,  # ms, as CuPy's
         )
 
     @staticmethod

@@ -102,7 +102,7 @@ def test_logreg_epoch_matches_numpy(other_backend, loss, x_dtype, dtype, n_x, m,
     _close(b_ref, b_o, dtype, ops)
 
 
-def test_uint8_logreg_equals_float_x_over_255(other_backend, rng):
+def test_uint8_logreg_equals_float_x_over_255(other_backend):
     X8, Y = synthetic_images(m=50, size=16, seed=2)
     a, b = nnx.LogisticRegression(768), nnx.LogisticRegression(768)
     ha = a.fit(X8, Y, epochs=20, lr=0.1, backend=other_backend, dtype="float64")

@@ -8,7 +8,7 @@ from nnx.backends import select
 
 def test_available_lists_every_backend_with_reason():
     status = nnx.backends.available()
-    assert set(status) == {"numpy", "numba", "cupy"}
+    assert tuple(status) == nnx.backends.names() and "numpy" in status  # the reference backend
     assert status["numpy"].available
     for s in status.values():
         assert s.reason and s.install
@@ -33,7 +33,7 @@ def test_unavailable_backend_names_cause_and_extra():
 def test_auto_picks_best_and_says_why():
     sel = select("auto")
     status = nnx.backends.available()
-    expected = next(n for n in ("cupy", "numba", "numpy") if status[n].available)
+    expected = next(n for n in nnx.backends.AUTO_ORDER if status[n].available)
     assert sel.backend.name == expected
     assert sel.reason.startswith("auto")
 

@@ -97,7 +97,7 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, npz_data, monk
         _interrupt_after_first_checkpoint(patched)
         cut = runner.train(cut_cfg, verbose=False, say=_quiet)
     assert cut.interrupted and cut.epochs_done == 8  # the checkpoint at 7, then the stop at 8
-    _, state, arrays = nnx.io.load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    _, state, arrays = nnx.model.load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
     assert state["training"]["step"] == 8 * (1 if cut_cfg.batch_size is None else 5)  # 72 examples in 16s
     assert state["training"]["epoch"] == 8 and set(arrays) == {*state["training"]["slots"], "best"}
     resumed = runner.train(cut_cfg, resume=True, verbose=False, say=_quiet)
@@ -146,7 +146,7 @@ def test_an_early_stopped_run_is_finished_on_resume(tmp_path, npz_data):
     h = first.history
     assert h.stopped_epoch == first.epochs_done and h.best_epoch == first.epochs_done - 3
     model = nnx.load(tmp_path / "es" / "model.npz")
-    _, state = nnx.io.load_with_extra(tmp_path / "es" / "checkpoint.npz")
+    _, state = nnx.model.load_with_extra(tmp_path / "es" / "checkpoint.npz")
     assert state["finished"] is True and state["epochs_done"] == first.epochs_done
     _same_models(model, nnx.load(tmp_path / "es" / "checkpoint.npz"))  # the restored best
     again = runner.train(cfg, resume=True, verbose=False, say=said.append)
@@ -170,7 +170,7 @@ def test_a_checkpoint_of_an_older_nnx_still_resumes(tmp_path, npz_data):
     )
     runner.train(cfg, verbose=False, say=_quiet)
     path = tmp_path / "old" / "checkpoint.npz"
-    model, state = nnx.io.load_with_extra(path)
+    model, state = nnx.model.load_with_extra(path)
     state["epochs_done"] = 5
     for key in runner.TRAINING_DEFAULTS:
         del state["config"][key]
@@ -193,7 +193,7 @@ def _checkpoint(tmp_path):
 
 def test_state_arrays_round_trip_and_plain_load_ignores_them(tmp_path):
     model, arrays, path = _checkpoint(tmp_path)
-    loaded, extra, states = nnx.io.load_checkpoint(path)
+    loaded, extra, states = nnx.model.load_checkpoint(path)
     assert extra == {"k": 1} and list(states) == ["exp_avg", "best"]
     for name in arrays:
         for got, want in zip(states[name], arrays[name], strict=True):
@@ -226,17 +226,17 @@ def test_malformed_state_arrays_are_refused(tmp_path, mutate, message):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(zip_bytes(mutate(members_of(path.read_bytes()))))
     with pytest.raises(nnx.ModelFormatError, match=message):
-        nnx.io.load_checkpoint(bad)
+        nnx.model.load_checkpoint(bad)
 
 
 def test_state_arrays_count_against_the_parameter_limit(tmp_path, monkeypatch):
     model, _, path = _checkpoint(tmp_path)
     n = sum(W.size + b.size for W, b in model.parameters())
     monkeypatch.setattr(nnx.io, "MAX_PARAMETERS", 3 * n)
-    nnx.io.load_checkpoint(path)
+    nnx.model.load_checkpoint(path)
     monkeypatch.setattr(nnx.io, "MAX_PARAMETERS", 3 * n - 1)
     with pytest.raises(nnx.ModelFormatError, match="training-state arrays included"):
-        nnx.io.load_checkpoint(path)
+        nnx.model.load_checkpoint(path)
 
 
 def test_writer_refuses_unknown_state_array_names(tmp_path):
@@ -296,7 +296,7 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     assert len(history["class_weight"]) == 2 and history["stop_reason"].startswith("early stopping")
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,loss,accuracy,val_loss,val_accuracy,l2_penalty,epoch_lr"
-    _, state = nnx.io.load_with_extra(out / "checkpoint.npz")
+    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
     assert {k: state["config"][k] for k in runner.TRAINING_DEFAULTS} == {
         "optimizer": "adam",
         "momentum": 0.0,

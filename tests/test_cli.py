@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import nnx
+
 
 def nnx_cli(*args, env=None):
     return subprocess.run(
@@ -32,9 +34,11 @@ def test_info_json():
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["backends"]["numpy"]["available"] is True
-    assert set(info["backends"]) == {"numpy", "numba", "cupy"}
-    for entry in info["backends"].values():
-        assert entry["available"] or entry["reason"]
+    assert tuple(info["backends"]) == nnx.backends.names()
+    for name, entry in info["backends"].items():
+        status = nnx.backends.available()[name]
+        assert entry["available"] is status.available and entry["reason"] == status.reason
+        assert ("install" in entry) is not status.available  # how to get a missing one
 
 
 def test_bad_arguments_exit_2_one_line():

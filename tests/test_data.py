@@ -42,7 +42,7 @@ def test_kaggle_folder_with_bad_files(tmp_path, caplog):
     assert set(np.unique(data.Y_val)) == {0, 1} and set(np.unique(data.Y_train)) == {0, 1}
 
 
-def test_modes_become_rgb_and_alpha_is_composited_on_white(tmp_path):
+def test_modes_become_rgb_and_alpha_is_composited_on_white():
     arr = np.zeros((10, 12, 4), dtype=np.uint8)  # fully transparent black
     out = decode_image(_png(Image.fromarray(arr, "RGBA")), 8)
     assert out.shape == (8, 8, 3) and (out == 255).all()

@@ -45,18 +45,15 @@ def _numeric_grads(model, X, Y, eps=1e-6):
     return grads
 
 
-CASES = [("sigmoid", "bce", h, d) for h in ("sigmoid", "relu", "tanh") for d in (0, 1, 2)]
-CASES += [
-    (out, "mse", h, d)
-    for out in ("sigmoid", "tanh", "relu", None)
-    for h, d in itertools.product(("sigmoid", "relu", "tanh"), (0, 1))
-]
+HIDDEN = ("sigmoid", "relu", "tanh")
+# A model without a hidden layer has no hidden activation: one case (None) for depth 0.
+CASES = [("sigmoid", "bce", None, 0)] + [("sigmoid", "bce", h, d) for h in HIDDEN for d in (1, 2)]
+CASES += [(out, "mse", None, 0) for out in ("sigmoid", "tanh", "relu", None)]
+CASES += [(out, "mse", h, 1) for out, h in itertools.product(("sigmoid", "tanh", "relu", None), HIDDEN)]
 
 
 @pytest.mark.parametrize("out, loss, hidden, depth", CASES)
 def test_gradients_match_finite_differences(out, loss, hidden, depth, rng):
-    if depth == 0 and hidden != "sigmoid":
-        pytest.skip("no hidden layer: the hidden activation does not apply")
     X = rng.standard_normal((5, 7))
     Y = (rng.random((1, 7)) > 0.5).astype(float)
     model = _model(hidden, out, loss, depth)

@@ -66,7 +66,7 @@ def test_all_kernels_compile_without_spills(tmp_path):
         [
             NVCC,
             "-arch=sm_90",
-            "-std=c++14",
+            *COMPILE_OPTIONS,  # the backend's: C++14 and the kernel codes as macros
             "-ftz=true",  # as CuPy compiles
             "-cubin",
             "-Xptxas",

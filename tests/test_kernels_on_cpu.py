@@ -279,7 +279,7 @@ def test_a_launch_with_a_wrong_argument_type_is_refused(module):
         kernel((1,), (32,), (*args, np.float64(0.1), np.float64(1.0), np.zeros(2)))
 
 
-def test_the_emulation_reports_a_barrier_in_divergent_code(module, tmp_path):
+def test_the_emulation_reports_a_barrier_in_divergent_code(tmp_path):
     source = tmp_path / "divergent.cu"
     source.write_text(
         "__global__ void divergent(float* x) {\n"
@@ -688,7 +688,7 @@ def emulated_backend(library, monkeypatch):
 
 def test_the_backend_compiles_once_with_its_options(emulated_backend):
     ops, fake = emulated_backend()
-    names = ops.compile_all()
+    names = ops._compile_all()
     assert fake.modules_built == [plans.COMPILE_OPTIONS] and "read_words" in names
     assert ops.describe()["kernel_compile_s"] >= 0
 
@@ -710,7 +710,24 @@ def test_the_backend_takes_pixels_at_an_odd_address(emulated_backend):
     np.testing.assert_allclose(float(loss), ref_loss, **tolerance("float32"))
     assert float(correct) == ref_correct
     np.testing.assert_allclose(w, w_ref, **tolerance("float32"))
-    assert ops.read_all(Xd) == (n * m - 15) // 16 * 16
+    read, nbytes = ops.streaming_read(Xd)
+    read()
+    assert nbytes == (n * m - 15) // 16 * 16
+
+
+def test_a_softmax_model_predicts_on_the_backend_as_on_numpy(emulated_backend):
+    """Softmax is over each column, not elementwise: the backend computes it with CuPy's
+    ops, never with the elementwise kernel (which has no softmax), so a K-class model's
+    probabilities are NumPy's; softmax's elementwise gradient is refused as on NumPy."""
+    ops, _ = emulated_backend()
+    X = np.random.default_rng(5).standard_normal((6, 9))
+    model = nnx.MLP([6, 5, 3], seed=2)
+    proba = model.predict_proba(X, backend=ops, dtype="float64")
+    np.testing.assert_allclose(proba, model.predict_proba(X, backend="numpy", dtype="float64"), rtol=1e-12)
+    np.testing.assert_allclose(proba.sum(axis=0), 1.0, rtol=1e-12)
+    P = ops.asarray(proba, "float64")
+    with pytest.raises(ValueError, match="softmax has no elementwise derivative"):
+        ops.activation_backward_(P.copy(), P, "softmax")
 
 
 @pytest.mark.parametrize(("n", "w_dtype", "x_dtype"), AT_48_KB[::2])
@@ -720,7 +737,7 @@ def test_the_backend_raises_the_shared_memory_limit_at_48_kb(emulated_backend, n
     m = 3
     X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
     Xd = np.asfortranarray(X.astype(x_dtype))  # as prepare_fused_input leaves it on a GPU
-    assert ops.pass_plan(n, m, w_dtype, Xd.dtype, plans.address(Xd)).shared_mem == 48 * 1024
+    assert ops._pass_plan(n, m, w_dtype, Xd.dtype, plans.address(Xd)).shared_mem == 48 * 1024
     w, b, Y = np.zeros((1, n), w_dtype), np.zeros((1, 1), w_dtype), np.ones((1, m), w_dtype)
     ops.logreg_epoch_(w, b, Xd, Y, 0.5, "bce")
     assert np.all(np.isfinite(w)) and np.any(w != 0)
@@ -774,7 +791,7 @@ def test_two_threads_training_models_of_one_shape_keep_their_own_partial_sums(em
         models.append((X, Y, w, b, w.copy(), b.copy(), []))
 
     def train(X, Y, w, b, _w_ref, _b_ref, losses):
-        with ops.forcing_pass(kind):
+        with ops._forcing_pass(kind):
             for _ in range(2):
                 loss, _ = ops.logreg_epoch_(w, b, X, Y, 0.5, "bce")
                 losses.append(float(loss))
@@ -789,7 +806,7 @@ def test_two_threads_training_models_of_one_shape_keep_their_own_partial_sums(em
 
 def test_two_threads_asking_for_a_kernel_at_once_compile_the_module_once(emulated_backend):
     ops, fake = emulated_backend(compile_delay_s=0.5)
-    run_threads(lambda: ops.kernel("bias_act<float>"), lambda: ops.kernel("sigmoid_inplace<float>"))
+    run_threads(lambda: ops._kernel("bias_act<float>"), lambda: ops._kernel("sigmoid_inplace<float>"))
     assert len(fake.modules_built) == 1
 
 
@@ -798,7 +815,7 @@ def test_forcing_a_pass_applies_to_the_calling_thread_only(emulated_backend):
     inside, done = threading.Event(), threading.Event()
 
     def force():
-        with ops.forcing_pass("registers"):
+        with ops._forcing_pass("registers"):
             inside.set()
             done.wait(60)
 
@@ -806,7 +823,7 @@ def test_forcing_a_pass_applies_to_the_calling_thread_only(emulated_backend):
     thread.start()
     inside.wait(60)
     try:
-        assert ops.pass_plan(1504, 100, "float32", "float32").kind == "staged"  # this thread: auto
+        assert ops._pass_plan(1504, 100, "float32", "float32").kind == "staged"  # this thread: auto
     finally:
         done.set()
         thread.join()
@@ -829,21 +846,47 @@ def test_nnx_info_reports_the_kernel_compile_as_a_first_call_cost(emulated_backe
     assert info.kernel_compile(nnx.get_backend("numpy")) == {}
 
 
+def test_the_gpu_benchmark_runs_on_the_emulated_device(emulated_backend, monkeypatch):
+    """`nnx bench --backends cupy` end to end through the backend's declared methods (its
+    timer, streaming read and kernel variants): every GPU row, reference and ratio."""
+    from nnx import backends, bench
+
+    ops, _ = emulated_backend()
+    monkeypatch.setitem(backends._instances, "cupy", ops)
+    monkeypatch.setitem(backends._status_cache, "cupy", None)
+    result = bench.run(["cupy"], ms=(8,), x_dtypes=("float32",), repeats=1, with_torch=False)
+    assert [(r["backend"], r["model"]) for r in result["rows"]] == [("cupy", m) for m in bench.MODELS]
+    limits = result["limits"]
+    assert list(limits) == ["gpu m=8,float32"]  # no CPU contender: no CPU references
+    gpu = limits["gpu m=8,float32"]
+    for key in ("gpu_copy_read_write_gb_s", "gpu_read_kernel_gb_s", "cublas_products_gflops"):
+        assert gpu[key] > 0
+    assert gpu["cupy_staged_pass_gb_s"] > 0 and gpu["cupy_registers_pass_gb_s"] > 0
+    for row in result["rows"]:
+        assert (
+            row["ratios"]["x_read_vs_gpu_copy_bandwidth"] > 0
+            and row["ratios"]["x_read_vs_gpu_read_kernel"] > 0
+        )
+    (mlp,) = [row for row in result["rows"] if row["model"] == "mlp"]
+    assert mlp["ratios"]["cublas_products_time_over_epoch"] > 0
+    assert result["environment"]["backends"]["cupy"]["kernel_compile_s"] >= 0
+
+
 def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend):
     """A wave of logreg_pass is as many blocks as fit at once: the driver's occupancy
     (here 3 per SM) times the SMs, one per SM when the driver cannot say."""
     ops, _ = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
-    with ops.forcing_pass("registers"):
-        assert ops.pass_plan(12288, 10**5, "float32", "float32").groups % 12 == 0
-        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 12
+    with ops._forcing_pass("registers"):
+        assert ops._pass_plan(12288, 10**5, "float32", "float32").groups % 12 == 0
+        assert ops._pass_plan(12288, 30, "float32", "float32").groups == 12
 
     def unavailable(*_):
         raise RuntimeError("no occupancy here")
 
     ops, fake = emulated_backend(EmulatedDevice(sm_count=4, resident_blocks=3))
     fake.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor = unavailable
-    with ops.forcing_pass("registers"):
-        assert ops.pass_plan(12288, 30, "float32", "float32").groups == 4
+    with ops._forcing_pass("registers"):
+        assert ops._pass_plan(12288, 30, "float32", "float32").groups == 4
     assert "no occupancy here" in ops.describe()["occupancy_error"]
 
 

@@ -92,7 +92,7 @@ def _original(name: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.npz"
         path.write_bytes(BASES[name])
-        return nnx.io.load_with_extra(path)
+        return nnx.model.load_with_extra(path)
 
 
 ORIGINAL = {name: _original(name) for name in BASES}
@@ -296,7 +296,7 @@ def test_mutated_model_files_give_a_correct_model_or_model_format_error(case):
         bound = nnx.io.load_memory_bound()
         tracemalloc.start()
         try:
-            model, extra, states = nnx.io.load_checkpoint(path)
+            model, extra, states = nnx.model.load_checkpoint(path)
         except nnx.ModelFormatError as exc:
             model = None
             assert "\n" not in str(exc) and str(path) in str(exc)

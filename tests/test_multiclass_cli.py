@@ -106,6 +106,6 @@ def test_npz_with_class_numbers_trains_k_classes(tmp_path):
     assert model.n_classes == 3 and model.evaluate(X, y)["accuracy"] > 0.9
 
 
-def test_bad_top_is_one_line(tmp_path):
+def test_bad_top_is_one_line():
     r = run("predict", "m.npz", "x.png", "--top", 0)
     assert r.returncode == 2 and "--top must lie in [1, 1000]" in r.stderr

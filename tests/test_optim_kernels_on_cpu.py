@@ -184,7 +184,7 @@ def cupy_on_cpu(module):
 
     ops = CupyBackend.__new__(CupyBackend)
     ops.xp, ops.cp, ops.sm_count = np, _NumpyAsCupy, 2
-    ops.kernel = module.get_function  # instead of the RawModule's (cached) lookup
+    ops._kernel = module.get_function  # instead of the RawModule's (cached) lookup
     return ops
 
 

@@ -31,7 +31,7 @@ except AttributeError as exc:
     pytest.skip(f"scikit-learn does not import with {blocked} blocked: {exc}", allow_module_level=True)
 
 import joblib  # noqa: E402 - a dependency of scikit-learn
-from conftest import require_backend  # noqa: E402
+from conftest import OTHER_BACKENDS, require_backend  # noqa: E402
 from nnx_testing import tolerance  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
@@ -361,7 +361,7 @@ def test_pickle_holds_plain_numpy_arrays_only(backend):
     assert modules & {"nnx.model", "nnx.network"} == set() and not any("backends" in m for m in modules)
 
 
-@pytest.mark.parametrize("trained_on", ["numba", "cupy"])
+@pytest.mark.parametrize("trained_on", OTHER_BACKENDS)
 def test_model_trained_on_a_backend_predicts_where_that_backend_is_missing(tmp_path, trained_on):
     """A model trained on the GPU (or Numba) unpickles and predicts in a process where
     that backend cannot be imported at all."""

@@ -209,7 +209,7 @@ def test_resume_refuses_different_data_at_the_same_path(tmp_path, npz_data):
 
 
 def _corrupt_checkpoint(path: Path, **changes):
-    model, state = nnx.io.load_with_extra(path)
+    model, state = nnx.model.load_with_extra(path)
     state.update(changes)
     nnx.io.write_model_file(path, model.config(), model.parameters(), None, model.metadata, state)
 
@@ -285,7 +285,7 @@ def test_val_split_that_empties_a_class_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["train", "--epochs", 1], ["demo", "--quick"], ["predict", "m", "x"]])
-def test_bogus_nnx_backend_is_one_line(tmp_path, command):
+def test_bogus_nnx_backend_is_one_line(command):
     env = dict(os.environ, NNX_BACKEND="bogus")
     line = one_line_error(run(*command, env=env))
     assert "NNX_BACKEND='bogus'" in line
@@ -337,6 +337,6 @@ def test_sigterm_during_a_fit_leaves_a_checkpoint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
-    _, state = nnx.io.load_with_extra(out / "checkpoint.npz")
+    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
     assert state["epochs_done"] >= 1
     assert json.loads((out / "history.json").read_text())["epoch"][-1] == state["epochs_done"]

@@ -69,6 +69,13 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name``, imported without building it: optional packages
+    (Numba, CuPy) are imported only when a backend object is made, so this works anywhere."""
+    module, cls, _ = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 def _probe(name: str) -> str | None:
     """None when backend ``name`` can run here, else the reason it cannot."""
     if name in _status_cache:
@@ -162,6 +169,7 @@ __all__ = [
     "BackendStatus",
     "Selection",
     "available",
+    "backend_class",
     "get_backend",
     "names",
     "select",

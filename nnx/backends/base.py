@@ -12,13 +12,15 @@ in an underscore work in place on their first argument and return it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from . import philox
+from .codes import PIXEL_SCALE
 from .philox import DropoutKey
+from .timers import Timer, WallClockTimer
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", None)
 # The single-pass softmax-regression epoch keeps K running sums per example; past this many
@@ -29,19 +31,24 @@ MAX_FUSED_CLASSES = 32
 class Backend:
     """Reference implementation of the ops through ``self.xp``.
 
-    Capability flags, read by the model code:
+    Capability flags, each with where it is read:
 
-    * ``is_gpu`` - arrays live on a GPU; host copies cost a transfer.
+    * ``is_gpu`` - arrays live on a GPU; host copies cost a transfer. Read by the
+      benchmark (GPU references and ratios) and reported by ``describe()``.
     * ``fused_logreg`` - ``logreg_epoch_`` reads X once per epoch (a real fused kernel);
-      the generic version below is correct but reads X twice.
+      the generic version below is correct but reads X twice. Reported by ``describe()``
+      (``nnx info``, benchmark records).
     * ``fused_softmax`` - ``softmax_epoch_`` reads X from memory once per epoch and takes X
       from ``prepare_fused_input`` (raw uint8 pixels); otherwise softmax regression trains
-      on ``prepare_input``'s floats with the generic two-product epoch.
-    * ``input_dtypes`` - dtypes ``prepare_fused_input`` keeps as they are (uint8 pixels are
-      read raw with the 1/255 scale folded into the kernel).
+      on ``prepare_input``'s floats with the generic two-product epoch. Read by
+      ``DeviceNetwork.prepare``.
     * ``activation_order`` - memory order of the (n, m) activation buffers: "F" keeps each
       example's units contiguous, which makes BLAS faster on the skinny products
-      W1 X and dZ1 X^T; parameter gradients always match the parameters ("C").
+      W1 X and dZ1 X^T; parameter gradients always match the parameters ("C"). Read by
+      ``nnx.network`` when it allocates them.
+
+    Subclasses override only the methods declared here, with the same signatures
+    (tests/test_backend_interface.py checks it).
     """
 
     name = "base"
@@ -49,7 +56,6 @@ class Backend:
     is_gpu = False
     fused_logreg = False
     fused_softmax = False
-    input_dtypes: tuple[str, ...] = ()
     activation_order = "C"
 
     # ------------------------------------------------------------------ memory
@@ -77,6 +83,7 @@ class Backend:
         return self.xp.empty(shape, dtype=dtype, order=order)
 
     def zeros(self, shape: tuple[int, ...], dtype: str) -> Any:
+        """A zero-filled C-ordered array on this backend (optimizer state starts so)."""
         return self.xp.zeros(shape, dtype=dtype)
 
     def prepare_input(self, X: np.ndarray, dtype: str) -> Any:
@@ -89,7 +96,7 @@ class Backend:
         xp = self.xp
         if X.dtype == np.uint8:
             out = xp.asarray(X, order="K").astype(dtype, order="K")
-            out *= out.dtype.type(1.0 / 255.0)
+            out *= out.dtype.type(PIXEL_SCALE)
             return out
         return xp.asarray(X, dtype=dtype, order="K")
 
@@ -452,7 +459,7 @@ class Backend:
         """
         if X.dtype == np.uint8:  # raw pixels from a fused-input layout: scale here (slow path)
             X = X.astype(w.dtype)
-            X *= X.dtype.type(1.0 / 255.0)
+            X *= X.dtype.type(PIXEL_SCALE)
         elif X.dtype != w.dtype:
             X = X.astype(w.dtype)
         Z = self.matmul(w, X)
@@ -479,7 +486,7 @@ class Backend:
         """
         if X.dtype == np.uint8:
             X = X.astype(W.dtype)
-            X *= X.dtype.type(1.0 / 255.0)
+            X *= X.dtype.type(PIXEL_SCALE)
         elif X.dtype != W.dtype:
             X = X.astype(W.dtype)
         Z = self.matmul(W, X)
@@ -490,6 +497,33 @@ class Backend:
         self.sgd_update_([W, b], [dW, db], lr)
         return value, correct
 
+    # ------------------------------------------- facts and measuring (info, bench)
     def describe(self) -> dict[str, Any]:
         """Facts about this backend for ``nnx info`` and benchmark records."""
         return {"name": self.name, "gpu": self.is_gpu, "fused_logreg": self.fused_logreg}
+
+    def compile_kernels(self) -> float | None:
+        """Compile now what this backend would compile on first use in each process and
+        return the seconds it took (that first-call cost); None where nothing is compiled
+        ahead (here)."""
+        return None
+
+    def timer(self) -> Timer:
+        """A timer of work queued on this backend: ``start()``, then ``stop()`` returns the
+        seconds since. Here the wall clock, read after ``synchronize()``."""
+        return WallClockTimer(self.synchronize)
+
+    def streaming_read(self, X: Any) -> tuple[Callable[[], Any], int]:
+        """(read, nbytes): a closure reading X's memory once and doing nothing else, as fast
+        as this backend can, and the bytes it reads: the bandwidth an epoch that reads X
+        once is rated against. Here NumPy's single-threaded float64 sum of X."""
+        return (lambda: X.sum(dtype=np.float64)), int(X.nbytes)
+
+    def named_variants(
+        self, build: Callable[[], Callable[[], Any]], X: np.ndarray, dtype: str
+    ) -> dict[str, Callable[[], Any]]:
+        """The alternative kernels this backend has for a logistic-regression epoch over
+        host X in compute ``dtype``, as {name: closure}: ``build()`` is called once with
+        the kernel forced and returns the epoch, and the closure runs it with the kernel
+        forced again. {} where the backend has no choice of kernel (here)."""
+        return {}

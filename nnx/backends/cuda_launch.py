@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3}
-LOSS_CODES = {"bce": 0, "mse": 1}
+from .codes import ACTIVATION_CODES, LOSS_CODES, PIXEL_SCALE, cuda_defines
+
 CTYPE = {"float32": "float", "float64": "double", "uint8": "unsigned char"}
 NUMPY_TYPE = {c: n for n, c in CTYPE.items()}
 BLOCK = 256  # threads per block of the elementwise kernels
@@ -38,10 +38,11 @@ MAX_STAGES = 8  # the kernel's wait takes 0..7 groups pending
 # stays at float32 accuracy whatever m and however few SMs the GPU has.
 MAX_EXAMPLES_PER_BLOCK = 1024
 PASS_KINDS = ("staged", "registers")
-# What the CuPy backend passes to cupy.RawModule, and what CuPy (13.x, 14.x) appends to
-# every compile: -ftz=true, so float arithmetic on the GPU flushes denormals to zero (double
-# does not). The NVRTC test compiles with both, as the GPU run will.
-COMPILE_OPTIONS = ("--std=c++14",)
+# What the CuPy backend passes to cupy.RawModule (the C++ standard and the codes of
+# codes.py as macros), and what CuPy (13.x, 14.x) appends to every compile: -ftz=true, so
+# float arithmetic on the GPU flushes denormals to zero (double does not). The NVRTC test
+# compiles with both, as the GPU run will.
+COMPILE_OPTIONS = ("--std=c++14", *cuda_defines())
 CUPY_APPENDED_OPTIONS = ("-ftz=true",)
 
 
@@ -227,6 +228,14 @@ def elementwise_grid(size: int, sm_count: int) -> int:
     return max(1, min((size + BLOCK - 1) // BLOCK, sm_count * 32))
 
 
+def _elementwise_code(activation: str | None) -> int:
+    """The kernels' code for an elementwise activation; softmax (over each column, not
+    elementwise) has no CUDA kernel: the CuPy backend computes it through CuPy."""
+    if activation == "softmax":
+        raise ValueError("the CUDA kernels have no softmax: it is not elementwise")
+    return ACTIVATION_CODES[activation]
+
+
 def bias_act_launch(Z, b, activation: str | None, sm_count: int) -> Launch:
     """Z (n, m) <- act(Z + b) in place; Z and b (n, 1) C-contiguous float32/float64."""
     n, m = Z.shape
@@ -234,7 +243,7 @@ def bias_act_launch(Z, b, activation: str | None, sm_count: int) -> Launch:
         f"bias_act<{CTYPE[Z.dtype.name]}>",
         (elementwise_grid(Z.size, sm_count),),
         (BLOCK,),
-        (Z, b, np.int64(n), np.int64(m), np.int32(ACT_CODES[activation])),
+        (Z, b, np.int64(n), np.int64(m), np.int32(_elementwise_code(activation))),
     )
 
 
@@ -244,7 +253,7 @@ def act_backward_launch(dA, A, activation: str, sm_count: int) -> Launch:
         f"act_backward<{CTYPE[dA.dtype.name]}>",
         (elementwise_grid(dA.size, sm_count),),
         (BLOCK,),
-        (dA, A, np.int64(dA.size), np.int32(ACT_CODES[activation])),
+        (dA, A, np.int64(dA.size), np.int32(_elementwise_code(activation))),
     )
 
 
@@ -325,7 +334,7 @@ def logreg_launches(
             f"{plan.groups} blocks over {n} features: expected {(plan.groups, n)} and {(plan.groups, 3)}"
         )
     t = CTYPE[w.dtype.name]
-    scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+    scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
     stages = (np.int32(plan.stages),) if plan.kind == "staged" else ()
     single_pass = Launch(
         plan.kernel,

@@ -9,7 +9,7 @@ contiguity and shape before launching, because raw kernels ignore strides.
 
 One backend object may be used from several threads at once: every scratch buffer
 belongs to the call that uses it (from CuPy's memory pool), the module is compiled under
-a lock, and ``forcing_pass`` applies to the calling thread only.
+a lock, and ``_forcing_pass`` applies to the calling thread only.
 TF32 is never enabled by nnx: products run in full float32 unless the user sets
 CuPy's own ``CUPY_TF32=1``, which ``describe()`` reports.
 """
@@ -21,7 +21,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ from ..errors import DeviceMemoryError
 from . import cuda_launch as plans
 from . import philox
 from .base import Backend
+from .codes import PIXEL_SCALE
+from .timers import EventTimer
 
 
 def unavailable_reason() -> str | None:
@@ -68,21 +70,20 @@ class CupyBackend(Backend):
     ``logreg_pass`` picks the single-pass logistic-regression kernel: ``"auto"`` (the
     default: ``logreg_staged``, rows through shared memory by asynchronous copies, where
     it fits, else ``logreg_pass``), ``"staged"`` or ``"registers"`` (the benchmark times
-    both; one that cannot take the data falls back to the generic cuBLAS epoch).
-    ``forcing_pass(kind)`` overrides it for the calling thread only.
+    both, through ``named_variants``; one that cannot take the data falls back to the
+    generic cuBLAS epoch). ``_forcing_pass(kind)`` overrides it for the calling thread only.
     """
 
     name = "cupy"
     is_gpu = True
     fused_logreg = True
-    input_dtypes = ("float32", "float64", "uint8")
 
     def __init__(self) -> None:
         import cupy
 
         self.xp = cupy
         self.cp = cupy
-        self._module = None
+        self._raw_module = None
         self.device = cupy.cuda.Device()
         self.sm_count = self.device.attributes["MultiProcessorCount"]
         self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
@@ -96,13 +97,13 @@ class CupyBackend(Backend):
 
     # ----------------------------------------------------------- compilation
     @property
-    def module(self):
+    def _module(self):
         """The RawModule, compiled by NVRTC on first use, once even when several threads
         ask at once. Not cached on disk by CuPy 13.6/14.0 (modules with name expressions):
         each process pays ``compile_seconds`` on its first kernel."""
-        if self._module is None:
+        if self._raw_module is None:
             with self._lock:
-                if self._module is None:
+                if self._raw_module is None:
                     t0 = time.perf_counter()
                     module = self.cp.RawModule(
                         code=plans.kernel_source_path().read_text(),
@@ -111,26 +112,26 @@ class CupyBackend(Backend):
                     )
                     module.compile()  # now, inside the lock and the timing, not at get_function
                     self.compile_seconds = time.perf_counter() - t0
-                    self._module = module
-        return self._module
+                    self._raw_module = module
+        return self._raw_module
 
-    def kernel(self, expression: str):
+    def _kernel(self, expression: str):
         """The compiled kernel for a name expression (a ``cupy.RawKernel``)."""
         found = self._kernels.get(expression)
         if found is None:
-            module = self.module
+            module = self._module
             with self._lock:
                 found = self._kernels.get(expression)
                 if found is None:
                     found = self._kernels[expression] = module.get_function(expression)
         return found
 
-    def resident_blocks(self, expression: str) -> int:
+    def _resident_blocks(self, expression: str) -> int:
         """Blocks of ``plans.PASS_BLOCK`` threads of kernel ``expression`` that fit on one SM
         at once (the driver's occupancy, from its registers and shared memory per block)."""
         blocks = self._occupancy.get(expression)
         if blocks is None:
-            function = self.kernel(expression).kernel.ptr
+            function = self._kernel(expression).kernel.ptr
             try:
                 driver = self.cp.cuda.driver
                 blocks = int(driver.occupancyMaxActiveBlocksPerMultiprocessor(function, plans.PASS_BLOCK, 0))
@@ -140,12 +141,17 @@ class CupyBackend(Backend):
             self._occupancy[expression] = max(1, blocks)  # the same value from any thread
         return self._occupancy[expression]
 
-    def compile_all(self) -> list[str]:
-        """Compile and fetch every kernel (used by the tests); returns their names."""
+    def _compile_all(self) -> list[str]:
+        """Compile and fetch every kernel; returns their names."""
         for expr in plans.name_expressions():
-            self.kernel(expr)
-        self.kernel("read_words")
+            self._kernel(expr)
+        self._kernel("read_words")
         return plans.name_expressions() + ["read_words"]
+
+    def compile_kernels(self) -> float | None:
+        """Compile every kernel now (NVRTC, once per process); the seconds the module took."""
+        self._compile_all()
+        return self.compile_seconds
 
     # ---------------------------------------------------------------- memory
     def asarray(self, host, dtype):
@@ -178,7 +184,7 @@ class CupyBackend(Backend):
     def _out_of_memory(self, what: str) -> DeviceMemoryError:
         free, total = self.cp.cuda.runtime.memGetInfo()
         return DeviceMemoryError(
-            f"the GPU ({self.device_name()}) {what} ({free / 1e9:.2f} GB free of {total / 1e9:.2f} GB): "
+            f"the GPU ({self._device_name()}) {what} ({free / 1e9:.2f} GB free of {total / 1e9:.2f} GB): "
             "train with batch_size= so mini-batches stream from host memory, or use a smaller "
             "dtype (uint8 pixels, float32)"
         )
@@ -221,7 +227,7 @@ class CupyBackend(Backend):
             Xd = self._to_device(np.asarray(X))
         if Xd.dtype == np.uint8:
             out = self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
-            out *= out.dtype.type(1.0 / 255.0)
+            out *= out.dtype.type(PIXEL_SCALE)
             return out
         if Xd.dtype != np.dtype(dtype):
             return self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
@@ -231,7 +237,7 @@ class CupyBackend(Backend):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
         scaled floats when the kernel cannot take this many features."""
         native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
-        if self.pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
+        if self._pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
             return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
             return self.cp.asfortranarray(X)
@@ -252,9 +258,9 @@ class CupyBackend(Backend):
             raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
 
     def _launch(self, plan: plans.Launch) -> None:
-        plans.launch(self.kernel(plan.kernel), plan)
+        plans.launch(self._kernel(plan.kernel), plan)
 
-    def pass_plan(
+    def _pass_plan(
         self, n: int, m: int, dtype: Any, x_dtype: Any, x_address: int = 0
     ) -> plans.PassPlan | None:
         """The single-pass kernel an epoch over X (n, m) of ``x_dtype``, starting at device
@@ -262,11 +268,11 @@ class CupyBackend(Backend):
         ``cuda_launch.logreg_pass_plan``), or None for the generic cuBLAS path."""
         kind = getattr(self._thread, "forced_pass", None) or self.logreg_pass
         return plans.logreg_pass_plan(
-            n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind, x_address, self.resident_blocks
+            n, m, dtype, x_dtype, self.sm_count, self.shared_limit, kind, x_address, self._resident_blocks
         )
 
     @contextlib.contextmanager
-    def forcing_pass(self, kind: str) -> Iterator[None]:
+    def _forcing_pass(self, kind: str) -> Iterator[None]:
         """Within the block, logistic-regression epochs of the calling thread use the
         ``kind`` single-pass kernel ("staged" or "registers"; see ``logreg_pass``); other
         threads keep theirs."""
@@ -279,9 +285,32 @@ class CupyBackend(Backend):
         finally:
             self._thread.forced_pass = previous
 
+    def named_variants(self, build, X, dtype):
+        """The logistic-regression epoch with each single-pass kernel that can take X forced
+        ("staged_pass", "registers_pass"), so a benchmark shows which one wins here."""
+        native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
+        out: dict[str, Callable[[], Any]] = {}
+        for kind in plans.PASS_KINDS:
+            with self._forcing_pass(kind):
+                if self._pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
+                    continue
+                epoch = build()
+
+            def forced(kind=kind, epoch=epoch):
+                with self._forcing_pass(kind):
+                    epoch()
+
+            out[f"{kind}_pass"] = forced
+        return out
+
     # ------------------------------------------------------------ kernels
     def bias_activation_(self, Z, b, activation):
-        if not (Z.flags.c_contiguous and b.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
+        floats = ("float32", "float64")
+        if (
+            activation == "softmax"  # over each column, not elementwise: no kernel, CuPy's ops
+            or not (Z.flags.c_contiguous and b.flags.c_contiguous)
+            or Z.dtype.name not in floats
+        ):
             return super().bias_activation_(Z, b, activation)
         self._check("b", b, Z.dtype, (Z.shape[0], 1))
         elementwise = None if activation == "softmax" else activation  # softmax is per column
@@ -292,7 +321,11 @@ class CupyBackend(Backend):
         if activation is None:
             return dA
         floats = ("float32", "float64")
-        if not (dA.flags.c_contiguous and A.flags.c_contiguous) or dA.dtype.name not in floats:
+        if (
+            activation == "softmax"
+            or not (dA.flags.c_contiguous and A.flags.c_contiguous)
+            or dA.dtype.name not in floats
+        ):
             return super().activation_backward_(dA, A, activation)
         self._check("A", A, dA.dtype, dA.shape)
         self._launch(plans.act_backward_launch(dA, A, activation, self.sm_count))
@@ -339,9 +372,9 @@ class CupyBackend(Backend):
         if (
             not X.flags.f_contiguous
             or dtype.name not in ("float32", "float64")
-            or X.dtype.name not in self.input_dtypes
+            or X.dtype.name not in ("float32", "float64", "uint8")
             or (X.dtype != np.uint8 and X.dtype != dtype)
-            or (pass_plan := self.pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
+            or (pass_plan := self._pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
         ):
             return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
@@ -363,24 +396,28 @@ class CupyBackend(Backend):
         return self._guard(lambda: self.cp.empty(shape, dtype=dtype), nbytes)
 
     # ------------------------------------------------------------- facts
-    def device_name(self) -> str:
+    def _device_name(self) -> str:
         props = self.cp.cuda.runtime.getDeviceProperties(self.device.id)
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
 
-    def read_all(self, X) -> int:
-        """Launch a pure read of X's own memory as aligned 16-byte words (the bandwidth
-        reference the benchmark times; the logistic-regression floor); returns the bytes
-        it reads."""
+    def streaming_read(self, X):
+        """A pure read of X's own memory as aligned 16-byte words (the read_words kernel:
+        the logistic-regression floor), and the bytes it reads."""
         sink = self.cp.zeros(1, dtype=self.cp.uint64)
-        self._launch(plans.read_words_launch(X, sink, self.sm_count))
-        return plans.read_words_bytes(X)
+        launch = plans.read_words_launch(X, sink, self.sm_count)
+        return (lambda: self._launch(launch)), plans.read_words_bytes(X)
+
+    def timer(self):
+        """CUDA events on the current stream (the stream the kernels run on)."""
+        cp = self.cp
+        return EventTimer(cp.cuda.Event(), cp.cuda.Event(), lambda s, e: cp.cuda.get_elapsed_time(s, e) / 1e3)
 
     def describe(self) -> dict[str, Any]:
         cp = self.cp
         info = super().describe()
         info.update(
-            device=self.device_name(),
+            device=self._device_name(),
             compute_capability=self.device.compute_capability,
             cupy=cp.__version__,
             cuda_runtime=cp.cuda.runtime.runtimeGetVersion(),

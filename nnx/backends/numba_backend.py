@@ -31,8 +31,8 @@ import numpy as np
 
 from . import philox
 from .base import MAX_FUSED_CLASSES, Backend
+from .codes import ACTIVATION_CODES, LOSS_CODES, PIXEL_SCALE
 
-_ACT_CODES = {None: 0, "sigmoid": 1, "relu": 2, "tanh": 3, "softmax": 4}
 # Examples per chunk of the softmax-regression epoch: a float chunk of 12288-feature
 # examples stays in a 2 MB L2 cache between its two products.
 _CHUNK_BYTES = 1 << 21
@@ -83,7 +83,6 @@ class NumbaBackend(Backend):
     xp = np
     fused_logreg = True
     fused_softmax = True
-    input_dtypes = ("float32", "float64", "uint8")
     activation_order = "F"
 
     def __init__(self) -> None:
@@ -115,7 +114,7 @@ class NumbaBackend(Backend):
         yield getattr(self.k, name)
 
     @staticmethod
-    def num_threads() -> int:
+    def _num_threads() -> int:
         import numba
 
         return numba.get_num_threads()
@@ -141,8 +140,8 @@ class NumbaBackend(Backend):
     def logreg_epoch_(self, w, b, X, Y, lr, loss):
         if not X.flags.f_contiguous:
             return super().logreg_epoch_(w, b, X, Y, lr, loss)
-        nblocks = max(1, min(self.num_threads(), X.shape[1]))
-        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+        nblocks = max(1, min(self._num_threads(), X.shape[1]))
+        scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         # Scratch belongs to this call (a few hundred KB; two threads never share it).
         dw_part = np.empty((nblocks, X.shape[0]), dtype=np.float64)
         stats = np.empty((nblocks, 3), dtype=np.float64)
@@ -155,7 +154,7 @@ class NumbaBackend(Backend):
                 Y.reshape(-1),
                 scale,
                 float(lr),
-                0 if loss == "bce" else 1,
+                LOSS_CODES[loss],
                 dw_part,
                 tile_acc,
                 stats,
@@ -169,9 +168,9 @@ class NumbaBackend(Backend):
         if Z.flags.c_contiguous and activation == "softmax" and Z.shape[1] > 1:
             return super().bias_activation_(Z, b, activation)
         if Z.flags.c_contiguous and activation != "softmax":
-            return self.k.bias_activation(Z, b, _ACT_CODES[activation])
+            return self.k.bias_activation(Z, b, ACTIVATION_CODES[activation])
         if Z.flags.f_contiguous:  # example-contiguous activations
-            self.k.bias_activation_rows(Z.T, b.reshape(-1), _ACT_CODES[activation])
+            self.k.bias_activation_rows(Z.T, b.reshape(-1), ACTIVATION_CODES[activation])
             return Z
         return super().bias_activation_(Z, b, activation)
 
@@ -181,7 +180,7 @@ class NumbaBackend(Backend):
         d_rows, a_rows = self._rows(dA), self._rows(A)
         if d_rows is None or a_rows is None or d_rows.shape != a_rows.shape or dA.dtype != A.dtype:
             return super().activation_backward_(dA, A, activation)
-        self.k.activation_backward(d_rows, a_rows, _ACT_CODES[activation])
+        self.k.activation_backward(d_rows, a_rows, ACTIVATION_CODES[activation])
         return dA
 
     def sigmoid_(self, Z):
@@ -217,7 +216,7 @@ class NumbaBackend(Backend):
         chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
         # uint8 chunks are converted in cache without the 1/255, which is applied to the
         # (K, chunk) logits and to dW instead: 2 multiplies per class, not per pixel
-        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+        scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         dW = np.zeros((K, n), dtype=np.float64)
         db = np.zeros((K, 1), dtype=np.float64)
         Zc = np.empty((K, chunk), dtype=dtype, order="F")
@@ -374,13 +373,24 @@ class NumbaBackend(Backend):
         info.update(numba=numba.__version__, threads=numba.get_num_threads())
         if _threading_layer() is None and not _fork_state["inherited_omp"]:
             # no parallel kernel has run yet in this process: run one to learn the layer
-            self.streaming_sum(np.zeros((2, 2), np.int64), 1, np.zeros(1, np.int64))
+            self._streaming_sum(np.zeros((2, 2), np.int64), 1, np.zeros(1, np.int64))
         info["threading_layer"] = _threading_layer()
         if _fork_state["inherited_omp"]:
             info["threading_layer"] = "serial (forked after OpenMP started)"
         return info
 
-    def streaming_sum(self, words: np.ndarray, nblocks: int, partial: np.ndarray) -> int:
+    def _streaming_sum(self, words: np.ndarray, nblocks: int, partial: np.ndarray) -> int:
         """The read-bandwidth reference kernel (see ``numba_kernels.streaming_sum``)."""
         with self._parallel("streaming_sum") as kernel:
             return int(kernel(words, nblocks, partial))
+
+    def streaming_read(self, X):
+        """A streaming integer sum over X's bytes as 8-byte words, on every thread (the
+        parallel read reference); NumPy's sum where X's rows are not whole words."""
+        rows = self._rows(X)
+        if rows is None or rows.shape[-1] * rows.itemsize % 8:
+            return super().streaming_read(X)
+        words = rows.view(np.int64)  # the same bytes as X, read as 8-byte words
+        nblocks = self._num_threads()
+        partial = np.zeros(nblocks, dtype=np.int64)
+        return (lambda: self._streaming_sum(words, nblocks, partial)), int(X.nbytes)

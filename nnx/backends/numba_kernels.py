@@ -1,8 +1,7 @@
 """Numba kernels for the Numba backend. Importing this module needs numba.
 
 All kernels are compiled with ``cache=True`` so a second process loads them from disk.
-Activation codes: 0 none, 1 sigmoid, 2 relu, 3 tanh, 4 softmax (example-contiguous rows
-only). Loss codes: 0 bce, 1 mse.
+Activation and loss codes are those of ``codes`` (softmax on example-contiguous rows only).
 
 The logistic-regression epoch reads X once: each thread takes a fixed block of examples
 and walks it eight examples at a time; the eight dot products share each read of w, and
@@ -17,6 +16,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from .codes import ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_TANH, LOSS_BCE
 
 # Reassociation lets LLVM vectorise the dot-product reductions; no-NaN/inf or
 # approximate-function flags are deliberately not set (the loss must see inf/NaN).
@@ -34,7 +35,7 @@ def _sigmoid(z):
 @njit(cache=True, inline="always")
 def _example_terms(z, y, loss_code):
     """(loss, d loss/dz, correct) for one example with logit z and label y."""
-    if loss_code == 0:
+    if loss_code == LOSS_BCE:
         e = math.exp(-abs(z))
         pos = z if not z < 0.0 else 0.0  # max(z, 0) that keeps NaN, as np.maximum does
         loss = pos - z * y + math.log1p(e)
@@ -186,13 +187,13 @@ def bias_activation(Z, b, act):
     for r in range(n):
         br = b[r, 0]
         row = Z[r]
-        if act == 0:
+        if act == ACT_NONE:
             for c in range(m):
                 row[c] += br
-        elif act == 1:
+        elif act == ACT_SIGMOID:
             for c in range(m):
                 row[c] = _sigmoid(row[c] + br)
-        elif act == 2:
+        elif act == ACT_RELU:
             for c in range(m):
                 v = row[c] + br
                 row[c] = 0.0 if v <= 0 else v  # NaN stays NaN, as np.maximum(v, 0) keeps it
@@ -209,17 +210,17 @@ def bias_activation_rows(Zt, b, act):
     m, n = Zt.shape
     for c in range(m):
         row = Zt[c]
-        if act == 0:
+        if act == ACT_NONE:
             for r in range(n):
                 row[r] += b[r]
-        elif act == 1:
+        elif act == ACT_SIGMOID:
             for r in range(n):
                 row[r] = _sigmoid(row[r] + b[r])
-        elif act == 2:
+        elif act == ACT_RELU:
             for r in range(n):
                 v = row[r] + b[r]
                 row[r] = 0.0 if v <= 0 else v  # NaN stays NaN, as np.maximum(v, 0) keeps it
-        elif act == 3:
+        elif act == ACT_TANH:
             for r in range(n):
                 row[r] = math.tanh(row[r] + b[r])
         else:
@@ -313,13 +314,13 @@ def activation_backward(dA, A, act):
     for r in range(n):
         d = dA[r]
         a = A[r]
-        if act == 1:
+        if act == ACT_SIGMOID:
             for c in range(m):
                 d[c] *= a[c] * (1 - a[c])
-        elif act == 2:
+        elif act == ACT_RELU:
             for c in range(m):  # dA * (A > 0), as NumPy: inf * 0 and NaN * 0 give NaN
                 d[c] *= 1.0 if a[c] > 0 else 0.0
-        elif act == 3:
+        elif act == ACT_TANH:
             for c in range(m):
                 d[c] *= 1 - a[c] * a[c]
     return dA
