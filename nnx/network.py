@@ -79,18 +79,22 @@ class DeviceNetwork:
             acts.append(A)
         return acts
 
-    def loss_and_grads(self, X: Any, Y: Any) -> tuple[Any, Any, list[tuple[Any, Any]]]:
+    def loss_and_grads(self, X: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, list[tuple[Any, Any]]]:
         """(loss, correct, [(dW, db), ...]) at the current parameters, as backend arrays.
 
-        No gradient is computed for X itself (the input layer needs no dX).
+        No gradient is computed for X itself (the input layer needs no dX). ``m`` (default:
+        X's columns) is the number of examples the loss is the mean over: for a chunk of a
+        larger batch, pass the whole batch's m and the loss and gradients are the chunk's
+        sums divided by that m, so adding the chunks' results gives the whole batch's.
         """
         ops = self.ops
         acts = self.forward(X, logits_out=self.folds_output)
         out = acts[-1]
+        over = {} if m is None else {"m": m}
         if self.folds_output:
-            value, correct, dZ = self._loss_from_logits(out, Y)
+            value, correct, dZ = self._loss_from_logits(out, Y, **over)
         else:
-            value, correct, dA = ops.mse(out, Y)
+            value, correct, dA = ops.mse(out, Y, **over)
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)
         grads: list[tuple[Any, Any]] = [None] * len(self.blocks)  # type: ignore[list-item]
         for i in range(len(self.blocks) - 1, -1, -1):
@@ -137,10 +141,10 @@ class DeviceNetwork:
             value, correct, _ = self.ops.mse(acts[-1], Y)
         return value, correct
 
-    def _loss_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+    def _loss_from_logits(self, Z: Any, Y: Any, **over: Any) -> tuple[Any, Any, Any]:
         if self.loss == "cross_entropy":
-            return self.ops.softmax_cross_entropy(Z, Y)
-        return self.ops.bce_from_logits(Z, Y)
+            return self.ops.softmax_cross_entropy(Z, Y, **over)
+        return self.ops.bce_from_logits(Z, Y, **over)
 
     def predict_proba(self, X: Any) -> Any:
         """Output probabilities, (1, m) binary or (K, m) softmax, as a backend array. X from

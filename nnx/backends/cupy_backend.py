@@ -302,9 +302,13 @@ class CupyBackend(Backend):
         self._launch(plans.sigmoid_launch(Z, self.sm_count))
         return Z
 
-    def bce_from_logits(self, Z, Y):
-        if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
-            return super().bce_from_logits(Z, Y)
+    def bce_from_logits(self, Z, Y, m=None):
+        if (
+            not (Z.flags.c_contiguous and Y.flags.c_contiguous)
+            or Z.dtype.name not in ("float32", "float64")
+            or m not in (None, Z.shape[1])  # the kernel divides by Z's own columns
+        ):
+            return super().bce_from_logits(Z, Y, m)
         self._check("Y", Y, Z.dtype, Z.shape)
         partial = self.cp.empty((plans.bce_groups(Z.shape[1], self.sm_count), 2), dtype=self.cp.float64)
         dZ = self.cp.empty_like(Z)
