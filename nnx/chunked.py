@@ -22,6 +22,7 @@ it travels as host arrays and is prepared again where it is unpickled).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -84,6 +85,9 @@ class Partial:
     correct: int
     grads: Params
 
+    def __sizeof__(self) -> int:  # what Dask counts when it moves one
+        return _nbytes(self.grads) + 128
+
 
 @dataclass(frozen=True)
 class Step:
@@ -98,6 +102,20 @@ class Step:
     def cleared(self) -> Step:
         """The same parameters and state with the figures already read removed."""
         return Step(self.params, self.state)
+
+    def __sizeof__(self) -> int:  # what Dask counts when it moves one
+        return _nbytes(self.params) + _nbytes(self.state) + 16 * len(self.losses) + 128
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of the arrays in parameters, gradients or an update rule's state."""
+    if hasattr(obj, "nbytes"):
+        return int(obj.nbytes)
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(_nbytes(o) for o in obj.values())
+    return sys.getsizeof(obj)
 
 
 def _chunk_error(index: int, lo: int, hi: int, what: str, exc: Exception) -> Exception:
@@ -414,9 +432,9 @@ def fit_chunked_locally(
     rule = update_rule(lr, optimizer)
     if isinstance(backend, backends.Backend):
         backend = backend.name
-    X = check_X(X, model.n_features)
-    if X.dtype.name not in INPUT_DTYPES:  # pragma: no cover - check_X refuses these
-        raise TypeError(f"X has dtype {X.dtype}")
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if X.ndim != 2 or X.size == 0 or X.shape[0] != model.n_features or X.dtype.name not in INPUT_DTYPES:
+        check_X(X, model.n_features)  # its message; the values are checked chunk by chunk
     m = X.shape[1]
     Y = np.asarray(Y)
     Y2 = Y.reshape(1, -1) if Y.ndim == 1 else Y

@@ -26,7 +26,6 @@ import uuid
 from typing import Any
 
 try:
-    import dask
     import dask.array as da
     import distributed
     from distributed import KilledWorker
@@ -66,16 +65,12 @@ class WorkerLostError(RuntimeError):
 
 
 # ------------------------------------------------------------------ tasks (run on workers)
-def _make_chunk(index: int, lo: int, X: Any, Y: Any, spec: Spec) -> Chunk:
-    return Chunk(index, lo, X, Y, spec)
+def _chunk_backend(block: np.ndarray) -> str:
+    return block[0, 0].backend
 
 
-def _chunk_backend(chunk: Chunk) -> str:
-    return chunk.backend
-
-
-def _chunk_grads(chunk: Chunk, step: Step):
-    return chunk.grads(step.params)
+def _chunk_grads(block: np.ndarray, step: Step):
+    return block[0, 0].grads(step.params)
 
 
 def _advance(step: Step, rule: Any, *partials: Any) -> Step:
@@ -281,23 +276,38 @@ def fit(
                 bar.close()
             if runner is not None:
                 runner.release()
-            elif chunks:
-                client.cancel(chunks)
+            else:
+                _release(chunks)
         finish(model, step.params, history, dtype, history.backend)
     return history
 
 
+def _chunk_block(X: Any, Y: Any, spec: Spec, block_info: Any = None) -> np.ndarray:
+    """One X block and its Y block as a 1x1 object array holding their ``Chunk``."""
+    index = block_info[0]["chunk-location"][1]
+    lo = block_info[0]["array-location"][1][0]
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = Chunk(index, lo, X, Y, spec)
+    return out
+
+
 def _persist_chunks(client: Any, X: Any, Y: Any, spec: Spec, token: str) -> list[Any]:
-    """One ``Chunk`` per column chunk, built and kept on the workers; errors name the chunk."""
-    xs = X.to_delayed().reshape(-1)
-    ys = Y.to_delayed().reshape(-1)
-    edges = [0, *np.cumsum(X.chunks[1]).tolist()]
-    make = dask.delayed(_make_chunk, pure=False)
-    tasks = [
-        make(i, edges[i], x, y, spec, dask_key_name=f"nnx-chunk-{token}-{i}")
-        for i, (x, y) in enumerate(zip(xs, ys))
-    ]
-    futures = client.compute(tasks)
+    """One ``Chunk`` per column chunk, built and kept on the workers; errors name the chunk.
+
+    ``map_blocks`` makes each chunk in the same task as its X block when X's own graph is
+    blockwise (``da.random``, ``from_array``, ``astype``...), so the block is never sent
+    anywhere; otherwise Dask builds the chunk where its X block is."""
+    blocks = da.map_blocks(
+        _chunk_block,
+        X,
+        Y,
+        spec,
+        dtype=object,
+        chunks=((1,), (1,) * len(X.chunks[1])),
+        meta=np.empty((0, 0), dtype=object),
+        name=f"nnx-chunk-{token}",
+    )
+    futures = client.compute(list(blocks.to_delayed().ravel()))
     try:
         distributed.wait(futures)
         for f in futures:  # the first bad chunk, in chunk order, raises its own error
@@ -306,7 +316,7 @@ def _persist_chunks(client: Any, X: Any, Y: Any, spec: Spec, token: str) -> list
             elif f.status != "finished":
                 raise WorkerLostError(f"preparing the data chunks failed: chunk future {f.key} is {f.status}")
     except BaseException:
-        client.cancel(futures)
+        _release(futures)
         raise
     return futures
 
@@ -399,7 +409,7 @@ class _Windows:
                         continue
                 break
             # a chunk left its worker (lost and recomputed elsewhere): redo the window
-            self.client.cancel([self.pending])
+            _release([self.pending])
             self.pending = None
             self.recoveries += 1
             if self.recoveries > self.MAX_RESUBMITS:
@@ -415,6 +425,13 @@ class _Windows:
         return all(w in who.get(f.key, ()) for f, w in zip(self.chunks, self.placement))
 
     def release(self) -> None:
-        leftovers = [f for f in [*self.chunks, self.pending] if f is not None]
-        if leftovers:
-            self.client.cancel(leftovers)
+        _release([*self.chunks, self.pending])
+        self.chunks, self.pending = [], None
+
+
+def _release(futures: list[Any]) -> None:
+    """Let Dask forget our futures (and what only they needed). Not ``client.cancel``:
+    it also cancels the keys' dependents, which Dask asserts someone still wants."""
+    for f in futures:
+        if f is not None:
+            f.release()

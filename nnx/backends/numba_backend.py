@@ -244,8 +244,8 @@ class NumbaBackend(Backend):
         return np.float64(loss), int(correct)
 
     def bce_from_logits(self, Z, Y, m=None):
-        if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype or m not in (None, Z.shape[1]):
-            return super().bce_from_logits(Z, Y, m)  # the kernel divides by Z's own columns
+        if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype or m is not None:
+            return super().bce_from_logits(Z, Y, m)  # the kernel divides by Z's columns: m= takes the base op
         dZ = np.empty_like(Z)
         loss, correct = self.k.bce_from_logits(Z, Y, dZ)
         return np.float64(loss), int(correct), dZ
