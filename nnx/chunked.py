@@ -22,10 +22,12 @@ it travels as host arrays and is prepared again where it is unpickled).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,7 @@ from .validation import (
     check_Y,
 )
 
+log = logging.getLogger("nnx")
 Params = list[tuple[np.ndarray, np.ndarray]]
 # callback(epoch, params, history) -> True to stop; called where the parameters are on the
 # host: every epoch here, at every synchronisation in nnx.distributed.fit
@@ -388,6 +391,21 @@ def finish(model: Any, params: Params, history: History, dtype: str, backend_nam
     model.epochs_trained += history.epochs
 
 
+@contextlib.contextmanager
+def _blas_limited(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without it BLAS runs as configured
+        log.info("fit_chunked_locally: threadpoolctl is not installed; BLAS threads not limited")
+        yield
+        return
+    with threadpool_limits(limits=check_positive(threads, "blas_threads", int), user_api="blas"):
+        yield
+
+
 def column_chunks(m: int, chunks: int | Sequence[int]) -> tuple[int, ...]:
     """Chunk sizes along the examples: an int is a chunk size (the last chunk may be
     shorter), a sequence gives each chunk's size (they must add up to m)."""
@@ -415,6 +433,7 @@ def fit_chunked_locally(
     history_every: int = 1,
     validation_data: tuple[Any, Any] | None = None,
     callback: ChunkCallback | None = None,
+    blas_threads: int | None = 1,
 ) -> History:
     """Full-batch gradient descent in this process, X split into column ``chunks``.
 
@@ -424,6 +443,12 @@ def fit_chunked_locally(
     sums are grouped differently; see the README). ``callback(epoch, params, history)``
     runs after every epoch with host parameters; True stops there. On any error the
     model's parameters are left as they were.
+
+    ``blas_threads=1`` runs the BLAS products on one thread, as a Dask worker does (its
+    nanny sets OPENBLAS_NUM_THREADS=1 and the like): a multi-threaded BLAS may split a
+    product's sums differently and round differently. ``None`` leaves BLAS as configured
+    (faster; then equal to a distributed run only where the products happen not to split).
+    Needs threadpoolctl (the numba extra) to take effect.
     """
     epochs = check_positive(epochs, "epochs", int)
     history_every = check_positive(history_every, "history_every", int)
@@ -442,7 +467,7 @@ def fit_chunked_locally(
         raise ValueError(f"X has {m} examples (columns) but Y has shape {Y.shape}")
     sizes = column_chunks(m, chunks)
     spec = Spec.of(model, dtype, m, backend)
-    with model._lock:
+    with model._lock, _blas_limited(blas_threads):
         validate = validator(model, validation_data, dtype, backend)
         edges = [int(e) for e in np.concatenate([[0], np.cumsum(sizes)])]
         parts = [

@@ -26,8 +26,10 @@ import uuid
 from typing import Any
 
 try:
+    import dask
     import dask.array as da
     import distributed
+    from dask.optimization import cull
     from distributed import KilledWorker
     from distributed.utils import CancelledError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
@@ -65,12 +67,12 @@ class WorkerLostError(RuntimeError):
 
 
 # ------------------------------------------------------------------ tasks (run on workers)
-def _chunk_backend(block: np.ndarray) -> str:
-    return block[0, 0].backend
+def _chunk_backend(block: Any) -> str:
+    return _chunk_of(block).backend
 
 
-def _chunk_grads(block: np.ndarray, step: Step):
-    return block[0, 0].grads(step.params)
+def _chunk_grads(block: Any, step: Step):
+    return _chunk_of(block).grads(step.params)
 
 
 def _advance(step: Step, rule: Any, *partials: Any) -> Step:
@@ -144,8 +146,7 @@ def _check_Y(Y: Any, X: Any) -> Any:
     Yh = Yh.reshape(1, -1) if Yh.ndim == 1 else Yh
     if Yh.ndim != 2 or Yh.shape[1] != m:
         raise ValueError(f"X has {m} examples (columns) but Y has shape {np.shape(Y)}")
-    # labels are small: sent once, in X's column chunks, and kept with X's chunks
-    return da.from_array(Yh, chunks=(Yh.shape[0], X.chunks[1]))
+    return Yh  # labels in memory are small: each chunk's columns go with its task, once
 
 
 def _client(client: Any) -> Any:
@@ -282,6 +283,47 @@ def fit(
     return history
 
 
+class _Source:
+    """The graph that computes one chunk's X block (and Y block), carried inside the task
+    that builds the chunk: the block is made where its chunk will live and is never sent
+    anywhere. Dask keeps the task, so a lost chunk is recomputed from this source."""
+
+    def __init__(self, graph: dict, keys: list[Any], labels: np.ndarray | None):
+        self.graph, self.keys, self.labels = graph, keys, labels
+
+    def compute(self) -> tuple[Any, Any]:
+        values = dask.get(self.graph, self.keys)  # the synchronous scheduler, in this task
+        return values[0], values[1] if self.labels is None else self.labels
+
+
+def _build_chunk(index: int, lo: int, source: _Source, spec: Spec) -> Chunk:
+    X, Y = source.compute()
+    return Chunk(index, lo, X, Y, spec)
+
+
+def _sources(X: Any, Y: Any) -> list[_Source] | None:
+    """One ``_Source`` per column chunk, or None where a block is not computable from a
+    graph (a persisted array: its blocks live on the workers already)."""
+    arrays = [X] if isinstance(Y, np.ndarray) else [X, Y]
+    graph: dict = {}
+    keys = []
+    for A in arrays:
+        flat = list(dask.core.flatten(A.__dask_keys__()))
+        graph.update(A.__dask_optimize__(A.__dask_graph__(), flat))
+        keys.append(flat)
+    edges = [0, *np.cumsum(X.chunks[1]).tolist()]
+    sources = []
+    for i in range(len(X.chunks[1])):
+        want = [k[i] for k in keys]
+        try:
+            sub, _ = cull(graph, want)
+        except KeyError:
+            return None
+        labels = Y[:, edges[i] : edges[i + 1]].copy() if isinstance(Y, np.ndarray) else None
+        sources.append(_Source(sub, want, labels))
+    return sources
+
+
 def _chunk_block(X: Any, Y: Any, spec: Spec, block_info: Any = None) -> np.ndarray:
     """One X block and its Y block as a 1x1 object array holding their ``Chunk``."""
     index = block_info[0]["chunk-location"][1]
@@ -291,23 +333,49 @@ def _chunk_block(X: Any, Y: Any, spec: Spec, block_info: Any = None) -> np.ndarr
     return out
 
 
+def _chunk_of(block: Any) -> Chunk:
+    return block[0, 0] if isinstance(block, np.ndarray) else block
+
+
 def _persist_chunks(client: Any, X: Any, Y: Any, spec: Spec, token: str) -> list[Any]:
     """One ``Chunk`` per column chunk, built and kept on the workers; errors name the chunk.
 
-    ``map_blocks`` makes each chunk in the same task as its X block when X's own graph is
-    blockwise (``da.random``, ``from_array``, ``astype``...), so the block is never sent
-    anywhere; otherwise Dask builds the chunk where its X block is."""
-    blocks = da.map_blocks(
-        _chunk_block,
-        X,
-        Y,
-        spec,
-        dtype=object,
-        chunks=((1,), (1,) * len(X.chunks[1])),
-        meta=np.empty((0, 0), dtype=object),
-        name=f"nnx-chunk-{token}",
-    )
-    futures = client.compute(list(blocks.to_delayed().ravel()))
+    Each chunk's task computes its X block itself (``_Source``) and is placed, loosely, on
+    the workers in turn (consecutive chunks together), so no block ever moves. A persisted
+    X (blocks already on the workers) is used where it is, through ``map_blocks``.
+    """
+    sources = _sources(X, Y)
+    if sources is None:
+        if isinstance(Y, np.ndarray):
+            Y = da.from_array(Y, chunks=(Y.shape[0], X.chunks[1]))
+        blocks = da.map_blocks(
+            _chunk_block,
+            X,
+            Y,
+            spec,
+            dtype=object,
+            chunks=((1,), (1,) * len(X.chunks[1])),
+            meta=np.empty((0, 0), dtype=object),
+            name=f"nnx-chunk-{token}",
+        )
+        futures = client.compute(list(blocks.to_delayed().ravel()))
+    else:
+        workers = sorted(client.ncores())
+        edges = [0, *np.cumsum(X.chunks[1]).tolist()]
+        n = len(sources)
+        futures = [
+            client.submit(
+                _build_chunk,
+                i,
+                edges[i],
+                source,
+                spec,
+                key=f"nnx-chunk-{token}-{i}",
+                workers=[workers[i * len(workers) // n]] if workers else None,
+                allow_other_workers=True,
+            )
+            for i, source in enumerate(sources)
+        ]
     try:
         distributed.wait(futures)
         for f in futures:  # the first bad chunk, in chunk order, raises its own error
