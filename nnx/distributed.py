@@ -3,10 +3,11 @@
 ``fit(model, X, Y, client=..., epochs=..., lr=...)`` takes a ``dask.array`` X (n_x, m)
 chunked along the examples only. Each chunk of X and Y is checked and prepared once on
 the worker that holds it (``nnx.chunked.Chunk``, on that worker's best nnx backend: CuPy on
-a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one task per chunk
-computes that chunk's loss and gradient sums divided by the whole m, an update task adds
-them in chunk order and applies gradient descent, and its result - the parameters - feeds
-the next epoch's chunk tasks. Only parameters and gradients cross the network, never data.
+a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one task per worker
+thread computes its chunks' loss and gradient sums divided by the whole m (each chunk's
+kept apart), an update task adds them in chunk order and applies gradient descent, and
+its result - the parameters - feeds the next epoch's tasks. Only parameters and
+gradients cross the network, never data.
 
 ``epochs_ahead`` epochs are submitted at a time, each chained on the previous one's
 update, so the client waits for Dask once per ``epochs_ahead`` epochs; it then reads the
@@ -71,12 +72,12 @@ def _chunk_backend(block: Any) -> str:
     return _chunk_of(block).backend
 
 
-def _chunk_grads(block: Any, step: Step):
-    return _chunk_of(block).grads(step.params)
+def _worker_grads(step: Step, *blocks: Any) -> tuple:
+    return tuple(_chunk_of(b).grads(step.params) for b in blocks)
 
 
-def _advance(step: Step, rule: Any, *partials: Any) -> Step:
-    return advance(step, partials, rule)
+def _advance_groups(step: Step, rule: Any, *shares: tuple) -> Step:
+    return advance(step, [p for share in shares for p in share], rule)  # combine sorts by chunk
 
 
 def _start(step: Step) -> Step:
@@ -445,23 +446,45 @@ class _Windows:
         return f"; {self.recoveries} window(s) redone after lost workers"
 
     def _submit(self, step: Step, first: int, count: int) -> Any:
+        """Submit the window's epochs; the future of its last update.
+
+        Per epoch: one task per worker thread computes its chunks' shares (each chunk's
+        kept apart, in a tuple), pinned to that worker; one update task adds all the shares
+        in chunk order and applies the update; its result feeds the next epoch's tasks.
+        """
         client, tag = self.client, f"{self.token}-{self.attempt}"
         pending = client.submit(_start, step, key=f"nnx-start-{tag}-{first}", pure=False)
+        groups = self._groups()
         for epoch in range(first, first + count):
-            partials = [
+            shares = [
                 client.submit(
-                    _chunk_grads,
-                    c,
+                    _worker_grads,
                     pending,
-                    key=f"nnx-grads-{tag}-{epoch}-{i}",
+                    *cs,
+                    key=f"nnx-grads-{tag}-{epoch}-{j}",
                     workers=[w],
                     allow_other_workers=False,
                     pure=False,
                 )
-                for i, (c, w) in enumerate(zip(self.chunks, self.placement))
+                for j, (w, cs) in enumerate(groups)
             ]
-            pending = client.submit(_advance, pending, self.rule, *partials, key=f"nnx-update-{tag}-{epoch}")
+            pending = client.submit(
+                _advance_groups, pending, self.rule, *shares, key=f"nnx-update-{tag}-{epoch}"
+            )
         return pending
+
+    def _groups(self) -> list[tuple[str, list[Any]]]:
+        """The chunks of each worker in as many groups as it has threads (one task each)."""
+        threads = self.client.ncores()
+        by_worker: dict[str, list[Any]] = {}
+        for c, w in zip(self.chunks, self.placement):
+            by_worker.setdefault(w, []).append(c)
+        groups = []
+        for w, cs in sorted(by_worker.items()):
+            parts = max(1, min(threads.get(w, 1), len(cs)))
+            for k in range(parts):
+                groups.append((w, cs[k * len(cs) // parts : (k + 1) * len(cs) // parts]))
+        return groups
 
     def run(self, step: Step, first: int, count: int) -> Step:
         """Epochs first..first+count-1 from ``step``; their final Step with the figures."""

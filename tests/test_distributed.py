@@ -107,6 +107,7 @@ def test_any_chunking_equals_its_reference(client, chunk):
     assert _same(model, ref)
 
 
+@pytest.mark.filterwarnings("ignore:Port .* is already in use")  # the second cluster's HTTP port
 def test_one_worker_gives_what_two_give(client):
     X = _X(seed=7)
     Y = _Y("mlp", X)
@@ -171,7 +172,10 @@ def test_only_parameters_and_gradients_move(client):
     assert not [k for k in moved if k.startswith(("nnx-chunk", X.name))], moved
     param_bytes = sum(a.nbytes for a in _params(model))
     assert all(k.startswith(("nnx-start", "nnx-grads", "nnx-update", Y.name)) for k in moved), moved
-    assert all(nbytes <= param_bytes + 1024 for k, nbytes in moved.items() if k.startswith("nnx-")), moved
+    # per epoch at most: the parameters to the other worker and the other worker's two
+    # chunks' gradients to the update; plus each window's starting parameters
+    nnx_bytes = sum(nbytes for k, nbytes in moved.items() if k.startswith("nnx-"))
+    assert 0 < nnx_bytes <= (6 * 3 + 2) * (param_bytes + 4096), moved
 
 
 # ------------------------------------------------------------------------ refusals
