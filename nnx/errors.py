@@ -39,3 +39,8 @@ class UnusableFileError(Exception):
     """An image file or zip member that ``nnx.data.load_images`` skips before (or instead
     of) decoding it; the message says why. It never reaches the caller: each one becomes
     an entry of the load's ``skipped`` list."""
+
+
+class WorkerLostError(RuntimeError):
+    """Dask could not finish the training work (workers died too often, or the work was
+    cancelled); the model's parameters were left as they were."""

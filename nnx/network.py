@@ -181,23 +181,27 @@ class DeviceNetwork:
         return DropoutKey(self.state.dropout_seed, self.state.epoch, batch, layer)
 
     def loss_and_grads(
-        self, X: Any, Y: Any, weights: Any | None = None, batch: int | None = None
+        self, X: Any, Y: Any, weights: Any | None = None, batch: int | None = None, m: int | None = None
     ) -> tuple[Any, Any, list[tuple[Any, Any]]]:
         """(loss, correct, [(dW, db), ...]) at the current parameters, as backend arrays.
 
         ``weights`` (1, m) weigh each example's loss; ``batch`` (training) turns dropout on
         with that batch's masks. No gradient is computed for X itself (the input layer
-        needs no dX).
+        needs no dX). ``m`` (default: X's columns) is the number of examples the loss is
+        the mean over: for a chunk of a larger batch, pass the whole batch's m and the
+        loss and gradients are the chunk's sums divided by that m, so adding the chunks'
+        results gives the whole batch's.
         """
         ops = self.ops
         acts, outputs = self._forward(X, self.folds_output, batch)
         out = acts[-1]
+        over = {} if m is None else {"m": m}
         if self.folds_output:
-            value, correct, dZ = self._loss_from_logits(out, Y, weights)
+            value, correct, dZ = self._loss_from_logits(out, Y, weights, **over)
         else:
             if weights is not None:
                 raise ValueError("the mse loss takes no example or class weights")
-            value, correct, dA = ops.mse(out, Y)
+            value, correct, dA = ops.mse(out, Y, **over)
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)
         grads: list[tuple[Any, Any]] = [None] * len(self.blocks)  # type: ignore[list-item]
         for i in range(len(self.blocks) - 1, -1, -1):
@@ -261,14 +265,18 @@ class DeviceNetwork:
             value, correct, _ = self.ops.mse(acts[-1], Y)
         return value, correct
 
-    def _loss_from_logits(self, Z: Any, Y: Any, weights: Any | None = None) -> tuple[Any, Any, Any]:
+    def _loss_from_logits(
+        self, Z: Any, Y: Any, weights: Any | None = None, **over: Any
+    ) -> tuple[Any, Any, Any]:
+        if weights is not None and over:
+            raise ValueError("example or class weights are not supported on chunks of a batch (m=)")
         if self.loss == "cross_entropy":
             if weights is not None:
                 return self.ops.softmax_cross_entropy_weighted(Z, Y, weights)
-            return self.ops.softmax_cross_entropy(Z, Y)
+            return self.ops.softmax_cross_entropy(Z, Y, **over)
         if weights is not None:
             return self.ops.bce_from_logits_weighted(Z, Y, weights)
-        return self.ops.bce_from_logits(Z, Y)
+        return self.ops.bce_from_logits(Z, Y, **over)
 
     def predict_proba(self, X: Any) -> Any:
         """Output probabilities, (1, m) binary or (K, m) softmax, as a backend array. X from

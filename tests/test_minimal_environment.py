@@ -19,6 +19,8 @@ OPTIONAL = (
     "PIL",
     "build",
     "cupy",
+    "dask",
+    "distributed",
     "h5py",
     "hatchling",
     "hypothesis",

@@ -388,15 +388,17 @@ class Backend:
         return loss, correct, S.astype(Z.dtype, order="K")
 
     # ----------------------------------------------------------------- losses
-    def bce_from_logits(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+    def bce_from_logits(self, Z: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
         """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z (1, m).
 
         Returns (loss, correct, dZ): the mean loss as a device scalar, the number of
         examples with (Z > 0) == Y as a device scalar, and dZ = (sigmoid(Z) - Y) / m.
         Uses max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite logit.
+        ``m`` (default: Z's columns) is the divisor: a chunk of a larger batch passes the
+        whole batch's m, so its loss and dZ are its exact share of the whole batch's mean.
         """
         xp = self.xp
-        m = Z.shape[1]
+        m = Z.shape[1] if m is None else m
         e = xp.exp(-xp.abs(Z))
         terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(e)
         terms *= Z.dtype.type(1.0 / m)  # scale before summing: a plain mean overflows near max float
@@ -408,7 +410,7 @@ class Backend:
         sig *= Z.dtype.type(1.0 / m)
         return loss, correct, sig
 
-    def softmax_cross_entropy(self, Z: Any, Y: Any) -> tuple[Any, Any, Any]:
+    def softmax_cross_entropy(self, Z: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
         """Cross-entropy of softmax(Z) against class labels, from the logits Z (K, m).
 
         Y (1, m) holds each example's class index 0..K-1 (in Z's dtype). Returns (loss,
@@ -417,10 +419,11 @@ class Backend:
         ``argmax``), and dZ = (softmax(Z) - onehot(Y)) / m in Z's dtype. Each column's max
         is subtracted first and the rest is done in float64, so the loss is finite
         whenever the spread of each column's logits is (always, for float32 logits).
+        ``m`` (default: Z's columns) is the divisor, as in ``bce_from_logits``.
         """
         xp = self.xp
-        K, m = Z.shape
-        cols = xp.arange(m)
+        cols = xp.arange(Z.shape[1])
+        m = Z.shape[1] if m is None else m
         labels = Y.reshape(-1).astype(xp.int64)
         correct = xp.count_nonzero(xp.argmax(Z, axis=0) == labels)
         S = Z.astype(np.float64)
@@ -434,16 +437,19 @@ class Backend:
         S *= 1.0 / m
         return loss, correct, S.astype(Z.dtype, order="K")
 
-    def mse(self, A: Any, Y: Any) -> tuple[Any, Any, Any]:
+    def mse(self, A: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
         """Squared error in the tutorials' form 1/(2m) * sum((A - Y)^2), from outputs A (1, m).
 
         Returns (loss, correct, dA) with dA = (A - Y) / m and correct counting
-        (A > 0.5) == Y.
+        (A > 0.5) == Y. ``m`` (default: A's columns) is the divisor, as in ``bce_from_logits``.
         """
         xp = self.xp
-        m = A.shape[1]
         diff = A - Y
-        loss = 0.5 * (diff * diff).mean(dtype=np.float64)
+        if m is None:
+            m = A.shape[1]
+            loss = 0.5 * (diff * diff).mean(dtype=np.float64)
+        else:
+            loss = 0.5 * ((diff * diff).sum(dtype=np.float64) / m)
         correct = xp.count_nonzero((A > 0.5) == (Y > 0.5))
         diff *= A.dtype.type(1.0 / m)
         return loss, correct, diff

@@ -337,9 +337,13 @@ class CupyBackend(Backend):
         self._launch(plans.sigmoid_launch(Z, self.sm_count))
         return Z
 
-    def bce_from_logits(self, Z, Y):
-        if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in ("float32", "float64"):
-            return super().bce_from_logits(Z, Y)
+    def bce_from_logits(self, Z, Y, m=None):
+        if (
+            not (Z.flags.c_contiguous and Y.flags.c_contiguous)
+            or Z.dtype.name not in ("float32", "float64")
+            or m is not None  # the kernel divides by Z's columns: m= takes the base op
+        ):
+            return super().bce_from_logits(Z, Y, m)
         self._check("Y", Y, Z.dtype, Z.shape)
         partial = self.cp.empty((plans.bce_groups(Z.shape[1], self.sm_count), 2), dtype=self.cp.float64)
         dZ = self.cp.empty_like(Z)
@@ -353,10 +357,11 @@ class CupyBackend(Backend):
         self._launch(plans.softmax_launch(Z, self.sm_count))
         return Z
 
-    def softmax_cross_entropy(self, Z, Y):
+    def softmax_cross_entropy(self, Z, Y, m=None):
         floats = ("float32", "float64")
-        if not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in floats:
-            return super().softmax_cross_entropy(Z, Y)
+        chunk = m is not None and m != Z.shape[1]  # a chunk of a larger batch: the base op scales
+        if chunk or not (Z.flags.c_contiguous and Y.flags.c_contiguous) or Z.dtype.name not in floats:
+            return super().softmax_cross_entropy(Z, Y, m=m)
         m = Z.shape[1]
         self._check("Y", Y, Z.dtype, (1, m))
         partial = self.cp.empty((plans.bce_groups(m, self.sm_count), 2), dtype=self.cp.float64)

@@ -196,11 +196,12 @@ class NumbaBackend(Backend):
             return Z
         return super().softmax_(Z)
 
-    def softmax_cross_entropy(self, Z, Y):
+    def softmax_cross_entropy(self, Z, Y, m=None):
         if not Z.flags.f_contiguous or Y.dtype != Z.dtype:
-            return super().softmax_cross_entropy(Z, Y)
+            return super().softmax_cross_entropy(Z, Y, m)
         dZ = np.empty(Z.shape, dtype=Z.dtype, order="F")
-        loss, correct = self.k.softmax_xent_rows(Z.T, Y.reshape(-1), dZ.T, 1.0 / Z.shape[1])
+        inv_m = 1.0 / (Z.shape[1] if m is None else m)
+        loss, correct = self.k.softmax_xent_rows(Z.T, Y.reshape(-1), dZ.T, inv_m)
         return np.float64(loss), int(correct), dZ
 
     def softmax_epoch_(self, W, b, X, Y, lr):
@@ -248,9 +249,9 @@ class NumbaBackend(Backend):
         b -= (lr * db).astype(dtype)
         return np.float64(loss), int(correct)
 
-    def bce_from_logits(self, Z, Y):
-        if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype:
-            return super().bce_from_logits(Z, Y)
+    def bce_from_logits(self, Z, Y, m=None):
+        if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype or m is not None:
+            return super().bce_from_logits(Z, Y, m)  # the kernel divides by Z's columns: m= takes the base op
         dZ = np.empty_like(Z)
         loss, correct = self.k.bce_from_logits(Z, Y, dZ)
         return np.float64(loss), int(correct), dZ
