@@ -34,6 +34,7 @@ SIGNATURES = {
     "double, int, {T}*, double*)",
     "logreg_staged": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, "
     "int, double, int, {T}*, double*)",
+    "logreg_grad": "(const {T}*, const double*, int, long long, long long, double, double*, double*)",
 }
 
 
