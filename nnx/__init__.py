@@ -14,10 +14,12 @@ from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError
 from .history import History
 from .io import load
 from .layers import Linear, ReLU, Sigmoid, Softmax, Tanh
+from .lbfgs import LBFGS
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
 __all__ = [
     "MLP",
+    "LBFGS",
     "BackendUnavailableError",
     "DeviceMemoryError",
     "History",

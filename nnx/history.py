@@ -18,6 +18,13 @@ class History:
     Loss and accuracy of an epoch are those of the parameters at the start of that epoch
     (computed in the same forward pass as the gradient, as in the tutorials); validation
     figures are measured after the epoch's update.
+
+    A quasi-Newton fit (``nnx.LBFGS``) records one entry per iteration instead, every
+    figure measured at the parameters the iteration ends with; ``objective`` is what it
+    minimises (the loss plus the L2 penalty), ``stop_reason`` why it stopped ("gradient
+    tolerance", "max iterations", "no progress", ...) and ``solver`` the details (method,
+    message, iterations, passes over X, final objective and gradient). All three are empty
+    for gradient descent and in files written before they existed.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -33,6 +40,9 @@ class History:
     batch_size: int | None = None
     seconds: float = 0.0
     first_epoch_seconds: float = 0.0
+    objective: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+    solver: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -60,6 +70,8 @@ class History:
         cols = ["epoch", "loss", "accuracy"]
         if self.val_loss:
             cols += ["val_loss", "val_accuracy"]
+        if self.objective and len(self.objective) == len(self.epoch):
+            cols.append("objective")
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
