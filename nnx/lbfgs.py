@@ -24,9 +24,11 @@ scipy is an optional extra: ``pip install 'nnx-nets[lbfgs]'``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -147,6 +149,79 @@ def stop_reason(message: str, iterations: int, max_iterations: int) -> str:
     return "no progress"
 
 
+class BlasThreads:
+    """One BLAS thread for scipy's L-BFGS-B step, the process's own number for evaluations.
+
+    The step (the two-loop recursion and the line search's bookkeeping) is BLAS level-1
+    and level-2 work on vectors of the n parameters. On several threads each of those
+    small calls wakes the BLAS workers: for n = 12289 an iteration took 1.9 ms on one
+    thread and 8 ms on two on this project's 2-core machine, 44 ms while other processes
+    kept its cores busy, often more than the evaluation itself. So the step runs on one
+    thread, and every evaluation (whose products may use BLAS) on the threads the process
+    had. Process-wide, as BLAS thread counts are: while fits run, other threads' BLAS calls
+    outside evaluations may run single-threaded too (slower, never different). Without
+    threadpoolctl (it comes with the numba extra) nothing is changed.
+    """
+
+    _lock = threading.Lock()
+    _active = 0
+    _libraries: list[Any] = []
+    _saved: list[int] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_solver(cls) -> Iterator[None]:
+        """Within the block, BLAS runs on one thread (outside ``for_evaluation``)."""
+        with cls._lock:
+            if cls._active == 0:
+                cls._libraries = cls._blas_libraries()
+                cls._saved = [lib.num_threads for lib in cls._libraries]
+            cls._active += 1
+            cls._set(1)
+        try:
+            yield
+        finally:
+            with cls._lock:
+                cls._active -= 1
+                if cls._active == 0:
+                    cls._restore()
+                    cls._libraries, cls._saved = [], []
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_evaluation(cls) -> Iterator[None]:
+        """Within the block, BLAS runs on the threads it had before any fit began."""
+        with cls._lock:
+            cls._restore()
+        try:
+            yield
+        finally:
+            with cls._lock:
+                if cls._active > 0:
+                    cls._set(1)
+
+    @classmethod
+    def _set(cls, threads: int) -> None:
+        for lib in cls._libraries:
+            lib.set_num_threads(threads)
+
+    @classmethod
+    def _restore(cls) -> None:
+        for lib, threads in zip(cls._libraries, cls._saved):
+            lib.set_num_threads(threads)
+
+    @staticmethod
+    def _blas_libraries() -> list[Any]:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        try:
+            return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # noqa: BLE001 - an optimisation only: never fail a fit over it
+            return []
+
+
 class Objective:
     """f(theta) = mean loss + l2 / (2 m) * sum ||W||^2 and its gradient, for the flat
     float64 parameter vector theta = [W1.ravel(), b1.ravel(), W2.ravel(), ...], evaluated
@@ -215,8 +290,9 @@ class Objective:
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         start = time.perf_counter()
-        self.load(theta)
-        loss, correct, grad = self.loss_and_gradient()
+        with BlasThreads.for_evaluation():
+            self.load(theta)
+            loss, correct, grad = self.loss_and_gradient()
         self.evaluations += 1
         penalty, penalty_grad = self.penalty(theta)
         if penalty_grad is not None:
@@ -334,7 +410,8 @@ def _fit_lbfgs(
             history.accuracy.append(correct / objective.m)
             history.objective.append(f)
             if validation is not None:
-                v_loss, v_correct = net.evaluate(*validation)
+                with BlasThreads.for_evaluation():
+                    v_loss, v_correct = net.evaluate(*validation)
                 history.val_loss.append(ops.scalar(v_loss))
                 history.val_accuracy.append(ops.scalar(v_correct) / validation[1].shape[1])
             elapsed.append(time.perf_counter() - start)
@@ -343,15 +420,19 @@ def _fit_lbfgs(
             if verbose and (iteration % every == 0 or iteration == epochs):
                 extra = f", val_loss {history.val_loss[-1]:.6g}" if validation is not None else ""
                 print(f"  iteration {iteration}: objective {f:.10g}, loss {loss:.6g}{extra}")
-            if callback is not None and callback(iteration, net, history):
-                raise _Stop
+            if callback is not None:
+                with BlasThreads.for_evaluation():
+                    stop = callback(iteration, net, history)
+                if stop:
+                    raise _Stop
 
         theta0 = objective.flat_parameters()
         stopped = False
         try:
-            result = minimize(
-                objective, theta0, method="L-BFGS-B", jac=True, callback=on_iteration, options=options
-            )
+            with BlasThreads.for_solver():
+                result = minimize(
+                    objective, theta0, method="L-BFGS-B", jac=True, callback=on_iteration, options=options
+                )
             theta, message, status = result.x, str(result.message), int(result.status)
             f_final, g_final = float(result.fun), np.asarray(result.jac, dtype=np.float64)
         except _Stop:

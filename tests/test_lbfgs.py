@@ -361,3 +361,34 @@ def test_without_scipy_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)
     with pytest.raises(ImportError, match=r"nnx-nets\[lbfgs\]"):
         nnx.LBFGS()
+
+
+@needs_scipy
+def test_the_solver_step_runs_on_one_blas_thread_and_evaluations_on_the_usual_ones():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from nnx.lbfgs import BlasThreads
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = {}
+    X, Y = problem()
+    model = nnx.MLP([20, 4, 1], seed=0)
+    with BlasThreads.for_solver():
+        seen["step"] = blas_threads()
+        with BlasThreads.for_evaluation():
+            seen["evaluation"] = blas_threads()
+        seen["after evaluation"] = blas_threads()
+    fit_lbfgs(
+        model,
+        X,
+        Y,
+        nnx.LBFGS(),
+        epochs=3,
+        backend="numpy",
+        callback=lambda *_: seen.update(cb=blas_threads()),
+    )
+    assert seen["step"] == seen["after evaluation"] == [1] * len(before)
+    assert seen["evaluation"] == seen["cb"] == before
+    assert blas_threads() == before
