@@ -389,7 +389,8 @@ def _fit_lbfgs(
     log.info("fit_lbfgs: backend %s (%s), dtype %s, l2 %s", ops.name, selection.reason, dtype, l2)
     every = max(1, epochs // 20)
     start = time.perf_counter()
-    elapsed: list[float] = []
+    elapsed: list[float] = []  # seconds since the start, at the end of each iteration
+    passes: list[int] = []  # evaluations (passes over X) so far, at the end of each iteration
     with (
         ops.memory_errors_explained(),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
@@ -415,6 +416,7 @@ def _fit_lbfgs(
                 history.val_loss.append(ops.scalar(v_loss))
                 history.val_accuracy.append(ops.scalar(v_correct) / validation[1].shape[1])
             elapsed.append(time.perf_counter() - start)
+            passes.append(objective.evaluations)
             if iteration == 1:
                 history.first_epoch_seconds = elapsed[-1]
             if verbose and (iteration % every == 0 or iteration == epochs):
@@ -459,6 +461,7 @@ def _fit_lbfgs(
         "gradient_max": None if g_final is None else float(np.max(np.abs(g_final), initial=0.0)),
         "evaluation_seconds": objective.seconds,
         "elapsed": elapsed,
+        "passes": passes,
         "resumable": False,
     }
     if verbose:

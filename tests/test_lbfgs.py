@@ -250,7 +250,9 @@ def test_history_records_every_iteration_and_why_it_stopped():
     solver = history.solver
     assert solver["iterations"] == k and solver["evaluations"] >= k + 1 and solver["l2"] == 1.0
     assert solver["objective"] == pytest.approx(history.objective[-1]) and solver["resumable"] is False
-    assert len(solver["elapsed"]) == k
+    assert len(solver["elapsed"]) == len(solver["passes"]) == k
+    assert solver["passes"][0] >= 2 and np.all(np.diff(solver["passes"]) >= 1)  # x0, then >= 1 each
+    assert solver["passes"][-1] <= solver["evaluations"]
     assert model.evaluate(X, Y, dtype="float64")["loss"] == pytest.approx(history.loss[-1], rel=1e-12)
     assert model.evaluate(Xv, Yv, dtype="float64")["loss"] == pytest.approx(history.val_loss[-1], rel=1e-12)
     assert model.epochs_trained == k and model.history.loss == history.loss
