@@ -750,3 +750,29 @@ __global__ void dropout_apply(const T* src, T* dst, long long n, long long m, in
         }
     }
 }
+
+// Logistic regression's loss and gradient without the update (for L-BFGS), part 2 after
+// logreg_pass or logreg_staged: dw[j] = scale * sum_g dw_partial[g, j], summed in double
+// in a fixed order over g (the partials already hold dz / m * x); the first thread writes
+// out = (mean loss, correct count, db = sum of dz / m). Nothing is updated.
+template <typename T>
+__global__ void logreg_grad(const T* dw_partial, const double* stats_partial, int groups, long long n,
+                            long long m, double scale, double* dw, double* out) {
+    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < n;
+         j += (long long)blockDim.x * gridDim.x) {
+        double s = 0.0;
+        for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * n + j];
+        dw[j] = scale * s;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        double loss = 0.0, db = 0.0, correct = 0.0;
+        for (int g = 0; g < groups; ++g) {
+            loss += stats_partial[3 * g];
+            db += stats_partial[3 * g + 1];
+            correct += stats_partial[3 * g + 2];
+        }
+        out[0] = loss;  // the partials hold loss / m
+        out[1] = correct;
+        out[2] = db / (double)m;
+    }
+}

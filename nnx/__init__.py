@@ -14,10 +14,12 @@ from .callbacks import EarlyStopping
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
 from .layers import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .lbfgs import LBFGS
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load
 from .optim import SGD, Adam, AdamW, RMSprop
 
 __all__ = [
+    "LBFGS",
     "MLP",
     "SGD",
     "Adam",

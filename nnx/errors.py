@@ -44,3 +44,8 @@ class UnusableFileError(Exception):
 class WorkerLostError(RuntimeError):
     """Dask could not finish the training work (workers died too often, or the work was
     cancelled); the model's parameters were left as they were."""
+
+
+class MinimisationStopped(Exception):
+    """Internal: raised from an L-BFGS iteration callback to end the minimisation there
+    (``nnx.lbfgs`` catches it; it never reaches a caller)."""

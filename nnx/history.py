@@ -26,6 +26,12 @@ class History:
     rate (after the schedule). ``stop_reason`` says why training ended before its last
     epoch ("" when it ran them all), ``stopped_epoch`` at which epoch, and ``best_epoch``
     which epoch early stopping found best (epochs of this fit, counted from 1).
+
+    A quasi-Newton fit (``nnx.LBFGS``) records one entry per iteration instead, every
+    figure measured at the parameters the iteration ends with; ``objective`` is what it
+    minimises (the loss plus the L2 penalty), ``stop_reason`` why it stopped ("gradient
+    tolerance", "max iterations", "no progress", ...) and ``solver`` the details (method,
+    message, iterations, passes over X, final objective and gradient).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -43,6 +49,7 @@ class History:
     first_epoch_seconds: float = 0.0
     epoch_lr: list[float] = field(default_factory=list)
     l2_penalty: list[float] = field(default_factory=list)
+    objective: list[float] = field(default_factory=list)
     optimizer: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     l2: float = 0.0
@@ -52,6 +59,7 @@ class History:
     stop_reason: str = ""
     stopped_epoch: int | None = None
     best_epoch: int | None = None
+    solver: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -84,6 +92,8 @@ class History:
             cols.append("l2_penalty")
         if self.schedule is not None and self.epoch_lr:
             cols.append("epoch_lr")
+        if self.objective and len(self.objective) == len(self.epoch):
+            cols.append("objective")
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)

@@ -323,9 +323,40 @@ class Sequential:
         history_every: int,
         callback: EpochCallback | None,
     ) -> History:
-        # Methods that need the whole objective rather than steps (optimizer.stepwise False,
-        # e.g. L-BFGS) are dispatched here, before the epoch loop below.
+        # Methods that need the whole objective rather than steps (L-BFGS) are dispatched
+        # here, before the epoch loop below; epochs then counts iterations.
         epochs = check_positive(epochs, "epochs", int)
+        from .lbfgs import LBFGS, fit_lbfgs
+
+        if isinstance(optimizer, LBFGS):
+            ignored = {
+                "lr": lr is not None,
+                "batch_size": batch_size is not None,
+                "schedule": schedule is not None,
+                "early_stopping": early_stopping is not None,
+                "class_weight": class_weight is not None,
+                "sample_weight": sample_weight is not None,
+                "warm_start": bool(warm_start),
+            }
+            given = [name for name, set_ in ignored.items() if set_]
+            if given:
+                raise ValueError(
+                    f"optimizer=nnx.LBFGS() minimises the full-batch objective (loss + l2 penalty); "
+                    f"{', '.join(given)} do not apply to it: leave them out"
+                )
+            return fit_lbfgs(
+                self,
+                X,
+                Y,
+                optimizer,
+                epochs=epochs,
+                l2=l2,
+                backend=backend,
+                dtype=dtype,
+                validation_data=validation_data,
+                verbose=verbose,
+                callback=callback,
+            )
         optimizer = check_optimizer(optimizer)
         if optimizer is not None and lr is not None:
             raise ValueError(

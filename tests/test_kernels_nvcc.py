@@ -43,6 +43,7 @@ SIGNATURES = {
     "double, double, double, int)",
     "dropout_apply": "(const {T}*, {T}*, long long, long long, int, unsigned, unsigned, unsigned, unsigned, "
     "unsigned, unsigned, double)",
+    "logreg_grad": "(const {T}*, const double*, int, long long, long long, double, double*, double*)",
 }
 
 

@@ -964,3 +964,126 @@ def test_softmax_model_trains_on_the_emulated_backend_as_on_numpy(emulated_backe
             np.testing.assert_allclose(W, Wr, **tolerance("float64"))
             np.testing.assert_allclose(b, br, **tolerance("float64"))
         np.testing.assert_allclose(P_emu, P_ref, **tolerance("float64"))
+
+
+# ------------------------------------------------------------------------------------------
+# Loss and gradient without the update (L-BFGS, issue #25): the single pass, then logreg_grad
+
+
+def emulated_logreg_grad(module, w, b, X, Y, loss, sm_count, kind="auto"):
+    """(dw (1, n) float64, out (3,) = loss, correct, db) through the backend's two launches."""
+    plan = pass_plan(X, w.dtype, sm_count, kind)
+    assert plan is not None, "no single-pass kernel takes this X"
+    dw_partial = np.full((plan.groups, X.shape[0]), np.nan, w.dtype)
+    stats = np.full((plan.groups, 3), np.nan)
+    dw, out = np.full((1, X.shape[0]), np.nan), np.full(3, np.nan)
+    for launch in plans.logreg_grad_launches(plan, w, b, X, Y, dw_partial, stats, dw, out, loss, sm_count):
+        run(module, launch)
+    return dw, out
+
+
+GRAD_IDS = {
+    "registers-37x5-float64-float64",
+    "staged-1500x37-float32-float32",
+    "staged-1500x37-float64-float64",
+    "registers-1500x37-uint8-float32",  # 4-pixel words, 2 examples per step
+    "registers-1500x37-uint8-float64",
+    "staged-12288x11-uint8-float32",  # the tutorials' pictures
+    "registers-1501x6-uint8-float32",  # one pixel per load
+}
+GRAD_CASES = [case for case in logreg_params() if case.id in GRAD_IDS]
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+@pytest.mark.parametrize(("kind", "n", "m", "x_kind", "sm_count", "dtype"), GRAD_CASES)
+def test_logreg_loss_and_gradient_match_numpy_and_leave_the_parameters(
+    module, kind, n, m, x_kind, sm_count, dtype, loss
+):
+    rng = np.random.default_rng(n + m)
+    if x_kind == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, size=(n, m), dtype=np.uint8))
+        X_ref = X.astype(dtype) * np.array(1 / 255, dtype)
+    else:
+        X = np.asfortranarray(rng.random((n, m)).astype(dtype))
+        X_ref = X
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    w = (rng.normal(size=(1, n)) * 0.05).astype(dtype)
+    b = np.full((1, 1), 0.1, dtype)
+    w0, b0 = w.copy(), b.copy()
+    dw, out = emulated_logreg_grad(module, w, b, X, Y, loss, sm_count, kind)
+    assert np.array_equal(w, w0) and np.array_equal(b, b0)
+    value, correct, dw_ref, db_ref = REF.logreg_loss_grad(w, b, X_ref, Y, loss)
+    np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+    assert out[1] == correct
+    scale = np.abs(dw_ref).max()
+    np.testing.assert_allclose(
+        dw, dw_ref, rtol=tolerance(dtype)["rtol"], atol=tolerance(dtype)["rtol"] * scale
+    )
+    np.testing.assert_allclose(out[2], db_ref[0, 0], **tolerance(dtype))
+    # the gradient is the step the fused epoch takes (same kernel, same reduction order)
+    emulated_logreg_epoch(module, w, b, X, Y, 1.0, loss, sm_count, kind)
+    np.testing.assert_allclose(w0 - w, dw.astype(dtype), rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
+def test_logreg_gradient_is_bitwise_repeatable_in_any_warp_order(module, module_reversed, kind):
+    rng = np.random.default_rng(25)
+    X = np.asfortranarray(rng.integers(0, 256, size=(1504, 13), dtype=np.uint8))
+    Y = (rng.random((1, 13)) > 0.5).astype(np.float32)
+    w, b = (rng.normal(size=(1, 1504)) * 0.01).astype(np.float32), np.zeros((1, 1), np.float32)
+    results = []
+    for emulated in (module, module, module_reversed):
+        dw, out = emulated_logreg_grad(emulated, w, b, X, Y, "bce", 2, kind)
+        results.append((dw.tobytes(), out.tobytes()))
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("kind", plans.PASS_KINDS)
+@pytest.mark.parametrize(("x_dtype", "dtype"), [("uint8", "float32"), ("float64", "float64")])
+def test_the_backend_returns_the_logreg_gradient_as_float64(emulated_backend, kind, x_dtype, dtype):
+    ops, _ = emulated_backend()
+    rng = np.random.default_rng(3)
+    n, m = 1504, 21
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    Xd = ops.prepare_fused_input(X, dtype)
+    w, b = (rng.normal(size=(1, n)) * 0.05).astype(dtype), np.full((1, 1), -0.2, dtype)
+    with ops._forcing_pass(kind):
+        loss, correct, dw, db = ops.logreg_loss_grad(w, b, Xd, ops.prepare_labels(Y, dtype), "bce")
+    X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_dtype == "uint8" else X
+    ref = REF.logreg_loss_grad(w, b, X_ref, Y, "bce")
+    assert dw.dtype == db.dtype == np.float64 and dw.shape == (1, n) and db.shape == (1, 1)
+    np.testing.assert_allclose(float(loss), ref[0], **tolerance(dtype))
+    assert float(correct) == ref[1]
+    np.testing.assert_allclose(dw, ref[2], rtol=tolerance(dtype)["rtol"], atol=1e-6 * np.abs(ref[2]).max())
+    np.testing.assert_allclose(db, ref[3], **tolerance(dtype))
+
+
+@pytest.mark.parametrize("model_kind", ["logreg", "softmax"])
+def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kind):
+    """fit_lbfgs end to end on CupyBackend (the CUDA kernels for logistic regression, the
+    generic xp path for softmax) reaches the NumPy backend's parameters."""
+    pytest.importorskip("scipy")
+    from nnx.lbfgs import fit_lbfgs
+
+    ops, _ = emulated_backend()
+    rng = np.random.default_rng(8)
+    n, m = 64, 48
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    if model_kind == "logreg":
+        Y, make = (rng.random((1, m)) > 0.5).astype(np.int64), lambda: nnx.LogisticRegression(n)
+    else:
+        Y, make = rng.integers(0, 3, (1, m)), lambda: nnx.SoftmaxRegression(n, 3)
+    fitted = []
+    for backend in (ops, "numpy"):
+        model = make()
+        history = fit_lbfgs(
+            model, X, Y, nnx.LBFGS(tol=1e-9), epochs=6, l2=1.0, backend=backend, dtype="float64"
+        )
+        fitted.append((model.parameters()[0], history))
+    (W, b), history = fitted[0]
+    (W_ref, b_ref), history_ref = fitted[1]
+    assert history.backend == "cupy" and history.epochs == history_ref.epochs == 6
+    np.testing.assert_allclose(history.objective, history_ref.objective, rtol=1e-9)
+    np.testing.assert_allclose(W, W_ref, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-6, atol=1e-9)

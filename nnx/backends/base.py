@@ -533,3 +533,52 @@ class Backend:
         the kernel forced and returns the epoch, and the closure runs it with the kernel
         forced again. {} where the backend has no choice of kernel (here)."""
         return {}
+
+    # ------------------------------------ loss and gradient without the update (L-BFGS)
+    def _fused_floats(self, X: Any, dtype: Any) -> Any:
+        """A fused-input X as floats in ``dtype`` (raw pixels scaled by 1/255 here)."""
+        if X.dtype == np.uint8:
+            X = X.astype(dtype)
+            X *= X.dtype.type(1.0 / 255.0)
+        elif X.dtype != dtype:
+            X = X.astype(dtype)
+        return X
+
+    def logreg_loss_grad(self, w: Any, b: Any, X: Any, Y: Any, loss: str) -> tuple[Any, Any, Any, Any]:
+        """Logistic regression's loss and gradient at (w, b), with no update.
+
+        The single pass of ``logreg_epoch_`` without its step: X is what
+        ``prepare_fused_input`` returned, w (1, n_x) and b (1, 1) the parameters, loss "bce"
+        or "mse". Returns (loss, correct, dw, db): the mean loss (float64) and the number
+        correct as device scalars, and the gradient of the mean loss as float64 device
+        arrays dw (1, n_x) and db (1, 1). Deterministic. This generic version reads X
+        twice; backends with ``fused_logreg`` read it once.
+        """
+        X = self._fused_floats(X, w.dtype)
+        Z = self.matmul(w, X)
+        Z += b
+        if loss == "bce":
+            value, correct, dZ = self.bce_from_logits(Z, Y)
+        else:
+            A = self.sigmoid_(Z)
+            value, correct, dZ = self.mse(A, Y)
+            self.activation_backward_(dZ, A, "sigmoid")
+        dw = self.matmul(dZ, X.T)
+        db = self.sum_columns(dZ)
+        return value, correct, dw.astype(np.float64), db.astype(np.float64)
+
+    def softmax_loss_grad(self, W: Any, b: Any, X: Any, Y: Any) -> tuple[Any, Any, Any, Any]:
+        """Softmax regression's cross-entropy and gradient at (W, b), with no update.
+
+        The pass of ``softmax_epoch_`` without its step: X from ``prepare_fused_input``, Y
+        (1, m) class indices. Returns (loss, correct, dW (K, n_x), db (K, 1)), the gradient
+        of the mean loss as float64 device arrays. Deterministic. This generic version
+        reads X twice (Z = W X, then dW = dZ X^T).
+        """
+        X = self._fused_floats(X, W.dtype)
+        Z = self.matmul(W, X)
+        Z += b
+        value, correct, dZ = self.softmax_cross_entropy(Z, Y)
+        dW = self.matmul(dZ, X.T)
+        db = self.sum_columns(dZ)
+        return value, correct, dW.astype(np.float64), db.astype(np.float64)

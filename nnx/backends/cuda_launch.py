@@ -151,6 +151,7 @@ def name_expressions() -> list[str]:
     for t, xt in STAGED_TYPES:
         ex = staged_examples_per_step(xt)
         names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in STAGED_WORDS]
+    names += [f"logreg_grad<{t}>" for t in ("float", "double")]  # loss and gradient, no update
     return names + optim_name_expressions()
 
 
@@ -509,3 +510,26 @@ def dropout_launch(
             np.float64(scale),
         ),
     )
+
+
+def logreg_grad_launches(
+    plan: PassPlan, w, b, X, Y, dw_partial, stats, dw, out, loss: str, sm_count: int
+) -> tuple[Launch, Launch]:
+    """Logistic regression's loss and gradient at (w, b) without the update (L-BFGS): the
+    single pass of ``logreg_launches`` (the same launch), then ``logreg_grad``'s
+    fixed-order reduction in place of the update.
+
+    dw (1, n) float64 receives the gradient of the mean loss with respect to w (the 1/255
+    of pixels included); out (3,) float64 receives (mean loss, correct count, gradient
+    with respect to b). w and b are only read.
+    """
+    n, m = X.shape
+    single_pass, _ = logreg_launches(plan, w, b, X, Y, dw_partial, stats, out, 0.0, loss, sm_count)
+    scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+    finish = Launch(
+        f"logreg_grad<{CTYPE[w.dtype.name]}>",
+        (elementwise_grid(n, sm_count),),
+        (BLOCK,),
+        (dw_partial, stats, np.int32(plan.groups), np.int64(n), np.int64(m), np.float64(scale), dw, out),
+    )
+    return single_pass, finish

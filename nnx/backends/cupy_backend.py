@@ -504,3 +504,32 @@ class CupyBackend(Backend):
 
     def dropout_backward_(self, dA, rate, key):
         return self.dropout_(dA, dA, rate, key)
+
+    # ------------------------------------ loss and gradient without the update (L-BFGS)
+    def logreg_loss_grad(self, w, b, X, Y, loss):
+        """The single pass of ``logreg_epoch_`` (the same kernel and plan) followed by a
+        fixed-order reduction into a float64 gradient instead of the update."""
+        cp = self.cp
+        n, m = X.shape
+        dtype = w.dtype
+        if (
+            not X.flags.f_contiguous
+            or dtype.name not in ("float32", "float64")
+            or X.dtype.name not in ("float32", "float64", "uint8")
+            or (X.dtype != np.uint8 and X.dtype != dtype)
+            or (pass_plan := self._pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
+        ):
+            return super().logreg_loss_grad(w, b, X, Y, loss)  # generic cuBLAS path
+        self._check("w", w, dtype, (1, n))
+        self._check("b", b, dtype, (1, 1))
+        self._check("Y", Y, dtype, (1, m))
+        dw_partial = self._empty((pass_plan.groups, n), dtype)
+        stats = self._empty((pass_plan.groups, 3), cp.float64)
+        dw = self._empty((1, n), cp.float64)
+        out = cp.empty(3, dtype=cp.float64)
+        launches = plans.logreg_grad_launches(
+            pass_plan, w, b, X, Y, dw_partial, stats, dw, out, loss, self.sm_count
+        )
+        for launch in launches:
+            self._launch(launch)
+        return out[0], out[1], dw, out[2:3].reshape(1, 1)

@@ -395,3 +395,67 @@ class NumbaBackend(Backend):
         nblocks = self._num_threads()
         partial = np.zeros(nblocks, dtype=np.int64)
         return (lambda: self._streaming_sum(words, nblocks, partial)), int(X.nbytes)
+
+    # ------------------------------------ loss and gradient without the update (L-BFGS)
+    def logreg_loss_grad(self, w, b, X, Y, loss):
+        """The fused pass of ``logreg_epoch_`` without its step: X read once, the gradient
+        reduced in float64 in a fixed order (bitwise repeatable for a thread count)."""
+        if not X.flags.f_contiguous:
+            return super().logreg_loss_grad(w, b, X, Y, loss)
+        n, m = X.shape
+        nblocks = max(1, min(self._num_threads(), m))
+        scale = 1.0 / 255.0 if X.dtype == np.uint8 else 1.0
+        dw_part = np.empty((nblocks, n), dtype=np.float64)
+        stats = np.empty((nblocks, 3), dtype=np.float64)
+        tile_acc = np.empty(dw_part.shape, dtype=w.dtype)
+        dw = np.empty((1, n), dtype=np.float64)
+        with self._parallel("logreg_loss_grad") as kernel:
+            value, correct, db = kernel(
+                X.T,
+                w.reshape(-1),
+                b.reshape(-1),
+                Y.reshape(-1),
+                scale,
+                0 if loss == "bce" else 1,
+                dw_part,
+                tile_acc,
+                stats,
+                dw.reshape(-1),
+            )
+        return np.float64(value), int(correct), dw, np.full((1, 1), db, dtype=np.float64)
+
+    def softmax_loss_grad(self, W, b, X, Y):
+        """The chunked pass of ``softmax_epoch_`` without its step: each cache-sized chunk
+        of X is read from memory once, the gradient summed in float64 in chunk order."""
+        K = W.shape[0]
+        if not X.flags.f_contiguous or K > MAX_FUSED_CLASSES:
+            return super().softmax_loss_grad(W, b, X, Y)
+        n, m = X.shape
+        dtype = W.dtype
+        chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
+        dW = np.zeros((K, n), dtype=np.float64)
+        db = np.zeros((K, 1), dtype=np.float64)
+        Zc = np.empty((K, chunk), dtype=dtype, order="F")
+        dZc = np.empty((K, chunk), dtype=dtype, order="F")
+        part = np.empty((K, n), dtype=dtype)
+        scaled = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
+        labels = Y.reshape(-1)
+        loss, correct = 0.0, 0
+        for lo in range(0, m, chunk):
+            hi = min(m, lo + chunk)
+            Xc = X[:, lo:hi]
+            if scaled is not None:
+                Xc = scaled[:, : hi - lo]
+                Xc[...] = X[:, lo:hi]
+                if X.dtype == np.uint8:
+                    Xc *= dtype.type(1.0 / 255.0)
+            Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
+            Z += b
+            dZ = dZc[:, : hi - lo]
+            c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
+            loss += c_loss
+            correct += c_correct
+            np.matmul(dZ, Xc.T, out=part)
+            dW += part
+            db += dZ.sum(axis=1, keepdims=True)
+        return np.float64(loss), int(correct), dW, db

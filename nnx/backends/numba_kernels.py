@@ -574,3 +574,42 @@ logreg_epoch = njit(parallel=True, cache=True)(_logreg_epoch)
 logreg_epoch_serial = njit(cache=False)(_logreg_epoch)
 streaming_sum = njit(parallel=True, cache=True)(_streaming_sum)
 streaming_sum_serial = njit(cache=False)(_streaming_sum)
+
+
+def _logreg_loss_grad(Xt, w, b, y, scale, loss_code, dw_part, tile_acc, stats, dw):
+    """Logistic regression's loss and gradient in one pass over X, without the update.
+
+    The pass of ``_logreg_epoch`` (same blocks, same per-block sums, same fixed-order
+    reduction), minus the step: dw (n,) float64 <- the gradient of the mean loss with
+    respect to w (the 1/255 of pixels included). Returns (mean loss, number correct,
+    gradient with respect to b).
+    """
+    m, n = Xt.shape
+    nblocks = dw_part.shape[0]
+    for blk in prange(nblocks):
+        lo = blk * m // nblocks
+        hi = (blk + 1) * m // nblocks
+        loss, dbsum, correct = _logreg_block(
+            Xt[lo:hi], y[lo:hi], w, b, scale, loss_code, dw_part[blk], tile_acc[blk]
+        )
+        stats[blk, 0] = loss
+        stats[blk, 1] = dbsum
+        stats[blk, 2] = correct
+    factor = scale / m
+    for j in prange(n):
+        acc_j = 0.0
+        for k in range(nblocks):
+            acc_j += dw_part[k, j]
+        dw[j] = factor * acc_j
+    total_loss = 0.0
+    total_db = 0.0
+    total_correct = 0.0
+    for k in range(nblocks):
+        total_loss += stats[k, 0]
+        total_db += stats[k, 1]
+        total_correct += stats[k, 2]
+    return total_loss / m, total_correct, total_db / m
+
+
+logreg_loss_grad = njit(parallel=True, cache=True)(_logreg_loss_grad)
+logreg_loss_grad_serial = njit(cache=False)(_logreg_loss_grad)
