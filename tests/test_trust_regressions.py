@@ -1,0 +1,84 @@
+"""Regressions found by an adversarial review of the Trust claims (one test per finding).
+
+Real files, real subprocesses and real signals, as in test_trust_outputs.py.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.files import _recognise, check_target
+
+CLI = [sys.executable, "-m", "nnx"]
+
+
+def run(*args, env=None, timeout=600):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_line_error(r, code=2):
+    """The run failed with ``code`` and exactly one line on stderr, without a traceback."""
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def small_train(*extra):
+    return ["train", "--epochs", 3, "--quiet", "--backend", "numpy", "--size", 8, *extra]
+
+
+@pytest.fixture
+def npz_data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 40))
+    Y = (X[0] + X[1] > 0).astype(np.float64).reshape(1, -1)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, Y=Y)
+    return path
+
+
+@pytest.fixture
+def imgs(tmp_path):
+    Image = pytest.importorskip("PIL.Image", reason="image loading needs Pillow")
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for k, cls in enumerate(("cat", "dog")):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 128, (8, 8, 3), dtype=np.uint8) + 100 * k
+            Image.fromarray(pixels.astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+# ------------------------------------------------- F2: nnx's own big files are nnx's
+def test_model_with_over_a_mib_of_metadata_is_recognised_and_overwritten(tmp_path):
+    path = tmp_path / "model.npz"
+    model = nnx.LogisticRegression(4)
+    model.metadata = {"note": "x" * 600_000}  # > 2 MiB of UTF-32 JSON
+    model.save(path)
+    assert path.stat().st_size > 2 << 20
+    assert _recognise(path, "model")
+    model.save(path)  # over its own file: no refusal
+    check_target(path, "model")
+
+
+def test_image_cache_with_big_metadata_is_recognised(tmp_path):
+    from nnx.data import _write_cache
+
+    path = tmp_path / "cache.npz"
+    files = [f"cat/{i:06d}-a-long-file-name-for-the-cache.png" for i in range(12_000)]
+    X = np.zeros((3, len(files)), np.uint8)
+    Y = np.zeros((1, len(files)), np.int64)
+    _write_cache(path, "k" * 64, X, Y, files, [])
+    assert path.is_file() and _recognise(path, "cache")
+    # a cache of nnx before the marker (its JSON began with "key")
+    np.savez(path, X=X, Y=Y, meta=np.array(json.dumps({"key": "k", "files": files, "skipped": []})))
+    assert _recognise(path, "cache")
+    # a foreign npz with the marker text buried later is not nnx's
+    np.savez(path, meta=np.array(json.dumps({"other": 1, "format": "nnx-image-cache"})))
+    assert not _recognise(path, "cache")
