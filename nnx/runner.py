@@ -29,6 +29,7 @@ from .io import write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
+from .training import diverged
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.
@@ -432,6 +433,9 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
         _finish_history(combined, hist, done)
+        params = net.host_params()
+        if not all(np.isfinite(p).all() for pair in params for p in pair):  # never checkpoint a blow-up
+            raise diverged(f"the parameters became NaN or inf by epoch {epoch_done}", cfg.lr)
         training = net.host_training_state()
         state = {
             "config": cfg.identity(),
@@ -445,7 +449,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         write_model_file(
             ckpt_path,
             model.config(),
-            net.host_params(),
+            params,
             model.last_backend,
             model.metadata,
             state,

@@ -82,3 +82,24 @@ def test_image_cache_with_big_metadata_is_recognised(tmp_path):
     # a foreign npz with the marker text buried later is not nnx's
     np.savez(path, meta=np.array(json.dumps({"other": 1, "format": "nnx-image-cache"})))
     assert not _recognise(path, "cache")
+
+
+# ------------------------------------------- F6: a blow-up in the last update is caught
+@pytest.mark.parametrize("backend", [b for b in ("numpy", "numba") if nnx.backends.available()[b].available])
+def test_divergence_in_the_final_update_is_caught_and_the_model_kept(backend):
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((4, 50)) * 10).astype(np.float32)
+    Y = (X[:1] > 0).astype(np.float32)
+    model = nnx.LogisticRegression(4)
+    before = model.parameters()
+    with pytest.raises(nnx.TrainingDivergedError, match="epoch 1"):
+        model.fit(X, Y, epochs=1, lr=1e38, backend=backend)
+    for (W0, b0), (W1, b1) in zip(before, model.parameters()):
+        assert np.array_equal(W0, W1) and np.array_equal(b0, b1)
+
+
+def test_cli_divergence_in_the_only_epoch_is_one_line_and_writes_no_model(tmp_path, imgs):
+    out = tmp_path / "dv"
+    line = one_line_error(run(*small_train("--data", imgs, "--epochs", 1, "--lr", 1e300, "--out", out)))
+    assert "diverged" in line
+    assert not (out / "model.npz").exists() and not (out / "checkpoint.npz").exists()
