@@ -203,6 +203,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"--m {max(args.m)} needs about {biggest / 2**30:.1f} GiB, but only {available / 2**30:.1f} GiB "
             "is available here; use a smaller --m"
         )
+    if args.json and args.plot:
+        from .runner import same_path
+
+        if same_path(args.json, args.plot):
+            return _fail(f"--json and --plot name the same file {args.json}; give each its own path")
     for option, path, kind in (("--json", args.json, "bench"), ("--plot", args.plot, "plot")):
         if path:  # before minutes of timing, not after
             check_target(path, kind, label=option)

@@ -244,6 +244,20 @@ def check_output_paths(cfg: TrainConfig) -> None:
     """The --out folder (made if absent) and every file the run will write there, and the
     --cache file: each absent or nnx's own file of that kind, in a writable folder."""
     out = Path(cfg.out)
+    if cfg.data is not None and Path(cfg.data).is_dir():  # outputs would become training data
+        data_dir = Path(cfg.data).resolve()
+        for option, path in (("--out", out), ("--cache", cfg.cache)):
+            if path is not None and _inside(Path(path).resolve(), data_dir):
+                raise UsageError(
+                    f"{option} {printable(str(path))} lies inside the --data folder {printable(cfg.data)}, "
+                    "where nnx would read its own outputs as training data; choose a path outside it"
+                )
+    for name in OUTPUTS if cfg.cache is not None else ():
+        if same_path(cfg.cache, out / name):
+            raise UsageError(
+                f"--cache {printable(cfg.cache)} is the run's own {name} in --out; "
+                "give the cache a path of its own"
+            )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; give a folder for the run's outputs")
     try:
@@ -260,6 +274,21 @@ def check_output_paths(cfg: TrainConfig) -> None:
             if os.path.samefile(cache, cfg.data):
                 raise UsageError(f"--cache {cache} is the training data itself; give a separate .npz path")
         check_target(cache, "cache", label="--cache")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same file: equal once resolved, or (both existing)
+    the same inode, as a hard link is."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @dataclass

@@ -103,3 +103,27 @@ def test_cli_divergence_in_the_only_epoch_is_one_line_and_writes_no_model(tmp_pa
     line = one_line_error(run(*small_train("--data", imgs, "--epochs", 1, "--lr", 1e300, "--out", out)))
     assert "diverged" in line
     assert not (out / "model.npz").exists() and not (out / "checkpoint.npz").exists()
+
+
+# ------------------------------ F3: outputs inside the data folder would become data
+@pytest.mark.parametrize("option", ["--out", "--cache"])
+def test_output_inside_the_data_folder_is_refused_before_work(tmp_path, imgs, option):
+    target = imgs / ("run1" if option == "--out" else "cache.npz")
+    extra = [option, target] if option == "--out" else [option, target, "--out", tmp_path / "o"]
+    line = one_line_error(run(*small_train("--data", imgs, *extra)))
+    assert option in line and "inside the --data folder" in line
+    assert sorted(p.name for p in imgs.iterdir()) == ["cat", "dog"]
+
+
+# ----------------------------------- F1: two outputs on one path, refused before work
+@pytest.mark.parametrize("name", ["model.npz", "checkpoint.npz", "history.json"])
+def test_cache_that_is_one_of_the_runs_outputs_is_refused_before_work(tmp_path, imgs, name):
+    out = tmp_path / "c1"
+    line = one_line_error(run(*small_train("--data", imgs, "--out", out, "--cache", f"{out}/../c1/{name}")))
+    assert "--cache" in line and name in line and not out.exists()
+
+
+def test_bench_json_and_plot_on_one_file_are_refused_before_timing(tmp_path):
+    target = tmp_path / "s.out"
+    line = one_line_error(run("bench", "--json", target, "--plot", f"{tmp_path}/./s.out", "--m", 8))
+    assert "--json and --plot" in line and not target.exists()
