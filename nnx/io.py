@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFormatError
-from .files import MODEL_FORMAT, atomic_write
+from .errors import ModelFormatError, UsageError
+from .files import MODEL_FORMAT, atomic_write, printable
 from .layers import LOSSES, check_layer_config
 
 FORMAT = MODEL_FORMAT
@@ -64,6 +64,13 @@ def write_model_file(
         "extra": extra,
     }
     names = list(state_arrays or {})
+    count = sum(W.size + b.size for W, b in params) * (1 + len(names))
+    if count > MAX_PARAMETERS:  # a file load would refuse: never write it
+        raise UsageError(
+            f"cannot save {printable(path)}: the model has {count:,} parameters"
+            f"{' with its training-state arrays' if names else ''}, over the {MAX_PARAMETERS:,} nnx can load "
+            "(nnx.io.MAX_PARAMETERS)"
+        )
     if names:
         meta["state_arrays"] = names
     arrays = {"__meta__": np.array(json.dumps(meta))}

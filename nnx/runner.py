@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from . import backends
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
 from .errors import ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
-from .io import write_model_file
+from .io import MAX_PARAMETERS, write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
@@ -237,6 +238,12 @@ def check_config(cfg: TrainConfig) -> None:
             raise UsageError("--early-stopping watches the validation split: use --val-split > 0")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UsageError(f"--data: no such file or folder: {cfg.data}")
+    try:  # an unavailable backend (no GPU for cupy) is refused before the data are loaded
+        backends.select(cfg.backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if cfg.data is None or Path(cfg.data).is_dir() or Path(cfg.data).suffix.lower() == ".zip":
+        check_model_size(cfg, 3 * cfg.size * cfg.size)  # images: the input size is known now
     check_output_paths(cfg)
 
 
@@ -399,8 +406,30 @@ def data_fingerprint(data: Dataset) -> str:
     return h.hexdigest()
 
 
+def check_model_size(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> None:
+    """Refuse a model whose files nnx could not load back: its parameters, times one plus
+    the training-state arrays a checkpoint keeps per parameter, above nnx.io.MAX_PARAMETERS."""
+    n_out = 1 if n_classes == 2 else n_classes
+    if cfg.model == "logreg":
+        count = (n_x + 1) * n_out
+    else:
+        count = (n_x + 1) * cfg.hidden + (cfg.hidden + 1) * n_out
+    optimizer = build_optimizer(cfg)
+    copies = 1 + (len(optimizer.slots) if optimizer is not None else 0) + (cfg.early_stopping is not None)
+    if count * copies > MAX_PARAMETERS:
+        detail = (
+            f" (x{copies} with the optimizer and early-stopping state in checkpoints)" if copies > 1 else ""
+        )
+        fix = "a smaller --size or --hidden" if cfg.model == "mlp" else "a smaller --size"
+        raise UsageError(
+            f"the {cfg.model} model would have {count:,} parameters{detail}, over the {MAX_PARAMETERS:,} "
+            f"nnx can save and load (nnx.io.MAX_PARAMETERS); use {fix}"
+        )
+
+
 def build_model(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> Sequential:
     """Two classes: one sigmoid output; K > 2: a softmax output of K units."""
+    check_model_size(cfg, n_x, n_classes)
     if cfg.model == "logreg":
         if n_classes > 2:
             return SoftmaxRegression(n_x, n_classes, seed=cfg.seed)

@@ -4,6 +4,7 @@ Real files, real subprocesses and real signals, as in test_trust_outputs.py.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -127,3 +128,36 @@ def test_bench_json_and_plot_on_one_file_are_refused_before_timing(tmp_path):
     target = tmp_path / "s.out"
     line = one_line_error(run("bench", "--json", target, "--plot", f"{tmp_path}/./s.out", "--m", 8))
     assert "--json and --plot" in line and not target.exists()
+
+
+# -------------------------------------- F8: never write a model nnx refuses to load
+def test_model_over_the_load_limit_is_refused_before_work(tmp_path, imgs):
+    out = tmp_path / "rbig"
+    args = ["--data", imgs, "--size", 64, "--model", "mlp", "--hidden", 5500, "--out", out]
+    line = one_line_error(run(*small_train(*args)))
+    assert "MAX_PARAMETERS" in line and not out.exists()
+    # with Adam a checkpoint keeps two more arrays per parameter
+    args = ["--data", imgs, "--size", 64, "--model", "mlp", "--hidden", 2000, "--optimizer", "adam"]
+    assert "MAX_PARAMETERS" in one_line_error(run(*small_train(*args, "--out", out)))
+
+
+def test_save_refuses_a_model_over_the_load_limit(tmp_path):
+    from nnx.io import MAX_PARAMETERS
+
+    model = nnx.MLP([12288, 5500, 1])
+    with pytest.raises(ValueError, match=f"{MAX_PARAMETERS:,}"):
+        model.save(tmp_path / "big.npz")
+    assert not (tmp_path / "big.npz").exists()
+
+
+# ----------------------------- F20: an unavailable backend is refused before loading data
+@pytest.mark.skipif(nnx.backends.available()["cupy"].available, reason="cupy is available here")
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unavailable_backend_is_refused_before_the_data_are_read(tmp_path, how, monkeypatch):
+    data = tmp_path / "missing-later.npz"
+    np.savez(data, X=np.zeros((2, 8)), Y=np.zeros((1, 8)))
+    os.chmod(data, 0)  # reading it would fail with a different message
+    env = {**os.environ, "NNX_BACKEND": "cupy"} if how == "env" else None
+    args = ["train", "--data", data, "--out", tmp_path / "o", "--quiet"]
+    line = one_line_error(run(*args, *(["--backend", "cupy"] if how == "flag" else []), env=env))
+    assert "cupy" in line and "not available" in line and not (tmp_path / "o").exists()
