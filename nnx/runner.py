@@ -23,7 +23,7 @@ from . import backends
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
-from .errors import ModelFormatError, UsageError
+from .errors import DataError, ModelFormatError, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
 from .io import MAX_PARAMETERS, write_model_file
@@ -31,6 +31,7 @@ from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load,
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
 from .training import diverged
+from .validation import check_fits_dtype
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.
@@ -373,6 +374,21 @@ def _split(X, Y, cfg):
 def check_splits(data: Dataset, cfg: TrainConfig) -> None:
     """Every class must be present in the training split and, for two classes, in the
     validation split too; otherwise the run would train or score on one class only."""
+    labels = [np.unique(np.asarray(Y)) for Y in (data.Y, data.Yv) if Y is not None]
+    present_all = set(np.unique(np.concatenate(labels)).tolist())
+    source = f"--data {printable(cfg.data)}" if cfg.data is not None else "the data"
+    if len(present_all) < 2:
+        only = ", ".join(printable(data.classes[int(k)]) for k in sorted(present_all))
+        raise UsageError(
+            f"{source} holds examples of one class only ({only}); a classifier needs examples of at "
+            "least two classes"
+        )
+    for label, name in enumerate(data.classes):
+        if label not in present_all:
+            raise UsageError(
+                f"{source} has no example of class {name!r} (labels are numbered 0..K-1 by their "
+                f"values, here 0..{len(data.classes) - 1}); renumber the labels 0..K-1"
+            )
     parts = [("training", data.Y)]
     if data.Yv is not None and len(data.classes) == 2:
         parts.append(("validation", data.Yv))
@@ -461,6 +477,16 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             + (" ..." if len(data.skipped) > 5 else "")
         )
     check_splits(data, cfg)
+    for X, label in ((data.X, "X"), (data.Xv, "X_val")):
+        if X is not None:
+            try:
+                check_fits_dtype(X, cfg.dtype, label)
+            except ValueError as exc:
+                raise DataError(
+                    f"--data {printable(cfg.data)}: {exc}".replace(
+                        "train with dtype='float64'", "train with --dtype float64"
+                    )
+                ) from None
     model = build_model(cfg, data.X.shape[0], len(data.classes))
     model.metadata = {"classes": data.classes, "image_size": data.image_size, "data": data.description}
     rng = np.random.default_rng(cfg.seed)

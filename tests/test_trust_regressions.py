@@ -161,3 +161,60 @@ def test_unavailable_backend_is_refused_before_the_data_are_read(tmp_path, how, 
     args = ["train", "--data", data, "--out", tmp_path / "o", "--quiet"]
     line = one_line_error(run(*args, *(["--backend", "cupy"] if how == "flag" else []), env=env))
     assert "cupy" in line and "not available" in line and not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------- F10-F13: data problems in one line
+def _npz(path, X, Y):
+    np.savez(path, X=X, Y=Y)
+    return path
+
+
+def _xy(m=20):
+    X = np.random.default_rng(0).standard_normal((3, m))
+    return X, (np.arange(m) % 2).astype(np.float64)
+
+
+def test_float64_data_beyond_float32_is_a_one_line_data_error(tmp_path):
+    X, Y = _xy()
+    data = _npz(tmp_path / "f64.npz", X * 1e300, Y)
+    line = one_line_error(run("train", "--data", data, "--out", tmp_path / "o", "--quiet", "--epochs", 2))
+    assert "f64.npz" in line and "--dtype float64" in line and "internal error" not in line
+
+
+@pytest.mark.parametrize("kind", ["npz", "csv"])
+def test_one_huge_label_is_refused_at_once(tmp_path, kind):
+    X, Y = _xy()
+    Y[-1] = 1e12 if kind == "npz" else 1e15
+    if kind == "npz":
+        data = _npz(tmp_path / "big.npz", X, Y)
+    else:
+        data = tmp_path / "big.csv"
+        np.savetxt(data, np.vstack([X, Y]), delimiter=",")
+    line = one_line_error(run("train", "--data", data, "--out", tmp_path / "o", "--quiet", timeout=60))
+    assert data.name in line and "largest label" in line and "10,000" in line
+
+
+def test_an_inf_label_is_one_line_without_a_warning(tmp_path):
+    X, Y = _xy()
+    Y[-1] = np.inf
+    data = _npz(tmp_path / "inf.npz", X, Y)
+    line = one_line_error(run("train", "--data", data, "--out", tmp_path / "o", "--quiet"))
+    assert "inf.npz" in line and "inf" in line
+
+
+@pytest.mark.parametrize("labels, message", [("gap", "no example of class '1'"), ("one", "one class only")])
+def test_a_class_missing_from_the_whole_data_names_the_file_and_the_fix(tmp_path, labels, message):
+    X, Y = _xy()
+    Y = Y * 2 if labels == "gap" else np.zeros_like(Y)
+    data = _npz(tmp_path / "d.npz", X, Y)
+    line = one_line_error(run("train", "--data", data, "--out", tmp_path / "o", "--quiet"))
+    assert message in line and "d.npz" in line and "--val-split" not in line
+
+
+# ------------------------------------------ F14: --positive matches folder names' case
+def test_positive_matches_class_folders_whatever_their_case(tmp_path, imgs):
+    for name in ("cat", "dog"):
+        (imgs / name).rename(imgs / name.capitalize())
+    r = run(*small_train("--data", imgs, "--positive", "dog", "--out", tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "label 1 = Dog" in r.stdout
