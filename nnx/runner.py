@@ -653,8 +653,8 @@ def _resume(
         raise UsageError(f"{bad} (its parameters do not fit this model: {exc})") from None
     try:
         rng.bit_generator.state = state["rng_state"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{bad} (the shuffle state is malformed: {exc})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise UsageError(f"{bad} (the shuffle state is malformed: {printable(exc)})") from None
     history = _history_from_state(state.get("history"))
     if history is None:
         raise UsageError(f"{bad} (the history is malformed)")
@@ -670,6 +670,10 @@ def _resume(
     return done, history, finished
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _history_from_state(data: Any) -> History | None:
     """A History from checkpoint JSON, or None if any field has the wrong type or length."""
     if not isinstance(data, dict):
@@ -680,16 +684,38 @@ def _history_from_state(data: Any) -> History | None:
         return None
     for name in LIST_FIELDS:
         values = getattr(history, name)
-        if not isinstance(values, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
+        if not isinstance(values, list) or not all(_number(v) for v in values):
             return None
-    if not len(history.epoch) == len(history.loss) == len(history.accuracy):
-        return None
-    if not isinstance(history.stop_reason, str) or not all(
-        value is None or (isinstance(value, int) and not isinstance(value, bool))
-        for value in (history.stopped_epoch, history.best_epoch)
+    n = len(history.epoch)
+    if not all(isinstance(e, int) for e in history.epoch) or not n == len(history.loss) == len(
+        history.accuracy
     ):
+        return None
+    # the optional per-epoch lists are empty or one entry per recorded epoch
+    if any(len(getattr(history, name)) not in (0, n) for name in LIST_FIELDS[3:]):
+        return None
+    if len(history.val_loss) != len(history.val_accuracy):
+        return None
+    checks = {
+        "backend": lambda v: isinstance(v, str),
+        "backend_reason": lambda v: isinstance(v, str),
+        "dtype": lambda v: isinstance(v, str),
+        "stop_reason": lambda v: isinstance(v, str),
+        "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "lr": lambda v: v is None or (_number(v) and math.isfinite(v)),
+        "seconds": lambda v: _number(v) and math.isfinite(v),
+        "first_epoch_seconds": lambda v: _number(v) and math.isfinite(v),
+        "l2": lambda v: _number(v) and math.isfinite(v),
+        "batch_size": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "optimizer": lambda v: v is None or isinstance(v, dict),
+        "schedule": lambda v: v is None or isinstance(v, dict),
+        "early_stopping": lambda v: v is None or isinstance(v, dict),
+        "class_weight": lambda v: v is None or (isinstance(v, list) and all(_number(w) for w in v)),
+        "warm_start": lambda v: isinstance(v, bool),
+        "stopped_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "best_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    }
+    if not all(check(getattr(history, name)) for name, check in checks.items()):
         return None
     return history
 

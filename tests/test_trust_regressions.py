@@ -218,3 +218,33 @@ def test_positive_matches_class_folders_whatever_their_case(tmp_path, imgs):
     r = run(*small_train("--data", imgs, "--positive", "dog", "--out", tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert "label 1 = Dog" in r.stdout
+
+
+# ------------------------------------ F15: malformed checkpoints are one line, not a bug
+def _rng_minus_5(state):
+    state["rng_state"]["state"]["state"] = -5
+
+
+def _long_val_loss(state):
+    state["history"]["val_loss"] = state["history"]["val_loss"] + [0.5, 0.5]
+
+
+def _seconds_text(state):
+    state["history"]["seconds"] = "x"
+
+
+def _backend_number(state):
+    state["history"]["backend"] = 3
+
+
+@pytest.mark.parametrize("corrupt", [_rng_minus_5, _long_val_loss, _seconds_text, _backend_number])
+def test_resume_refuses_malformed_state_fields_in_one_line(tmp_path, npz_data, corrupt):
+    out = tmp_path / "run"
+    args = ["train", "--data", npz_data, "--epochs", 10, "--quiet", "--backend", "numpy", "--out", out]
+    assert run(*args, "--checkpoint-every", 5).returncode == 0
+    path = out / "checkpoint.npz"
+    model, state = nnx.model.load_with_extra(path)
+    corrupt(state)
+    nnx.io.write_model_file(path, model.config(), model.parameters(), None, model.metadata, state)
+    line = one_line_error(run(*args, "--resume"))
+    assert "--resume" in line and "not a usable" in line
