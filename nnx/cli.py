@@ -78,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runner import TrainConfig, train
+    from .runner import StoppedBySignal, TrainConfig, train
 
     cfg = TrainConfig(
         data=args.data,
@@ -104,11 +104,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping,
         class_weight=args.class_weight,
     )
-    result = train(cfg, resume=args.resume, verbose=not args.quiet)
+    try:
+        result = train(cfg, resume=args.resume, verbose=not args.quiet)
+    except StoppedBySignal as exc:
+        print(f"nnx: stopped by {_signal_name(exc.signum)} before training; nothing written", file=sys.stderr)
+        return 128 + exc.signum
     h = result.history
     last = f"loss {h.loss[-1]:.4f}, accuracy {h.accuracy[-1]:.1%}" if h.loss else "no epochs recorded"
     if h.val_accuracy:
         last += f", validation accuracy {h.val_accuracy[-1]:.1%}"
+    if result.interrupted and not result.stopped_training:
+        print(
+            f"nnx: {_signal_name(result.signal)} arrived while the outputs were written; they were "
+            f"finished first: {printable(str(cfg.out))} holds the complete run",
+            file=sys.stderr,
+        )
+        return 128 + int(result.signal or 2)
     if result.interrupted:
         print(
             f"nnx: interrupted by {_signal_name(result.signal)} after epoch {result.epochs_done} of "

@@ -462,11 +462,50 @@ class TrainResult:
     out: Path
     signal: int | None = None  # the signal that stopped the run early, if one did
     stop_reason: str = ""  # why training ended before --epochs (early stopping)
+    stopped_training: bool = True  # the signal stopped training (False: it came while writing)
+
+
+class StoppedBySignal(Exception):
+    """A stop signal arrived before training began (while the data were loading): nothing
+    was trained and nothing written. ``signum`` is the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum} before training; nothing written")
+        self.signum = signum
 
 
 def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
-    """Run (or resume) a training job and write model, history and learning curve to cfg.out."""
+    """Run (or resume) a training job and write model, history and learning curve to cfg.out.
+
+    From the data loading until the outputs are written, SIGINT, SIGTERM and SIGHUP stop
+    the run cleanly: during loading at once (``StoppedBySignal``, nothing written); during
+    training after the epoch, with a checkpoint (repeats of SIGTERM/SIGHUP are ignored, a
+    second SIGINT aborts as Ctrl-C twice does); while writing the outputs, after they are
+    written. The result's ``signal`` names the signal in the last two cases."""
     check_config(cfg)
+    stop: dict[str, Any] = {"signal": None, "phase": "loading"}
+
+    def on_stop_signal(signum, frame):
+        phase, first = stop["phase"], stop["signal"]
+        if first is None:
+            stop["signal"] = signum
+            if phase == "loading":
+                stop["phase"] = "stopping"
+                raise StoppedBySignal(signum)
+        elif phase == "training" and signum == first == getattr(signal, "SIGINT", None):
+            raise KeyboardInterrupt  # Ctrl-C twice: abort without waiting for the epoch
+
+    # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
+    handle = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
+    try:
+        return _train(cfg, resume, verbose, say, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, Any]) -> TrainResult:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     data = load_data(cfg, progress=verbose)
@@ -506,13 +545,6 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         labels += " ..." if len(data.classes) > 10 else ""
     say(f"data: {printable(data.description)}; X {data.X.shape} {data.X.dtype}; {labels}")
 
-    stop: dict[str, Any] = {"signal": None}
-
-    def on_stop_signal(signum, frame):  # first signal: finish the epoch and checkpoint it
-        if stop["signal"] is not None:
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-
     def checkpoint(epoch_done: int, net, hist: History) -> None:
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
@@ -549,48 +581,48 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         return stopping
 
     remaining = 0 if finished else cfg.epochs - done
-    # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
-    handle = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
-    try:
-        if remaining > 0:
-            validation = (data.Xv, data.Yv) if data.Xv is not None else None
-            optimizer = build_optimizer(cfg)
-            fit_history = model.fit(
-                data.X,
-                data.Y,
-                epochs=remaining,
-                lr=cfg.lr if optimizer is None else None,
-                optimizer=optimizer,
-                l2=cfg.l2,
-                schedule=build_schedule(cfg),
-                early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
-                class_weight=build_class_weight(cfg),
-                warm_start=resume,
-                batch_size=cfg.batch_size,
-                seed=rng,
-                backend=cfg.backend,
-                dtype=cfg.dtype,
-                verbose=verbose,
-                validation_data=validation,
-                callback=callback,
-                # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
-                # stays well inside the model file's metadata limit
-                history_every=max(1, -(-cfg.epochs // 20_000)),
-            )
-            history.extend(fit_history, offset=done)
-            _finish_history(history, fit_history, done)
-            if stop["signal"] is not None:
-                history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
-            history.seconds += fit_history.seconds
-            done += fit_history.epochs
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    if stop["signal"] is not None:  # arrived between the data loading and here
+        raise StoppedBySignal(stop["signal"])
+    stop["phase"] = "training"
+    if remaining > 0:
+        validation = (data.Xv, data.Yv) if data.Xv is not None else None
+        optimizer = build_optimizer(cfg)
+        fit_history = model.fit(
+            data.X,
+            data.Y,
+            epochs=remaining,
+            lr=cfg.lr if optimizer is None else None,
+            optimizer=optimizer,
+            l2=cfg.l2,
+            schedule=build_schedule(cfg),
+            early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
+            class_weight=build_class_weight(cfg),
+            warm_start=resume,
+            batch_size=cfg.batch_size,
+            seed=rng,
+            backend=cfg.backend,
+            dtype=cfg.dtype,
+            verbose=verbose,
+            validation_data=validation,
+            callback=callback,
+            # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
+            # stays well inside the model file's metadata limit
+            history_every=max(1, -(-cfg.epochs // 20_000)),
+        )
+        history.extend(fit_history, offset=done)
+        _finish_history(history, fit_history, done)
+        if stop["signal"] is not None:
+            history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
+        history.seconds += fit_history.seconds
+        done += fit_history.epochs
+    stopped_training = stop["signal"] is not None
+    stop["phase"] = "writing"  # a signal now waits until every output is written
     history.epochs = done
     write_outputs(model, history, out, say)
-    reason = history.stop_reason if history.stopped_epoch is not None and stop["signal"] is None else ""
-    return TrainResult(model, history, done, stop["signal"] is not None, out, stop["signal"], reason)
+    reason = history.stop_reason if history.stopped_epoch is not None and not stopped_training else ""
+    return TrainResult(
+        model, history, done, stop["signal"] is not None, out, stop["signal"], reason, stopped_training
+    )
 
 
 def _finish_history(history: History, fit_history: History, done: int) -> None:

@@ -248,3 +248,56 @@ def test_resume_refuses_malformed_state_fields_in_one_line(tmp_path, npz_data, c
     nnx.io.write_model_file(path, model.config(), model.parameters(), None, model.metadata, state)
     line = one_line_error(run(*args, "--resume"))
     assert "--resume" in line and "not a usable" in line
+
+
+# --------------------------- F16, F17: stop signals from data loading to the last output
+_SIGNAL_AT = """
+import os, signal, sys
+import nnx.cli, nnx.runner, nnx.model
+where, count = sys.argv[1], int(sys.argv[2])
+
+def hook(original):
+    def wrapped(*args, **kwargs):
+        for _ in range(count):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+    return wrapped
+
+if where == "load":
+    nnx.runner.load_data = hook(nnx.runner.load_data)
+elif where == "write":
+    nnx.runner.write_outputs = hook(nnx.runner.write_outputs)
+else:
+    nnx.model.Sequential.fit = hook(nnx.model.Sequential.fit)
+sys.exit(nnx.cli.main(sys.argv[3:]))
+"""
+
+
+def _signalled_run(where, count, *args):
+    cmd = [sys.executable, "-c", _SIGNAL_AT, where, str(count), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_sigterm_while_the_data_load_stops_in_one_line_writing_nothing(tmp_path, npz_data):
+    out = tmp_path / "run"
+    r = _signalled_run("load", 1, *small_train("--data", npz_data, "--out", out))
+    line = one_line_error(r, code=143)
+    assert "before training" in line and "nothing written" in line
+    assert not any(out.iterdir())
+
+
+def test_sigterm_while_the_outputs_are_written_finishes_them_then_exits_143(tmp_path, npz_data):
+    out = tmp_path / "run"
+    r = _signalled_run("write", 1, *small_train("--data", npz_data, "--out", out))
+    line = one_line_error(r, code=143)
+    assert "SIGTERM" in line
+    assert nnx.load(out / "model.npz") and json.loads((out / "history.json").read_text())["epochs"] == 3
+
+
+def test_a_second_sigterm_does_not_abort_the_checkpoint(tmp_path, npz_data):
+    out = tmp_path / "run"
+    r = _signalled_run("fit", 2, *small_train("--data", npz_data, "--out", out, "--epochs", 1000))
+    line = one_line_error(r, code=143)
+    assert "SIGTERM" in line and "--resume" in line
+    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
+    assert state["epochs_done"] == 1
