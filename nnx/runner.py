@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -549,6 +550,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
         _finish_history(combined, hist, done)
+        combined.seconds = history.seconds + (time.perf_counter() - fit_started)
         params = net.host_params()
         if not all(np.isfinite(p).all() for pair in params for p in pair):  # never checkpoint a blow-up
             raise diverged(f"the parameters became NaN or inf by epoch {epoch_done}", cfg.lr)
@@ -584,6 +586,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
     if stop["signal"] is not None:  # arrived between the data loading and here
         raise StoppedBySignal(stop["signal"])
     stop["phase"] = "training"
+    fit_started = time.perf_counter()
     if remaining > 0:
         validation = (data.Xv, data.Yv) if data.Xv is not None else None
         optimizer = build_optimizer(cfg)
@@ -615,6 +618,8 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
             history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
         history.seconds += fit_history.seconds
         done += fit_history.epochs
+    if remaining <= 0 and not history.backend:  # nothing left to train: keep what the checkpoint says
+        history.backend = model.last_backend or ""
     stopped_training = stop["signal"] is not None
     stop["phase"] = "writing"  # a signal now waits until every output is written
     history.epochs = done
@@ -641,6 +646,8 @@ def _finish_history(history: History, fit_history: History, done: int) -> None:
         "stop_reason",
     ):
         setattr(history, key, getattr(fit_history, key))
+    if not history.first_epoch_seconds:  # the first fit of the run timed its first epoch
+        history.first_epoch_seconds = fit_history.first_epoch_seconds
     for key in ("stopped_epoch", "best_epoch"):
         value = getattr(fit_history, key)
         setattr(history, key, None if value is None else value + done)
@@ -681,6 +688,7 @@ def _resume(
         raise UsageError(f"{bad} (epochs_done is {done!r}, expected 0..{cfg.epochs})")
     try:
         model.set_parameters(saved.parameters())
+        model.last_backend = saved.last_backend
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{bad} (its parameters do not fit this model: {exc})") from None
     try:

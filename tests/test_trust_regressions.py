@@ -301,3 +301,16 @@ def test_a_second_sigterm_does_not_abort_the_checkpoint(tmp_path, npz_data):
     assert "SIGTERM" in line and "--resume" in line
     _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
     assert state["epochs_done"] == 1
+
+
+# ---------------------------- F18: resuming a complete run keeps its recorded history
+def test_resume_of_a_complete_checkpoint_keeps_backend_and_time(tmp_path, npz_data):
+    out = tmp_path / "run"
+    args = small_train("--data", npz_data, "--out", out)
+    assert run(*args).returncode == 0
+    first = json.loads((out / "history.json").read_text())
+    r = run(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    again = json.loads((out / "history.json").read_text())
+    assert again["backend"] == first["backend"] == "numpy" and "backend numpy" in r.stdout
+    assert again["seconds"] > 0 and again["epoch"] == first["epoch"]
