@@ -128,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(result.signal or 2)
-    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {h.backend}: {last}")
+    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {printable(h.backend)}: {last}")
     if result.stop_reason:
         print(f"stopped at epoch {result.epochs_done} of {cfg.epochs}: {printable(result.stop_reason)}")
     return 0

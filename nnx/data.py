@@ -674,7 +674,9 @@ def _write_cache(path: Path, key: str, X: np.ndarray, Y: np.ndarray, files: list
         atomic_write(path, lambda fh: np.savez(fh, X=X, Y=Y, meta=np.array(meta)), kind="cache")
     except OSError as exc:
         log.warning(
-            "could not write image cache %s (%s); continuing without it", safe_name(path), _os_reason(exc)
+            "could not write image cache %s (%s); continuing without it",
+            safe_name(path),
+            safe_name(_os_reason(exc)),
         )
 
 

@@ -149,16 +149,19 @@ def check_target(path: str | os.PathLike, kind: str, label: str | None = None) -
     is there) or ``OutputWriteError`` (the folder is missing or not writable).
     """
     path = Path(path)
-    what = f"{label} {path}" if label else str(path)
+    what = printable(f"{label} {path}" if label else path)
     if kind not in KIND_NAMES:
         raise ValueError(f"unknown output kind {kind!r}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputWriteError(
-            errno.ENOENT, f"cannot write {what}: the folder {parent} does not exist (create it first)"
+            errno.ENOENT,
+            f"cannot write {what}: the folder {printable(parent)} does not exist (create it first)",
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputWriteError(errno.EACCES, f"cannot write {what}: no permission to write in {parent}")
+        raise OutputWriteError(
+            errno.EACCES, f"cannot write {what}: no permission to write in {printable(parent)}"
+        )
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -233,7 +236,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
         prefix = f".{path.name}{TEMP_TAG}{os.getpid()}-"
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise OutputWriteError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+        raise OutputWriteError(exc.errno, f"cannot write {printable(path)}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -248,7 +251,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
             pass
         if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
             reason = exc.strerror or str(exc)
-            raise OutputWriteError(exc.errno, f"cannot write {path}: {reason}") from None
+            raise OutputWriteError(
+                exc.errno, f"cannot write {printable(path)}: {printable(reason)}"
+            ) from None
         raise
     try:  # make the rename itself durable; not every filesystem allows it
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -538,7 +538,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
         done, history, finished = _resume(ckpt_path, cfg, model, rng, fingerprint)
         say(f"resuming from epoch {done} of {cfg.epochs} ({printable(str(ckpt_path))})")
         if finished:
-            say(f"the checkpoint's run had already ended: {history.stop_reason}")
+            say(f"the checkpoint's run had already ended: {printable(history.stop_reason)}")
     if len(data.classes) == 2:
         labels = f"label 1 = {printable(data.classes[-1])}"
     else:

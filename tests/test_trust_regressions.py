@@ -314,3 +314,27 @@ def test_resume_of_a_complete_checkpoint_keeps_backend_and_time(tmp_path, npz_da
     again = json.loads((out / "history.json").read_text())
     assert again["backend"] == first["backend"] == "numpy" and "backend numpy" in r.stdout
     assert again["seconds"] > 0 and again["epoch"] == first["epoch"]
+
+
+# ------------------------------------------------- F19: names never forge output lines
+def test_out_names_cannot_forge_lines_anywhere(tmp_path, npz_data):
+    out = tmp_path / "rN\nnnx: error: FORGED"
+    args = small_train("--data", npz_data, "--out", out)
+    for r in (run(*args), run(*args, "--resume")):
+        assert r.returncode == 0, r.stderr
+        lines = (r.stdout + r.stderr).splitlines()
+        assert not any(line.startswith("nnx: error: FORGED") for line in lines), lines
+
+
+def test_output_errors_raised_to_python_callers_escape_names(tmp_path):
+    from nnx.errors import OutputWriteError, UnsafeOutputError
+
+    folder = tmp_path / "a\nb"
+    folder.mkdir()
+    (folder / "model.npz").write_bytes(b"not nnx's")
+    with pytest.raises(UnsafeOutputError) as info:
+        check_target(folder / "model.npz", "model")
+    assert "\n" not in str(info.value) and "a\\nb" in str(info.value)
+    with pytest.raises(OutputWriteError) as info:
+        check_target(folder / "x\ny" / "model.npz", "model")
+    assert "\n" not in str(info.value)
