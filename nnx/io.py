@@ -16,6 +16,7 @@ import json
 import os
 import re
 import reprlib
+import stat
 import struct
 import zipfile
 import zlib
@@ -154,8 +155,23 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
     naming the file, for anything that is not a model file this nnx wrote.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is None or stat.S_ISDIR(mode):
+        raise FileNotFoundError(f"no model file at {printable(path)}")
+    if not stat.S_ISREG(mode):  # a FIFO, a device such as /dev/zero, a socket: never read
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket or special file"
+        )
+        raise ModelFormatError(
+            f"{printable(path)} is not a regular file ({kind}); give a model file written by nnx"
+        )
     try:
         meta, params, states = _read_model_file(path)
     except ModelFormatError as exc:

@@ -787,7 +787,7 @@ def predict_files(
     K-class models: the most probable class and its probability, and under ``top`` the
     ``top`` most probable classes as {"class_name", "label", "probability"} entries.
     """
-    if not Path(model_path).is_file():
+    if not Path(model_path).exists() or Path(model_path).is_dir():
         raise UsageError(f"no model file at {model_path}")
     model = load(model_path)
     n_x = model.n_features

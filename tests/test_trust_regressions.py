@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,3 +339,17 @@ def test_output_errors_raised_to_python_callers_escape_names(tmp_path):
     with pytest.raises(OutputWriteError) as info:
         check_target(folder / "x\ny" / "model.npz", "model")
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------- F7: a FIFO or a device is not "missing"
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_load_of_a_fifo_or_device_is_a_format_error_not_missing(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "model.npz"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(nnx.ModelFormatError, match="not a regular file"):
+        nnx.load(path)  # returns at once: a FIFO is never opened
+    line = one_line_error(run("predict", path, tmp_path / "x.png"))
+    assert "not a regular file" in line
