@@ -257,9 +257,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    debug_help = "show the traceback of an internal error (also NNX_DEBUG=1)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", help="show the traceback of an internal error (also NNX_DEBUG=1)"
+    common.add_argument("--debug", action="store_true", help=debug_help)
+    # the subcommands' copy sets --debug only when given there: its default would otherwise
+    # overwrite an `nnx --debug train ...` given before the subcommand
+    sub_common = argparse.ArgumentParser(add_help=False)
+    sub_common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=f"{debug_help} (default: off)"
     )
     parser = _Parser(
         prog="nnx",
@@ -270,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+        return sub.add_parser(name, parents=[sub_common], formatter_class=_HelpFormatter, **kwargs)
 
     backend_help = "backend (default: NNX_BACKEND, else auto)"
 

@@ -353,3 +353,20 @@ def test_load_of_a_fifo_or_device_is_a_format_error_not_missing(tmp_path, kind):
         nnx.load(path)  # returns at once: a FIFO is never opened
     line = one_line_error(run("predict", path, tmp_path / "x.png"))
     assert "not a regular file" in line
+
+
+# -------------------------------------- F21: --debug before the subcommand is honoured
+@pytest.mark.parametrize("before", [True, False])
+def test_debug_flag_before_or_after_the_subcommand_shows_the_traceback(before, monkeypatch, capsys):
+    from nnx import cli
+
+    def boom(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_info", boom)
+    monkeypatch.delenv("NNX_DEBUG", raising=False)
+    argv = ["--debug", "info"] if before else ["info", "--debug"]
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(argv)
+    assert cli.main(["info"]) == cli.EXIT_INTERNAL  # without --debug: one line, exit 70
+    assert "internal error" in capsys.readouterr().err
