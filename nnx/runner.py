@@ -484,6 +484,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     second SIGINT aborts as Ctrl-C twice does); while writing the outputs, after they are
     written. The result's ``signal`` names the signal in the last two cases."""
     check_config(cfg)
+    lock = _lock_out(Path(cfg.out))
     stop: dict[str, Any] = {"signal": None, "phase": "loading"}
 
     def on_stop_signal(signum, frame):
@@ -504,6 +505,34 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if lock is not None:
+            os.close(lock)
+
+
+def _lock_out(out: Path) -> int | None:
+    """An exclusive advisory lock on the --out folder itself (flock on its descriptor, no
+    lock file left behind) for the whole run: a second run on the same --out is refused
+    in one line instead of overwriting the first one's files. None where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(
+            f"another nnx run is using --out {printable(str(out))}; wait for it to finish or choose "
+            "another folder"
+        ) from None
+    except OSError:  # a filesystem without flock: run unlocked
+        os.close(fd)
+        return None
+    return fd
 
 
 def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, Any]) -> TrainResult:

@@ -14,6 +14,7 @@ import pytest
 
 import nnx
 from nnx.files import _recognise, check_target
+from nnx.runner import OUTPUTS
 
 CLI = [sys.executable, "-m", "nnx"]
 
@@ -370,3 +371,20 @@ def test_debug_flag_before_or_after_the_subcommand_shows_the_traceback(before, m
         cli.main(argv)
     assert cli.main(["info"]) == cli.EXIT_INTERNAL  # without --debug: one line, exit 70
     assert "internal error" in capsys.readouterr().err
+
+
+# ------------------------------------------- F5: one run at a time on an --out folder
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path, npz_data):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running nnx train holds it
+        line = one_line_error(run(*small_train("--data", npz_data, "--out", out)))
+        assert "another nnx run is using" in line and not any(out.iterdir())
+    finally:
+        os.close(fd)
+    assert run(*small_train("--data", npz_data, "--out", out)).returncode == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"model.npz", "checkpoint.npz", "history.json"} <= names <= set(OUTPUTS)  # no lock file left
