@@ -39,3 +39,13 @@ class UnusableFileError(Exception):
     """An image file or zip member that ``nnx.data.load_images`` skips before (or instead
     of) decoding it; the message says why. It never reaches the caller: each one becomes
     an entry of the load's ``skipped`` list."""
+
+
+class StoppedBySignal(Exception):
+    """``nnx.runner.train``: a stop signal (SIGINT, SIGTERM, SIGHUP) arrived before training
+    began, while the data were loading; nothing was trained or written. ``signum`` is the
+    signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum} before training; nothing written")
+        self.signum = signum

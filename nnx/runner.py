@@ -24,7 +24,7 @@ from . import backends
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
-from .errors import DataError, ModelFormatError, UsageError
+from .errors import DataError, ModelFormatError, StoppedBySignal, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
 from .io import MAX_PARAMETERS, write_model_file
@@ -464,15 +464,6 @@ class TrainResult:
     signal: int | None = None  # the signal that stopped the run early, if one did
     stop_reason: str = ""  # why training ended before --epochs (early stopping)
     stopped_training: bool = True  # the signal stopped training (False: it came while writing)
-
-
-class StoppedBySignal(Exception):
-    """A stop signal arrived before training began (while the data were loading): nothing
-    was trained and nothing written. ``signum`` is the signal."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by signal {signum} before training; nothing written")
-        self.signum = signum
 
 
 def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
