@@ -811,7 +811,13 @@ def predict_files(
         raise UsageError(f"no model file at {model_path}")
     model = load(model_path)
     n_x = model.n_features
-    size = model.metadata.get("image_size") or int(round(math.sqrt(n_x / 3)))
+    size = model.metadata.get("image_size")
+    if not size:  # trained on npz/csv/h5 features: applying it to pixels would be silently wrong
+        raise UsageError(
+            f"{model_path} was not trained on images (its metadata has no image_size; it takes {n_x} "
+            "features); nnx predict classifies images with models nnx train fitted on images "
+            "(a model saved from Python: set model.metadata['image_size'] = SIZE first)"
+        )
     if size * size * 3 != n_x:
         raise UsageError(f"{model_path} takes {n_x} features, which is not an RGB image size")
     classes = model.metadata.get("classes") or [str(k) for k in range(model.n_classes)]

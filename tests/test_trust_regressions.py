@@ -388,3 +388,14 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(tmp_path, 
     assert run(*small_train("--data", npz_data, "--out", out)).returncode == 0
     names = {p.name for p in out.iterdir()}
     assert {"model.npz", "checkpoint.npz", "history.json"} <= names <= set(OUTPUTS)  # no lock file left
+
+
+# ------------------------------------- F9: a tabular model is never applied to pixels
+def test_predict_refuses_a_model_not_trained_on_images(tmp_path, imgs):
+    X = np.random.default_rng(0).standard_normal((12, 40))  # 12 = 3 * 2 * 2 features
+    data = tmp_path / "t.npz"
+    np.savez(data, X=X, Y=(X[0] > 0).astype(np.float64))
+    out = tmp_path / "tab"
+    assert run("train", "--data", data, "--out", out, "--epochs", 2, "--quiet").returncode == 0
+    line = one_line_error(run("predict", out / "model.npz", imgs / "cat" / "0.png"))
+    assert "not trained on images" in line
