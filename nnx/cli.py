@@ -78,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runner import TrainConfig, train
+    from .runner import StoppedBySignal, TrainConfig, train
 
     cfg = TrainConfig(
         data=args.data,
@@ -104,11 +104,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stopping=args.early_stopping,
         class_weight=args.class_weight,
     )
-    result = train(cfg, resume=args.resume, verbose=not args.quiet)
+    try:
+        result = train(cfg, resume=args.resume, verbose=not args.quiet)
+    except StoppedBySignal as exc:
+        print(f"nnx: stopped by {_signal_name(exc.signum)} before training; nothing written", file=sys.stderr)
+        return 128 + exc.signum
     h = result.history
     last = f"loss {h.loss[-1]:.4f}, accuracy {h.accuracy[-1]:.1%}" if h.loss else "no epochs recorded"
     if h.val_accuracy:
         last += f", validation accuracy {h.val_accuracy[-1]:.1%}"
+    if result.interrupted and not result.stopped_training:
+        print(
+            f"nnx: {_signal_name(result.signal)} arrived while the outputs were written; they were "
+            f"finished first: {printable(str(cfg.out))} holds the complete run",
+            file=sys.stderr,
+        )
+        return 128 + int(result.signal or 2)
     if result.interrupted:
         print(
             f"nnx: interrupted by {_signal_name(result.signal)} after epoch {result.epochs_done} of "
@@ -117,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(result.signal or 2)
-    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {h.backend}: {last}")
+    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {printable(h.backend)}: {last}")
     if result.stop_reason:
         print(f"stopped at epoch {result.epochs_done} of {cfg.epochs}: {printable(result.stop_reason)}")
     return 0
@@ -203,6 +214,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"--m {max(args.m)} needs about {biggest / 2**30:.1f} GiB, but only {available / 2**30:.1f} GiB "
             "is available here; use a smaller --m"
         )
+    if args.json and args.plot:
+        from .runner import same_path
+
+        if same_path(args.json, args.plot):
+            return _fail(f"--json and --plot name the same file {args.json}; give each its own path")
     for option, path, kind in (("--json", args.json, "bench"), ("--plot", args.plot, "plot")):
         if path:  # before minutes of timing, not after
             check_target(path, kind, label=option)
@@ -241,9 +257,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    debug_help = "show the traceback of an internal error (also NNX_DEBUG=1)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", help="show the traceback of an internal error (also NNX_DEBUG=1)"
+    common.add_argument("--debug", action="store_true", help=debug_help)
+    # the subcommands' copy sets --debug only when given there: its default would otherwise
+    # overwrite an `nnx --debug train ...` given before the subcommand
+    sub_common = argparse.ArgumentParser(add_help=False)
+    sub_common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=f"{debug_help} (default: off)"
     )
     parser = _Parser(
         prog="nnx",
@@ -254,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kwargs)
+        return sub.add_parser(name, parents=[sub_common], formatter_class=_HelpFormatter, **kwargs)
 
     backend_help = "backend (default: NNX_BACKEND, else auto)"
 

@@ -48,6 +48,7 @@ CACHE_VERSION = 2  # 2: the cache's skipped list holds only the images that fail
 _KAGGLE = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.[^/]*\.[A-Za-z0-9]+$")
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+MAX_CLASSES = 10_000  # labels of npz, CSV and h5 data: class numbers 0..MAX_CLASSES-1
 """The largest image file or zip member ``load_images`` reads (64 MiB). The size is checked
 before anything is read (and the read itself stops one byte past it); larger ones are
 skipped and listed."""
@@ -673,7 +674,9 @@ def _write_cache(path: Path, key: str, X: np.ndarray, Y: np.ndarray, files: list
         atomic_write(path, lambda fh: np.savez(fh, X=X, Y=Y, meta=np.array(meta)), kind="cache")
     except OSError as exc:
         log.warning(
-            "could not write image cache %s (%s); continuing without it", safe_name(path), _os_reason(exc)
+            "could not write image cache %s (%s); continuing without it",
+            safe_name(path),
+            safe_name(_os_reason(exc)),
         )
 
 
@@ -757,9 +760,11 @@ def load_images(
                 "positive only chooses label 1 of two classes",
             )
         if positive is not None:
-            positive = positive.lower()
-            if positive not in classes:
-                raise _error(path, f"positive class {positive!r} not among the classes found: {classes}")
+            if positive not in classes:  # exact match first, else case-insensitive if unambiguous
+                matches = [c for c in classes if c.lower() == positive.lower()]
+                if len(matches) != 1:
+                    raise _error(path, f"positive class {positive!r} not among the classes found: {classes}")
+                positive = matches[0]
             classes = [c for c in classes if c != positive] + [positive]
         key = _cache_key(path, entries, size, classes)
         n_x = size * size * 3
@@ -944,7 +949,19 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             f"line {lines[-1]} (the label row): labels must be 0 or 1, or class numbers 0..K-1, "
             f"found {_values(bad, ok=())}",
         )
+    _check_class_count(path, labels)
     return np.asfortranarray(data[:-1]), data[-1:].copy()
+
+
+def _check_class_count(path: Path, Y: np.ndarray) -> None:
+    """Labels 0..K-1 (already checked to be whole numbers >= 0) with K at most MAX_CLASSES."""
+    top = Y.max()
+    if top >= MAX_CLASSES:
+        raise _error(
+            path,
+            f"the largest label is {top:.15g}, so there would be {int(top) + 1:,} classes; nnx trains on "
+            f"at most {MAX_CLASSES:,} classes numbered 0..K-1: renumber the labels 0..K-1",
+        )
 
 
 def _is_float(text: str) -> bool:
@@ -1028,13 +1045,15 @@ def _check_xy(
                 f"X[{i}, {j}] is {X[i, j]} ({int(finite.size - finite.sum())} value(s) in X are NaN or inf); "
                 "remove or fill in those examples",
             )
-    integral = np.isfinite(Y) & (Y >= 0) & (np.mod(Y, 1) == 0) if Y.dtype.kind == "f" else Y >= 0
+    with np.errstate(invalid="ignore"):  # inf/NaN labels are reported below, not warned about
+        integral = np.isfinite(Y) & (Y >= 0) & (np.mod(Y, 1) == 0) if Y.dtype.kind == "f" else Y >= 0
     if not integral.all():
         raise _error(
             path,
             f"labels (Y) must be 0 or 1, or class numbers 0..K-1, found {_values(Y[~integral], ok=())}; "
             "map the classes to 0, 1, ...",
         )
+    _check_class_count(path, Y)
     return X, Y
 
 

@@ -49,3 +49,13 @@ class WorkerLostError(RuntimeError):
 class MinimisationStopped(Exception):
     """Internal: raised from an L-BFGS iteration callback to end the minimisation there
     (``nnx.lbfgs`` catches it; it never reaches a caller)."""
+
+
+class StoppedBySignal(Exception):
+    """``nnx.runner.train``: a stop signal (SIGINT, SIGTERM, SIGHUP) arrived before training
+    began, while the data were loading; nothing was trained or written. ``signum`` is the
+    signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum} before training; nothing written")
+        self.signum = signum

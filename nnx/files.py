@@ -12,9 +12,9 @@ is refused before a byte is written. A temp file left by a killed writer
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -48,19 +48,40 @@ _PEEK_LIMIT = 1 << 20  # bytes read at most to recognise a file
 _umask_lock = threading.Lock()
 
 
-def _npz_json(path: Path, member: str) -> dict[str, Any] | None:
-    """The JSON object stored as a 0-d string array ``member`` of an npz, or None."""
+_JSON_PEEK_CHARS = 1024  # characters of a stored JSON string read to recognise its marker
+
+
+def _npz_json_prefix(path: Path, member: str) -> str | None:
+    """The first characters of the JSON string stored as the 0-d unicode array ``member``
+    of an npz, or None. Only the npy header and the first ``_JSON_PEEK_CHARS`` characters
+    are read (decompressed as a stream), so memory stays bounded whatever the file holds:
+    the markers nnx looks for are the JSON's first key."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo(member)
-            if info.file_size > _PEEK_LIMIT:
+        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
                 return None
-            raw = zf.read(info)
-        value = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
-        data = json.loads(str(value))
+            if shape != () or dtype.kind != "U":
+                return None
+            raw = fh.read(min(dtype.itemsize, 4 * _JSON_PEEK_CHARS))
+        codec = "utf-32-be" if dtype.byteorder == ">" else "utf-32-le"
+        return raw[: len(raw) - len(raw) % 4].decode(codec).rstrip("\x00")
     except Exception:  # anything unreadable is simply "not ours"
         return None
-    return data if isinstance(data, dict) else None
+
+
+def _starts_with_key(text: str | None, key: str, value: str | None = None) -> bool:
+    """True when the JSON object ``text`` begins with ``key`` (holding the string ``value``)."""
+    if text is None:
+        return False
+    pattern = r'\{\s*"' + re.escape(key) + r'"\s*:'
+    if value is not None:
+        pattern += r'\s*"' + re.escape(value) + '"'
+    return re.match(pattern, text) is not None
 
 
 def _json_file(path: Path) -> dict[str, Any] | None:
@@ -76,11 +97,10 @@ def _json_file(path: Path) -> dict[str, Any] | None:
 def _recognise(path: Path, kind: str) -> bool:
     """True when the regular file ``path`` carries the marker of an nnx file of ``kind``."""
     if kind == "model":
-        meta = _npz_json(path, "__meta__.npy")
-        return meta is not None and meta.get("format") == MODEL_FORMAT
+        return _starts_with_key(_npz_json_prefix(path, "__meta__.npy"), "format", MODEL_FORMAT)
     if kind == "cache":
-        meta = _npz_json(path, "meta.npy")
-        return meta is not None and (meta.get("format") == CACHE_FORMAT or "key" in meta)
+        head = _npz_json_prefix(path, "meta.npy")  # caches before the marker began with "key"
+        return _starts_with_key(head, "format", CACHE_FORMAT) or _starts_with_key(head, "key")
     if kind == "history-json":
         data = _json_file(path)
         return data is not None and (
@@ -129,16 +149,19 @@ def check_target(path: str | os.PathLike, kind: str, label: str | None = None) -
     is there) or ``OutputWriteError`` (the folder is missing or not writable).
     """
     path = Path(path)
-    what = f"{label} {path}" if label else str(path)
+    what = printable(f"{label} {path}" if label else path)
     if kind not in KIND_NAMES:
         raise ValueError(f"unknown output kind {kind!r}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputWriteError(
-            errno.ENOENT, f"cannot write {what}: the folder {parent} does not exist (create it first)"
+            errno.ENOENT,
+            f"cannot write {what}: the folder {printable(parent)} does not exist (create it first)",
         )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputWriteError(errno.EACCES, f"cannot write {what}: no permission to write in {parent}")
+        raise OutputWriteError(
+            errno.EACCES, f"cannot write {what}: no permission to write in {printable(parent)}"
+        )
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -213,7 +236,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
         prefix = f".{path.name}{TEMP_TAG}{os.getpid()}-"
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise OutputWriteError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+        raise OutputWriteError(exc.errno, f"cannot write {printable(path)}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -228,7 +251,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
             pass
         if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
             reason = exc.strerror or str(exc)
-            raise OutputWriteError(exc.errno, f"cannot write {path}: {reason}") from None
+            raise OutputWriteError(
+                exc.errno, f"cannot write {printable(path)}: {printable(reason)}"
+            ) from None
         raise
     try:  # make the rename itself durable; not every filesystem allows it
         dir_fd = os.open(directory, os.O_RDONLY)

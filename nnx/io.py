@@ -16,6 +16,7 @@ import json
 import os
 import re
 import reprlib
+import stat
 import struct
 import zipfile
 import zlib
@@ -25,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFormatError
-from .files import MODEL_FORMAT, atomic_write
+from .errors import ModelFormatError, UsageError
+from .files import MODEL_FORMAT, atomic_write, printable
 from .layers import LOSSES, check_layer_config
 
 FORMAT = MODEL_FORMAT
@@ -64,6 +65,13 @@ def write_model_file(
         "extra": extra,
     }
     names = list(state_arrays or {})
+    count = sum(W.size + b.size for W, b in params) * (1 + len(names))
+    if count > MAX_PARAMETERS:  # a file load would refuse: never write it
+        raise UsageError(
+            f"cannot save {printable(path)}: the model has {count:,} parameters"
+            f"{' with its training-state arrays' if names else ''}, over the {MAX_PARAMETERS:,} nnx can load "
+            "(nnx.io.MAX_PARAMETERS)"
+        )
     if names:
         meta["state_arrays"] = names
     arrays = {"__meta__": np.array(json.dumps(meta))}
@@ -147,8 +155,23 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
     naming the file, for anything that is not a model file this nnx wrote.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is None or stat.S_ISDIR(mode):
+        raise FileNotFoundError(f"no model file at {printable(path)}")
+    if not stat.S_ISREG(mode):  # a FIFO, a device such as /dev/zero, a socket: never read
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket or special file"
+        )
+        raise ModelFormatError(
+            f"{printable(path)} is not a regular file ({kind}); give a model file written by nnx"
+        )
     try:
         meta, params, states = _read_model_file(path)
     except ModelFormatError as exc:

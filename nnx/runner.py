@@ -13,22 +13,26 @@ import math
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import backends
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
 from .datasets import synthetic_images, train_test_split
-from .errors import ModelFormatError, UsageError
+from .errors import DataError, ModelFormatError, StoppedBySignal, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
-from .io import write_model_file
+from .io import MAX_PARAMETERS, write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
+from .training import diverged
+from .validation import check_fits_dtype
 
 CHECKPOINT = "checkpoint.npz"
 # Every file a run writes in its --out folder, and the kind nnx recognises it by.
@@ -236,6 +240,12 @@ def check_config(cfg: TrainConfig) -> None:
             raise UsageError("--early-stopping watches the validation split: use --val-split > 0")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UsageError(f"--data: no such file or folder: {cfg.data}")
+    try:  # an unavailable backend (no GPU for cupy) is refused before the data are loaded
+        backends.select(cfg.backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if cfg.data is None or Path(cfg.data).is_dir() or Path(cfg.data).suffix.lower() == ".zip":
+        check_model_size(cfg, 3 * cfg.size * cfg.size)  # images: the input size is known now
     check_output_paths(cfg)
 
 
@@ -243,6 +253,20 @@ def check_output_paths(cfg: TrainConfig) -> None:
     """The --out folder (made if absent) and every file the run will write there, and the
     --cache file: each absent or nnx's own file of that kind, in a writable folder."""
     out = Path(cfg.out)
+    if cfg.data is not None and Path(cfg.data).is_dir():  # outputs would become training data
+        data_dir = Path(cfg.data).resolve()
+        for option, path in (("--out", out), ("--cache", cfg.cache)):
+            if path is not None and _inside(Path(path).resolve(), data_dir):
+                raise UsageError(
+                    f"{option} {printable(str(path))} lies inside the --data folder {printable(cfg.data)}, "
+                    "where nnx would read its own outputs as training data; choose a path outside it"
+                )
+    for name in OUTPUTS if cfg.cache is not None else ():
+        if same_path(cfg.cache, out / name):
+            raise UsageError(
+                f"--cache {printable(cfg.cache)} is the run's own {name} in --out; "
+                "give the cache a path of its own"
+            )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; give a folder for the run's outputs")
     try:
@@ -259,6 +283,21 @@ def check_output_paths(cfg: TrainConfig) -> None:
             if os.path.samefile(cache, cfg.data):
                 raise UsageError(f"--cache {cache} is the training data itself; give a separate .npz path")
         check_target(cache, "cache", label="--cache")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same file: equal once resolved, or (both existing)
+    the same inode, as a hard link is."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 @dataclass
@@ -336,6 +375,21 @@ def _split(X, Y, cfg):
 def check_splits(data: Dataset, cfg: TrainConfig) -> None:
     """Every class must be present in the training split and, for two classes, in the
     validation split too; otherwise the run would train or score on one class only."""
+    labels = [np.unique(np.asarray(Y)) for Y in (data.Y, data.Yv) if Y is not None]
+    present_all = set(np.unique(np.concatenate(labels)).tolist())
+    source = f"--data {printable(cfg.data)}" if cfg.data is not None else "the data"
+    if len(present_all) < 2:
+        only = ", ".join(printable(data.classes[int(k)]) for k in sorted(present_all))
+        raise UsageError(
+            f"{source} holds examples of one class only ({only}); a classifier needs examples of at "
+            "least two classes"
+        )
+    for label, name in enumerate(data.classes):
+        if label not in present_all:
+            raise UsageError(
+                f"{source} has no example of class {name!r} (labels are numbered 0..K-1 by their "
+                f"values, here 0..{len(data.classes) - 1}); renumber the labels 0..K-1"
+            )
     parts = [("training", data.Y)]
     if data.Yv is not None and len(data.classes) == 2:
         parts.append(("validation", data.Yv))
@@ -369,8 +423,30 @@ def data_fingerprint(data: Dataset) -> str:
     return h.hexdigest()
 
 
+def check_model_size(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> None:
+    """Refuse a model whose files nnx could not load back: its parameters, times one plus
+    the training-state arrays a checkpoint keeps per parameter, above nnx.io.MAX_PARAMETERS."""
+    n_out = 1 if n_classes == 2 else n_classes
+    if cfg.model == "logreg":
+        count = (n_x + 1) * n_out
+    else:
+        count = (n_x + 1) * cfg.hidden + (cfg.hidden + 1) * n_out
+    optimizer = build_optimizer(cfg)
+    copies = 1 + (len(optimizer.slots) if optimizer is not None else 0) + (cfg.early_stopping is not None)
+    if count * copies > MAX_PARAMETERS:
+        detail = (
+            f" (x{copies} with the optimizer and early-stopping state in checkpoints)" if copies > 1 else ""
+        )
+        fix = "a smaller --size or --hidden" if cfg.model == "mlp" else "a smaller --size"
+        raise UsageError(
+            f"the {cfg.model} model would have {count:,} parameters{detail}, over the {MAX_PARAMETERS:,} "
+            f"nnx can save and load (nnx.io.MAX_PARAMETERS); use {fix}"
+        )
+
+
 def build_model(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> Sequential:
     """Two classes: one sigmoid output; K > 2: a softmax output of K units."""
+    check_model_size(cfg, n_x, n_classes)
     if cfg.model == "logreg":
         if n_classes > 2:
             return SoftmaxRegression(n_x, n_classes, seed=cfg.seed)
@@ -387,11 +463,70 @@ class TrainResult:
     out: Path
     signal: int | None = None  # the signal that stopped the run early, if one did
     stop_reason: str = ""  # why training ended before --epochs (early stopping)
+    stopped_training: bool = True  # the signal stopped training (False: it came while writing)
 
 
 def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
-    """Run (or resume) a training job and write model, history and learning curve to cfg.out."""
+    """Run (or resume) a training job and write model, history and learning curve to cfg.out.
+
+    From the data loading until the outputs are written, SIGINT, SIGTERM and SIGHUP stop
+    the run cleanly: during loading at once (``StoppedBySignal``, nothing written); during
+    training after the epoch, with a checkpoint (repeats of SIGTERM/SIGHUP are ignored, a
+    second SIGINT aborts as Ctrl-C twice does); while writing the outputs, after they are
+    written. The result's ``signal`` names the signal in the last two cases."""
     check_config(cfg)
+    lock = _lock_out(Path(cfg.out))
+    stop: dict[str, Any] = {"signal": None, "phase": "loading"}
+
+    def on_stop_signal(signum, frame):
+        phase, first = stop["phase"], stop["signal"]
+        if first is None:
+            stop["signal"] = signum
+            if phase == "loading":
+                stop["phase"] = "stopping"
+                raise StoppedBySignal(signum)
+        elif phase == "training" and signum == first == getattr(signal, "SIGINT", None):
+            raise KeyboardInterrupt  # Ctrl-C twice: abort without waiting for the epoch
+
+    # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
+    handle = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
+    try:
+        return _train(cfg, resume, verbose, say, stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if lock is not None:
+            os.close(lock)
+
+
+def _lock_out(out: Path) -> int | None:
+    """An exclusive advisory lock on the --out folder itself (flock on its descriptor, no
+    lock file left behind) for the whole run: a second run on the same --out is refused
+    in one line instead of overwriting the first one's files. None where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(
+            f"another nnx run is using --out {printable(str(out))}; wait for it to finish or choose "
+            "another folder"
+        ) from None
+    except OSError:  # a filesystem without flock: run unlocked
+        os.close(fd)
+        return None
+    return fd
+
+
+def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, Any]) -> TrainResult:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     data = load_data(cfg, progress=verbose)
@@ -402,6 +537,16 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             + (" ..." if len(data.skipped) > 5 else "")
         )
     check_splits(data, cfg)
+    for X, label in ((data.X, "X"), (data.Xv, "X_val")):
+        if X is not None:
+            try:
+                check_fits_dtype(X, cfg.dtype, label)
+            except ValueError as exc:
+                raise DataError(
+                    f"--data {printable(cfg.data)}: {exc}".replace(
+                        "train with dtype='float64'", "train with --dtype float64"
+                    )
+                ) from None
     model = build_model(cfg, data.X.shape[0], len(data.classes))
     model.metadata = {"classes": data.classes, "image_size": data.image_size, "data": data.description}
     rng = np.random.default_rng(cfg.seed)
@@ -413,7 +558,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         done, history, finished = _resume(ckpt_path, cfg, model, rng, fingerprint)
         say(f"resuming from epoch {done} of {cfg.epochs} ({printable(str(ckpt_path))})")
         if finished:
-            say(f"the checkpoint's run had already ended: {history.stop_reason}")
+            say(f"the checkpoint's run had already ended: {printable(history.stop_reason)}")
     if len(data.classes) == 2:
         labels = f"label 1 = {printable(data.classes[-1])}"
     else:
@@ -421,17 +566,14 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         labels += " ..." if len(data.classes) > 10 else ""
     say(f"data: {printable(data.description)}; X {data.X.shape} {data.X.dtype}; {labels}")
 
-    stop: dict[str, Any] = {"signal": None}
-
-    def on_stop_signal(signum, frame):  # first signal: finish the epoch and checkpoint it
-        if stop["signal"] is not None:
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-
     def checkpoint(epoch_done: int, net, hist: History) -> None:
         combined = History.from_dict(history.to_dict())
         combined.extend(hist, offset=done)
         _finish_history(combined, hist, done)
+        combined.seconds = history.seconds + (time.perf_counter() - fit_started)
+        params = net.host_params()
+        if not all(np.isfinite(p).all() for pair in params for p in pair):  # never checkpoint a blow-up
+            raise diverged(f"the parameters became NaN or inf by epoch {epoch_done}", cfg.lr)
         training = net.host_training_state()
         state = {
             "config": cfg.identity(),
@@ -445,7 +587,7 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         write_model_file(
             ckpt_path,
             model.config(),
-            net.host_params(),
+            params,
             model.last_backend,
             model.metadata,
             state,
@@ -461,48 +603,51 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
         return stopping
 
     remaining = 0 if finished else cfg.epochs - done
-    # Signal handlers can only be set from the main thread; elsewhere the caller owns signals.
-    handle = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, on_stop_signal) for s in STOP_SIGNALS} if handle else {}
-    try:
-        if remaining > 0:
-            validation = (data.Xv, data.Yv) if data.Xv is not None else None
-            optimizer = build_optimizer(cfg)
-            fit_history = model.fit(
-                data.X,
-                data.Y,
-                epochs=remaining,
-                lr=cfg.lr if optimizer is None else None,
-                optimizer=optimizer,
-                l2=cfg.l2,
-                schedule=build_schedule(cfg),
-                early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
-                class_weight=build_class_weight(cfg),
-                warm_start=resume,
-                batch_size=cfg.batch_size,
-                seed=rng,
-                backend=cfg.backend,
-                dtype=cfg.dtype,
-                verbose=verbose,
-                validation_data=validation,
-                callback=callback,
-                # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
-                # stays well inside the model file's metadata limit
-                history_every=max(1, -(-cfg.epochs // 20_000)),
-            )
-            history.extend(fit_history, offset=done)
-            _finish_history(history, fit_history, done)
-            if stop["signal"] is not None:
-                history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
-            history.seconds += fit_history.seconds
-            done += fit_history.epochs
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    if stop["signal"] is not None:  # arrived between the data loading and here
+        raise StoppedBySignal(stop["signal"])
+    stop["phase"] = "training"
+    fit_started = time.perf_counter()
+    if remaining > 0:
+        validation = (data.Xv, data.Yv) if data.Xv is not None else None
+        optimizer = build_optimizer(cfg)
+        fit_history = model.fit(
+            data.X,
+            data.Y,
+            epochs=remaining,
+            lr=cfg.lr if optimizer is None else None,
+            optimizer=optimizer,
+            l2=cfg.l2,
+            schedule=build_schedule(cfg),
+            early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
+            class_weight=build_class_weight(cfg),
+            warm_start=resume,
+            batch_size=cfg.batch_size,
+            seed=rng,
+            backend=cfg.backend,
+            dtype=cfg.dtype,
+            verbose=verbose,
+            validation_data=validation,
+            callback=callback,
+            # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
+            # stays well inside the model file's metadata limit
+            history_every=max(1, -(-cfg.epochs // 20_000)),
+        )
+        history.extend(fit_history, offset=done)
+        _finish_history(history, fit_history, done)
+        if stop["signal"] is not None:
+            history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
+        history.seconds += fit_history.seconds
+        done += fit_history.epochs
+    if remaining <= 0 and not history.backend:  # nothing left to train: keep what the checkpoint says
+        history.backend = model.last_backend or ""
+    stopped_training = stop["signal"] is not None
+    stop["phase"] = "writing"  # a signal now waits until every output is written
     history.epochs = done
     write_outputs(model, history, out, say)
-    reason = history.stop_reason if history.stopped_epoch is not None and stop["signal"] is None else ""
-    return TrainResult(model, history, done, stop["signal"] is not None, out, stop["signal"], reason)
+    reason = history.stop_reason if history.stopped_epoch is not None and not stopped_training else ""
+    return TrainResult(
+        model, history, done, stop["signal"] is not None, out, stop["signal"], reason, stopped_training
+    )
 
 
 def _finish_history(history: History, fit_history: History, done: int) -> None:
@@ -521,6 +666,8 @@ def _finish_history(history: History, fit_history: History, done: int) -> None:
         "stop_reason",
     ):
         setattr(history, key, getattr(fit_history, key))
+    if not history.first_epoch_seconds:  # the first fit of the run timed its first epoch
+        history.first_epoch_seconds = fit_history.first_epoch_seconds
     for key in ("stopped_epoch", "best_epoch"):
         value = getattr(fit_history, key)
         setattr(history, key, None if value is None else value + done)
@@ -561,12 +708,13 @@ def _resume(
         raise UsageError(f"{bad} (epochs_done is {done!r}, expected 0..{cfg.epochs})")
     try:
         model.set_parameters(saved.parameters())
+        model.last_backend = saved.last_backend
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{bad} (its parameters do not fit this model: {exc})") from None
     try:
         rng.bit_generator.state = state["rng_state"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{bad} (the shuffle state is malformed: {exc})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise UsageError(f"{bad} (the shuffle state is malformed: {printable(exc)})") from None
     history = _history_from_state(state.get("history"))
     if history is None:
         raise UsageError(f"{bad} (the history is malformed)")
@@ -582,6 +730,10 @@ def _resume(
     return done, history, finished
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _history_from_state(data: Any) -> History | None:
     """A History from checkpoint JSON, or None if any field has the wrong type or length."""
     if not isinstance(data, dict):
@@ -592,16 +744,38 @@ def _history_from_state(data: Any) -> History | None:
         return None
     for name in LIST_FIELDS:
         values = getattr(history, name)
-        if not isinstance(values, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
+        if not isinstance(values, list) or not all(_number(v) for v in values):
             return None
-    if not len(history.epoch) == len(history.loss) == len(history.accuracy):
-        return None
-    if not isinstance(history.stop_reason, str) or not all(
-        value is None or (isinstance(value, int) and not isinstance(value, bool))
-        for value in (history.stopped_epoch, history.best_epoch)
+    n = len(history.epoch)
+    if not all(isinstance(e, int) for e in history.epoch) or not n == len(history.loss) == len(
+        history.accuracy
     ):
+        return None
+    # the optional per-epoch lists are empty or one entry per recorded epoch
+    if any(len(getattr(history, name)) not in (0, n) for name in LIST_FIELDS[3:]):
+        return None
+    if len(history.val_loss) != len(history.val_accuracy):
+        return None
+    checks = {
+        "backend": lambda v: isinstance(v, str),
+        "backend_reason": lambda v: isinstance(v, str),
+        "dtype": lambda v: isinstance(v, str),
+        "stop_reason": lambda v: isinstance(v, str),
+        "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "lr": lambda v: v is None or (_number(v) and math.isfinite(v)),
+        "seconds": lambda v: _number(v) and math.isfinite(v),
+        "first_epoch_seconds": lambda v: _number(v) and math.isfinite(v),
+        "l2": lambda v: _number(v) and math.isfinite(v),
+        "batch_size": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "optimizer": lambda v: v is None or isinstance(v, dict),
+        "schedule": lambda v: v is None or isinstance(v, dict),
+        "early_stopping": lambda v: v is None or isinstance(v, dict),
+        "class_weight": lambda v: v is None or (isinstance(v, list) and all(_number(w) for w in v)),
+        "warm_start": lambda v: isinstance(v, bool),
+        "stopped_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+        "best_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    }
+    if not all(check(getattr(history, name)) for name, check in checks.items()):
         return None
     return history
 
@@ -633,11 +807,17 @@ def predict_files(
     K-class models: the most probable class and its probability, and under ``top`` the
     ``top`` most probable classes as {"class_name", "label", "probability"} entries.
     """
-    if not Path(model_path).is_file():
+    if not Path(model_path).exists() or Path(model_path).is_dir():
         raise UsageError(f"no model file at {model_path}")
     model = load(model_path)
     n_x = model.n_features
-    size = model.metadata.get("image_size") or int(round(math.sqrt(n_x / 3)))
+    size = model.metadata.get("image_size")
+    if not size:  # trained on npz/csv/h5 features: applying it to pixels would be silently wrong
+        raise UsageError(
+            f"{model_path} was not trained on images (its metadata has no image_size; it takes {n_x} "
+            "features); nnx predict classifies images with models nnx train fitted on images "
+            "(a model saved from Python: set model.metadata['image_size'] = SIZE first)"
+        )
     if size * size * 3 != n_x:
         raise UsageError(f"{model_path} takes {n_x} features, which is not an RGB image size")
     classes = model.metadata.get("classes") or [str(k) for k in range(model.n_classes)]

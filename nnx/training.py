@@ -193,6 +193,8 @@ def run_epochs(
                 history.epochs = epoch
                 history.stopped_epoch = epoch
                 break
+        # the loss of an epoch is measured before its update: the last update is checked here
+        check_parameters_finite(net, history.epochs, lr)
         if es is not None and net.state is not None and net.state.early is not None:
             best = net.state.early.get("best_epoch")
             history.best_epoch = None if best is None else best - start_clock
@@ -204,6 +206,21 @@ def run_epochs(
             bar.close()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def diverged(detail: str, lr: float) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged: {detail} (lr={lr}); lower the learning rate or check the inputs' "
+        "scale. The model's parameters were left as they were before fit."
+    )
+
+
+def check_parameters_finite(net: DeviceNetwork, epoch: int, lr: float) -> None:
+    """Raise TrainingDivergedError when a parameter of ``net`` is NaN or inf: one reduction
+    per parameter on the backend (p * 0 sums to 0 exactly when p is finite), read at once."""
+    flags = net.ops.scalars([(p * 0).sum() for p in net.flat_params()])
+    if not np.isfinite(flags).all():
+        raise diverged(f"the parameters became NaN or inf in the update of epoch {epoch}", lr)
 
 
 def _flush(
@@ -231,11 +248,7 @@ def _flush(
     penalties = values[2 * n :] if net.l2 else [0.0] * n
     for (epoch, *_), value in zip(pending, losses):
         if not np.isfinite(value):
-            raise TrainingDivergedError(
-                f"training diverged: the loss became {value} at epoch {epoch} (lr={lr}); "
-                "lower the learning rate or check the inputs' scale. The model's parameters "
-                "were left as they were before fit."
-            )
+            raise diverged(f"the loss became {value} at epoch {epoch}", lr)
     for (epoch, _, _, _, lr_now), value, correct, pen in zip(pending, losses, corrects, penalties):
         if epoch % every == 0 or epoch == epoch_now:
             history.epoch.append(epoch)

@@ -308,7 +308,9 @@ def test_unexpected_error_is_one_line_naming_a_bug(monkeypatch, capsys):
 
 def test_file_names_cannot_forge_output_lines(tmp_path):
     model = tmp_path / "m.npz"
-    nnx.LogisticRegression(8 * 8 * 3).save(model)
+    net = nnx.LogisticRegression(8 * 8 * 3)
+    net.metadata = {"image_size": 8}
+    net.save(model)
     evil = tmp_path / "x.jpg\nnnx: all good\x1b[2J.jpg"
     evil.write_bytes(b"not an image")
     r = run("predict", model, evil)
