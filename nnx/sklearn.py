@@ -33,6 +33,7 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
     ) from exc
 
 from . import backends
+from . import optim as nnx_optim
 from .layers import layer_from_config
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
@@ -40,7 +41,9 @@ __all__ = ["NNXClassifier"]
 
 # k > 2 classes train nnx's softmax output (see build_network).
 MULTICLASS_SUPPORTED = True
-OPTIMIZERS = ("sgd",)  # nnx's plain (mini-batch) gradient descent
+# "sgd": nnx's plain (mini-batch) gradient descent at ``lr``; the others nnx's torch.optim-style
+# optimizers with ``lr`` as their learning rate
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 # scikit-learn's MLPClassifier calls the sigmoid "logistic"; nnx's own name is accepted too.
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "sigmoid": "sigmoid"}
 INPUT_DTYPES = ("float32", "float64", "uint8")  # what nnx takes as it is
@@ -118,14 +121,13 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int or None, default=None
         None is full-batch gradient descent; an int gives mini-batches in an order
         shuffled from ``random_state``.
-    optimizer : {"sgd"}, default="sgd"
-        nnx's gradient descent (scikit-learn's MLP: ``solver``). Only "sgd" exists in nnx
-        yet; other names raise a ValueError.
+    optimizer : {"sgd", "adam", "adamw", "rmsprop"}, default="sgd"
+        "sgd" is plain gradient descent at ``lr``; the others are ``nnx.Adam``,
+        ``nnx.AdamW`` and ``nnx.RMSprop`` with learning rate ``lr`` (scikit-learn's MLP:
+        ``solver``).
     l2 : float, default=0.0
-        nnx's L2 penalty coefficient. scikit-learn's MLP ``alpha`` adds
-        ``alpha / (2 * n_samples) * sum(W**2)`` to the loss; nnx's ``l2`` keeps nnx's own
-        definition, so the two are the same number only where nnx defines its penalty that
-        way. L2 is not available in nnx yet: any value but 0.0 raises a ValueError.
+        nnx's L2 penalty: ``l2 / (2 * n_samples) * sum(W**2)`` is added to the mean loss
+        (biases free) - the form of scikit-learn's MLP ``alpha``, so ``l2 = alpha``.
     backend : {"auto", "numpy", "numba", "cupy"} or None, default="auto"
         nnx backend for fit and predict. None follows ``nnx.use_backend()`` and
         ``NNX_BACKEND``. The fitted parameters are host NumPy arrays whatever the backend,
@@ -214,14 +216,14 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_training_params(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}: nnx has only "
-                "plain gradient descent ('sgd') yet"
-            )
-        if isinstance(self.l2, bool) or not isinstance(self.l2, numbers.Real) or self.l2 != 0.0:
-            raise ValueError(
-                f"l2 must be 0.0, got {self.l2!r}: L2 regularisation is not available in nnx yet"
-            )
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if (
+            isinstance(self.l2, bool)
+            or not isinstance(self.l2, numbers.Real)
+            or not np.isfinite(self.l2)
+            or self.l2 < 0
+        ):
+            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
@@ -264,11 +266,16 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------- training
     def _train(self, model: Sequential, X: np.ndarray, y: np.ndarray, epochs: int, seed: Any) -> Sequential:
         with _on_backend(self.backend) as name:
+            step = {"lr": self.lr}
+            if self.optimizer != "sgd":
+                kind = {"adam": nnx_optim.Adam, "adamw": nnx_optim.AdamW, "rmsprop": nnx_optim.RMSprop}
+                step = {"optimizer": kind[self.optimizer](lr=self.lr)}
             model.fit(
                 X.T,
                 y,
                 epochs=epochs,
-                lr=self.lr,
+                **step,
+                l2=float(self.l2),
                 batch_size=self.batch_size,
                 backend=name,
                 seed=seed,

@@ -305,8 +305,8 @@ def test_errors():
     with pytest.raises(ValueError, match="1 class"):
         NNXClassifier(epochs=1).fit(X, np.ones(120))
     bad = {
-        "optimizer": ("adam", "plain gradient descent"),
-        "l2": (0.1, "L2 regularisation is not available"),
+        "optimizer": ("lbfgs-b", "optimizer must be one of"),
+        "l2": (-0.1, "l2 must be a finite number >= 0"),
         "activation": ("softplus", "activation"),
         "hidden_layer_sizes": ((5, 0), "hidden_layer_sizes"),
         "dtype": ("float16", "dtype"),
@@ -436,3 +436,34 @@ def test_the_rest_of_nnx_never_imports_sklearn():
         raise SystemExit(1 if loaded else 0)
     """)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop"])
+def test_optimizers_and_l2_are_nnx_fits(optimizer):
+    """optimizer= and l2= train exactly as nnx's optimizer objects and l2 do."""
+    X, y = binary_data()
+    clf = NNXClassifier(
+        hidden_layer_sizes=(4,),
+        epochs=15,
+        lr=0.01,
+        optimizer=optimizer,
+        l2=0.3,
+        backend="numpy",
+        dtype="float64",
+        random_state=0,
+    ).fit(X, y)
+    kind = {"adam": nnx.Adam, "adamw": nnx.AdamW, "rmsprop": nnx.RMSprop}[optimizer]
+    ref = build_network(6, 2, (4,), "relu", seed=0)
+    ref.fit(
+        X.T,
+        (y == clf.classes_[1]).astype(int),
+        epochs=15,
+        optimizer=kind(lr=0.01),
+        l2=0.3,
+        backend="numpy",
+        dtype="float64",
+        seed=0,
+    )
+    for (W, b), (Wr, br) in zip(clf.model_.parameters(), ref.parameters()):
+        np.testing.assert_array_equal(W, Wr)
+        np.testing.assert_array_equal(b, br)
