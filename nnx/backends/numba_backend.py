@@ -207,49 +207,14 @@ class NumbaBackend(Backend):
         return np.float64(loss), int(correct), dZ
 
     def softmax_epoch_(self, W, b, X, Y, lr):
-        """Softmax regression with X read from memory once: examples go in chunks small
-        enough to stay in cache between Z = W X (one BLAS product), the fused softmax,
-        loss and dZ (one Numba pass over the logits) and dW += dZ X^T (a second product
-        over the cached chunk). uint8 chunks are scaled to floats in cache."""
-        K = W.shape[0]
-        if not X.flags.f_contiguous or K > MAX_FUSED_CLASSES:
+        """Softmax regression with X read from memory once (``softmax_loss_grad``'s
+        cache-blocked pass), then the step; (loss, correct) before it."""
+        if not X.flags.f_contiguous or W.shape[0] > MAX_FUSED_CLASSES:
             return super().softmax_epoch_(W, b, X, Y, lr)
-        n, m = X.shape
-        dtype = W.dtype
-        chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
-        # uint8 chunks are converted in cache without the 1/255, which is applied to the
-        # (K, chunk) logits and to dW instead: 2 multiplies per class, not per pixel
-        scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
-        dW = np.zeros((K, n), dtype=np.float64)
-        db = np.zeros((K, 1), dtype=np.float64)
-        Zc = np.empty((K, chunk), dtype=dtype, order="F")
-        dZc = np.empty((K, chunk), dtype=dtype, order="F")
-        part = np.empty((K, n), dtype=dtype)
-        floats = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
-        labels = Y.reshape(-1)
-        loss, correct = 0.0, 0
-        for lo in range(0, m, chunk):
-            hi = min(m, lo + chunk)
-            Xc = X[:, lo:hi]
-            if floats is not None:
-                self.k.rows_to_float(Xc.T, floats[:, : hi - lo].T)
-                Xc = floats[:, : hi - lo]
-            Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
-            if scale != 1.0:
-                Z *= dtype.type(scale)
-            Z += b
-            dZ = dZc[:, : hi - lo]
-            c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
-            loss += c_loss
-            correct += c_correct
-            np.matmul(dZ, Xc.T, out=part)
-            dW += part  # chunk partial sums in float64, added in chunk order
-            db += dZ.sum(axis=1, keepdims=True)
-        if scale != 1.0:
-            dW *= scale
-        W -= (lr * dW).astype(dtype)
-        b -= (lr * db).astype(dtype)
-        return np.float64(loss), int(correct)
+        loss, correct, dW, db = self.softmax_loss_grad(W, b, X, Y)
+        W -= (lr * dW).astype(W.dtype)
+        b -= (lr * db).astype(b.dtype)
+        return loss, correct
 
     def bce_from_logits(self, Z, Y, m=None):
         if not (self._c(Z) and self._c(Y)) or Z.dtype != Y.dtype or m is not None:
@@ -427,31 +392,36 @@ class NumbaBackend(Backend):
         return np.float64(value), int(correct), dw, np.full((1, 1), db, dtype=np.float64)
 
     def softmax_loss_grad(self, W, b, X, Y):
-        """The chunked pass of ``softmax_epoch_`` without its step: each cache-sized chunk
-        of X is read from memory once, the gradient summed in float64 in chunk order."""
+        """Softmax regression's loss and gradient with X read from memory once: examples go
+        in chunks that stay in cache between Z = W X (one BLAS product), the fused softmax,
+        loss and dZ (one Numba pass over the logits) and dW += dZ X^T (a second product
+        over the cached chunk); partial sums in float64, added in chunk order."""
         K = W.shape[0]
         if not X.flags.f_contiguous or K > MAX_FUSED_CLASSES:
             return super().softmax_loss_grad(W, b, X, Y)
         n, m = X.shape
         dtype = W.dtype
         chunk = max(8, _CHUNK_BYTES // (n * dtype.itemsize))
+        # uint8 chunks are converted in cache without the 1/255, which is applied to the
+        # (K, chunk) logits and to dW instead: 2 multiplies per class, not per pixel
+        scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         dW = np.zeros((K, n), dtype=np.float64)
         db = np.zeros((K, 1), dtype=np.float64)
         Zc = np.empty((K, chunk), dtype=dtype, order="F")
         dZc = np.empty((K, chunk), dtype=dtype, order="F")
         part = np.empty((K, n), dtype=dtype)
-        scaled = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
+        floats = np.empty((n, chunk), dtype=dtype, order="F") if X.dtype != dtype else None
         labels = Y.reshape(-1)
         loss, correct = 0.0, 0
         for lo in range(0, m, chunk):
             hi = min(m, lo + chunk)
             Xc = X[:, lo:hi]
-            if scaled is not None:
-                Xc = scaled[:, : hi - lo]
-                Xc[...] = X[:, lo:hi]
-                if X.dtype == np.uint8:
-                    Xc *= dtype.type(1.0 / 255.0)
+            if floats is not None:
+                self.k.rows_to_float(Xc.T, floats[:, : hi - lo].T)
+                Xc = floats[:, : hi - lo]
             Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
+            if scale != 1.0:
+                Z *= dtype.type(scale)
             Z += b
             dZ = dZc[:, : hi - lo]
             c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
@@ -460,4 +430,6 @@ class NumbaBackend(Backend):
             np.matmul(dZ, Xc.T, out=part)
             dW += part
             db += dZ.sum(axis=1, keepdims=True)
+        if scale != 1.0:
+            dW *= scale
         return np.float64(loss), int(correct), dW, db
