@@ -463,11 +463,14 @@ class Backend:
         This generic version reads X twice (z = w X, then dw = dz X^T); backends with
         ``fused_logreg`` read it once.
         """
-        if X.dtype == np.uint8:  # raw pixels from a fused-input layout: scale here (slow path)
-            X = X.astype(w.dtype)
-            X *= X.dtype.type(PIXEL_SCALE)
-        elif X.dtype != w.dtype:
-            X = X.astype(w.dtype)
+        value, correct, dw, db = self._logreg_grads(w, b, X, Y, loss)
+        self.sgd_update_([w, b], [dw, db], lr)
+        return value, correct
+
+    def _logreg_grads(self, w: Any, b: Any, X: Any, Y: Any, loss: str) -> tuple[Any, Any, Any, Any]:
+        """(loss, correct, dw, db) of logistic regression in the compute dtype, reading X
+        twice (Z = w X, then dw = dz X^T): the generic epoch and loss-and-gradient."""
+        X = self._fused_floats(X, w.dtype)
         Z = self.matmul(w, X)
         Z += b
         if loss == "bce":
@@ -476,10 +479,7 @@ class Backend:
             A = self.sigmoid_(Z)
             value, correct, dZ = self.mse(A, Y)
             self.activation_backward_(dZ, A, "sigmoid")
-        dw = self.matmul(dZ, X.T)
-        db = self.sum_columns(dZ)
-        self.sgd_update_([w, b], [dw, db], lr)
-        return value, correct
+        return value, correct, self.matmul(dZ, X.T), self.sum_columns(dZ)
 
     # --------------------------------------------- fused softmax regression
     def softmax_epoch_(self, W: Any, b: Any, X: Any, Y: Any, lr: float) -> tuple[Any, Any]:
@@ -490,18 +490,18 @@ class Backend:
         generic version reads X twice (Z = W X, then dW = dZ X^T); backends with
         ``fused_logreg`` read it once for K up to ``MAX_FUSED_CLASSES``.
         """
-        if X.dtype == np.uint8:
-            X = X.astype(W.dtype)
-            X *= X.dtype.type(PIXEL_SCALE)
-        elif X.dtype != W.dtype:
-            X = X.astype(W.dtype)
+        value, correct, dW, db = self._softmax_grads(W, b, X, Y)
+        self.sgd_update_([W, b], [dW, db], lr)
+        return value, correct
+
+    def _softmax_grads(self, W: Any, b: Any, X: Any, Y: Any) -> tuple[Any, Any, Any, Any]:
+        """(loss, correct, dW, db) of softmax regression in the compute dtype, reading X
+        twice (Z = W X, then dW = dZ X^T): the generic epoch and loss-and-gradient."""
+        X = self._fused_floats(X, W.dtype)
         Z = self.matmul(W, X)
         Z += b
         value, correct, dZ = self.softmax_cross_entropy(Z, Y)
-        dW = self.matmul(dZ, X.T)
-        db = self.sum_columns(dZ)
-        self.sgd_update_([W, b], [dW, db], lr)
-        return value, correct
+        return value, correct, self.matmul(dZ, X.T), self.sum_columns(dZ)
 
     # ------------------------------------------- facts and measuring (info, bench)
     def describe(self) -> dict[str, Any]:
@@ -539,7 +539,7 @@ class Backend:
         """A fused-input X as floats in ``dtype`` (raw pixels scaled by 1/255 here)."""
         if X.dtype == np.uint8:
             X = X.astype(dtype)
-            X *= X.dtype.type(1.0 / 255.0)
+            X *= X.dtype.type(PIXEL_SCALE)
         elif X.dtype != dtype:
             X = X.astype(dtype)
         return X
@@ -554,17 +554,7 @@ class Backend:
         arrays dw (1, n_x) and db (1, 1). Deterministic. This generic version reads X
         twice; backends with ``fused_logreg`` read it once.
         """
-        X = self._fused_floats(X, w.dtype)
-        Z = self.matmul(w, X)
-        Z += b
-        if loss == "bce":
-            value, correct, dZ = self.bce_from_logits(Z, Y)
-        else:
-            A = self.sigmoid_(Z)
-            value, correct, dZ = self.mse(A, Y)
-            self.activation_backward_(dZ, A, "sigmoid")
-        dw = self.matmul(dZ, X.T)
-        db = self.sum_columns(dZ)
+        value, correct, dw, db = self._logreg_grads(w, b, X, Y, loss)
         return value, correct, dw.astype(np.float64), db.astype(np.float64)
 
     def softmax_loss_grad(self, W: Any, b: Any, X: Any, Y: Any) -> tuple[Any, Any, Any, Any]:
@@ -575,10 +565,5 @@ class Backend:
         of the mean loss as float64 device arrays. Deterministic. This generic version
         reads X twice (Z = W X, then dW = dZ X^T).
         """
-        X = self._fused_floats(X, W.dtype)
-        Z = self.matmul(W, X)
-        Z += b
-        value, correct, dZ = self.softmax_cross_entropy(Z, Y)
-        dW = self.matmul(dZ, X.T)
-        db = self.sum_columns(dZ)
+        value, correct, dW, db = self._softmax_grads(W, b, X, Y)
         return value, correct, dW.astype(np.float64), db.astype(np.float64)

@@ -370,17 +370,24 @@ class CupyBackend(Backend):
         sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
         return sums[0], sums[1], dZ
 
-    def logreg_epoch_(self, w, b, X, Y, lr, loss):
-        cp = self.cp
-        n, m = X.shape
+    def _single_pass_plan(self, w, X) -> plans.PassPlan | None:
+        """The single-pass kernel plan for parameters w over X, or None where X's layout,
+        dtypes or size leave logistic regression to the generic cuBLAS path."""
         dtype = w.dtype
         if (
             not X.flags.f_contiguous
             or dtype.name not in ("float32", "float64")
             or X.dtype.name not in ("float32", "float64", "uint8")
             or (X.dtype != np.uint8 and X.dtype != dtype)
-            or (pass_plan := self._pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
         ):
+            return None
+        return self._pass_plan(X.shape[0], X.shape[1], dtype, X.dtype, plans.address(X))
+
+    def logreg_epoch_(self, w, b, X, Y, lr, loss):
+        cp = self.cp
+        n, m = X.shape
+        dtype = w.dtype
+        if (pass_plan := self._single_pass_plan(w, X)) is None:
             return super().logreg_epoch_(w, b, X, Y, lr, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
         self._check("b", b, dtype, (1, 1))
@@ -512,13 +519,7 @@ class CupyBackend(Backend):
         cp = self.cp
         n, m = X.shape
         dtype = w.dtype
-        if (
-            not X.flags.f_contiguous
-            or dtype.name not in ("float32", "float64")
-            or X.dtype.name not in ("float32", "float64", "uint8")
-            or (X.dtype != np.uint8 and X.dtype != dtype)
-            or (pass_plan := self._pass_plan(n, m, dtype, X.dtype, plans.address(X))) is None
-        ):
+        if (pass_plan := self._single_pass_plan(w, X)) is None:
             return super().logreg_loss_grad(w, b, X, Y, loss)  # generic cuBLAS path
         self._check("w", w, dtype, (1, n))
         self._check("b", b, dtype, (1, 1))
