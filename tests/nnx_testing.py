@@ -1,5 +1,8 @@
 """Helpers shared by the tests."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 EXTREMES = [0.0, 1e-30, -1e-30, 1.0, -1.0, 30.0, -30.0, 89.0, -89.0, 710.0, -710.0, 1e4, -1e4]
@@ -38,3 +41,19 @@ def check_sigmoid_at_extreme_logits(ops, backend: str, dtype: str) -> None:
     assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
     rtol = 1e-12 if dtype == "float64" else 2e-6
     np.testing.assert_allclose(out, sigmoid64(z).astype(dtype), rtol=rtol, atol=sigmoid_atol(backend, dtype))
+
+
+# ------------------------------------------------------------- the nnx command line
+CLI = [sys.executable, "-m", "nnx"]
+
+
+def run(*args, env=None, timeout=600):
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_line_error(r, code=2):
+    """The run failed with ``code`` and exactly one line on stderr, without a traceback."""
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]

@@ -11,24 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nnx_testing import one_line_error, run
 
 import nnx
 from nnx.files import _recognise, check_target
 from nnx.runner import OUTPUTS
-
-CLI = [sys.executable, "-m", "nnx"]
-
-
-def run(*args, env=None, timeout=600):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def one_line_error(r, code=2):
-    """The run failed with ``code`` and exactly one line on stderr, without a traceback."""
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
 
 
 def small_train(*extra):
