@@ -776,3 +776,252 @@ __global__ void logreg_grad(const T* dw_partial, const double* stats_partial, in
         out[2] = db / (double)m;
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Single-pass softmax-regression epoch (the multi-class form of logreg_pass), part 1.
+// Xt (m, n) row-major = example-contiguous X; W (K, n) and b (K, 1) C-contiguous; y (1, m)
+// class numbers; K <= KMAX <= 32. A block takes EX = 32 / KMAX examples per step: each
+// thread adds W x over its features j = t, t + blockDim.x, ... for all K classes of the EX
+// examples (each load of W serves EX examples), the K * EX sums are block-reduced together
+// in double, every thread takes softmax and loss in double from the logits with the max
+// subtracted, then adds dz / m * x to dW for its features from the rows it has just read
+// (L1/L2), so X crosses the memory bus once.
+// dW of a block lives in dynamic shared memory, `per` classes x n features of T; each
+// thread adds to its own features only, so no barrier guards them.
+// Grid: groups * slices blocks. Block b = g * slices + s takes the steps at examples
+// (g + r * groups) * EX, r = 0, 1, ..., and keeps dW for classes [s * per, s * per + per):
+// the launch plan splits the classes into slices only when K rows of dW do not fit in one
+// block's shared memory. Blocks of one group are neighbours in launch order, so they read
+// each row at about the same time and all but the first find it in L2.
+// Outputs: dw_partial (groups, K, n) sums of dz / m * x in T; db_partial (groups, K) and
+// stats_partial (groups, 2) = (loss / m, correct) sums in double; softmax_update or
+// softmax_grad add them over groups in a fixed order. The plan bounds the examples per
+// block (MAX_EXAMPLES_PER_BLOCK), as for logreg_pass, so each block's float sums stay short.
+template <int KMAX>
+__device__ __forceinline__ void nnx_softmax_terms(double* z, int K, long long label, double inv_m, double* loss,
+                                                  double* correct) {
+    // z (K logits) -> (softmax(z) - onehot(label)) * inv_m; NaN spreads as in softmax_xent
+    double top = z[0];
+    int best = 0;
+    bool stop = !(top == top);
+#pragma unroll
+    for (int k = 1; k < KMAX; ++k) {
+        if (k < K && !stop) {
+            double v = z[k];
+            if (v != v) {
+                top = v;
+                best = k;
+                stop = true;
+            } else if (v > top) {
+                top = v;
+                best = k;
+            }
+        }
+    }
+    double total = 0.0, picked = top;
+#pragma unroll
+    for (int k = 0; k < KMAX; ++k) {
+        if (k < K) {
+            total += exp(z[k] - top);
+            if (k == label) picked = z[k];
+        }
+    }
+    *loss += (log(total) - (picked - top)) * inv_m;
+    *correct += best == label ? 1.0 : 0.0;
+#pragma unroll
+    for (int k = 0; k < KMAX; ++k)
+        if (k < K) z[k] = (exp(z[k] - top) / total - (k == label ? 1.0 : 0.0)) * inv_m;
+}
+
+// Element j of an example row as T: a float as is, a pixel unscaled (exactly).
+template <typename T, typename XT>
+__device__ __forceinline__ T nnx_row_elem(const XT* row, long long j) {
+    return (T)__ldg(row + j);
+}
+
+template <>
+__device__ __forceinline__ float nnx_row_elem<float, unsigned char>(const unsigned char* row, long long j) {
+    return nnx_from_byte<float>(__ldg(row + j));
+}
+
+template <>
+__device__ __forceinline__ double nnx_row_elem<double, unsigned char>(const unsigned char* row, long long j) {
+    return nnx_from_byte<double>(__ldg(row + j));
+}
+
+template <typename T, typename XT, int KMAX>
+__global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, const T* b, const T* y, long long m,
+                                                    long long n, int K, int slices, int per, double scale,
+                                                    T* dw_partial, double* db_partial, double* stats_partial) {
+    constexpr int EX = 32 / KMAX;  // examples per step: EX * KMAX = 32 sums per thread
+    NNX_DYNAMIC_SHARED(uint4, shared_words);
+    T* acc = reinterpret_cast<T*>(shared_words);
+    __shared__ double scratch[32 * 32];
+    __shared__ double db_sums[KMAX];  // thread 0's, for this block's classes
+    const long long groups = gridDim.x / slices;
+    const long long g = blockIdx.x / slices;
+    const int k0 = (int)(blockIdx.x % slices) * per;
+    const int k1 = k0 + per < K ? k0 + per : K;
+    const bool pixels = nnx_is_byte<XT>::value;
+    const double inv_m = 1.0 / (double)m;
+    for (int k = k0; k < k1; ++k)  // each thread zeroes (and later adds to) its own features
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) acc[(k - k0) * n + j] = T(0);
+    if (threadIdx.x == 0)
+        for (int k = 0; k < KMAX; ++k) db_sums[k] = 0.0;
+    double loss = 0.0, correct = 0.0;  // every thread keeps the same ones
+    for (long long base = g * EX; base < m; base += groups * EX) {  // the same for the whole block
+        const XT* rows[EX];
+#pragma unroll
+        for (int x = 0; x < EX; ++x) rows[x] = Xt + (base + x < m ? base + x : base) * n;
+        const int count = m - base < EX ? (int)(m - base) : EX;
+        T part[EX * KMAX];
+#pragma unroll
+        for (int q = 0; q < EX * KMAX; ++q) part[q] = T(0);
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+            T xs[EX];
+#pragma unroll
+            for (int x = 0; x < EX; ++x) xs[x] = x < count ? nnx_row_elem<T, XT>(rows[x], j) : T(0);
+#pragma unroll
+            for (int k = 0; k < KMAX; ++k) {
+                if (k < K) {
+                    T wk = __ldg(W + k * n + j);
+#pragma unroll
+                    for (int x = 0; x < EX; ++x) part[x * KMAX + k] += wk * xs[x];
+                }
+            }
+        }
+        double z[EX * KMAX];
+#pragma unroll
+        for (int x = 0; x < EX; ++x) {
+            bool overflow = false;
+#pragma unroll
+            for (int k = 0; k < KMAX; ++k) {
+                T p = part[x * KMAX + k];
+                z[x * KMAX + k] = pixels ? (double)p * scale : (double)p;
+                if (pixels && k < K && !nnx_finite(p)) overflow = true;
+            }
+            if (overflow && x < count) {
+                // W within 255x of the largest float: W * pixel overflowed where NumPy's
+                // W * (pixel / 255) does not; redo this thread's share as NumPy does (rare)
+                const T s = (T)scale;
+#pragma unroll
+                for (int k = 0; k < KMAX; ++k) part[x * KMAX + k] = T(0);
+                for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+                    T xv = nnx_row_elem<T, XT>(rows[x], j) * s;
+#pragma unroll
+                    for (int k = 0; k < KMAX; ++k)
+                        if (k < K) part[x * KMAX + k] += __ldg(W + k * n + j) * xv;
+                }
+#pragma unroll
+                for (int k = 0; k < KMAX; ++k) z[x * KMAX + k] = (double)part[x * KMAX + k];
+            }
+        }
+        nnx_block_sums<EX * KMAX>(z, scratch);
+#pragma unroll
+        for (int x = 0; x < EX; ++x) {
+            if (x < count) {
+#pragma unroll
+                for (int k = 0; k < KMAX; ++k)
+                    if (k < K) z[x * KMAX + k] += (double)__ldg(b + k);
+                // z becomes dz / m for this example
+                nnx_softmax_terms<KMAX>(z + x * KMAX, K, (long long)y[base + x], inv_m, &loss, &correct);
+            } else {
+#pragma unroll
+                for (int k = 0; k < KMAX; ++k) z[x * KMAX + k] = 0.0;  // past m: adds nothing
+            }
+        }
+        if (threadIdx.x == 0) {
+#pragma unroll
+            for (int k = 0; k < KMAX; ++k) {
+                if (k >= k0 && k < k1) {
+#pragma unroll
+                    for (int x = 0; x < EX; ++x) db_sums[k] += z[x * KMAX + k];
+                }
+            }
+        }
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) {
+            T xs[EX];
+#pragma unroll
+            for (int x = 0; x < EX; ++x) xs[x] = x < count ? nnx_row_elem<T, XT>(rows[x], j) : T(0);
+#pragma unroll
+            for (int k = 0; k < KMAX; ++k) {
+                if (k >= k0 && k < k1) {
+                    T add = T(0);
+#pragma unroll
+                    for (int x = 0; x < EX; ++x) add += (T)z[x * KMAX + k] * xs[x];
+                    acc[(k - k0) * n + j] += add;
+                }
+            }
+        }
+    }
+    T* out = dw_partial + g * K * n;
+    for (int k = k0; k < k1; ++k)
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) out[k * n + j] = acc[(k - k0) * n + j];
+    if (threadIdx.x == 0) {
+        for (int k = k0; k < k1; ++k) db_partial[g * K + k] = db_sums[k];
+        if (k0 == 0) {
+            stats_partial[2 * g] = loss;
+            stats_partial[2 * g + 1] = correct;
+        }
+    }
+}
+
+// Part 2: W[k, j] -= lr * scale * sum_g dw_partial[g, k, j] and b[k] -= lr * sum_g
+// db_partial[g, k] (fixed order over g, in double; the partials hold dz / m * x and dz / m);
+// the first thread writes out = (mean loss, correct count) at the parameters before the step.
+template <typename T>
+__global__ void softmax_update(T* W, T* b, const T* dw_partial, const double* db_partial,
+                               const double* stats_partial, int groups, long long K, long long n, double lr,
+                               double scale, double* out) {
+    const long long size = K * n;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
+         i += (long long)blockDim.x * gridDim.x) {
+        double s = 0.0;
+        for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * size + i];
+        W[i] = (T)((double)W[i] - lr * scale * s);
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        for (long long k = 0; k < K; ++k) {
+            double s = 0.0;
+            for (int g = 0; g < groups; ++g) s += db_partial[(long long)g * K + k];
+            b[k] = (T)((double)b[k] - lr * s);
+        }
+        double loss = 0.0, correct = 0.0;
+        for (int g = 0; g < groups; ++g) {
+            loss += stats_partial[2 * g];
+            correct += stats_partial[2 * g + 1];
+        }
+        out[0] = loss;
+        out[1] = correct;
+    }
+}
+
+// Softmax regression's loss and gradient without the update (L-BFGS), part 2 after
+// softmax_pass: dW (K, n) = scale * sum_g dw_partial[g] and db (K) = sum_g db_partial[g],
+// in double in a fixed order; out = (mean loss, correct count). Nothing is updated.
+template <typename T>
+__global__ void softmax_grad(const T* dw_partial, const double* db_partial, const double* stats_partial,
+                             int groups, long long K, long long n, double scale, double* dW, double* db,
+                             double* out) {
+    const long long size = K * n;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
+         i += (long long)blockDim.x * gridDim.x) {
+        double s = 0.0;
+        for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * size + i];
+        dW[i] = scale * s;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        for (long long k = 0; k < K; ++k) {
+            double s = 0.0;
+            for (int g = 0; g < groups; ++g) s += db_partial[(long long)g * K + k];
+            db[k] = s;
+        }
+        double loss = 0.0, correct = 0.0;
+        for (int g = 0; g < groups; ++g) {
+            loss += stats_partial[2 * g];
+            correct += stats_partial[2 * g + 1];
+        }
+        out[0] = loss;
+        out[1] = correct;
+    }
+}

@@ -253,7 +253,8 @@ class DeviceNetwork:
         """Move host X to the backend in the form ``train_step`` (or ``forward``) expects."""
         # raw uint8 pixels only where the backend's softmax epoch reads them itself
         if for_training and self.fused and (self.is_logreg or self.ops.fused_softmax):
-            return self.ops.prepare_fused_input(X, self.dtype)
+            classes = None if self.is_logreg else self.blocks[0].n_out
+            return self.ops.prepare_fused_input(X, self.dtype, classes)
         return self.ops.prepare_input(X, self.dtype)
 
     def evaluate(self, X: Any, Y: Any) -> tuple[Any, Any]:

@@ -44,6 +44,12 @@ SIGNATURES = {
     "dropout_apply": "(const {T}*, {T}*, long long, long long, int, unsigned, unsigned, unsigned, unsigned, "
     "unsigned, unsigned, double)",
     "logreg_grad": "(const {T}*, const double*, int, long long, long long, double, double*, double*)",
+    "softmax_pass": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, int, int, int, "
+    "double, {T}*, double*, double*)",
+    "softmax_update": "({T}*, {T}*, const {T}*, const double*, const double*, int, long long, long long, "
+    "double, double, double*)",
+    "softmax_grad": "(const {T}*, const double*, const double*, int, long long, long long, double, double*, "
+    "double*, double*)",
 }
 
 

@@ -1087,3 +1087,224 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
     np.testing.assert_allclose(history.objective, history_ref.objective, rtol=1e-9)
     np.testing.assert_allclose(W, W_ref, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(b, b_ref, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------
+# The single-pass softmax-regression epoch (issue #20): softmax_pass, then softmax_update /
+# softmax_grad, against the NumPy backend's generic two-product epoch
+
+
+def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
+    n, m = X.shape
+    return plans.softmax_pass_plan(n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X))
+
+
+def softmax_partials(plan, K, n, dtype):
+    """The three partial-sum buffers, NaN-filled: a row the kernel forgets to write shows."""
+    return (
+        np.full((plan.groups, K, n), np.nan, dtype),
+        np.full((plan.groups, K), np.nan),
+        np.full((plan.groups, 2), np.nan),
+    )
+
+
+def emulated_softmax_epoch(module, W, b, X, Y, lr, sm_count, shared_limit=HOPPER_SHARED):
+    """One epoch through the backend's two launches; returns out = (loss, correct)."""
+    K, n = W.shape
+    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit)
+    assert plan is not None, "softmax_pass cannot take this X"
+    out = np.full(2, np.nan)
+    partials = softmax_partials(plan, K, n, W.dtype)
+    for launch in plans.softmax_launches(plan, W, b, X, Y, *partials, out, lr, sm_count):
+        run(module, launch)
+    return out
+
+
+def emulated_softmax_grad(module, W, b, X, Y, sm_count, shared_limit=HOPPER_SHARED):
+    """(dW (K, n), db (K, 1), out (2,)) float64 through the backend's two launches."""
+    K, n = W.shape
+    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit)
+    dW, db, out = np.full((K, n), np.nan), np.full((K, 1), np.nan), np.full(2, np.nan)
+    partials = softmax_partials(plan, K, n, W.dtype)
+    for launch in plans.softmax_grad_launches(plan, W, b, X, Y, *partials, dW, db, out, sm_count):
+        run(module, launch)
+    return dW, db, out
+
+
+def softmax_problem(n, m, K, x_kind, dtype, seed=0):
+    """(W, b, X, Y, X as the NumPy backend takes it) for a K-class epoch."""
+    rng = np.random.default_rng(seed + n + 7 * m + 31 * K)
+    if x_kind == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, size=(n, m), dtype=np.uint8))
+        X_ref = X.astype(dtype) * np.array(1 / 255, dtype)
+    else:
+        X = np.asfortranarray(rng.random((n, m)).astype(dtype))
+        X_ref = X
+    Y = rng.integers(0, K, (1, m)).astype(dtype)
+    W = (rng.normal(size=(K, n)) * 0.05).astype(dtype)
+    b = (rng.normal(size=(K, 1)) * 0.1).astype(dtype)
+    return W, b, X, Y, X_ref
+
+
+SOFTMAX_CASES = [
+    # (n, m, K, x kind, sm_count, shared limit): every KMAX, odd sizes, one and many
+    # groups, half-empty last steps, class slices (the 64x64x3 pictures at K = 10 on a
+    # Hopper GPU need 3; a small shared limit forces them elsewhere)
+    (3, 1, 2, "float", 4, HOPPER_SHARED),
+    (37, 9, 3, "float", 2, HOPPER_SHARED),
+    (1501, 13, 5, "uint8", 3, HOPPER_SHARED),  # n not a multiple of 4, odd m
+    (300, 41, 10, "uint8", 2, HOPPER_SHARED),  # KMAX 16: 2 examples per step
+    (300, 41, 10, "float", 2, 3 * 300 * 8 + plans.SOFTMAX_STATIC_BYTES),  # slices of 3 classes
+    (64, 23, 17, "float", 2, HOPPER_SHARED),  # KMAX 32: 1 example per step
+    (40, 6, 32, "uint8", 1, HOPPER_SHARED),  # the most classes fused
+    (12288, 7, 10, "uint8", 2, HOPPER_SHARED),  # the tutorials' pictures, 10 classes
+]
+
+
+def softmax_params():
+    for n, m, K, x_kind, sm_count, limit in SOFTMAX_CASES:
+        for dtype in FLOATS:
+            if n == 12288 and dtype == "float64":
+                continue  # the same path as float32 here; the emulation is slow at this size
+            case_id = f"{n}x{m}-K{K}-{x_kind}-{dtype}-{limit}"
+            yield pytest.param(n, m, K, x_kind, sm_count, limit, dtype, id=case_id)
+
+
+@pytest.mark.parametrize(("n", "m", "K", "x_kind", "sm_count", "limit", "dtype"), list(softmax_params()))
+def test_single_pass_softmax_epoch_matches_numpy(module, n, m, K, x_kind, sm_count, limit, dtype):
+    W, b, X, Y, X_ref = softmax_problem(n, m, K, x_kind, dtype)
+    W_ref, b_ref = W.copy(), b.copy()
+    epochs = 1 if n == 12288 else 3
+    for _ in range(epochs):
+        out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, sm_count, limit)
+        value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+        np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+        assert out[1] == correct
+    np.testing.assert_allclose(W, W_ref, **tolerance(dtype))
+    np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
+
+
+def test_a_softmax_epoch_over_several_waves_of_blocks_matches_numpy(module, monkeypatch):
+    """With at most 4 examples per block, 41 examples in class slices take several whole
+    waves of groups: the same results as the NumPy backend."""
+    monkeypatch.setattr(plans, "MAX_EXAMPLES_PER_BLOCK", 4)
+    W, b, X, Y, X_ref = softmax_problem(200, 41, 6, "float", "float32")
+    limit = 2 * 200 * 4 + plans.SOFTMAX_STATIC_BYTES  # 2 classes per block: 3 slices
+    plan = softmax_plan(X, 6, W.dtype, 4, limit)
+    assert plan.slices == 3 and plan.groups > 4
+    W_ref, b_ref = W.copy(), b.copy()
+    out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, 4, limit)
+    value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+    np.testing.assert_allclose(out[0], value, **tolerance("float32"))
+    assert out[1] == correct
+    np.testing.assert_allclose(W, W_ref, **tolerance("float32"))
+    np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+
+
+def test_single_pass_softmax_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed):
+    W0, b0, X, Y, _ = softmax_problem(1504, 13, 10, "uint8", "float32")
+    results = []
+    for emulated in (module, module, module_reversed):
+        W, b = W0.copy(), b0.copy()
+        out = [emulated_softmax_epoch(emulated, W, b, X, Y, 0.1, 2) for _ in range(2)]
+        grads = emulated_softmax_grad(emulated, W, b, X, Y, 2)
+        results.append((W.tobytes(), b.tobytes(), np.stack(out).tobytes(), *(g.tobytes() for g in grads)))
+    assert results[0] == results[1] == results[2]
+
+
+SOFTMAX_SPECIALS = ["nan_in_x", "inf_in_x", "nan_in_w", "inf_in_w", "largest_in_w", "inf_bias"]
+
+
+def softmax_specials(x_kind, dtype, case):
+    """(W, b, X, Y) for a 64-feature, 5-example, 3-class epoch with one kind of special."""
+    W, b, X, Y, _ = softmax_problem(64, 5, 3, x_kind, dtype, seed=17)
+    if case == "nan_in_x":
+        X[7, 1] = np.nan
+    elif case == "inf_in_x":
+        X[7, 0], X[9, 1] = np.inf, -np.inf
+    elif case == "nan_in_w":
+        W[1, 5] = np.nan
+    elif case == "inf_in_w":
+        W[2, 5] = np.inf
+    elif case == "largest_in_w":  # W * pixel overflows where W * (pixel / 255) does not
+        W[0, 5] = np.finfo(dtype).max / 200
+    elif case == "inf_bias":
+        b[1, 0] = -np.inf
+    return W, b, X, Y
+
+
+def softmax_special_params():
+    for case in SOFTMAX_SPECIALS:
+        for x_kind in ("float", "uint8"):
+            if x_kind == "uint8" and case.endswith("_in_x"):
+                continue  # pixels hold no specials
+            for dtype in FLOATS:
+                yield pytest.param(case, x_kind, dtype, id=f"{case}-{x_kind}-{dtype}")
+
+
+@pytest.mark.parametrize(("case", "x_kind", "dtype"), list(softmax_special_params()))
+def test_single_pass_softmax_epoch_propagates_nan_and_inf_as_numpy(module, case, x_kind, dtype):
+    W, b, X, Y = softmax_specials(x_kind, dtype, case)
+    X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_kind == "uint8" else X
+    W_ref, b_ref = W.copy(), b.copy()
+    out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, 1)
+    with np.errstate(all="ignore"):
+        value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+    assert_same_as_numpy(out[0], value, dtype)
+    assert out[1] == correct
+    assert_same_as_numpy(W, W_ref, dtype)
+    assert_same_as_numpy(b, b_ref, dtype)
+
+
+@pytest.mark.parametrize(("x_kind", "dtype", "limit"), [
+    ("uint8", "float32", HOPPER_SHARED),
+    ("float", "float64", HOPPER_SHARED),
+    ("uint8", "float64", 2 * 700 * 8 + plans.SOFTMAX_STATIC_BYTES),  # class slices
+])  # fmt: skip
+def test_softmax_loss_and_gradient_match_numpy_and_leave_the_parameters(module, x_kind, dtype, limit):
+    W, b, X, Y, X_ref = softmax_problem(700, 19, 5, x_kind, dtype)
+    W0, b0 = W.copy(), b.copy()
+    dW, db, out = emulated_softmax_grad(module, W, b, X, Y, 2, limit)
+    assert np.array_equal(W, W0) and np.array_equal(b, b0)
+    value, correct, dW_ref, db_ref = REF.softmax_loss_grad(W, b, X_ref, Y)
+    np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+    assert out[1] == correct
+    scale = np.abs(dW_ref).max()
+    rtol = tolerance(dtype)["rtol"]
+    np.testing.assert_allclose(dW, dW_ref, rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(db, db_ref, rtol=rtol, atol=rtol * np.abs(db_ref).max())
+    # the gradient is the step the fused epoch takes (same kernel, same reduction order)
+    emulated_softmax_epoch(module, W, b, X, Y, 1.0, 2, limit)
+    np.testing.assert_allclose(W0 - W, dW.astype(dtype), rtol=1e-5, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize(("x_dtype", "dtype"), [("uint8", "float32"), ("float64", "float64")])
+def test_the_backend_trains_softmax_regression_in_one_pass_as_numpy(emulated_backend, x_dtype, dtype):
+    """CupyBackend takes raw pixels for softmax regression (prepare_fused_input with the
+    class count) and trains it with softmax_pass: the NumPy backend's parameters, loss
+    history and gradient (returned as float64)."""
+    ops, _ = emulated_backend()
+    rng = np.random.default_rng(4)
+    n, m, K = 300, 40, 4
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
+    y = rng.integers(0, K, m)
+    assert ops.prepare_fused_input(X, dtype, K).dtype == np.dtype(x_dtype)
+    runs = []
+    for backend in (ops, "numpy"):
+        model = nnx.SoftmaxRegression(n, K)
+        history = model.fit(X, y, epochs=5, lr=0.5, backend=backend, dtype=dtype)
+        runs.append((model.parameters()[0], history.loss))
+    (W, b), loss = runs[0]
+    (W_ref, b_ref), loss_ref = runs[1]
+    np.testing.assert_allclose(loss, loss_ref, **tolerance(dtype))
+    np.testing.assert_allclose(W, W_ref, **tolerance(dtype))
+    np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
+    Xd = ops.prepare_fused_input(X, dtype, K)
+    Wd, bd = ops.asarray(W, dtype), ops.asarray(b, dtype)
+    value, correct, dW, db = ops.softmax_loss_grad(Wd, bd, Xd, ops.prepare_labels(y.reshape(1, -1), dtype))
+    assert dW.dtype == db.dtype == np.float64 and dW.shape == (K, n) and db.shape == (K, 1)
+    X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_dtype == "uint8" else X
+    ref = REF.softmax_loss_grad(W.astype(dtype), b.astype(dtype), X_ref, y.reshape(1, -1).astype(dtype))
+    np.testing.assert_allclose(float(value), ref[0], **tolerance(dtype))
+    assert float(correct) == ref[1]
+    np.testing.assert_allclose(dW, ref[2], rtol=tolerance(dtype)["rtol"], atol=1e-6 * np.abs(ref[2]).max())

@@ -1,5 +1,6 @@
-"""Which single-pass logistic-regression kernel the CUDA launch plans pick, with how many
-shared-memory stages and blocks: pure arithmetic on shapes and dtypes, no GPU or compiler."""
+"""Which single-pass kernel the CUDA launch plans pick for logistic and softmax regression,
+with how many shared-memory stages, class slices and blocks: pure arithmetic on shapes and
+dtypes, no GPU or compiler."""
 
 import numpy as np
 import pytest
@@ -142,3 +143,56 @@ def test_the_largest_plan_fits_the_opt_in_maximum_with_its_static_shared_memory(
                 static = 32 * 8 * plans.staged_examples_per_step(plans.CTYPE[x_dtype])
                 kernel = ModelledKernel(static, optin=100 * 1024)
                 plans.launch(kernel, plans.Launch(p.kernel, (1,), (512,), (), p.shared_mem))
+
+
+# ------------------------------------------------------------- softmax regression (#20)
+def softmax_plan(n, m, K, w_dtype, x_dtype, sm_count=132, shared_limit=227 * 1024, x_address=0):
+    return plans.softmax_pass_plan(n, m, K, w_dtype, x_dtype, sm_count, shared_limit, x_address)
+
+
+def test_softmax_dw_stays_in_one_block_where_it_fits():
+    """CIFAR-sized rows at K = 10: 120 KB of dW, one slice, one block per SM (two would
+    not fit in 227 KB), 2 examples per step (KMAX 16)."""
+    p = softmax_plan(3072, 50000, 10, "float32", "uint8")
+    assert (p.kernel, p.slices, p.per, p.shared_mem) == (
+        "softmax_pass<float, unsigned char, 16>",
+        1,
+        10,
+        10 * 3072 * 4,
+    )
+    assert p.groups == 132 * -(-50000 // (132 * plans.MAX_EXAMPLES_PER_BLOCK))
+    small = softmax_plan(784, 60000, 10, "float32", "float32")  # 31 KB: 4 blocks (2048 threads) per SM
+    assert small.slices == 1 and small.groups == 4 * 132 * -(
+        -60000 // (4 * 132 * plans.MAX_EXAMPLES_PER_BLOCK)
+    )
+
+
+def test_softmax_classes_are_split_into_slices_only_when_dw_does_not_fit():
+    """The 64x64x3 pictures at K = 10: 480 KB of float dW, so 3 slices of 4 classes
+    (192 KB each); a wave of 132 SMs holds 44 groups of 3 blocks."""
+    p = softmax_plan(12288, 50000, 10, "float32", "uint8")
+    assert (p.slices, p.per, p.shared_mem) == (3, 4, 4 * 12288 * 4)
+    assert p.groups == 44 * -(-50000 // (44 * plans.MAX_EXAMPLES_PER_BLOCK))
+    assert p.shared_mem + plans.SOFTMAX_STATIC_BYTES <= 227 * 1024
+    double = softmax_plan(12288, 50000, 10, "float64", "uint8")
+    assert (double.slices, double.per) == (5, 2)  # 96 KB a class row: 2 per block
+
+
+@pytest.mark.parametrize(
+    ("n", "K", "w_dtype", "x_dtype", "x_address", "why"),
+    [
+        (12288, 33, "float32", "uint8", 0, "more classes than MAX_FUSED_CLASSES"),
+        (12288, 10, "float32", "float64", 0, "X in another float type"),
+        (12288, 10, "float32", "float32", 2, "X not aligned to its elements"),
+        (60000, 2, "float32", "float32", 0, "one class row of dW over 227 KB"),
+    ],
+)
+def test_softmax_regression_the_kernel_cannot_take_goes_to_cublas(n, K, w_dtype, x_dtype, x_address, why):
+    assert softmax_plan(n, 100, K, w_dtype, x_dtype, x_address=x_address) is None, why
+
+
+def test_softmax_kmax_ends_at_the_fused_class_limit():
+    from nnx.backends.base import MAX_FUSED_CLASSES
+
+    assert plans.SOFTMAX_KMAX[-1] == MAX_FUSED_CLASSES
+    assert softmax_plan(100, 10, MAX_FUSED_CLASSES, "float32", "float32").kernel.endswith(", 32>")

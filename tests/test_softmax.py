@@ -251,7 +251,7 @@ def test_fused_softmax_epoch_matches_numpy(other_backend, x_dtype, dtype, rng, m
     for name in ("numpy", other_backend):
         ops = nnx.get_backend(name)
         W, b = ops.asarray(W0, dtype), ops.asarray(b0, dtype)
-        Xd = ops.prepare_fused_input(X, dtype)
+        Xd = ops.prepare_fused_input(X, dtype, K)
         for _ in range(3):
             loss, correct = ops.softmax_epoch_(W, b, Xd, ops.prepare_labels(y, dtype), 0.3)
         results.append((ops.scalar(loss), ops.scalar(correct), ops.to_host(W), ops.to_host(b)))
@@ -260,6 +260,32 @@ def test_fused_softmax_epoch_matches_numpy(other_backend, x_dtype, dtype, rng, m
     assert l1 == pytest.approx(l0, rel=tol["rtol"]) and c1 == c0
     np.testing.assert_allclose(W1, W0n, **tol)
     np.testing.assert_allclose(b1, b0n, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_softmax_on_pixels_does_not_overflow_where_numpy_does_not(other_backend, dtype, rng):
+    """A weight within 255x of the largest float: W * pixel overflows, W * (pixel / 255)
+    (what the NumPy backend computes) does not. The fused epoch and gradient on raw pixels
+    must give NumPy's finite results, not inf or NaN."""
+    n, m, K = 64, 30, 3
+    X = np.asfortranarray(rng.integers(1, 256, (n, m), dtype=np.uint8))
+    y = rng.integers(0, K, m).reshape(1, -1)
+    W0 = (rng.standard_normal((K, n)) * 0.01).astype(dtype)
+    W0[0, 5] = np.finfo(dtype).max / 200
+    results = []
+    for name in ("numpy", other_backend):
+        ops = nnx.get_backend(name)
+        W, b = ops.asarray(W0, dtype), ops.zeros((K, 1), dtype)
+        Xd, Yd = ops.prepare_fused_input(X, dtype, K), ops.prepare_labels(y, dtype)
+        with np.errstate(all="ignore"):
+            value, _, dW, _ = ops.softmax_loss_grad(W, b, Xd, Yd)
+            ops.softmax_epoch_(W, b, Xd, Yd, 1e-40)
+        results.append((ops.scalar(value), ops.to_host(dW), ops.to_host(W)))
+    (v0, dW0, W_0), (v1, dW1, W_1) = results
+    assert np.isfinite(v0) and np.all(np.isfinite(dW0)) and np.all(np.isfinite(W_0))
+    assert v1 == pytest.approx(v0, rel=tolerance(dtype)["rtol"])
+    np.testing.assert_allclose(dW1, dW0, rtol=tolerance(dtype)["rtol"], atol=tolerance(dtype)["rtol"] * 1e-3)
+    np.testing.assert_allclose(W_1, W_0, **tolerance(dtype))
 
 
 def test_fused_softmax_epoch_is_bitwise_repeatable(backend, rng):

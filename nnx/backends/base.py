@@ -100,8 +100,9 @@ class Backend:
             return out
         return xp.asarray(X, dtype=dtype, order="K")
 
-    def prepare_fused_input(self, X: np.ndarray, dtype: str) -> Any:
-        """X for ``logreg_epoch_``; the generic version is ``prepare_input``."""
+    def prepare_fused_input(self, X: np.ndarray, dtype: str, classes: int | None = None) -> Any:
+        """X for ``logreg_epoch_`` (``classes`` None) or for ``softmax_epoch_`` over
+        ``classes`` classes; the generic version is ``prepare_input``."""
         return self.prepare_input(X, dtype)
 
     @staticmethod
@@ -488,7 +489,7 @@ class Backend:
         X is what ``prepare_fused_input`` returned, Y (1, m) the class indices. Returns
         (loss, correct) at the parameters before the update, as device scalars. This
         generic version reads X twice (Z = W X, then dW = dZ X^T); backends with
-        ``fused_logreg`` read it once for K up to ``MAX_FUSED_CLASSES``.
+        ``fused_softmax`` read it once for K up to ``MAX_FUSED_CLASSES``.
         """
         value, correct, dW, db = self._softmax_grads(W, b, X, Y)
         self.sgd_update_([W, b], [dW, db], lr)

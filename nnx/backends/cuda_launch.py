@@ -152,7 +152,7 @@ def name_expressions() -> list[str]:
         ex = staged_examples_per_step(xt)
         names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in STAGED_WORDS]
     names += [f"logreg_grad<{t}>" for t in ("float", "double")]  # loss and gradient, no update
-    return names + optim_name_expressions()
+    return names + softmax_name_expressions() + optim_name_expressions()
 
 
 class PassPlan(NamedTuple):
@@ -391,6 +391,171 @@ def read_words_launch(X, sink, sm_count: int) -> Launch:
 def read_words_bytes(X) -> int:
     """Bytes ``read_words_launch`` reads of X."""
     return max(0, X.size * X.itemsize - (-address(X) % 16)) // 16 * 16
+
+
+# ------------------------------------------------- single-pass softmax-regression epoch
+# Class counts softmax_pass is compiled for: K goes to the smallest that holds it, and a
+# block takes 32 / KMAX examples per step (32 sums per thread whatever K). The largest is
+# base.MAX_FUSED_CLASSES; more classes take the generic cuBLAS epoch.
+SOFTMAX_KMAX = (4, 8, 16, 32)
+SOFTMAX_STATIC_BYTES = (32 * 32 + 32) * 8  # softmax_pass's reduction scratch and db sums (at most)
+SM_THREADS = 2048  # threads one SM holds at once (every GPU since Volta)
+
+
+def softmax_name_expressions() -> list[str]:
+    """softmax_pass for each (compute type, X type, KMAX) and its two finishing kernels."""
+    names = []
+    for t in ("float", "double"):
+        for xt in (t, "unsigned char"):
+            names += [f"softmax_pass<{t}, {xt}, {kmax}>" for kmax in SOFTMAX_KMAX]
+        names += [f"softmax_update<{t}>", f"softmax_grad<{t}>"]
+    return names
+
+
+class SoftmaxPlan(NamedTuple):
+    """The single-pass kernel of one softmax-regression epoch: its name expression, its
+    groups of blocks (= rows of the partial sums), the class slices each group is split
+    into (blocks = groups * slices), the classes per slice and the dynamic shared memory
+    in bytes (a slice's rows of dW)."""
+
+    kernel: str
+    groups: int
+    slices: int
+    per: int
+    shared_mem: int
+
+
+def softmax_pass_plan(
+    n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, sm_count: int, shared_limit: int, x_address: int = 0
+) -> SoftmaxPlan | None:
+    """softmax_pass for an epoch over X (n, m) of ``x_dtype`` (starting at ``x_address``)
+    with K classes and parameters of ``w_dtype``, on a GPU of ``sm_count`` SMs allowing
+    ``shared_limit`` bytes of shared memory per block (its opt-in maximum); None where it
+    cannot run (more than ``SOFTMAX_KMAX[-1]`` classes, X in another float type, X not
+    aligned to its element size, or one class's row of n features not fitting in shared
+    memory): the epoch then takes the generic cuBLAS path.
+
+    dW stays in shared memory: all K rows (one slice) where they fit, else the classes are
+    split into slices of ``per`` rows, each slice a block of its own reading the same
+    examples. As many blocks run per SM as their shared memory and threads allow, in
+    whole waves with at most ``MAX_EXAMPLES_PER_BLOCK`` examples per block.
+    """
+    if not 1 <= K <= SOFTMAX_KMAX[-1] or np.dtype(x_dtype).name not in ("uint8", np.dtype(w_dtype).name):
+        return None
+    if x_address % np.dtype(x_dtype).itemsize:
+        return None
+    t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
+    kmax = next(k for k in SOFTMAX_KMAX if k >= K)
+    row_bytes = n * np.dtype(w_dtype).itemsize
+    rows_fit = (shared_limit - SOFTMAX_STATIC_BYTES) // row_bytes
+    if rows_fit < 1:
+        return None
+    slices = -(-K // rows_fit)
+    per = -(-K // slices)
+    shared = per * row_bytes
+    per_sm = max(1, min(SM_THREADS // PASS_BLOCK, shared_limit // (shared + SOFTMAX_STATIC_BYTES)))
+    wave = max(1, per_sm * sm_count // slices)
+    groups = pass_groups(m, 32 // kmax, wave)
+    return SoftmaxPlan(f"softmax_pass<{t}, {xt}, {kmax}>", groups, slices, per, shared)
+
+
+def _softmax_pass_launch(plan: SoftmaxPlan, W, b, X, Y, dw_partial, db_partial, stats) -> Launch:
+    n, m = X.shape
+    K = W.shape[0]
+    expected = ((plan.groups, K, n), (plan.groups, K), (plan.groups, 2))
+    if (dw_partial.shape, db_partial.shape, stats.shape) != expected:
+        raise ValueError(
+            f"partial sums of shapes {dw_partial.shape}, {db_partial.shape} and {stats.shape} for a "
+            f"pass of {plan.groups} groups over {K} classes and {n} features: expected "
+            f"{expected[0]}, {expected[1]} and {expected[2]}"
+        )
+    return Launch(
+        plan.kernel,
+        (plan.groups * plan.slices,),
+        (PASS_BLOCK,),
+        (
+            X.T,  # (m, n) C-contiguous: example-contiguous rows
+            W,
+            b,
+            Y,
+            np.int64(m),
+            np.int64(n),
+            np.int32(K),
+            np.int32(plan.slices),
+            np.int32(plan.per),
+            np.float64(PIXEL_SCALE if X.dtype == np.uint8 else 1.0),
+            dw_partial,
+            db_partial,
+            stats,
+        ),
+        plan.shared_mem,
+    )
+
+
+def softmax_launches(
+    plan: SoftmaxPlan, W, b, X, Y, dw_partial, db_partial, stats, out, lr: float, sm_count: int
+) -> tuple[Launch, Launch]:
+    """One fused softmax-regression epoch as two launches: ``plan``'s single pass over X,
+    then the fixed-order reduction and update.
+
+    W (K, n) and b (K, 1) float32/float64, updated in place; X (n, m) F-contiguous in W's
+    dtype or uint8 (scaled by 1/255 in the kernel); Y (1, m) class numbers in W's dtype;
+    dw_partial (plan.groups, K, n) in W's dtype; db_partial (plan.groups, K) and stats
+    (plan.groups, 2) float64; out (2,) float64 receives (mean loss before the step,
+    correct count).
+    """
+    n, m = X.shape
+    K = W.shape[0]
+    single_pass = _softmax_pass_launch(plan, W, b, X, Y, dw_partial, db_partial, stats)
+    update = Launch(
+        f"softmax_update<{CTYPE[W.dtype.name]}>",
+        (elementwise_grid(K * n, sm_count),),
+        (BLOCK,),
+        (
+            W,
+            b,
+            dw_partial,
+            db_partial,
+            stats,
+            np.int32(plan.groups),
+            np.int64(K),
+            np.int64(n),
+            np.float64(lr),
+            np.float64(PIXEL_SCALE if X.dtype == np.uint8 else 1.0),
+            out,
+        ),
+    )
+    return single_pass, update
+
+
+def softmax_grad_launches(
+    plan: SoftmaxPlan, W, b, X, Y, dw_partial, db_partial, stats, dW, db, out, sm_count: int
+) -> tuple[Launch, Launch]:
+    """Softmax regression's loss and gradient at (W, b) without the update (L-BFGS): the
+    single pass of ``softmax_launches``, then ``softmax_grad``'s fixed-order reduction.
+    dW (K, n) and db (K, 1) float64 receive the gradient of the mean loss (the 1/255 of
+    pixels included); out (2,) float64 (mean loss, correct count). W and b are only read."""
+    n, m = X.shape
+    K = W.shape[0]
+    single_pass = _softmax_pass_launch(plan, W, b, X, Y, dw_partial, db_partial, stats)
+    finish = Launch(
+        f"softmax_grad<{CTYPE[W.dtype.name]}>",
+        (elementwise_grid(K * n, sm_count),),
+        (BLOCK,),
+        (
+            dw_partial,
+            db_partial,
+            stats,
+            np.int32(plan.groups),
+            np.int64(K),
+            np.int64(n),
+            np.float64(PIXEL_SCALE if X.dtype == np.uint8 else 1.0),
+            dW,
+            db,
+            out,
+        ),
+    )
+    return single_pass, finish
 
 
 # ------------------------------------------------------------- optimizer steps, dropout

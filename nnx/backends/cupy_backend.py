@@ -77,6 +77,7 @@ class CupyBackend(Backend):
     name = "cupy"
     is_gpu = True
     fused_logreg = True
+    fused_softmax = True
 
     def __init__(self) -> None:
         import cupy
@@ -233,11 +234,17 @@ class CupyBackend(Backend):
             return self._guard(lambda: Xd.astype(dtype, order="K"), Xd.size * np.dtype(dtype).itemsize)
         return Xd
 
-    def prepare_fused_input(self, X, dtype):
+    def prepare_fused_input(self, X, dtype, classes=None):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
-        scaled floats when the kernel cannot take this many features."""
+        scaled floats when the kernel (logistic regression's, or softmax regression's over
+        ``classes`` classes) cannot take this many features."""
         native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
-        if self._pass_plan(X.shape[0], X.shape[1], dtype, native) is None:
+        n, m = X.shape
+        if classes is None:
+            plan = self._pass_plan(n, m, dtype, native)
+        else:
+            plan = plans.softmax_pass_plan(n, m, classes, dtype, native, self.sm_count, self.shared_limit)
+        if plan is None:
             return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
             return self.cp.asfortranarray(X)
@@ -402,6 +409,52 @@ class CupyBackend(Backend):
         for launch in plans.logreg_launches(pass_plan, w, b, X, Y, dw_partial, stats, out, lr, loss, sms):
             self._launch(launch)
         return out[0], out[1]
+
+    def _softmax_plan(self, W, X) -> plans.SoftmaxPlan | None:
+        """softmax_pass's plan for parameters W (K, n) over X, or None where X's layout,
+        dtypes or size leave softmax regression to the generic cuBLAS path."""
+        if not X.flags.f_contiguous or W.dtype.name not in ("float32", "float64"):
+            return None
+        n, m = X.shape
+        return plans.softmax_pass_plan(
+            n, m, W.shape[0], W.dtype, X.dtype, self.sm_count, self.shared_limit, plans.address(X)
+        )
+
+    def _softmax_pass_buffers(self, plan: plans.SoftmaxPlan, W, b, X, Y):
+        """Checks the arguments and returns this call's own partial sums (dw, db, stats)."""
+        K, n = W.shape
+        self._check("W", W, W.dtype, (K, X.shape[0]))
+        self._check("b", b, W.dtype, (K, 1))
+        self._check("Y", Y, W.dtype, (1, X.shape[1]))
+        dw_partial = self._empty((plan.groups, K, n), W.dtype)
+        db_partial = self._empty((plan.groups, K), self.cp.float64)
+        stats = self._empty((plan.groups, 2), self.cp.float64)
+        return dw_partial, db_partial, stats
+
+    def softmax_epoch_(self, W, b, X, Y, lr):
+        """Softmax regression with X read once (``softmax_pass``), then the fixed-order
+        reduction and step (``softmax_update``); the generic cuBLAS epoch where no plan fits."""
+        if (plan := self._softmax_plan(W, X)) is None:
+            return super().softmax_epoch_(W, b, X, Y, lr)
+        partials = self._softmax_pass_buffers(plan, W, b, X, Y)
+        out = self.cp.empty(2, dtype=self.cp.float64)
+        for launch in plans.softmax_launches(plan, W, b, X, Y, *partials, out, lr, self.sm_count):
+            self._launch(launch)
+        return out[0], out[1]
+
+    def softmax_loss_grad(self, W, b, X, Y):
+        """``softmax_pass`` followed by a fixed-order reduction into float64 dW and db
+        (``softmax_grad``) instead of the update; the generic path where no plan fits."""
+        if (plan := self._softmax_plan(W, X)) is None:
+            return super().softmax_loss_grad(W, b, X, Y)
+        cp = self.cp
+        partials = self._softmax_pass_buffers(plan, W, b, X, Y)
+        dW = self._empty(W.shape, cp.float64)
+        db = self._empty(b.shape, cp.float64)
+        out = cp.empty(2, dtype=cp.float64)
+        for launch in plans.softmax_grad_launches(plan, W, b, X, Y, *partials, dW, db, out, self.sm_count):
+            self._launch(launch)
+        return out[0], out[1], dW, db
 
     def _empty(self, shape, dtype):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize

@@ -136,7 +136,7 @@ class NumbaBackend(Backend):
         return None
 
     # ------------------------------------------------------------ fused logreg
-    def prepare_fused_input(self, X: np.ndarray, dtype: str) -> np.ndarray:
+    def prepare_fused_input(self, X: np.ndarray, dtype: str, classes: int | None = None) -> np.ndarray:
         return self.native_host_input(X, dtype)
 
     def logreg_epoch_(self, w, b, X, Y, lr, loss):
@@ -406,6 +406,7 @@ class NumbaBackend(Backend):
         # (K, chunk) logits and to dW instead: 2 multiplies per class, not per pixel
         scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         dW = np.zeros((K, n), dtype=np.float64)
+        dW_scaled = None  # chunks whose pixels had to be scaled first (see below)
         db = np.zeros((K, 1), dtype=np.float64)
         Zc = np.empty((K, chunk), dtype=dtype, order="F")
         dZc = np.empty((K, chunk), dtype=dtype, order="F")
@@ -420,16 +421,28 @@ class NumbaBackend(Backend):
                 self.k.rows_to_float(Xc.T, floats[:, : hi - lo].T)
                 Xc = floats[:, : hi - lo]
             Z = np.matmul(W, Xc, out=Zc[:, : hi - lo])
+            prescaled = False
             if scale != 1.0:
                 Z *= dtype.type(scale)
+                if not np.isfinite(Z).all():
+                    # W within 255x of the largest float (or not finite): W * pixel may
+                    # overflow where NumPy's W * (pixel / 255) does not; redo it as NumPy does
+                    Xc *= dtype.type(scale)
+                    Z = np.matmul(W, Xc, out=Z)
+                    prescaled = True
             Z += b
             dZ = dZc[:, : hi - lo]
             c_loss, c_correct = self.k.softmax_xent_rows(Z.T, labels[lo:hi], dZ.T, 1.0 / m)
             loss += c_loss
             correct += c_correct
             np.matmul(dZ, Xc.T, out=part)
-            dW += part
+            if prescaled:
+                dW_scaled = part.astype(np.float64) if dW_scaled is None else dW_scaled + part
+            else:
+                dW += part
             db += dZ.sum(axis=1, keepdims=True)
         if scale != 1.0:
             dW *= scale
+        if dW_scaled is not None:
+            dW += dW_scaled
         return np.float64(loss), int(correct), dW, db
