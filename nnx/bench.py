@@ -2,15 +2,16 @@
 
 This module runs the benchmark and writes its record; what is timed is built in
 ``bench_workloads`` and how it is timed is ``bench_timing`` (the PNG: ``plot.throughput``).
-One training epoch (forward, backward, update) is timed for logistic regression and the
-12288->50->1 MLP, the MLP both with plain gradient descent ("mlp") and with Adam
-("mlp-adam", its ``epoch_time_over_sgd`` ratio is the optimizer's overhead). Reference
-points measured in the same run:
+One training epoch (forward, backward, update) is timed for logistic regression, softmax
+regression over 10 classes ("softmax") and the 12288->50->1 MLP, the MLP both with plain
+gradient descent ("mlp") and with Adam ("mlp-adam", its ``epoch_time_over_sgd`` ratio is
+the optimizer's overhead). Reference points measured in the same run:
 
 * read bandwidth: a parallel streaming sum over the same X (CPU; timed in the same
   interleaved rounds as the epochs it rates), or on a GPU a device-to-device copy of X
   (its rate counts the bytes read and the bytes written) and a pure-read kernel;
-* BLAS/cuBLAS rate: the two big products an MLP epoch must do, W1 X and dZ1 X^T, alone;
+* BLAS/cuBLAS rate: the two big products an MLP or softmax epoch must do, W X and
+  dZ X^T, alone (``blas_products_time_over_epoch``: 1 is an epoch as fast as its products);
 * PyTorch (CPU or CUDA, when installed) doing the same epoch by hand on the same data,
   and its two MLP products alone; the ratios of PyTorch's times to the read reference and
   to the BLAS products are the ceilings on the speedups over PyTorch in that run;
@@ -37,7 +38,6 @@ import numpy as np
 from . import backends
 from .bench_timing import BLAS_IDLE_S, Contender, time_interleaved, time_repeated
 from .bench_workloads import (
-    HIDDEN,
     MODELS,
     N_X,
     X_DTYPES,
@@ -45,6 +45,7 @@ from .bench_workloads import (
     epoch_function,
     kernel_variants,
     make_data,
+    product_rows,
     read_reference,
     torch_contenders,
     useful_flops,
@@ -145,13 +146,16 @@ def run(
                 if cpu:  # the read reference runs in the same rounds as the epochs it rates
                     read_name, read_fn = read_reference(X)
                     contenders[_READ] = Contender(read_fn, lambda: None)
-                if model == "mlp" and x_dtype != "uint8":
+                # the two big products alone: the MLP's on floats, and softmax regression's
+                # (its K x 12288 W; on floats, which also bounds the epoch on raw pixels)
+                if (model == "mlp" and x_dtype != "uint8") or model == "softmax":
+                    w_rows = product_rows(model)
                     if cpu:
                         numpy_ops = backends.get_backend("numpy")
-                        for order, fn in blas_products(numpy_ops, X, dtype).items():
+                        for order, fn in blas_products(numpy_ops, X, dtype, w_rows).items():
                             contenders[f"blas_{order}"] = Contender(fn, numpy_ops.synchronize)
                     if gpu_ops is not None:
-                        for order, fn in blas_products(gpu_ops, X, dtype).items():
+                        for order, fn in blas_products(gpu_ops, X, dtype, w_rows).items():
                             contenders[f"cublas_{order}"] = Contender(
                                 fn, gpu_ops.synchronize, gpu_ops.timer()
                             )
@@ -172,8 +176,9 @@ def run(
                     if layouts:
                         floor[kind] = min(layouts, key=lambda t: t.median)
                         key = f"m={m},{x_dtype}" if kind == "blas" else f"gpu m={m},{x_dtype}"
-                        limits[key][f"{kind}_products_gflops"] = (
-                            4.0 * N_X * HIDDEN * m / floor[kind].median / 1e9
+                        which = "" if model == "mlp" else f"{model}_"
+                        limits[key][f"{kind}_{which}products_gflops"] = (
+                            4.0 * N_X * product_rows(model) * m / floor[kind].median / 1e9
                         )
                         torch_name = "torch_cpu_products" if kind == "blas" else "torch_cuda_products"
                         if torch_name in times:  # the most an epoch with these products can gain

@@ -106,18 +106,26 @@ def read_reference(X: np.ndarray) -> tuple[str, Callable[[], Any]]:
     return ("cpu_read_gb_s" if parallel else "cpu_read_gb_s_numpy_sum"), read
 
 
-def blas_products(ops: backends.Backend, X: np.ndarray, dtype: str) -> dict[str, Callable[[], Any]]:
-    """W1 X and dZ1 X^T (the MLP's two big products) alone on ``ops``, one closure per
-    activation layout (row-major, and example-contiguous as the Numba backend keeps them);
-    the faster of the two is the floor an MLP epoch is held to."""
+def product_rows(model: str) -> int:
+    """Rows of the weight matrix in ``model``'s two big products (W X and dZ X^T)."""
+    return CLASSES if model == "softmax" else HIDDEN
+
+
+def blas_products(
+    ops: backends.Backend, X: np.ndarray, dtype: str, rows: int = HIDDEN
+) -> dict[str, Callable[[], Any]]:
+    """W X and dZ X^T for W of ``rows`` x 12288 (the MLP's first layer, or softmax
+    regression's K classes) alone on ``ops``, on X as floats, one closure per activation
+    layout (row-major, and example-contiguous as the Numba backend keeps them); the faster
+    of the two is the floor an epoch doing those products is held to."""
     Xd = ops.prepare_input(X, dtype)
     m = X.shape[1]
-    W1 = ops.asarray(np.random.default_rng(0).standard_normal((HIDDEN, N_X)) * 0.01, dtype)
-    dZ_c = ops.asarray(np.random.default_rng(1).standard_normal((HIDDEN, m)) * 0.01, dtype)
-    dW = ops.empty((HIDDEN, N_X), dtype)
+    W1 = ops.asarray(np.random.default_rng(0).standard_normal((rows, N_X)) * 0.01, dtype)
+    dZ_c = ops.asarray(np.random.default_rng(1).standard_normal((rows, m)) * 0.01, dtype)
+    dW = ops.empty((rows, N_X), dtype)
     out = {}
     for order in ("C", "F"):
-        Z = ops.empty((HIDDEN, m), dtype, order)
+        Z = ops.empty((rows, m), dtype, order)
         dZ = ops.xp.asarray(dZ_c, order=order)
 
         def products(Z=Z, dZ=dZ):

@@ -38,7 +38,7 @@ def test_run_reports_every_row_and_ratio(no_idle_wait):
         assert ratios["speedup_vs_numpy"] == pytest.approx(
             rows[("numpy", model, x_dtype)]["seconds"] / row["seconds"]
         )
-        if model == "mlp" and x_dtype == "float32":
+        if (model == "mlp" and x_dtype == "float32") or model == "softmax":  # raw pixels too
             assert ratios["cublas_products_time_over_epoch" if gpu else "blas_products_time_over_epoch"] > 0
         if x_dtype == "uint8":
             f32 = rows[(name, model, "float32")]["seconds"]
@@ -49,6 +49,7 @@ def test_run_reports_every_row_and_ratio(no_idle_wait):
         limits = result["limits"][f"m=16,{x_dtype}"]
         for model in bench.MODELS:
             assert any(k.endswith(f"_{model}_group") and v > 0 for k, v in limits.items())
+        assert limits["blas_softmax_products_gflops"] > 0  # K x 12288 products alone
         if any(backends.get_backend(n).is_gpu for n in names):
             assert result["limits"][f"gpu m=16,{x_dtype}"]["gpu_copy_read_write_gb_s"] > 0
     assert result["skipped_backends"] == {}

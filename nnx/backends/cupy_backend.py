@@ -72,6 +72,8 @@ class CupyBackend(Backend):
     it fits, else ``logreg_pass``), ``"staged"`` or ``"registers"`` (the benchmark times
     both, through ``named_variants``; one that cannot take the data falls back to the
     generic cuBLAS epoch). ``_forcing_pass(kind)`` overrides it for the calling thread only.
+    Softmax regression over K <= 32 classes trains with ``softmax_pass``, which reads X
+    once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels.
     """
 
     name = "cupy"
