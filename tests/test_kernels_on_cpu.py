@@ -1308,3 +1308,26 @@ def test_the_backend_trains_softmax_regression_in_one_pass_as_numpy(emulated_bac
     np.testing.assert_allclose(float(value), ref[0], **tolerance(dtype))
     assert float(correct) == ref[1]
     np.testing.assert_allclose(dW, ref[2], rtol=tolerance(dtype)["rtol"], atol=1e-6 * np.abs(ref[2]).max())
+
+
+def test_two_threads_training_softmax_models_of_one_shape_keep_their_own_partial_sums(emulated_backend):
+    """As for logistic regression: both threads' softmax passes run before either update."""
+    ops, fake = emulated_backend()
+    meet = threading.Barrier(2, timeout=120)
+    fake.module.after_launch = lambda name: meet.wait() if name.startswith("softmax_pass") else None
+    models = []
+    for seed in range(2):
+        W, b, X, Y, _ = softmax_problem(700, 11, 5, "float", "float32", seed=seed)
+        models.append((X, Y, W, b, W.copy(), b.copy(), []))
+
+    def train(X, Y, W, b, _W_ref, _b_ref, losses):
+        for _ in range(2):
+            loss, _ = ops.softmax_epoch_(W, b, X, Y, 0.5)
+            losses.append(float(loss))
+
+    run_threads(*(lambda model=model: train(*model) for model in models))
+    for X, Y, W, b, W_ref, b_ref, losses in models:
+        expected = [REF.softmax_epoch_(W_ref, b_ref, X, Y, 0.5)[0] for _ in range(2)]
+        np.testing.assert_allclose(losses, expected, **tolerance("float32"))
+        np.testing.assert_allclose(W, W_ref, **tolerance("float32"))
+        np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
