@@ -146,8 +146,10 @@ def test_the_largest_plan_fits_the_opt_in_maximum_with_its_static_shared_memory(
 
 
 # ------------------------------------------------------------- softmax regression (#20)
-def softmax_plan(n, m, K, w_dtype, x_dtype, sm_count=132, shared_limit=227 * 1024, x_address=0):
-    return plans.softmax_pass_plan(n, m, K, w_dtype, x_dtype, sm_count, shared_limit, x_address)
+def softmax_plan(
+    n, m, K, w_dtype, x_dtype, sm_count=132, shared_limit=227 * 1024, x_address=0, resident=None
+):
+    return plans.softmax_pass_plan(n, m, K, w_dtype, x_dtype, sm_count, shared_limit, x_address, resident)
 
 
 def test_softmax_dw_stays_in_one_block_where_it_fits():
@@ -161,10 +163,11 @@ def test_softmax_dw_stays_in_one_block_where_it_fits():
         10 * 3072 * 4,
     )
     assert p.groups == 132 * -(-50000 // (132 * plans.MAX_EXAMPLES_PER_BLOCK))
-    small = softmax_plan(784, 60000, 10, "float32", "float32")  # 31 KB: 4 blocks (2048 threads) per SM
-    assert small.slices == 1 and small.groups == 4 * 132 * -(
-        -60000 // (4 * 132 * plans.MAX_EXAMPLES_PER_BLOCK)
-    )
+    # 31 KB of dW: shared memory would hold 5 blocks per SM, threads 4; registers decide
+    for resident, per_sm in ((None, 1), (lambda name: 2, 2), (lambda name: 8, 4)):
+        small = softmax_plan(784, 60000, 10, "float32", "float32", resident=resident)
+        waves = -(-60000 // (per_sm * 132 * plans.MAX_EXAMPLES_PER_BLOCK))
+        assert small.slices == 1 and small.groups == per_sm * 132 * waves
 
 
 def test_softmax_classes_are_split_into_slices_only_when_dw_does_not_fit():

@@ -426,7 +426,15 @@ class SoftmaxPlan(NamedTuple):
 
 
 def softmax_pass_plan(
-    n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, sm_count: int, shared_limit: int, x_address: int = 0
+    n: int,
+    m: int,
+    K: int,
+    w_dtype: Any,
+    x_dtype: Any,
+    sm_count: int,
+    shared_limit: int,
+    x_address: int = 0,
+    resident_blocks: Callable[[str], int] | None = None,
 ) -> SoftmaxPlan | None:
     """softmax_pass for an epoch over X (n, m) of ``x_dtype`` (starting at ``x_address``)
     with K classes and parameters of ``w_dtype``, on a GPU of ``sm_count`` SMs allowing
@@ -437,8 +445,9 @@ def softmax_pass_plan(
 
     dW stays in shared memory: all K rows (one slice) where they fit, else the classes are
     split into slices of ``per`` rows, each slice a block of its own reading the same
-    examples. As many blocks run per SM as their shared memory and threads allow, in
-    whole waves with at most ``MAX_EXAMPLES_PER_BLOCK`` examples per block.
+    examples. A wave holds as many blocks per SM as both ``resident_blocks(kernel)`` (the
+    driver's occupancy from registers; 1 when not given) and their shared memory allow;
+    waves are whole, with at most ``MAX_EXAMPLES_PER_BLOCK`` examples per block.
     """
     if not 1 <= K <= SOFTMAX_KMAX[-1] or np.dtype(x_dtype).name not in ("uint8", np.dtype(w_dtype).name):
         return None
@@ -453,10 +462,12 @@ def softmax_pass_plan(
     slices = -(-K // rows_fit)
     per = -(-K // slices)
     shared = per * row_bytes
-    per_sm = max(1, min(SM_THREADS // PASS_BLOCK, shared_limit // (shared + SOFTMAX_STATIC_BYTES)))
+    name = f"softmax_pass<{t}, {xt}, {kmax}>"
+    by_registers = int(resident_blocks(name)) if resident_blocks is not None else 1
+    by_shared = shared_limit // (shared + SOFTMAX_STATIC_BYTES)
+    per_sm = max(1, min(SM_THREADS // PASS_BLOCK, by_registers, by_shared))
     wave = max(1, per_sm * sm_count // slices)
-    groups = pass_groups(m, 32 // kmax, wave)
-    return SoftmaxPlan(f"softmax_pass<{t}, {xt}, {kmax}>", groups, slices, per, shared)
+    return SoftmaxPlan(name, pass_groups(m, 32 // kmax, wave), slices, per, shared)
 
 
 def _softmax_pass_launch(plan: SoftmaxPlan, W, b, X, Y, dw_partial, db_partial, stats) -> Launch:

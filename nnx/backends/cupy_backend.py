@@ -246,6 +246,7 @@ class CupyBackend(Backend):
             plan = self._pass_plan(n, m, dtype, native)
         else:
             plan = plans.softmax_pass_plan(n, m, classes, dtype, native, self.sm_count, self.shared_limit)
+            # (the grid does not matter here, only whether the kernel can take X)
         if plan is None:
             return self.prepare_input(X, dtype)
         if isinstance(X, self.cp.ndarray):
@@ -419,7 +420,15 @@ class CupyBackend(Backend):
             return None
         n, m = X.shape
         return plans.softmax_pass_plan(
-            n, m, W.shape[0], W.dtype, X.dtype, self.sm_count, self.shared_limit, plans.address(X)
+            n,
+            m,
+            W.shape[0],
+            W.dtype,
+            X.dtype,
+            self.sm_count,
+            self.shared_limit,
+            plans.address(X),
+            self._resident_blocks,
         )
 
     def _softmax_pass_buffers(self, plan: plans.SoftmaxPlan, W, b, X, Y):
