@@ -234,10 +234,11 @@ def test_softmax_regression_reaches_sklearn_multinomial_optimum():
 
 
 # ------------------------------------------------------- fused epoch vs generic
+@pytest.mark.parametrize("K", [3, 10, 20])  # Numba: tiled kernel (odd and even K), BLAS chunks
 @pytest.mark.parametrize("x_dtype", ["float32", "float64", "uint8"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_softmax_epoch_matches_numpy(other_backend, x_dtype, dtype, rng, monkeypatch):
-    n, m, K = 300, 257, 10
+def test_fused_softmax_epoch_matches_numpy(other_backend, x_dtype, dtype, K, rng, monkeypatch):
+    n, m = 300, 257  # blocks of 128 and 129 examples: whole tiles of 8 and single examples
     if other_backend == "numba":  # chunks of 40 examples: several, and a ragged last one
         monkeypatch.setattr("nnx.backends.numba_backend._CHUNK_BYTES", n * 40 * np.dtype(dtype).itemsize)
     if x_dtype == "uint8":
@@ -286,6 +287,52 @@ def test_fused_softmax_on_pixels_does_not_overflow_where_numpy_does_not(other_ba
     assert v1 == pytest.approx(v0, rel=tolerance(dtype)["rtol"])
     np.testing.assert_allclose(dW1, dW0, rtol=tolerance(dtype)["rtol"], atol=tolerance(dtype)["rtol"] * 1e-3)
     np.testing.assert_allclose(W_1, W_0, **tolerance(dtype))
+
+
+SPECIALS = ["nan_in_x", "inf_in_x", "nan_in_w", "inf_in_w", "inf_bias"]
+
+
+@pytest.mark.parametrize("case", SPECIALS)
+@pytest.mark.parametrize("x_dtype", ["float32", "uint8"])
+def test_fused_softmax_propagates_nan_and_inf_as_numpy(other_backend, case, x_dtype, rng):
+    """NaN and infinities in X, W or b give the fused epoch NumPy's NaN pattern and finite
+    values, and the same loss (NaN or not) and correct count."""
+    if x_dtype == "uint8" and case.endswith("_in_x"):
+        pytest.skip("pixels hold no NaN or infinity")
+    n, m, K = 64, 21, 5
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
+    X = np.asfortranarray(X.astype(x_dtype))
+    W0 = (rng.standard_normal((K, n)) * 0.05).astype("float32")
+    b0 = np.zeros((K, 1), "float32")
+    if case == "nan_in_x":
+        X[7, 3] = np.nan
+    elif case == "inf_in_x":
+        X[7, 0], X[9, 11] = np.inf, -np.inf
+    elif case == "nan_in_w":
+        W0[1, 5] = np.nan
+    elif case == "inf_in_w":
+        W0[2, 5] = np.inf
+    else:
+        b0[1, 0] = -np.inf
+    y = (np.arange(m) % K).reshape(1, -1)
+    results = []
+    for name in ("numpy", other_backend):
+        ops = nnx.get_backend(name)
+        W, b = ops.asarray(W0, "float32"), ops.asarray(b0, "float32")
+        with np.errstate(all="ignore"):
+            loss, correct = ops.softmax_epoch_(
+                W, b, ops.prepare_fused_input(X, "float32", K), ops.prepare_labels(y, "float32"), 0.5
+            )
+        results.append((ops.scalar(loss), ops.scalar(correct), ops.to_host(W), ops.to_host(b)))
+    (l0, c0, W_0, b_0), (l1, c1, W_1, b_1) = results
+    assert np.isnan(l1) == np.isnan(l0) and c1 == c0
+    if not np.isnan(l0):
+        assert l1 == pytest.approx(l0, rel=1e-5)
+    for got, expected in ((W_1, W_0), (b_1, b_0)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_array_equal(np.isfinite(got), finite)
+        np.testing.assert_allclose(got[finite], expected[finite], **tolerance("float32"))
 
 
 def test_fused_softmax_epoch_is_bitwise_repeatable(backend, rng):

@@ -95,17 +95,26 @@ def test_one_model_fitted_from_two_threads_serialises(backend):
     _same(shared.parameters(), sequential.parameters())
 
 
+def _fit_softmax(X, Y, backend, dtype="float64"):
+    """Softmax regression over 3 classes made from X's first two features."""
+    y = (X[0] > 0).astype(int) + (X[1] > 0.5).astype(int)
+    model = nnx.SoftmaxRegression(X.shape[0], 3)
+    model.fit(X, y, epochs=60, lr=0.5, backend=backend, dtype=dtype)
+    return model.parameters()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
-def test_a_process_forked_after_a_fit_can_still_train(backend):
+@pytest.mark.parametrize("fit", [_fit_logreg, _fit_softmax], ids=["logreg", "softmax"])
+def test_a_process_forked_after_a_fit_can_still_train(backend, fit):
     X, Y = _data(6, m=600)
-    parent = _fit_logreg(X, Y, backend)  # starts the backend's threads (OpenMP for numba)
+    parent = fit(X, Y, backend)  # starts the backend's threads (OpenMP for numba)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: train again and send the weights back
         code = 1
         try:
             os.close(read_fd)
-            W = _fit_logreg(X, Y, backend)[0][0]
+            W = fit(X, Y, backend)[0][0]
             with os.fdopen(write_fd, "wb") as fh:
                 fh.write(W.astype(np.float64).tobytes())
             code = 0
