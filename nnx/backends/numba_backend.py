@@ -1,7 +1,8 @@
 """The Numba backend: NumPy arrays, with the hot ops replaced by fused JIT kernels.
 
 * Logistic regression runs one parallel kernel per epoch that reads X once (float32,
-  float64, or uint8 pixels with the 1/255 folded in: 1 byte read per pixel).
+  float64, or uint8 pixels with the 1/255 folded in: 1 byte read per pixel); so does
+  softmax regression up to 16 classes, and up to 32 in cache-sized chunks through BLAS.
 * For deeper nets the big products stay in BLAS (W1 X and dZ1 X^T); everything between
   them is fused elementwise kernels. Those kernels are single-threaded on purpose: they
   touch only (n_hidden, m) arrays, and OpenBLAS worker threads keep spinning for ~0.1 s

@@ -7,7 +7,8 @@ The logistic-regression epoch reads X once: each thread takes a fixed block of e
 and walks it eight examples at a time; the eight dot products share each read of w, and
 their dw contributions are added in one sweep while the eight examples are still in
 cache (L2), so X crosses the memory bus once per epoch. Per-thread accumulators are summed in a fixed
-order at the end, so the result is bitwise repeatable for a given thread count.
+order at the end, so the result is bitwise repeatable for a given thread count. The
+softmax-regression pass (``softmax_loss_grad``) works the same way with K classes per tile.
 """
 
 from __future__ import annotations
