@@ -6,7 +6,10 @@ flushed to disk, get the permissions ``open()`` would give (the umask is honoure
 replace the target in one ``os.replace``. A target that exists must be a regular file
 that nnx itself wrote as the same kind (recognised by a marker inside it); anything else
 is refused before a byte is written. A temp file left by a killed writer
-(``.NAME.nnx-tmp-PID-*``) is removed by the next write to the same target.
+(``.NAME.nnx-tmp-PID-*``) is removed by the next write to the same target: each writer
+holds an exclusive ``flock`` on its temp file, which the kernel drops when the writer
+dies, so a temp file nobody holds locked is abandoned whatever its PID means here (the
+PID may be reused, or belong to another PID namespace sharing the folder).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import stat
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -196,8 +200,63 @@ def current_umask() -> int:
     return mask
 
 
+# A temp file younger than this whose writer's PID is alive here is left alone even when
+# unlocked: its writer may be between creating it and locking it.
+UNLOCKED_TEMP_GRACE_S = 10.0
+
+
+def _hold_lock(fd: int) -> int | None:
+    """Lock a writer's temp file (exclusive ``flock``) and return a duplicate descriptor
+    that keeps the lock after ``fd`` is closed, until it is closed itself (after the
+    rename); None where the platform or filesystem has no ``flock`` (the PID rule then
+    decides alone)."""
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.dup(fd)
+    except (ImportError, OSError):
+        return None
+
+
+def _lock_state(tmp: Path) -> bool | None:
+    """True when some open file holds ``tmp`` locked (a writer at work), False when nobody
+    does, None when that cannot be told (no flock, or tmp cannot be opened)."""
+    try:
+        import fcntl
+
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:  # ENOLCK, EOPNOTSUPP...: locks not supported here
+        return None
+    finally:
+        os.close(fd)  # drops our lock, if we took it
+
+
+def _pid_alive(pid_text: str) -> bool:
+    """Whether the PID in a temp file's name runs here (True when it cannot be told)."""
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
 def _remove_stale_temps(directory: Path, name: str) -> None:
-    """Delete temp files for ``name`` left by writers that are no longer running."""
+    """Delete temp files for ``name`` left by writers that are no longer running: nobody
+    holds their lock and either their PID runs nowhere here or they are older than
+    ``UNLOCKED_TEMP_GRACE_S`` (the PID was reused, or is another namespace's). Without
+    flock, only the PID tells (this process's own temp files are then kept)."""
     prefix = f".{name}{TEMP_TAG}"
     try:
         candidates = [p for p in directory.iterdir() if p.name.startswith(prefix)]
@@ -205,16 +264,16 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
         return
     for tmp in candidates:
         pid_text = tmp.name[len(prefix) :].split("-", 1)[0]
-        if pid_text.isdigit():
-            pid = int(pid_text)
-            if pid == os.getpid():
-                continue  # possibly another thread's write in flight
+        locked = _lock_state(tmp)
+        if locked:
+            continue  # a writer at work, in this process or any other
+        if _pid_alive(pid_text) or pid_text == str(os.getpid()):
+            if locked is None:
+                continue  # nothing else to go by
             try:
-                os.kill(pid, 0)
-                continue  # that writer is still alive
-            except ProcessLookupError:
-                pass
-            except PermissionError:
+                if time.time() - tmp.lstat().st_mtime < UNLOCKED_TEMP_GRACE_S:
+                    continue
+            except OSError:
                 continue
         try:
             tmp.unlink()
@@ -237,6 +296,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OutputWriteError(exc.errno, f"cannot write {printable(path)}: {exc.strerror}") from None
+    lock_fd = _hold_lock(fd)  # marks the temp file as in use until it is renamed
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -249,12 +309,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], kin
             os.unlink(tmp)
         except OSError:
             pass
+        if lock_fd is not None:
+            os.close(lock_fd)
         if isinstance(exc, OSError) and not isinstance(exc, OutputWriteError):
             reason = exc.strerror or str(exc)
             raise OutputWriteError(
                 exc.errno, f"cannot write {printable(path)}: {printable(reason)}"
             ) from None
         raise
+    if lock_fd is not None:
+        os.close(lock_fd)
     try:  # make the rename itself durable; not every filesystem allows it
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -17,6 +17,7 @@ import pytest
 from nnx_testing import CLI, one_line_error, run
 
 import nnx
+from nnx import files
 from nnx.errors import OutputWriteError, UnsafeOutputError
 from nnx.files import atomic_write, printable
 from nnx.runner import OUTPUTS
@@ -130,6 +131,49 @@ def test_temp_file_of_a_killed_write_is_cleaned_by_the_next_write(tmp_path):
     assert len(leftovers) == 1 and not target.exists()
     nnx.LogisticRegression(3).save(target)
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "getppid"), reason="POSIX PIDs")
+def test_a_stale_temp_file_named_after_a_live_pid_is_cleaned(tmp_path):
+    """The writer died, but its PID now names a live process here (reused, or the temp
+    came from another PID namespace sharing the folder): nobody holds the temp file's
+    lock, so once past the grace period it goes."""
+    target = tmp_path / "m.npz"
+    stale = tmp_path / f".m.npz.nnx-tmp-{os.getppid()}-abc.tmp"  # the parent: alive
+    stale.write_bytes(b"partial")
+    young = tmp_path / f".m.npz.nnx-tmp-{os.getppid()}-def.tmp"
+    young.write_bytes(b"partial")
+    old = time.time() - 2 * files.UNLOCKED_TEMP_GRACE_S
+    os.utime(stale, (old, old))
+    nnx.LogisticRegression(3).save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.npz", young.name])
+
+
+def test_a_temp_file_a_live_writer_holds_is_kept_whatever_its_pid(tmp_path):
+    """A writer elsewhere (its PID means nothing here) still holds its temp file locked:
+    the next write leaves it alone."""
+    pytest.importorskip("fcntl")
+    held = tmp_path / ".m.npz.nnx-tmp-999999999-abc.tmp"  # a PID that runs nowhere here
+    held.write_bytes(b"partial")
+    old = time.time() - 2 * files.UNLOCKED_TEMP_GRACE_S
+    os.utime(held, (old, old))
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(held)!r}, os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        nnx.LogisticRegression(3).save(tmp_path / "m.npz")
+        assert held.exists()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    nnx.LogisticRegression(3).save(tmp_path / "m.npz")  # its writer gone: now it goes
+    assert not held.exists()
 
 
 def test_failed_write_keeps_the_old_file_and_names_the_target(tmp_path):
