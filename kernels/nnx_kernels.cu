@@ -785,7 +785,8 @@ __global__ void logreg_grad(const T* dw_partial, const double* stats_partial, in
 // examples (each load of W serves EX examples), the K * EX sums are block-reduced together
 // in double, every thread takes softmax and loss in double from the logits with the max
 // subtracted, then adds dz / m * x to dW for its features from the rows it has just read
-// (L1/L2), so X crosses the memory bus once.
+// (L1/L2), so X crosses the memory bus once. Each logit is rounded to T before b is added
+// in T, as NumPy computes Z = W X + b (a float32 logit past the largest float is inf).
 // dW of a block lives in dynamic shared memory, `per` classes x n features of T; each
 // thread adds to its own features only, so no barrier guards them.
 // Grid: groups * slices blocks. Block b = g * slices + s takes the steps at examples
@@ -921,8 +922,8 @@ __global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, co
         for (int x = 0; x < EX; ++x) {
             if (x < count) {
 #pragma unroll
-                for (int k = 0; k < KMAX; ++k)
-                    if (k < K) z[x * KMAX + k] += (double)__ldg(b + k);
+                for (int k = 0; k < KMAX; ++k)  // the logit in T, as NumPy's Z = W X + b
+                    if (k < K) z[x * KMAX + k] = (double)((T)z[x * KMAX + k] + __ldg(b + k));
                 // z becomes dz / m for this example
                 nnx_softmax_terms<KMAX>(z + x * KMAX, K, (long long)y[base + x], inv_m, &loss, &correct);
             } else {

@@ -1212,7 +1212,15 @@ def test_single_pass_softmax_epoch_is_bitwise_repeatable_in_any_warp_order(modul
     assert results[0] == results[1] == results[2]
 
 
-SOFTMAX_SPECIALS = ["nan_in_x", "inf_in_x", "nan_in_w", "inf_in_w", "largest_in_w", "inf_bias"]
+SOFTMAX_SPECIALS = [
+    "nan_in_x",
+    "inf_in_x",
+    "nan_in_w",
+    "inf_in_w",
+    "largest_in_w",
+    "inf_bias",
+    "logit_past_max",
+]
 
 
 def softmax_specials(x_kind, dtype, case):
@@ -1230,6 +1238,9 @@ def softmax_specials(x_kind, dtype, case):
         W[0, 5] = np.finfo(dtype).max / 200
     elif case == "inf_bias":
         b[1, 0] = -np.inf
+    elif case == "logit_past_max":  # each product finite, their sum past the largest float
+        W[0, :] = np.finfo(dtype).max / 16
+        X[:, :] = 255 if x_kind == "uint8" else 1
     return W, b, X, Y
 
 
@@ -1283,7 +1294,9 @@ def test_the_backend_trains_softmax_regression_in_one_pass_as_numpy(emulated_bac
     """CupyBackend takes raw pixels for softmax regression (prepare_fused_input with the
     class count) and trains it with softmax_pass: the NumPy backend's parameters, loss
     history and gradient (returned as float64)."""
-    ops, _ = emulated_backend()
+    ops, fake = emulated_backend()
+    launched = []
+    fake.module.after_launch = launched.append
     rng = np.random.default_rng(4)
     n, m, K = 300, 40, 4
     X = rng.integers(0, 256, (n, m), dtype=np.uint8) if x_dtype == "uint8" else rng.random((n, m))
@@ -1296,12 +1309,15 @@ def test_the_backend_trains_softmax_regression_in_one_pass_as_numpy(emulated_bac
         runs.append((model.parameters()[0], history.loss))
     (W, b), loss = runs[0]
     (W_ref, b_ref), loss_ref = runs[1]
+    kmax4 = f"softmax_pass<{plans.CTYPE[dtype]}, {plans.CTYPE[x_dtype]}, 4>"
+    assert launched.count(kmax4) == 5 and launched.count(f"softmax_update<{plans.CTYPE[dtype]}>") == 5
     np.testing.assert_allclose(loss, loss_ref, **tolerance(dtype))
     np.testing.assert_allclose(W, W_ref, **tolerance(dtype))
     np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
     Xd = ops.prepare_fused_input(X, dtype, K)
     Wd, bd = ops.asarray(W, dtype), ops.asarray(b, dtype)
     value, correct, dW, db = ops.softmax_loss_grad(Wd, bd, Xd, ops.prepare_labels(y.reshape(1, -1), dtype))
+    assert launched[-2:] == [kmax4, f"softmax_grad<{plans.CTYPE[dtype]}>"]
     assert dW.dtype == db.dtype == np.float64 and dW.shape == (K, n) and db.shape == (K, 1)
     X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_dtype == "uint8" else X
     ref = REF.softmax_loss_grad(W.astype(dtype), b.astype(dtype), X_ref, y.reshape(1, -1).astype(dtype))
@@ -1314,7 +1330,14 @@ def test_two_threads_training_softmax_models_of_one_shape_keep_their_own_partial
     """As for logistic regression: both threads' softmax passes run before either update."""
     ops, fake = emulated_backend()
     meet = threading.Barrier(2, timeout=120)
-    fake.module.after_launch = lambda name: meet.wait() if name.startswith("softmax_pass") else None
+    passes = []
+
+    def after_launch(name):
+        if name.startswith("softmax_pass"):
+            passes.append(name)
+            meet.wait()
+
+    fake.module.after_launch = after_launch
     models = []
     for seed in range(2):
         W, b, X, Y, _ = softmax_problem(700, 11, 5, "float", "float32", seed=seed)
@@ -1326,6 +1349,7 @@ def test_two_threads_training_softmax_models_of_one_shape_keep_their_own_partial
             losses.append(float(loss))
 
     run_threads(*(lambda model=model: train(*model) for model in models))
+    assert passes == ["softmax_pass<float, float, 8>"] * 4  # 2 threads x 2 epochs, all fused
     for X, Y, W, b, W_ref, b_ref, losses in models:
         expected = [REF.softmax_epoch_(W_ref, b_ref, X, Y, 0.5)[0] for _ in range(2)]
         np.testing.assert_allclose(losses, expected, **tolerance("float32"))

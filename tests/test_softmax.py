@@ -263,12 +263,13 @@ def test_fused_softmax_epoch_matches_numpy(other_backend, x_dtype, dtype, K, rng
     np.testing.assert_allclose(b1, b0n, **tol)
 
 
+@pytest.mark.parametrize("K", [3, 20])  # Numba: the tiled kernel, the BLAS chunks
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_softmax_on_pixels_does_not_overflow_where_numpy_does_not(other_backend, dtype, rng):
+def test_fused_softmax_on_pixels_does_not_overflow_where_numpy_does_not(other_backend, dtype, K, rng):
     """A weight within 255x of the largest float: W * pixel overflows, W * (pixel / 255)
     (what the NumPy backend computes) does not. The fused epoch and gradient on raw pixels
     must give NumPy's finite results, not inf or NaN."""
-    n, m, K = 64, 30, 3
+    n, m = 64, 30
     X = np.asfortranarray(rng.integers(1, 256, (n, m), dtype=np.uint8))
     y = rng.integers(0, K, m).reshape(1, -1)
     W0 = (rng.standard_normal((K, n)) * 0.01).astype(dtype)
@@ -289,7 +290,7 @@ def test_fused_softmax_on_pixels_does_not_overflow_where_numpy_does_not(other_ba
     np.testing.assert_allclose(W_1, W_0, **tolerance(dtype))
 
 
-SPECIALS = ["nan_in_x", "inf_in_x", "nan_in_w", "inf_in_w", "inf_bias"]
+SPECIALS = ["nan_in_x", "inf_in_x", "nan_in_w", "inf_in_w", "inf_bias", "logit_past_max"]
 
 
 @pytest.mark.parametrize("case", SPECIALS)
@@ -312,8 +313,11 @@ def test_fused_softmax_propagates_nan_and_inf_as_numpy(other_backend, case, x_dt
         W0[1, 5] = np.nan
     elif case == "inf_in_w":
         W0[2, 5] = np.inf
-    else:
+    elif case == "inf_bias":
         b0[1, 0] = -np.inf
+    else:  # each product finite, the float32 logit past the largest float: inf, as NumPy's
+        W0[0, :] = np.finfo("float32").max / 16
+        X[:, :] = 1
     y = (np.arange(m) % K).reshape(1, -1)
     results = []
     for name in ("numpy", other_backend):
@@ -333,6 +337,23 @@ def test_fused_softmax_propagates_nan_and_inf_as_numpy(other_backend, case, x_dt
         finite = np.isfinite(expected)
         np.testing.assert_array_equal(np.isfinite(got), finite)
         np.testing.assert_allclose(got[finite], expected[finite], **tolerance("float32"))
+
+
+@pytest.mark.parametrize(("K", "path"), [(10, "tiled"), (16, "tiled"), (17, "chunks")])
+def test_numba_softmax_takes_the_tiled_kernel_up_to_16_classes(K, path, monkeypatch, rng):
+    pytest.importorskip("numba")
+    ops = nnx.get_backend("numba")
+    calls = []
+    tiled = ops._tiled_softmax_loss_grad
+    monkeypatch.setattr(ops, "_tiled_softmax_loss_grad", lambda *a: calls.append(1) or tiled(*a))
+    X = np.asfortranarray(rng.integers(0, 256, (40, 30), dtype=np.uint8))
+    W, b = np.zeros((K, 40), np.float32), np.zeros((K, 1), np.float32)
+    ops.softmax_epoch_(W, b, X, ops.prepare_labels(np.arange(30) % K, "float32"), 0.1)
+    assert bool(calls) == (path == "tiled")
+    monkeypatch.setattr("nnx.backends.numba_backend._TILED_SCRATCH_BYTES", 1000)  # too wide: chunks
+    calls.clear()
+    ops.softmax_epoch_(W, b, X, ops.prepare_labels(np.arange(30) % K, "float32"), 0.1)
+    assert not calls
 
 
 def test_fused_softmax_epoch_is_bitwise_repeatable(backend, rng):

@@ -464,7 +464,8 @@ def softmax_pass_plan(
     shared = per * row_bytes
     name = f"softmax_pass<{t}, {xt}, {kmax}>"
     by_registers = int(resident_blocks(name)) if resident_blocks is not None else 1
-    by_shared = shared_limit // (shared + SOFTMAX_STATIC_BYTES)
+    # an SM has 1 KB more shared memory than one block may take, and CUDA reserves 1 KB a block
+    by_shared = (shared_limit + 1024) // (shared + SOFTMAX_STATIC_BYTES + 1024)
     per_sm = max(1, min(SM_THREADS // PASS_BLOCK, by_registers, by_shared))
     wave = max(1, per_sm * sm_count // slices)
     return SoftmaxPlan(name, pass_groups(m, 32 // kmax, wave), slices, per, shared)

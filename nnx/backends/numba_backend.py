@@ -44,6 +44,9 @@ _CHUNK_BYTES = 1 << 25
 # gain more from K than the kernel's two-class sweeps do (measured on a 2-core VM at
 # m = 4096: the kernel 1.4-2.6x faster for K = 3..16, level or slower from K = 20).
 _TILED_SOFTMAX_CLASSES = 16
+# The tiled kernel's per-thread partial sums (threads x K x n, float64 and compute dtype)
+# stay under this; past it (many threads, very wide X) the chunked path is used.
+_TILED_SCRATCH_BYTES = 1 << 28
 log = logging.getLogger("nnx")
 
 _workqueue_lock = threading.Lock()
@@ -397,6 +400,18 @@ class NumbaBackend(Backend):
             )
         return np.float64(value), int(correct), dw, np.full((1, 1), db, dtype=np.float64)
 
+    def _tiled_softmax_fits(self, W, b, X) -> bool:
+        """Whether the tiled one-pass kernel takes this softmax regression (else chunks)."""
+        K, n = W.shape
+        threads = max(1, min(self._num_threads(), X.shape[1]))
+        return (
+            K <= _TILED_SOFTMAX_CLASSES
+            and (X.dtype == np.uint8 or X.dtype == W.dtype)
+            and W.flags.c_contiguous
+            and b.flags.c_contiguous
+            and threads * K * n * (8 + W.dtype.itemsize) <= _TILED_SCRATCH_BYTES
+        )
+
     def _tiled_softmax_loss_grad(self, W, b, X, Y):
         """``numba_kernels.softmax_loss_grad`` on every thread; scratch belongs to this call."""
         K, n = W.shape
@@ -427,8 +442,7 @@ class NumbaBackend(Backend):
         K = W.shape[0]
         if not X.flags.f_contiguous or K > MAX_FUSED_CLASSES:
             return super().softmax_loss_grad(W, b, X, Y)
-        tiled_types = X.dtype == np.uint8 or X.dtype == W.dtype
-        if K <= _TILED_SOFTMAX_CLASSES and tiled_types and W.flags.c_contiguous and b.flags.c_contiguous:
+        if self._tiled_softmax_fits(W, b, X):
             return self._tiled_softmax_loss_grad(W, b, X, Y)
         n, m = X.shape
         dtype = W.dtype

@@ -692,31 +692,33 @@ def _dot_scaled(x, w, s):
 
 @njit(cache=True)
 def _softmax_logits(Xb, i, count, W, b, scale, z):
-    """z[e, k] <- scale * (W[k] . Xb[i + e]) + b[k] in float64 for e < count (8, or 1).
+    """z[e, k] <- scale * (W[k] . Xb[i + e]) + b[k] for e < count (8, or 1), rounded to the
+    compute dtype before b is added in it, as NumPy computes W X + b (kept in float64).
     From pixels (scale != 1), a logit whose sum of W * pixel overflowed is redone as
     W . (pixel * scale), as NumPy computes it."""
     K = W.shape[0]
-    zero = W.dtype.type(0)
+    cast = W.dtype.type
+    zero = cast(0)
     if count == 8:
         k = 0
         while k + 1 < K:
             s = _dot8x2(Xb, i, W[k], W[k + 1], zero)
             for e in range(8):
-                z[e, k] = np.float64(s[e]) * scale + b[k]
-                z[e, k + 1] = np.float64(s[8 + e]) * scale + b[k + 1]
+                z[e, k] = np.float64(s[e]) * scale
+                z[e, k + 1] = np.float64(s[8 + e]) * scale
             k += 2
         if k < K:
             s1 = _dot8(Xb, i, W[k], zero)
             for e in range(8):
-                z[e, k] = np.float64(s1[e]) * scale + b[k]
+                z[e, k] = np.float64(s1[e]) * scale
     else:
         for k in range(K):
-            z[0, k] = np.float64(_dot1(Xb[i], W[k], zero)) * scale + b[k]
-    if scale != 1.0:
-        for e in range(count):
-            for k in range(K):
-                if not np.isfinite(z[e, k]):
-                    z[e, k] = np.float64(_dot_scaled(Xb[i + e], W[k], W.dtype.type(scale))) + b[k]
+            z[0, k] = np.float64(_dot1(Xb[i], W[k], zero)) * scale
+    for e in range(count):
+        for k in range(K):
+            if scale != 1.0 and not np.isfinite(z[e, k]):
+                z[e, k] = np.float64(_dot_scaled(Xb[i + e], W[k], cast(scale)))
+            z[e, k] = np.float64(cast(z[e, k]) + b[k])  # in the compute dtype, as NumPy's W X + b
 
 
 @njit(cache=True)
