@@ -967,6 +967,20 @@ __global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, co
     }
 }
 
+// sum_g partial[g * stride + i] over g = 0 .. groups - 1 in that order, in double.
+template <typename P>
+__device__ __forceinline__ double nnx_sum_groups(const P* partial, int groups, long long stride, long long i) {
+    double s = 0.0;
+    for (int g = 0; g < groups; ++g) s += (double)partial[(long long)g * stride + i];
+    return s;
+}
+
+// out = (mean loss, correct count) from softmax_pass's (groups, 2) partials (loss / m sums).
+__device__ __forceinline__ void nnx_softmax_totals(const double* stats_partial, int groups, double* out) {
+    out[0] = nnx_sum_groups(stats_partial, groups, 2, 0);
+    out[1] = nnx_sum_groups(stats_partial, groups, 2, 1);
+}
+
 // Part 2: W[k, j] -= lr * scale * sum_g dw_partial[g, k, j] and b[k] -= lr * sum_g
 // db_partial[g, k] (fixed order over g, in double; the partials hold dz / m * x and dz / m);
 // the first thread writes out = (mean loss, correct count) at the parameters before the step.
@@ -976,24 +990,11 @@ __global__ void softmax_update(T* W, T* b, const T* dw_partial, const double* db
                                double scale, double* out) {
     const long long size = K * n;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
-         i += (long long)blockDim.x * gridDim.x) {
-        double s = 0.0;
-        for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * size + i];
-        W[i] = (T)((double)W[i] - lr * scale * s);
-    }
+         i += (long long)blockDim.x * gridDim.x)
+        W[i] = (T)((double)W[i] - lr * scale * nnx_sum_groups(dw_partial, groups, size, i));
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-        for (long long k = 0; k < K; ++k) {
-            double s = 0.0;
-            for (int g = 0; g < groups; ++g) s += db_partial[(long long)g * K + k];
-            b[k] = (T)((double)b[k] - lr * s);
-        }
-        double loss = 0.0, correct = 0.0;
-        for (int g = 0; g < groups; ++g) {
-            loss += stats_partial[2 * g];
-            correct += stats_partial[2 * g + 1];
-        }
-        out[0] = loss;
-        out[1] = correct;
+        for (long long k = 0; k < K; ++k) b[k] = (T)((double)b[k] - lr * nnx_sum_groups(db_partial, groups, K, k));
+        nnx_softmax_totals(stats_partial, groups, out);
     }
 }
 
@@ -1006,23 +1007,10 @@ __global__ void softmax_grad(const T* dw_partial, const double* db_partial, cons
                              double* out) {
     const long long size = K * n;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
-         i += (long long)blockDim.x * gridDim.x) {
-        double s = 0.0;
-        for (int g = 0; g < groups; ++g) s += (double)dw_partial[(long long)g * size + i];
-        dW[i] = scale * s;
-    }
+         i += (long long)blockDim.x * gridDim.x)
+        dW[i] = scale * nnx_sum_groups(dw_partial, groups, size, i);
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-        for (long long k = 0; k < K; ++k) {
-            double s = 0.0;
-            for (int g = 0; g < groups; ++g) s += db_partial[(long long)g * K + k];
-            db[k] = s;
-        }
-        double loss = 0.0, correct = 0.0;
-        for (int g = 0; g < groups; ++g) {
-            loss += stats_partial[2 * g];
-            correct += stats_partial[2 * g + 1];
-        }
-        out[0] = loss;
-        out[1] = correct;
+        for (long long k = 0; k < K; ++k) db[k] = nnx_sum_groups(db_partial, groups, K, k);
+        nnx_softmax_totals(stats_partial, groups, out);
     }
 }
