@@ -216,6 +216,31 @@ def test_fused_logreg_epoch_propagates_bad_weights_as_numpy(backend, dtype, bad)
     np.testing.assert_array_equal(np.isnan(b1), np.isnan(b0))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_logreg_on_pixels_does_not_overflow_where_numpy_does_not(backend, dtype):
+    """A weight within 255x of the largest float: w * pixel overflows, w * (pixel / 255)
+    (what the NumPy backend computes) does not. The fused epoch and gradient on raw pixels
+    give NumPy's finite loss, not NaN."""
+    ref, ops = nnx.get_backend("numpy"), nnx.get_backend(backend)
+    rng = np.random.default_rng(9)
+    X = np.asfortranarray(rng.integers(1, 256, (64, 21), dtype=np.uint8))
+    Y = (rng.random((1, 21)) > 0.5).astype(dtype)
+    w = (rng.standard_normal((1, 64)) * 0.05).astype(dtype)
+    w[0, 5] = np.finfo(dtype).max / 200
+    outs = []
+    for backend_ops in (ref, ops):
+        Xd, Yd = backend_ops.prepare_fused_input(X, dtype), backend_ops.prepare_labels(Y, dtype)
+        wd, bd = backend_ops.asarray(w, dtype), backend_ops.zeros((1, 1), dtype)
+        with np.errstate(all="ignore"):
+            value, _, dw, _ = backend_ops.logreg_loss_grad(wd, bd, Xd, Yd, "bce")
+            loss, _ = backend_ops.logreg_epoch_(wd, bd, Xd, Yd, 1e-40, "bce")
+        outs.append((backend_ops.scalar(value), backend_ops.scalar(loss), backend_ops.to_host(dw)))
+    (v0, l0, dw0), (v1, l1, dw1) = outs
+    assert np.isfinite(v0) and np.isfinite(l0)
+    np.testing.assert_allclose([v1, l1], [v0, l0], rtol=1e-5)
+    np.testing.assert_allclose(dw1, dw0, rtol=1e-5, atol=1e-6 * np.abs(dw0).max())
+
+
 def test_divergence_is_caught_on_every_backend(backend):
     X, Y = _data(8, n=30, m=200)
     X *= 1e30  # finite input whose logits overflow float32

@@ -95,6 +95,26 @@ def _flush(acc, tacc):
 
 
 @njit(cache=True, fastmath=_FAST)
+def _dot_scaled(x, w, s):
+    """w . (x * s), each element scaled first, as NumPy scales pixels (the overflow path)."""
+    total = w.dtype.type(0)
+    for j in range(x.shape[0]):
+        total += w[j] * (x[j] * s)
+    return total
+
+
+@njit(cache=True, inline="always")
+def _pixel_logit(x, w, s, scale):
+    """scale * s in float64, s = w . x; from pixels (scale != 1), where w * pixel overflowed
+    and w * (pixel * scale) would not (w within 255x of the largest float), w . (x * scale)
+    as NumPy computes it."""
+    z = np.float64(s) * scale
+    if scale != 1.0 and not np.isfinite(z):
+        z = np.float64(_dot_scaled(x, w, w.dtype.type(scale)))
+    return z
+
+
+@njit(cache=True, fastmath=_FAST)
 def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
     """The fused pass over one block of examples Xb (k, n); adds its dw into acc (float64).
 
@@ -113,7 +133,8 @@ def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
         s = _dot8(Xb, i, w, zero)
         e = [zero] * 8
         for k in range(8):
-            lk, dk, ck = _example_terms(np.float64(s[k]) * scale + b[0], np.float64(yb[i + k]), loss_code)
+            z = _pixel_logit(Xb[i + k], w, s[k], scale)
+            lk, dk, ck = _example_terms(z + b[0], np.float64(yb[i + k]), loss_code)
             loss += lk
             dbsum += dk
             correct += ck
@@ -127,7 +148,7 @@ def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
         sk = zero
         for j in range(n):
             sk += w[j] * xk[j]
-        lk, dk, ck = _example_terms(np.float64(sk) * scale + b[0], np.float64(yb[i]), loss_code)
+        lk, dk, ck = _example_terms(_pixel_logit(xk, w, sk, scale) + b[0], np.float64(yb[i]), loss_code)
         loss += lk
         dbsum += dk
         correct += ck
@@ -679,15 +700,6 @@ def _dot1(x, w, zero):
 def _axpy(x, a, tacc):
     for j in range(x.shape[0]):
         tacc[j] += a * x[j]
-
-
-@njit(cache=True, fastmath=_FAST)
-def _dot_scaled(x, w, s):
-    """w . (x * s), each element scaled first, as NumPy scales pixels (the overflow path)."""
-    total = w.dtype.type(0)
-    for j in range(x.shape[0]):
-        total += w[j] * (x[j] * s)
-    return total
 
 
 @njit(cache=True)
