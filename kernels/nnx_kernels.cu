@@ -298,7 +298,7 @@ __global__ void __launch_bounds__(512) logreg_pass(const XT* Xt, const T* w, con
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            T dz = nnx_add_example<T>(z[x] + (double)__ldg(b), (double)y[base + x], loss_code, inv_m,
+            T dz = nnx_add_example<T>((double)((T)z[x] + __ldg(b)), (double)y[base + x], loss_code, inv_m,
                                       sums);
 #pragma unroll
             for (int i = 0; i < ITEMS; ++i)
@@ -486,7 +486,7 @@ __global__ void __launch_bounds__(512) logreg_staged(const XT* Xt, const T* w, c
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (base + x >= m) break;  // the same for every thread of the block
-            T dz = nnx_add_example<T>(z[x] + (double)bias, (double)y[base + x], loss_code, inv_m,
+            T dz = nnx_add_example<T>((double)((T)z[x] + bias), (double)y[base + x], loss_code, inv_m,
                                       sums);
 #pragma unroll
             for (int i = 0; i < WORDS; ++i) {

@@ -631,10 +631,14 @@ def logreg_specials(x_kind, dtype, case):
         w[0, 5] = big
     elif case == "inf_bias":
         b[0, 0] = -np.inf
+    elif case == "logit_past_max":  # each product finite, their sum past the largest float
+        w[0, :] = big / 16
+        X[:, :] = 255 if x_kind == "uint8" else 1
     return w, b, X, Y
 
 
 LOGREG_SPECIALS = ["nan_in_x", "inf_in_x", "largest_in_x", "nan_in_w", "inf_in_w", "largest_in_w", "inf_bias"]
+LOGREG_SPECIALS += ["logit_past_max"]
 
 
 def logreg_special_params():

@@ -105,13 +105,14 @@ def _dot_scaled(x, w, s):
 
 @njit(cache=True, inline="always")
 def _pixel_logit(x, w, s, scale):
-    """scale * s in float64, s = w . x; from pixels (scale != 1), where w * pixel overflowed
-    and w * (pixel * scale) would not (w within 255x of the largest float), w . (x * scale)
+    """scale * s rounded to w's dtype, s = w . x (b is then added in that dtype, as NumPy
+    computes w X + b). From pixels (scale != 1), where w * pixel overflowed and
+    w * (pixel * scale) would not (w within 255x of the largest float), w . (x * scale)
     as NumPy computes it."""
     z = np.float64(s) * scale
     if scale != 1.0 and not np.isfinite(z):
         z = np.float64(_dot_scaled(x, w, w.dtype.type(scale)))
-    return z
+    return w.dtype.type(z)
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -133,8 +134,8 @@ def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
         s = _dot8(Xb, i, w, zero)
         e = [zero] * 8
         for k in range(8):
-            z = _pixel_logit(Xb[i + k], w, s[k], scale)
-            lk, dk, ck = _example_terms(z + b[0], np.float64(yb[i + k]), loss_code)
+            z = np.float64(_pixel_logit(Xb[i + k], w, s[k], scale) + b[0])
+            lk, dk, ck = _example_terms(z, np.float64(yb[i + k]), loss_code)
             loss += lk
             dbsum += dk
             correct += ck
@@ -148,7 +149,8 @@ def _logreg_block(Xb, yb, w, b, scale, loss_code, acc, tacc):
         sk = zero
         for j in range(n):
             sk += w[j] * xk[j]
-        lk, dk, ck = _example_terms(_pixel_logit(xk, w, sk, scale) + b[0], np.float64(yb[i]), loss_code)
+        z = np.float64(_pixel_logit(xk, w, sk, scale) + b[0])
+        lk, dk, ck = _example_terms(z, np.float64(yb[i]), loss_code)
         loss += lk
         dbsum += dk
         correct += ck
