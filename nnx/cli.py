@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-weight",
         metavar="SPEC",
         default=None,
-        help="none, balanced, or CLASS:WEIGHT pairs such as 0:1,1:3 (default: none)",
+        help="none, balanced, or CLASS:WEIGHT pairs, each class a number or name: 0:1,1:3 or cat:2 "
+        "(default: none)",
     )
     train.add_argument(
         "--batch-size", type=int, metavar="B", default=None, help="mini-batch size (default: full batch)"

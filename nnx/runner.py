@@ -85,7 +85,7 @@ class TrainConfig:
     dropout: float = 0.0  # mlp only
     schedule: str | None = None  # see SCHEDULE_FORMS
     early_stopping: int | None = None  # patience in epochs, on the validation loss
-    class_weight: str | None = None  # "balanced" or "0:W0,1:W1"
+    class_weight: str | None = None  # "balanced" or "CLASS:WEIGHT,..." (class number or name)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the interrupted one."""
@@ -171,27 +171,52 @@ def build_schedule(cfg: TrainConfig) -> Schedule | None:
     raise UsageError(f"--schedule must be none, {SCHEDULE_FORMS}; got {cfg.schedule!r}")
 
 
-def build_class_weight(cfg: TrainConfig) -> str | dict[int, float] | None:
-    """--class-weight as fit's class_weight: None, "balanced" or {class: weight}."""
+def build_class_weight(cfg: TrainConfig) -> str | dict[int | str, float] | None:
+    """--class-weight parsed: None, "balanced" or {class: weight}, each class a number
+    (0..K-1, in the order of the data's classes) or a class name; ``resolve_class_weight``
+    checks them against the data once it is loaded."""
     text = cfg.class_weight
     if text is None or text == "none":
         return None
     if text == "balanced":
         return text
-    weights: dict[int, float] = {}
+    weights: dict[int | str, float] = {}
     for part in text.split(","):
-        label, sep, value = part.partition(":")
+        label, sep, value = part.rpartition(":")
+        key: int | str = int(label) if label.isdigit() else label
         try:
-            key, weight = int(label), float(value)
+            weight = float(value)
         except ValueError:
-            key, weight, sep = -1, 0.0, ""
-        if not sep or key not in (0, 1) or key in weights or not math.isfinite(weight) or weight < 0:
+            weight, sep = 0.0, ""
+        if not sep or not label or key in weights or not math.isfinite(weight) or weight < 0:
             raise UsageError(
-                f"--class-weight must be none, balanced or CLASS:WEIGHT pairs such as 0:1,1:3 (classes 0 "
-                f"and 1, weights >= 0), got {text!r}"
+                "--class-weight must be none, balanced or CLASS:WEIGHT pairs such as 0:1,1:3 or cat:2 "
+                f"(a class number or name, weights >= 0), got {printable(text)!r}"
             )
         weights[key] = weight
     return weights
+
+
+def resolve_class_weight(weights: str | dict[int | str, float] | None, classes: list[str]):
+    """``build_class_weight``'s result for data with ``classes``: class names become their
+    numbers; a class the data lack is a UsageError naming the classes there are."""
+    if not isinstance(weights, dict):
+        return weights
+    names = {str(name): k for k, name in enumerate(classes)}
+    listed = ", ".join(f"{k}={printable(str(c))}" for k, c in enumerate(classes[:10]))
+    listed += " ..." if len(classes) > 10 else ""
+    out: dict[int, float] = {}
+    for key, weight in weights.items():
+        k = names.get(key) if isinstance(key, str) else key
+        if k is None or not 0 <= k < len(classes):
+            raise UsageError(
+                f"--class-weight names class {printable(str(key))!r}, which the data do not have "
+                f"(their classes: {listed})"
+            )
+        if k in out:
+            raise UsageError(f"--class-weight gives class {printable(str(key))!r} twice (by number and name)")
+        out[k] = weight
+    return out
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -537,6 +562,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
             + (" ..." if len(data.skipped) > 5 else "")
         )
     check_splits(data, cfg)
+    class_weight = resolve_class_weight(build_class_weight(cfg), data.classes)
     for X, label in ((data.X, "X"), (data.Xv, "X_val")):
         if X is not None:
             try:
@@ -619,7 +645,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
             l2=cfg.l2,
             schedule=build_schedule(cfg),
             early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
-            class_weight=build_class_weight(cfg),
+            class_weight=class_weight,
             warm_start=resume,
             batch_size=cfg.batch_size,
             seed=rng,

@@ -76,6 +76,22 @@ def test_folder_of_three_classes_trains_a_softmax_model(three_classes, tmp_path,
     assert "(sky); next: " in text.stdout
 
 
+def test_class_weight_names_any_of_k_classes_by_number_or_name(three_classes, tmp_path):
+    """--class-weight on 3 classes: class 2 by number and "leaf" by name reach fit as
+    weights {2: 3, 1: 0.5} (the history records the per-class weights); a class the data
+    lack is refused in one line naming the classes."""
+    common = ("--data", three_classes, "--size", 8, "--epochs", 5, "--backend", "numpy", "--quiet")
+    r = run("train", *common, "--class-weight", "2:3,leaf:0.5", "--out", tmp_path / "w")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "w" / "history.json").read_text())["class_weight"] == [1.0, 0.5, 3.0]
+    bad = run("train", *common, "--class-weight", "pear:2", "--out", tmp_path / "b")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == (
+        "nnx: error: --class-weight names class 'pear', which the data do not have "
+        "(their classes: 0=apple, 1=leaf, 2=sky)"
+    )
+
+
 def test_positive_with_three_classes_is_refused(three_classes, tmp_path):
     r = run("train", "--data", three_classes, "--positive", "sky", "--size", 8, "--out", tmp_path / "o")
     assert r.returncode == 2 and "positive only chooses label 1 of two classes" in r.stderr
