@@ -27,6 +27,13 @@ def _as_host_array(value: Any, label: str) -> np.ndarray:
             f"{label} is a GPU array; nnx takes host NumPy arrays and moves them itself "
             f"(pass cupy.asnumpy({label}))"
         )
+    if isinstance(value, np.ma.MaskedArray):
+        if np.ma.getmaskarray(value).any():
+            raise ValueError(
+                f"{label} is a masked array with masked entries, which nnx would not skip: fill them "
+                "(np.ma.filled) or drop those examples first"
+            )
+        return np.asarray(value.data)
     if isinstance(value, np.ndarray):
         return value
     try:
@@ -187,10 +194,12 @@ def class_weights(class_weight: Any, labels: np.ndarray, n_classes: int) -> np.n
             )
         counts = np.bincount(labels, minlength=K)
         if (counts == 0).any():
-            missing = [int(c) for c in np.flatnonzero(counts == 0)][:5]
+            missing = [int(c) for c in np.flatnonzero(counts == 0)]
+            shown = ", ".join(map(str, missing[:5]))
+            shown += f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise ValueError(
                 'class_weight="balanced" needs every class in the training labels; '
-                f"classes {missing} are absent"
+                f"classes {shown} are absent"
             )
         return labels.size / (K * counts.astype(np.float64))
     if not isinstance(class_weight, dict):

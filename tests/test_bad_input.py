@@ -152,3 +152,18 @@ def test_set_parameters_checks_shapes(model):
         model.set_parameters(params[:1])
     with pytest.raises(ValueError, match="NaN"):
         model.set_parameters([(params[0][0] * np.nan, params[0][1]), params[1]])
+
+
+def test_masked_arrays_are_refused_where_entries_are_masked():
+    """nnx would train on the values under a mask: refused in one line; an array with
+    nothing masked is used as its data."""
+    X = np.random.default_rng(0).standard_normal((3, 4))
+    y = np.ma.array([0, 1, 2, 0], mask=[0, 0, 0, 1])
+    with pytest.raises(ValueError, match="Y is a masked array with masked entries"):
+        nnx.SoftmaxRegression(3, 3).fit(X, y, epochs=1)
+    masked_X = np.ma.array(X, mask=np.eye(3, 4, dtype=bool))
+    with pytest.raises(ValueError, match="X is a masked array with masked entries"):
+        nnx.SoftmaxRegression(3, 3).fit(masked_X, [0, 1, 2, 0], epochs=1)
+    model = nnx.SoftmaxRegression(3, 3)
+    model.fit(np.ma.array(X), np.ma.array([0, 1, 2, 0]), epochs=2)
+    np.testing.assert_array_equal(model.predict(np.ma.array(X)), model.predict(X))

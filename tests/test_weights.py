@@ -218,8 +218,10 @@ def test_bad_weights_are_named(kwargs, error, message):
 
 def test_balanced_needs_every_class_and_mse_takes_no_weights():
     X, Y = _binary()
-    with pytest.raises(ValueError, match=r'"balanced" needs every class .* \[2\] are absent'):
+    with pytest.raises(ValueError, match=r'"balanced" needs every class .* classes 2 are absent'):
         nnx.SoftmaxRegression(5, 3).fit(X, Y[0].astype(int), epochs=1, class_weight="balanced")
+    with pytest.raises(ValueError, match="classes 2, 3, 4, 5, 6 and 7 more are absent"):
+        nnx.SoftmaxRegression(5, 14).fit(X, Y[0].astype(int), epochs=1, class_weight="balanced")
     mse = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
     with pytest.raises(ValueError, match="loss='mse' takes no class_weight or sample_weight"):
         mse.fit(X, Y, epochs=1, class_weight="balanced")
