@@ -5,8 +5,6 @@ X is (n_x, m) with one example per column, Y is (1, m), W is (n_out, n_in), b is
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import backends, schedules
 from .backends import available as available_backends
 from .backends import get_backend, use_backend
@@ -14,9 +12,10 @@ from .callbacks import EarlyStopping
 from .errors import BackendUnavailableError, DeviceMemoryError, ModelFormatError, TrainingDivergedError
 from .history import History
 from .layers import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .lbfgs import LBFGS
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load
 from .optim import SGD, Adam, AdamW, RMSprop
+from .training.lbfgs import LBFGS
+from .version import __version__
 
 __all__ = [
     "LBFGS",

@@ -7,7 +7,8 @@ import os
 import platform
 from typing import Any
 
-from . import __version__, backends
+from . import backends
+from .version import __version__
 
 
 def _version(dist: str) -> str | None:

@@ -34,7 +34,7 @@ from .layers import (
 from .network import Block, DeviceNetwork
 from .optim import SGD, Optimizer, TrainingState, check_optimizer
 from .schedules import Schedule, check_schedule
-from .training import Batches, EpochCallback, run_epochs
+from .training.steploop import Batches, EpochCallback, run_epochs
 from .validation import (
     check_class_labels,
     check_dtype,
@@ -326,7 +326,7 @@ class Sequential:
         # Methods that need the whole objective rather than steps (L-BFGS) are dispatched
         # here, before the epoch loop below; epochs then counts iterations.
         epochs = check_positive(epochs, "epochs", int)
-        from .lbfgs import LBFGS, fit_lbfgs
+        from .training.lbfgs import LBFGS, fit_lbfgs
 
         if isinstance(optimizer, LBFGS):
             ignored = {

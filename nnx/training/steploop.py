@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .callbacks import EarlyStopping
-from .errors import TrainingDivergedError
-from .history import History
-from .network import DeviceNetwork
-from .schedules import Schedule
+from ..callbacks import EarlyStopping
+from ..errors import TrainingDivergedError
+from ..history import History
+from ..network import DeviceNetwork
+from ..schedules import Schedule
 
 log = logging.getLogger("nnx")
 

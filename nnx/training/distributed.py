@@ -1,0 +1,524 @@
+"""Exact data-parallel full-batch training on a Dask cluster (CPU or GPU workers).
+
+``fit(model, X, Y, client=..., epochs=..., lr=...)`` takes a ``dask.array`` X (n_x, m)
+chunked along the examples only. Each chunk of X and Y is checked and prepared once on
+the worker that holds it (``nnx.chunked.Chunk``, on that worker's best nnx backend: CuPy on
+a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one task per worker
+thread computes its chunks' loss and gradient sums divided by the whole m (each chunk's
+kept apart), an update task adds them in chunk order and applies gradient descent, and
+its result - the parameters - feeds the next epoch's tasks. Only parameters and
+gradients cross the network, never data.
+
+``epochs_ahead`` epochs are submitted at a time, each chained on the previous one's
+update, so the client waits for Dask once per ``epochs_ahead`` epochs; it then reads the
+parameters and the figures of those epochs (checking every loss) and starts the next
+batch of epochs from those parameters, which also bounds what Dask must redo after a lost
+worker to at most ``epochs_ahead`` epochs (Dask recomputes lost chunks from their source).
+
+The result equals ``nnx.chunked.fit_chunked_locally`` with the same chunks and backend,
+bit for bit. Without Dask installed, importing this module raises an ImportError naming
+the ``nnx-nets[dask]`` extra; nothing else in nnx imports Dask.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+try:
+    import dask
+    import dask.array as da
+    import distributed
+    from dask.optimization import cull
+    from distributed import KilledWorker
+    from distributed.utils import CancelledError
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "nnx.distributed needs Dask (dask.array and distributed), which is not installed: "
+        "pip install 'nnx-nets[dask]'"
+    ) from exc
+
+import numpy as np
+
+from ..errors import WorkerLostError
+from ..history import History
+from ..validation import INPUT_DTYPES, check_dtype, check_positive
+from .chunked import (
+    Chunk,
+    ChunkCallback,
+    Spec,
+    Step,
+    advance,
+    check_seed,
+    finish,
+    record,
+    start_params,
+    update_rule,
+    validator,
+)
+from .chunked import fit_chunked_locally as fit_chunked_locally
+from .steploop import _progress
+
+__all__ = ["WorkerLostError", "fit", "fit_chunked_locally"]
+
+
+# ------------------------------------------------------------------ tasks (run on workers)
+def _chunk_backend(block: Any) -> str:
+    return _chunk_of(block).backend
+
+
+def _worker_grads(step: Step, *blocks: Any) -> tuple:
+    return tuple(_chunk_of(b).grads(step.params) for b in blocks)
+
+
+def _advance_groups(step: Step, rule: Any, *shares: tuple) -> Step:
+    return advance(step, [p for share in shares for p in share], rule)  # combine sorts by chunk
+
+
+def _start(step: Step) -> Step:
+    return step
+
+
+# ------------------------------------------------------------------------- checks
+def _rechunk_hint(X: Any) -> str:
+    return "X = X.rechunk({0: -1})  # all features of an example in one chunk"
+
+
+def _check_X(X: Any, n_features: int) -> Any:
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"X must be a dask.array (n_x, m) chunked along the examples, got {type(X).__name__}; "
+            "for data in memory use model.fit, or wrap it: da.from_array(X, chunks=(n_x, chunk_size))"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D with shape (n_features, m_examples), got shape {X.shape}")
+    if X.dtype.name not in INPUT_DTYPES:
+        raise TypeError(
+            f"X has dtype {X.dtype}; expected float32, float64 or uint8 (raw pixels) - "
+            "convert with X.astype('float32')"
+        )
+    if any(np.isnan(c) for dim in X.chunks for c in dim):
+        raise ValueError(
+            "X has chunks of unknown size (e.g. from da.from_delayed without shape or after "
+            "boolean indexing); give the sizes (da.from_delayed(..., shape=...)) or call "
+            "X = X.compute_chunk_sizes()"
+        )
+    n_x, m = X.shape
+    if m == 0 or n_x == 0:
+        raise ValueError(f"X is empty (shape {X.shape}); need at least one feature and one example")
+    if n_x != n_features:
+        if m == n_features:
+            raise ValueError(
+                f"X looks transposed: shape {X.shape} is (m, n_x) but nnx expects (n_x, m) = "
+                f"({n_features}, m); pass X.T"
+            )
+        raise ValueError(f"X has {n_x} features (rows) but the model expects {n_features}")
+    if len(X.chunks[0]) != 1:
+        raise ValueError(
+            f"X is chunked along the features too (row chunks {X.chunks[0]}); nnx.distributed splits "
+            f"the examples (columns) only: {_rechunk_hint(X)}"
+        )
+    return X
+
+
+def _check_Y(Y: Any, X: Any) -> Any:
+    m = X.shape[1]
+    if isinstance(Y, da.Array):
+        Y2 = Y.reshape(1, -1) if Y.ndim == 1 else Y
+        if Y2.ndim != 2 or Y2.shape[1] != m:
+            raise ValueError(f"X has {m} examples (columns) but Y has shape {Y.shape}")
+        if Y.ndim == 1 and Y.chunks[0] != X.chunks[1]:
+            raise ValueError(
+                f"Y's chunks {Y.chunks[0]} differ from X's column chunks {X.chunks[1]}; "
+                "rechunk Y to match: Y = Y.rechunk(X.chunks[1])"
+            )
+        if Y.ndim == 2 and (Y2.chunks[1] != X.chunks[1] or len(Y2.chunks[0]) != 1):
+            raise ValueError(
+                f"Y's chunks {Y2.chunks} do not match X's column chunks {X.chunks[1]}; "
+                "rechunk Y to match: Y = Y.rechunk({0: -1, 1: X.chunks[1]})"
+            )
+        return Y2
+    Yh = np.asarray(Y)
+    Yh = Yh.reshape(1, -1) if Yh.ndim == 1 else Yh
+    if Yh.ndim != 2 or Yh.shape[1] != m:
+        raise ValueError(f"X has {m} examples (columns) but Y has shape {np.shape(Y)}")
+    return Yh  # labels in memory are small: each chunk's columns go with its task, once
+
+
+def _client(client: Any) -> Any:
+    if client is not None:
+        return client
+    try:
+        return distributed.get_client()
+    except ValueError as exc:
+        raise ValueError(
+            "no Dask client: pass client=distributed.Client('tcp://scheduler:8786') (a running "
+            "cluster) or client=distributed.Client(distributed.LocalCluster()) (this machine)"
+        ) from exc
+
+
+def _lost(exc: BaseException, what: str) -> WorkerLostError:
+    return WorkerLostError(
+        f"Dask could not finish {what}: {type(exc).__name__}: {exc}. Workers that die while "
+        "holding or computing a task are replaced and the task recomputed from its source "
+        "up to the scheduler's 'allowed-failures' times; here that was not enough (out of "
+        "memory? a crashing backend?). The model's parameters were left as they were."
+    )
+
+
+# ---------------------------------------------------------------------------- fit
+def fit(
+    model: Any,
+    X: Any,
+    Y: Any,
+    *,
+    client: Any = None,
+    epochs: int = 100,
+    lr: float = 0.01,
+    optimizer: Any = None,
+    backend: str | None = None,
+    seed: int | None = None,
+    dtype: str = "float32",
+    verbose: bool = False,
+    history_every: int = 1,
+    validation_data: tuple[Any, Any] | None = None,
+    callback: ChunkCallback | None = None,
+    epochs_ahead: int = 16,
+) -> History:
+    """Full-batch gradient descent of ``model`` on a Dask cluster; returns the History.
+
+    X is a ``dask.array`` (n_x, m), float32/float64/uint8, chunked along the examples only
+    (one chunk of rows); Y (1, m) or (m,) - or one-hot (K, m) for a softmax model - as a
+    ``dask.array`` with X's column chunks, or a NumPy array (sent once, in X's chunks).
+    ``client`` defaults to the current Dask client. ``backend`` names the nnx backend of
+    every worker (default: each worker's best: CuPy on a GPU worker, else Numba, else
+    NumPy). ``lr``, ``seed`` (initial parameters), ``dtype``, ``verbose`` and
+    ``history_every`` are as in ``model.fit``; ``optimizer`` must be None for now (plain
+    gradient descent). ``validation_data`` (in memory) is evaluated in this process every
+    ``history_every`` epochs, which then also sets how often the client synchronises.
+    ``callback(epoch, params, history)`` runs at every synchronisation with host
+    parameters; True stops there. ``epochs_ahead`` epochs are submitted at a time.
+
+    On any error (bad chunk, divergence, lost workers beyond Dask's retries, Ctrl-C) the
+    model's parameters are left as they were.
+    """
+    epochs = check_positive(epochs, "epochs", int)
+    history_every = check_positive(history_every, "history_every", int)
+    epochs_ahead = check_positive(epochs_ahead, "epochs_ahead", int)
+    dtype = check_dtype(dtype)
+    seed = check_seed(seed)
+    rule = update_rule(lr, optimizer)
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError("backend must be a backend name: each worker makes its own backend object")
+    X = _check_X(X, model.n_features)
+    Y = _check_Y(Y, X)
+    client = _client(client)
+    m = int(X.shape[1])
+    spec = Spec.of(model, dtype, m, backend)
+    window = history_every if validation_data is not None else epochs_ahead
+    token = uuid.uuid4().hex[:8]
+
+    with model._lock:
+        validate = validator(model, validation_data, dtype, None)
+        params = start_params(model, seed, dtype)
+        chunks: list[Any] = []
+        runner: _Windows | None = None
+        bar = None
+        try:
+            chunks = _persist_chunks(client, X, Y, spec, token)
+            runner = _Windows(client, chunks, rule, token)
+            names, reason = runner.describe()
+            history = History(
+                backend=",".join(names), backend_reason=reason, dtype=dtype, epochs=epochs, lr=rule.lr
+            )
+            if verbose:
+                print(f"nnx: training on Dask: {reason}, dtype {dtype}")
+            bar = _progress(epochs, verbose)
+            step = Step(params, rule.init(params))
+            done = 0
+            start = time.perf_counter()
+            while done < epochs:
+                count = min(window, epochs - done)
+                step = runner.run(step, done + 1, count)
+                end = done + count
+                if done == 0:
+                    history.first_epoch_seconds = (time.perf_counter() - start) / count
+                due = end % history_every == 0 or end == epochs
+                record(history, step, done + 1, m, history_every, epochs, rule.lr, validate if due else None)
+                last_loss, last_correct = step.losses[-1], step.corrects[-1]
+                done, step = end, step.cleared()
+                if bar is not None:
+                    bar.update(done - bar.n)
+                    if history.loss:
+                        bar.set_postfix({"loss": f"{history.loss[-1]:.4g}"}, refresh=False)
+                if callback is not None and callback(done, step.params, history):
+                    if not due:  # the epoch stopped at is recorded, as fit does
+                        history.epoch.append(done)
+                        history.loss.append(float(last_loss))
+                        history.accuracy.append(last_correct / m)
+                        if validate is not None:
+                            v_loss, v_acc = validate(step.params)
+                            history.val_loss.append(v_loss)
+                            history.val_accuracy.append(v_acc)
+                    history.epochs = done
+                    break
+            history.seconds = time.perf_counter() - start
+            history.backend_reason += runner.recoveries_note()
+        except KilledWorker as exc:
+            raise _lost(exc, "an epoch") from exc
+        except CancelledError as exc:
+            raise _lost(exc, "the training tasks") from exc
+        finally:
+            if bar is not None:
+                bar.close()
+            if runner is not None:
+                runner.release()
+            else:
+                _release(chunks)
+        finish(model, step.params, history, dtype, history.backend)
+    return history
+
+
+class _Source:
+    """The graph that computes one chunk's X block (and Y block), carried inside the task
+    that builds the chunk: the block is made where its chunk will live and is never sent
+    anywhere. Dask keeps the task, so a lost chunk is recomputed from this source."""
+
+    def __init__(self, graph: dict, keys: list[Any], labels: np.ndarray | None):
+        self.graph, self.keys, self.labels = graph, keys, labels
+
+    def compute(self) -> tuple[Any, Any]:
+        values = dask.get(self.graph, self.keys)  # the synchronous scheduler, in this task
+        return values[0], values[1] if self.labels is None else self.labels
+
+
+def _build_chunk(index: int, lo: int, source: _Source, spec: Spec) -> Chunk:
+    X, Y = source.compute()
+    return Chunk(index, lo, X, Y, spec)
+
+
+def _sources(X: Any, Y: Any) -> list[_Source] | None:
+    """One ``_Source`` per column chunk, or None where a block is not computable from a
+    graph (a persisted array: its blocks live on the workers already)."""
+    arrays = [X] if isinstance(Y, np.ndarray) else [X, Y]
+    graph: dict = {}
+    keys = []
+    for A in arrays:
+        flat = list(dask.core.flatten(A.__dask_keys__()))
+        graph.update(A.__dask_optimize__(A.__dask_graph__(), flat))
+        keys.append(flat)
+    edges = [0, *np.cumsum(X.chunks[1]).tolist()]
+    sources = []
+    for i in range(len(X.chunks[1])):
+        want = [k[i] for k in keys]
+        try:
+            sub, _ = cull(graph, want)
+        except KeyError:
+            return None
+        labels = Y[:, edges[i] : edges[i + 1]].copy() if isinstance(Y, np.ndarray) else None
+        sources.append(_Source(sub, want, labels))
+    return sources
+
+
+def _chunk_block(X: Any, Y: Any, spec: Spec, block_info: Any = None) -> np.ndarray:
+    """One X block and its Y block as a 1x1 object array holding their ``Chunk``."""
+    index = block_info[0]["chunk-location"][1]
+    lo = block_info[0]["array-location"][1][0]
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = Chunk(index, lo, X, Y, spec)
+    return out
+
+
+def _chunk_of(block: Any) -> Chunk:
+    return block[0, 0] if isinstance(block, np.ndarray) else block
+
+
+def _persist_chunks(client: Any, X: Any, Y: Any, spec: Spec, token: str) -> list[Any]:
+    """One ``Chunk`` per column chunk, built and kept on the workers; errors name the chunk.
+
+    Each chunk's task computes its X block itself (``_Source``) and is placed, loosely, on
+    the workers in turn (consecutive chunks together), so no block ever moves. A persisted
+    X (blocks already on the workers) is used where it is, through ``map_blocks``.
+    """
+    sources = _sources(X, Y)
+    if sources is None:
+        if isinstance(Y, np.ndarray):
+            Y = da.from_array(Y, chunks=(Y.shape[0], X.chunks[1]))
+        blocks = da.map_blocks(
+            _chunk_block,
+            X,
+            Y,
+            spec,
+            dtype=object,
+            chunks=((1,), (1,) * len(X.chunks[1])),
+            meta=np.empty((0, 0), dtype=object),
+            name=f"nnx-chunk-{token}",
+        )
+        futures = client.compute(list(blocks.to_delayed().ravel()))
+    else:
+        workers = sorted(client.ncores())
+        edges = [0, *np.cumsum(X.chunks[1]).tolist()]
+        n = len(sources)
+        futures = [
+            client.submit(
+                _build_chunk,
+                i,
+                edges[i],
+                source,
+                spec,
+                key=f"nnx-chunk-{token}-{i}",
+                workers=[workers[i * len(workers) // n]] if workers else None,
+                allow_other_workers=True,
+            )
+            for i, source in enumerate(sources)
+        ]
+    try:
+        distributed.wait(futures)
+        for f in futures:  # the first bad chunk, in chunk order, raises its own error
+            if f.status == "error":
+                f.result()
+            elif f.status != "finished":
+                raise WorkerLostError(f"preparing the data chunks failed: chunk future {f.key} is {f.status}")
+    except BaseException:
+        _release(futures)
+        raise
+    return futures
+
+
+class _Windows:
+    """Runs windows of epochs on the chunks kept on the workers.
+
+    Each chunk's tasks are pinned to the worker holding that chunk (a strict restriction,
+    so Dask's work stealing never moves a chunk). A window's epochs are submitted at once,
+    each chained on the previous update; the client then waits for the last update. While
+    it waits it checks, every ``POLL_SECONDS``, that the chunks are still where their tasks
+    are pinned: after a lost worker Dask recomputes the lost chunks from their source on
+    other workers, and the window is submitted again from its first epoch (the same start,
+    so the same result), pinned to the chunks' new places.
+    """
+
+    POLL_SECONDS = 1.0
+    MAX_RESUBMITS = 5
+
+    def __init__(self, client: Any, chunks: list[Any], rule: Any, token: str):
+        self.client, self.chunks, self.rule, self.token = client, chunks, rule, token
+        self.attempt = 0
+        self.recoveries = 0
+        self.pending: Any = None
+        self.placement = self._placement()
+
+    def _placement(self) -> list[str]:
+        distributed.wait(self.chunks)
+        for f in self.chunks:
+            if f.status == "error":
+                f.result()  # the chunk's own error (e.g. a chunk recomputed with bad data)
+        who = self.client.who_has(self.chunks)
+        places = []
+        for f in self.chunks:
+            holders = sorted(who.get(f.key, ()))
+            if not holders:
+                raise WorkerLostError(f"chunk {f.key} is in no worker's memory after it was computed")
+            places.append(holders[0])
+        return places
+
+    def describe(self) -> tuple[list[str], str]:
+        kinds = self.client.gather(
+            [
+                self.client.submit(_chunk_backend, c, workers=[w], allow_other_workers=False, pure=False)
+                for c, w in zip(self.chunks, self.placement)
+            ]
+        )
+        names = sorted(set(kinds))
+        reason = (
+            f"dask: {len(self.chunks)} chunk(s) on {len(set(self.placement))} worker(s), nnx backend "
+            f"{'/'.join(names)} on the workers"
+        )
+        return names, reason
+
+    def recoveries_note(self) -> str:
+        if not self.recoveries:
+            return ""
+        return f"; {self.recoveries} window(s) redone after lost workers"
+
+    def _submit(self, step: Step, first: int, count: int) -> Any:
+        """Submit the window's epochs; the future of its last update.
+
+        Per epoch: one task per worker thread computes its chunks' shares (each chunk's
+        kept apart, in a tuple), pinned to that worker; one update task adds all the shares
+        in chunk order and applies the update; its result feeds the next epoch's tasks.
+        """
+        client, tag = self.client, f"{self.token}-{self.attempt}"
+        pending = client.submit(_start, step, key=f"nnx-start-{tag}-{first}", pure=False)
+        groups = self._groups()
+        for epoch in range(first, first + count):
+            shares = [
+                client.submit(
+                    _worker_grads,
+                    pending,
+                    *cs,
+                    key=f"nnx-grads-{tag}-{epoch}-{j}",
+                    workers=[w],
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                for j, (w, cs) in enumerate(groups)
+            ]
+            pending = client.submit(
+                _advance_groups, pending, self.rule, *shares, key=f"nnx-update-{tag}-{epoch}"
+            )
+        return pending
+
+    def _groups(self) -> list[tuple[str, list[Any]]]:
+        """The chunks of each worker in as many groups as it has threads (one task each)."""
+        threads = self.client.ncores()
+        by_worker: dict[str, list[Any]] = {}
+        for c, w in zip(self.chunks, self.placement):
+            by_worker.setdefault(w, []).append(c)
+        groups = []
+        for w, cs in sorted(by_worker.items()):
+            parts = max(1, min(threads.get(w, 1), len(cs)))
+            for k in range(parts):
+                groups.append((w, cs[k * len(cs) // parts : (k + 1) * len(cs) // parts]))
+        return groups
+
+    def run(self, step: Step, first: int, count: int) -> Step:
+        """Epochs first..first+count-1 from ``step``; their final Step with the figures."""
+        while True:
+            self.pending = self._submit(step, first, count)
+            while True:
+                try:
+                    result = self.pending.result(timeout=self.POLL_SECONDS)
+                    self.pending = None
+                    return result
+                except TimeoutError:
+                    if self._chunks_in_place():
+                        continue
+                break
+            # a chunk left its worker (lost and recomputed elsewhere): redo the window
+            _release([self.pending])
+            self.pending = None
+            self.recoveries += 1
+            if self.recoveries > self.MAX_RESUBMITS:
+                raise WorkerLostError(
+                    f"workers holding the data chunks were lost {self.recoveries} times during "
+                    "this fit; stopping. The model's parameters were left as they were."
+                )
+            self.attempt += 1
+            self.placement = self._placement()
+
+    def _chunks_in_place(self) -> bool:
+        who = self.client.who_has(self.chunks)
+        return all(w in who.get(f.key, ()) for f, w in zip(self.chunks, self.placement))
+
+    def release(self) -> None:
+        _release([*self.chunks, self.pending])
+        self.chunks, self.pending = [], None
+
+
+def _release(futures: list[Any]) -> None:
+    """Let Dask forget our futures (and what only they needed). Not ``client.cancel``:
+    it also cancels the keys' dependents, which Dask asserts someone still wants."""
+    for f in futures:
+        if f is not None:
+            f.release()

@@ -1,0 +1,476 @@
+"""L-BFGS: scipy's L-BFGS-B driving nnx's single-pass loss and gradient.
+
+Full-batch quasi-Newton training to the optimum, as scikit-learn's ``LogisticRegression``
+and ``MLPClassifier(solver="lbfgs")`` do, with every evaluation of the loss and gradient
+on an nnx backend:
+
+* logistic regression: ``Backend.logreg_loss_grad``, the fused epoch's single pass over X
+  without its step (Numba and CUDA read X once, uint8 pixels raw);
+* softmax regression: ``Backend.softmax_loss_grad`` (the chunked single pass on Numba);
+* any other model: the network's forward and backward passes.
+
+The parameters live on the backend. Per evaluation only the flat float64 parameter
+vector goes to the backend and the flat gradient (plus two scalars) comes back, nothing
+X-sized; the line search's trial points are evaluated by the same pass. The objective is
+
+    mean loss + l2 / (2 m) * sum of ||W||^2 over the weight matrices (biases free),
+
+so ``l2 = 1 / C`` matches scikit-learn's ``LogisticRegression(C=C)`` (which minimises
+C * sum of losses + ||w||^2 / 2, the same objective times C * m) and ``l2 = alpha``
+matches ``MLPClassifier(alpha=alpha)``.
+
+scipy is an optional extra: ``pip install 'nnx-nets[lbfgs]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import backends
+from ..errors import MinimisationStopped, TrainingDivergedError
+from ..history import History
+from ..network import DeviceNetwork
+from ..validation import check_dtype, check_fits_dtype, check_positive, check_X
+
+log = logging.getLogger("nnx")
+
+INSTALL_HINT = "pip install 'nnx-nets[lbfgs]'"
+STOP_REASONS = ("gradient tolerance", "max iterations", "max evaluations", "no progress", "callback")
+
+# callback(iteration, network, history) -> True to stop after this iteration
+IterationCallback = Callable[[int, DeviceNetwork, History], bool | None]
+
+
+def _scipy_minimize() -> Callable[..., Any]:
+    """scipy.optimize.minimize, or an ImportError naming the extra that installs it."""
+    try:
+        from scipy.optimize import minimize
+    except ImportError as exc:
+        raise ImportError(
+            f"nnx.LBFGS needs scipy >= 1.9, which nnx installs as the optional extra 'lbfgs': "
+            f"{INSTALL_HINT} (import failed: {exc})"
+        ) from None
+    return minimize
+
+
+def _scipy_version() -> str:
+    import scipy
+
+    return scipy.__version__
+
+
+class LBFGS:
+    """Limited-memory BFGS (scipy's L-BFGS-B without bounds) for full-batch training.
+
+    ``tol``: stop when the largest component of the objective's gradient is at most
+    ``tol`` (scipy's ``gtol``, scikit-learn's ``tol``). ``m``: correction pairs kept, the
+    memory of the method (scipy's ``maxcor``). ``ftol``: stop when an iteration lowers the
+    objective by at most ``ftol`` relative (default 64 machine epsilons, scikit-learn's
+    choice: in practice that means "no progress"). ``max_line_search``: evaluations one
+    line search may take (scikit-learn uses 50). ``max_evaluations``: a cap on passes
+    over X, line searches included (None: only the iteration limit, ``epochs``, applies).
+
+    Not resumable mid-run: the memory (the last ``m`` steps and gradient changes) is not
+    part of a model file or a checkpoint. Fitting again starts from the model's
+    parameters with an empty memory, which costs a few iterations to rebuild.
+
+    Without scipy, building one raises an ImportError naming the extra to install.
+    """
+
+    name = "lbfgs"
+
+    def __init__(
+        self,
+        tol: float = 1e-6,
+        m: int = 10,
+        *,
+        ftol: float = 64 * float(np.finfo(np.float64).eps),
+        max_line_search: int = 50,
+        max_evaluations: int | None = None,
+    ):
+        self.tol = check_positive(tol, "tol")
+        self.m = check_positive(m, "m", int)
+        self.ftol = check_positive(ftol, "ftol")
+        self.max_line_search = check_positive(max_line_search, "max_line_search", int)
+        self.max_evaluations = (
+            None if max_evaluations is None else check_positive(max_evaluations, "max_evaluations", int)
+        )
+        _scipy_minimize()  # fail here, naming the extra, rather than at fit
+
+    def __repr__(self) -> str:
+        return (
+            f"LBFGS(tol={self.tol!r}, m={self.m!r}, ftol={self.ftol!r}, "
+            f"max_line_search={self.max_line_search!r}, max_evaluations={self.max_evaluations!r})"
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The hyper-parameters as a JSON-able dict."""
+        return {
+            "tol": self.tol,
+            "m": self.m,
+            "ftol": self.ftol,
+            "max_line_search": self.max_line_search,
+            "max_evaluations": self.max_evaluations,
+        }
+
+    def scipy_options(self, max_iterations: int) -> dict[str, Any]:
+        """The ``options`` of ``scipy.optimize.minimize(method="L-BFGS-B")``."""
+        maxfun = self.max_evaluations or max_iterations * (self.max_line_search + 1) + 1
+        return {
+            "maxiter": int(max_iterations),
+            "maxfun": int(maxfun),
+            "maxcor": self.m,
+            "gtol": self.tol,
+            "ftol": self.ftol,
+            "maxls": self.max_line_search,
+        }
+
+
+def stop_reason(message: str, iterations: int, max_iterations: int) -> str:
+    """One of ``STOP_REASONS`` for an L-BFGS-B result message (the wording differs
+    between scipy versions: underscores before 1.15, spaces after)."""
+    text = str(message).upper().replace("_", " ")
+    if "PROJECTED GRADIENT" in text:
+        return "gradient tolerance"
+    if "ITERATIONS" in text or iterations >= max_iterations:
+        return "max iterations"
+    if "EVALUATIONS" in text:
+        return "max evaluations"
+    if "CALLBACK" in text:
+        return "callback"
+    # "RELATIVE REDUCTION OF F <= FACTR*EPSMCH" (ftol), "ABNORMAL" line searches, rounding
+    return "no progress"
+
+
+class BlasThreads:
+    """One BLAS thread for scipy's L-BFGS-B step, the process's own number for evaluations.
+
+    The step (the two-loop recursion and the line search's bookkeeping) is BLAS level-1
+    and level-2 work on vectors of the n parameters. On several threads each of those
+    small calls wakes the BLAS workers: for n = 12289 an iteration took 1.9 ms on one
+    thread and 8 ms on two on this project's 2-core machine, 44 ms while other processes
+    kept its cores busy, often more than the evaluation itself. So the step runs on one
+    thread, and every evaluation (whose products may use BLAS) on the threads the process
+    had. Process-wide, as BLAS thread counts are: while fits run, other threads' BLAS calls
+    outside evaluations may run single-threaded too (slower, never different). Without
+    threadpoolctl (it comes with the numba extra) nothing is changed.
+    """
+
+    _lock = threading.Lock()
+    _active = 0
+    _libraries: list[Any] = []
+    _saved: list[int] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_solver(cls) -> Iterator[None]:
+        """Within the block, BLAS runs on one thread (outside ``for_evaluation``)."""
+        with cls._lock:
+            if cls._active == 0:
+                cls._libraries = cls._blas_libraries()
+                cls._saved = [lib.num_threads for lib in cls._libraries]
+            cls._active += 1
+            cls._set(1)
+        try:
+            yield
+        finally:
+            with cls._lock:
+                cls._active -= 1
+                if cls._active == 0:
+                    cls._restore()
+                    cls._libraries, cls._saved = [], []
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_evaluation(cls) -> Iterator[None]:
+        """Within the block, BLAS runs on the threads it had before any fit began."""
+        with cls._lock:
+            cls._restore()
+        try:
+            yield
+        finally:
+            with cls._lock:
+                if cls._active > 0:
+                    cls._set(1)
+
+    @classmethod
+    def _set(cls, threads: int) -> None:
+        for lib in cls._libraries:
+            lib.set_num_threads(threads)
+
+    @classmethod
+    def _restore(cls) -> None:
+        for lib, threads in zip(cls._libraries, cls._saved):
+            lib.set_num_threads(threads)
+
+    @staticmethod
+    def _blas_libraries() -> list[Any]:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        try:
+            return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # noqa: BLE001 - an optimisation only: never fail a fit over it
+            return []
+
+
+class Objective:
+    """f(theta) = mean loss + l2 / (2 m) * sum ||W||^2 and its gradient, for the flat
+    float64 parameter vector theta = [W1.ravel(), b1.ravel(), W2.ravel(), ...], evaluated
+    on ``net``'s backend with one pass over X (prepared by ``net.prepare(X, True)``).
+
+    Each call copies theta into the network's parameters (a parameter-sized transfer)
+    and returns the gradient as a host float64 vector (one parameter-sized transfer).
+    """
+
+    def __init__(self, net: DeviceNetwork, X: Any, Y: Any, l2: float):
+        self.net, self.ops, self.X, self.Y = net, net.ops, X, Y
+        self.m = X.shape[1]
+        self.l2 = float(l2)
+        self.slices: list[slice] = []
+        weights: list[np.ndarray] = []
+        start = 0
+        for W, b in net.params:
+            for p, is_weight in ((W, True), (b, False)):
+                stop = start + int(np.prod(p.shape))
+                self.slices.append(slice(start, stop))
+                weights.append(np.full(stop - start, is_weight))
+                start = stop
+        self.size = start
+        self.weight_mask = np.concatenate(weights)
+        self.evaluations = 0
+        self.seconds = 0.0
+        self.last: tuple[np.ndarray, float, float, float] | None = None  # theta, loss, correct, f
+
+    def flat_parameters(self) -> np.ndarray:
+        """The network's parameters as one host float64 vector."""
+        flat = [self.ops.to_host(p).astype(np.float64).ravel() for pair in self.net.params for p in pair]
+        return np.concatenate(flat)
+
+    def load(self, theta: np.ndarray) -> None:
+        """Copy theta into the network's parameters, in place (one transfer on a GPU)."""
+        device = self.ops.xp.asarray(theta)
+        params = [p for pair in self.net.params for p in pair]
+        for p, sl in zip(params, self.slices):
+            p[...] = device[sl].reshape(p.shape)
+
+    def penalty(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """(l2 / (2 m) * ||weights||^2, its gradient), or (0, None) without L2."""
+        if self.l2 == 0.0:
+            return 0.0, None
+        w = np.where(self.weight_mask, theta, 0.0)
+        return 0.5 * self.l2 / self.m * float(w @ w), (self.l2 / self.m) * w
+
+    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
+        """(mean loss, correct, flat float64 gradient) at the network's parameters."""
+        net, ops = self.net, self.ops
+        if net.is_logreg:
+            (w, b) = net.params[0]
+            value, correct, dw, db = ops.logreg_loss_grad(w, b, self.X, self.Y, net.loss)
+            grads = [dw, db]
+        elif net.is_softmax_regression:
+            (W, b) = net.params[0]
+            value, correct, dW, db = ops.softmax_loss_grad(W, b, self.X, self.Y)
+            grads = [dW, db]
+        else:
+            value, correct, pairs = net.loss_and_grads(self.X, self.Y)
+            grads = [g for pair in pairs for g in pair]
+        xp = ops.xp
+        flat = xp.concatenate([xp.ravel(g).astype(xp.float64) for g in grads])
+        loss, correct = ops.scalars([value, correct])
+        return float(loss), float(correct), ops.to_host(flat)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        start = time.perf_counter()
+        with BlasThreads.for_evaluation():
+            self.load(theta)
+            loss, correct, grad = self.loss_and_gradient()
+        self.evaluations += 1
+        penalty, penalty_grad = self.penalty(theta)
+        if penalty_grad is not None:
+            grad += penalty_grad
+        f = loss + penalty
+        if not np.isfinite(f) or not np.all(np.isfinite(grad)):
+            raise TrainingDivergedError(
+                f"L-BFGS: the loss became {loss} (gradient finite: {bool(np.all(np.isfinite(grad)))}) "
+                f"at evaluation {self.evaluations}; check the inputs' scale. The model's parameters "
+                "were left as they were before fit."
+            )
+        self.last = (theta.copy(), loss, correct, f)
+        self.seconds += time.perf_counter() - start
+        return f, grad
+
+
+def _check_l2(l2: Any) -> float:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+        raise TypeError(f"l2 must be a number, got {l2!r}")
+    if not np.isfinite(l2) or l2 < 0:
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    return float(l2)
+
+
+def fit_lbfgs(
+    model: Any,
+    X: Any,
+    Y: Any,
+    optimizer: LBFGS,
+    *,
+    epochs: int,
+    l2: float = 0.0,
+    backend: str | backends.Backend | None = None,
+    dtype: str = "float32",
+    validation_data: tuple[Any, Any] | None = None,
+    verbose: bool = False,
+    callback: IterationCallback | None = None,
+) -> History:
+    """Train ``model`` (an ``nnx.Sequential``) in place by L-BFGS; returns the History.
+
+    ``epochs`` is the most iterations (each takes one pass over X, more when its line
+    search needs them); ``l2`` the L2 strength lambda of mean loss + lambda / (2 m) *
+    sum ||W||^2 (biases are not penalised): lambda = 1 / C for scikit-learn's
+    ``LogisticRegression(C=C)``, lambda = alpha for ``MLPClassifier(alpha=alpha)``.
+    X, Y, ``backend``, ``dtype`` and ``validation_data`` are as for ``Sequential.fit``.
+    The History has one entry per iteration (loss, accuracy and validation at the
+    parameters it ends with, and the objective), ``stop_reason`` and ``solver``.
+    ``callback(iteration, network, history)`` runs after every iteration and may return
+    True to stop there. If training fails (bad input, NaN loss, Ctrl-C) the parameters are
+    left exactly as they were. Not resumable mid-run (see ``LBFGS``): a second fit starts
+    from the parameters the first left, with an empty memory.
+    """
+    if not isinstance(optimizer, LBFGS):
+        raise TypeError(f"optimizer must be an nnx.LBFGS, got {optimizer!r}")
+    with model._lock:
+        return _fit_lbfgs(
+            model, X, Y, optimizer, epochs, _check_l2(l2), backend, dtype, validation_data, verbose, callback
+        )
+
+
+def _fit_lbfgs(
+    model: Any,
+    X: Any,
+    Y: Any,
+    optimizer: LBFGS,
+    epochs: int,
+    l2: float,
+    backend: str | backends.Backend | None,
+    dtype: str,
+    validation_data: tuple[Any, Any] | None,
+    verbose: bool,
+    callback: IterationCallback | None,
+) -> History:
+    minimize = _scipy_minimize()
+    epochs = check_positive(epochs, "epochs", int)
+    dtype = check_dtype(dtype)
+    X = check_fits_dtype(check_X(X, model.n_features), dtype)
+    Y = model._labels(Y, X.shape[1])
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, Y_val)")
+        Xv = check_fits_dtype(check_X(validation_data[0], model.n_features), dtype, "X_val")
+        Yv = model._labels(validation_data[1], Xv.shape[1])
+    selection = backends.select(backend)
+    ops = selection.backend
+    history = History(backend=ops.name, backend_reason=selection.reason, dtype=dtype, epochs=0, lr=0.0)
+    options = optimizer.scipy_options(epochs)
+    if verbose:
+        print(f"nnx: L-BFGS on backend {ops.name!r} ({selection.reason}), dtype {dtype}, l2={l2}")
+    log.info("fit_lbfgs: backend %s (%s), dtype %s, l2 %s", ops.name, selection.reason, dtype, l2)
+    every = max(1, epochs // 20)
+    start = time.perf_counter()
+    elapsed: list[float] = []  # seconds since the start, at the end of each iteration
+    passes: list[int] = []  # evaluations (passes over X) so far, at the end of each iteration
+    with (
+        ops.memory_errors_explained(),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+    ):
+        net = DeviceNetwork(ops, model._blocks, model.loss, model.parameters(), dtype)
+        objective = Objective(net, net.prepare(X, for_training=True), ops.prepare_labels(Y, dtype), l2)
+        validation = None
+        if validation_data is not None:
+            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+
+        def on_iteration(theta: np.ndarray) -> None:
+            if objective.last is None or not np.array_equal(objective.last[0], theta):
+                objective(theta)  # not the last point evaluated (rare): evaluate it
+            _, loss, correct, f = objective.last
+            iteration = len(history.epoch) + 1
+            history.epoch.append(iteration)
+            history.loss.append(loss)
+            history.accuracy.append(correct / objective.m)
+            history.objective.append(f)
+            if validation is not None:
+                with BlasThreads.for_evaluation():
+                    v_loss, v_correct = net.evaluate(*validation)
+                history.val_loss.append(ops.scalar(v_loss))
+                history.val_accuracy.append(ops.scalar(v_correct) / validation[1].shape[1])
+            elapsed.append(time.perf_counter() - start)
+            passes.append(objective.evaluations)
+            if iteration == 1:
+                history.first_epoch_seconds = elapsed[-1]
+            if verbose and (iteration % every == 0 or iteration == epochs):
+                extra = f", val_loss {history.val_loss[-1]:.6g}" if validation is not None else ""
+                print(f"  iteration {iteration}: objective {f:.10g}, loss {loss:.6g}{extra}")
+            if callback is not None:
+                with BlasThreads.for_evaluation():
+                    stop = callback(iteration, net, history)
+                if stop:
+                    raise MinimisationStopped
+
+        theta0 = objective.flat_parameters()
+        stopped = False
+        try:
+            with BlasThreads.for_solver():
+                result = minimize(
+                    objective, theta0, method="L-BFGS-B", jac=True, callback=on_iteration, options=options
+                )
+            theta, message, status = result.x, str(result.message), int(result.status)
+            f_final, g_final = float(result.fun), np.asarray(result.jac, dtype=np.float64)
+        except MinimisationStopped:
+            stopped = True
+            theta, loss, _, f_final = objective.last
+            message, status = "CALLBACK REQUESTED HALT", 1
+            g_final = None
+        iterations = len(history.epoch)
+        reason = "callback" if stopped else stop_reason(message, iterations, epochs)
+        objective.load(theta)
+        host = net.host_params()
+    history.seconds = time.perf_counter() - start
+    history.epochs = iterations
+    history.stop_reason = reason
+    history.solver = {
+        "method": f"L-BFGS-B (scipy {_scipy_version()})",
+        **optimizer.config(),
+        "l2": l2,
+        "message": message,
+        "status": status,
+        "iterations": iterations,
+        "evaluations": objective.evaluations,
+        "objective": f_final,
+        "gradient_max": None if g_final is None else float(np.max(np.abs(g_final), initial=0.0)),
+        "evaluation_seconds": objective.seconds,
+        "elapsed": elapsed,
+        "passes": passes,
+        "resumable": False,
+    }
+    if verbose:
+        print(
+            f"nnx: L-BFGS stopped ({reason}: {message}) after {iterations} iterations, "
+            f"{objective.evaluations} passes over X, objective {f_final:.10g}"
+        )
+    model._store(host)
+    model._init_fixed = True
+    model.last_backend = ops.name
+    model.dtype = dtype
+    if model.history is None:
+        model.history = History(backend=ops.name, backend_reason=selection.reason, dtype=dtype)
+    model.history.extend(history, offset=model.epochs_trained)
+    model.epochs_trained += iterations
+    return history
