@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from .callbacks import EarlyStopping, check_early_stopping
+from .callbacks import EarlyStopping
 from .errors import ModelFormatError
 from .history import History
 from .initializers import draw
@@ -32,17 +32,15 @@ from .layers import (
     layer_from_config,
 )
 from .network import Block, DeviceNetwork
-from .optim import SGD, Optimizer, TrainingState, check_optimizer
-from .schedules import Schedule, check_schedule
-from .training.steploop import Batches, EpochCallback, run_epochs
+from .optim import Optimizer, TrainingState
+from .schedules import Schedule
+from .training.steploop import EpochCallback
 from .validation import (
     check_class_labels,
     check_dtype,
     check_fits_dtype,
-    check_positive,
     check_X,
     check_Y,
-    example_weights,
 )
 
 log = logging.getLogger("nnx")
@@ -277,193 +275,91 @@ class Sequential:
         Fits of one model from several threads run one after another (each continues
         from the parameters the previous one left).
         """
-        with self._lock:
-            return self._fit(
-                X,
-                Y,
-                epochs,
-                lr,
-                optimizer=optimizer,
-                l2=l2,
-                schedule=schedule,
-                early_stopping=early_stopping,
-                class_weight=class_weight,
-                sample_weight=sample_weight,
-                warm_start=warm_start,
-                validation_data=validation_data,
-                batch_size=batch_size,
-                backend=backend,
-                seed=seed,
-                dtype=dtype,
-                verbose=verbose,
-                history_every=history_every,
-                callback=callback,
-            )
+        from .training import engine
 
-    def _fit(
-        self,
-        X: Any,
-        Y: Any,
-        epochs: int,
-        lr: float | None,
-        *,
-        optimizer: Optimizer | None,
-        l2: float,
-        schedule: Schedule | None,
-        early_stopping: EarlyStopping | None,
-        class_weight: Any,
-        sample_weight: Any,
-        warm_start: bool,
-        validation_data: tuple[Any, Any] | None,
-        batch_size: int | None,
-        backend: str | backends.Backend | None,
-        seed: int | np.random.Generator | None,
-        dtype: str,
-        verbose: bool,
-        history_every: int,
-        callback: EpochCallback | None,
-    ) -> History:
-        # Methods that need the whole objective rather than steps (L-BFGS) are dispatched
-        # here, before the epoch loop below; epochs then counts iterations.
-        epochs = check_positive(epochs, "epochs", int)
-        from .training.lbfgs import LBFGS, fit_lbfgs
-
-        if isinstance(optimizer, LBFGS):
-            ignored = {
-                "lr": lr is not None,
-                "batch_size": batch_size is not None,
-                "schedule": schedule is not None,
-                "early_stopping": early_stopping is not None,
-                "class_weight": class_weight is not None,
-                "sample_weight": sample_weight is not None,
-                "warm_start": bool(warm_start),
-            }
-            given = [name for name, set_ in ignored.items() if set_]
-            if given:
-                raise ValueError(
-                    f"optimizer=nnx.LBFGS() minimises the full-batch objective (loss + l2 penalty); "
-                    f"{', '.join(given)} do not apply to it: leave them out"
-                )
-            return fit_lbfgs(
-                self,
-                X,
-                Y,
-                optimizer,
-                epochs=epochs,
-                l2=l2,
-                backend=backend,
-                dtype=dtype,
-                validation_data=validation_data,
-                verbose=verbose,
-                callback=callback,
-            )
-        optimizer = check_optimizer(optimizer)
-        if optimizer is not None and lr is not None:
-            raise ValueError(
-                f"give the learning rate either as lr= or in the optimizer, not both (lr={lr!r}, "
-                f"optimizer={optimizer!r})"
-            )
-        if optimizer is None:
-            optimizer = SGD(lr=check_positive(0.01 if lr is None else lr, "lr"))
-        lr = optimizer.lr
-        if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
-            raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
-        if not np.isfinite(l2) or l2 < 0:
-            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-        l2 = float(l2)
-        schedule = check_schedule(schedule)
-        early_stopping = check_early_stopping(early_stopping)
-        if early_stopping is not None and validation_data is None:
-            raise ValueError(
-                "early_stopping watches the validation data: pass validation_data=(X_val, Y_val)"
-            )
-        if not isinstance(warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
-        history_every = check_positive(history_every, "history_every", int)
-        if batch_size is not None:
-            batch_size = check_positive(batch_size, "batch_size", int)
-        dtype = check_dtype(dtype)
-        X = check_fits_dtype(check_X(X, self.n_features), dtype)
-        Y = self._labels(Y, X.shape[1])
-        weights, per_class = example_weights(Y, self.n_classes, self.loss, class_weight, sample_weight)
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, Y_val)")
-            Xv = check_fits_dtype(check_X(validation_data[0], self.n_features), dtype, "X_val")
-            Yv = self._labels(validation_data[1], Xv.shape[1])
-        state = self._continued_state(optimizer) if warm_start else None
-        selection = backends.select(backend)
-        ops = selection.backend
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
-        start = self._drawn(int(seed)) if redraw else self.parameters()
-        dropout_seed = None
-        if any(blk.dropout for blk in self._blocks) and (state is None or state.dropout_seed is None):
-            # an int seed keys the masks itself; a Generator (or None) gives one draw
-            dropout_seed = (
-                int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
-            )
-        history = History(
-            backend=ops.name,
-            backend_reason=selection.reason,
-            dtype=dtype,
+        return engine.run(
+            self,
+            X,
+            Y,
+            "local",
             epochs=epochs,
             lr=lr,
-            batch_size=batch_size,
-            optimizer=optimizer.config(),
-            schedule=None if schedule is None else schedule.config(),
+            optimizer=optimizer,
             l2=l2,
-            class_weight=None if per_class is None else [float(w) for w in per_class],
-            early_stopping=None if early_stopping is None else early_stopping.config(),
-            warm_start=bool(warm_start),
+            schedule=schedule,
+            early_stopping=early_stopping,
+            class_weight=class_weight,
+            sample_weight=sample_weight,
+            warm_start=warm_start,
+            validation_data=validation_data,
+            batch_size=batch_size,
+            backend=backend,
+            seed=seed,
+            dtype=dtype,
+            verbose=verbose,
+            history_every=history_every,
+            callback=callback,
         )
-        if verbose:
-            print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {dtype}")
-        log.info("fit: backend %s (%s), dtype %s, %r", ops.name, selection.reason, dtype, optimizer)
-        with ops.memory_errors_explained():
-            net = DeviceNetwork(ops, self._blocks, self.loss, start, dtype)
-            net.start_training(
-                optimizer, state, l2=l2, m=X.shape[1], weighted=weights is not None, dropout_seed=dropout_seed
-            )
-            data = Batches(net, X, Y, batch_size, weights)
-            validation = None
-            if validation_data is not None:
-                validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                run_epochs(
-                    net,
-                    data,
-                    epochs=epochs,
-                    lr=lr,
-                    rng=rng,
-                    history=history,
-                    history_every=history_every,
-                    validation=validation,
-                    verbose=verbose,
-                    callback=callback,
-                    schedule=schedule,
-                    early_stopping=early_stopping,
+
+    # ----------------------------------------------------- what the engine uses
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """The layers grouped as Linear(+activation, +dropout) blocks, input to output."""
+        return tuple(self._blocks)
+
+    @property
+    def fit_lock(self) -> threading.RLock:
+        """Held for the whole of a fit: fits of one model from several threads run one after
+        another."""
+        return self._lock
+
+    def check_labels(self, Y: Any, m: int) -> np.ndarray:
+        """Y checked against the model's kind: 0/1 labels (1, m) for a binary model, class
+        indices (1, m) for a K-class model (one-hot (K, m) accepted)."""
+        return self._labels(Y, m)
+
+    def start_parameters(self, seed: Any) -> Params:
+        """Host parameters a fit starts from: the current ones, or - for a model whose
+        layers were built without a seed and never trained or set - drawn from an int
+        ``seed``, as ``fit(seed=...)`` does."""
+        redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
+        return self._drawn(int(seed)) if redraw else self.parameters()
+
+    def commit_fit(
+        self,
+        params: Params,
+        history: History,
+        *,
+        backend: str,
+        dtype: str,
+        training_state: TrainingState | None = None,
+    ) -> None:
+        """Store a finished fit: its parameters (host arrays, copied), optimizer state,
+        backend and dtype, and its History appended to the model's. The one place a fit
+        writes a model's parameters (the engine calls it under ``fit_lock``)."""
+        with self._lock:
+            self._store([(np.array(W, copy=True), np.array(b, copy=True)) for W, b in params])
+            self.training_state = training_state
+            self._init_fixed = True
+            self.last_backend = backend
+            self.dtype = dtype
+            if self.history is None:  # the model's record across fits; each fit returns its own
+                self.history = History(
+                    backend=history.backend,
+                    backend_reason=history.backend_reason,
+                    dtype=history.dtype,
+                    lr=history.lr,
+                    batch_size=history.batch_size,
+                    optimizer=history.optimizer,
+                    schedule=history.schedule,
+                    l2=history.l2,
                 )
-            host_state = net.host_training_state()
-        self._store(net.host_params())
-        self.training_state = host_state
-        self._init_fixed = True
-        self.last_backend = ops.name
-        self.dtype = dtype
-        if self.history is None:  # the model's record across fits; each fit returns its own
-            self.history = History(
-                backend=history.backend,
-                backend_reason=history.backend_reason,
-                dtype=history.dtype,
-                lr=lr,
-                batch_size=batch_size,
-                optimizer=history.optimizer,
-                schedule=history.schedule,
-                l2=l2,
-            )
-        self.history.extend(history, offset=self.epochs_trained)
-        self.epochs_trained += history.epochs
-        return history
+            self.history.extend(history, offset=self.epochs_trained)
+            self.epochs_trained += history.epochs
+
+    def continued_state(self, optimizer: Optimizer) -> TrainingState | None:
+        """The previous fit's optimizer state for ``warm_start`` (None before any fit)."""
+        return self._continued_state(optimizer)
 
     def _continued_state(self, optimizer: Optimizer) -> TrainingState | None:
         """The previous fit's optimizer state for ``warm_start`` (None before any fit);

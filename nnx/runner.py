@@ -31,7 +31,7 @@ from .io import MAX_PARAMETERS, write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
 from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
-from .training.steploop import diverged
+from .training.divergence import diverged
 from .validation import check_fits_dtype
 
 CHECKPOINT = "checkpoint.npz"

@@ -170,9 +170,28 @@ def test_divergence_leaves_the_parameters(rng):
     assert all(np.array_equal(p, q) for pa, pb in zip(before, model.parameters()) for p, q in zip(pa, pb))
 
 
-def test_only_plain_gradient_descent_for_now(rng):
-    X, Y = _data(rng)
-    with pytest.raises(ValueError, match=r"only plain gradient descent \(lr=\) for now"):
+def test_every_step_optimizer_and_option_trains_on_chunks_as_unchunked(rng):
+    """Chunks take model.fit's options (was: plain gradient descent only): Adam with L2, a
+    schedule and class weights ends where the unchunked fit ends, to float64 rounding."""
+    X, Y = _data(rng, dtype=np.float64)
+    kw = dict(
+        epochs=8,
+        optimizer=nnx.Adam(lr=0.05),
+        l2=0.3,
+        schedule=nnx.schedules.Cosine(total=8),
+        class_weight="balanced",
+        dtype="float64",
+        backend="numpy",
+    )
+    a, b = nnx.MLP([12, 6, 1], seed=3), nnx.MLP([12, 6, 1], seed=3)
+    ha = fit_chunked_locally(a, X, Y, chunks=30, **kw)
+    hb = b.fit(X, Y, **kw)
+    assert _max_diff(a, b) < 1e-12
+    np.testing.assert_allclose(ha.loss, hb.loss, rtol=1e-12)
+    np.testing.assert_allclose(ha.l2_penalty, hb.l2_penalty, rtol=1e-12)
+    assert ha.epoch_lr == hb.epoch_lr and ha.class_weight == hb.class_weight
+    assert a.training_state.step == b.training_state.step == 8
+    with pytest.raises(TypeError, match="optimizer must be an nnx optimizer"):
         fit_chunked_locally(nnx.LogisticRegression(12), X, Y, chunks=30, optimizer=object())
 
 

@@ -8,6 +8,7 @@
 * ``distributed`` - the same chunks on Dask workers (the ``dask`` extra).
 """
 
-from .steploop import Batches, EpochCallback, check_parameters_finite, diverged, run_epochs
+from .divergence import diverged
+from .steploop import Batches, EpochCallback, check_parameters_finite, run_epochs
 
 __all__ = ["Batches", "EpochCallback", "check_parameters_finite", "diverged", "run_epochs"]

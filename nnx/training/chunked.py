@@ -34,18 +34,22 @@ from typing import Any
 import numpy as np
 
 from .. import backends
-from ..errors import DataError, TrainingDivergedError
+from ..errors import DataError
 from ..history import History
 from ..network import Block, DeviceNetwork
+from ..optim import Optimizer, TrainingState
+from ..schedules import Schedule
 from ..validation import (
     INPUT_DTYPES,
     check_class_labels,
-    check_dtype,
     check_fits_dtype,
     check_positive,
     check_X,
     check_Y,
+    example_weights,
 )
+from .divergence import loss_diverged
+from .steploop import _progress
 
 log = logging.getLogger("nnx")
 Params = list[tuple[np.ndarray, np.ndarray]]
@@ -69,7 +73,7 @@ class Spec:
     @classmethod
     def of(cls, model: Any, dtype: str, m: int, backend: str | None) -> Spec:
         return cls(
-            blocks=tuple(model._blocks),
+            blocks=tuple(model.blocks),
             loss=model.loss,
             dtype=dtype,
             m=int(m),
@@ -94,20 +98,20 @@ class Partial:
 
 @dataclass(frozen=True)
 class Step:
-    """Parameters after an epoch, the update rule's state, and the figures (loss and
-    correct count at the start of each epoch) of the epochs since the last read-out."""
+    """Parameters after an epoch, the update's state, and the figures of the epochs since
+    the last read-out: (loss with its L2 term, correct count, L2 term, learning rate) per
+    epoch, each measured at the start of its epoch."""
 
     params: Params
     state: Any = None
-    losses: tuple[float, ...] = ()
-    corrects: tuple[int, ...] = ()
+    figures: tuple[tuple[float, int, float, float], ...] = ()
 
     def cleared(self) -> Step:
         """The same parameters and state with the figures already read removed."""
         return Step(self.params, self.state)
 
     def __sizeof__(self) -> int:  # what Dask counts when it moves one
-        return _nbytes(self.params) + _nbytes(self.state) + 16 * len(self.losses) + 128
+        return _nbytes(self.params) + _nbytes(self.state) + 32 * len(self.figures) + 128
 
 
 def _nbytes(obj: Any) -> int:
@@ -118,6 +122,8 @@ def _nbytes(obj: Any) -> int:
         return sum(_nbytes(o) for o in obj)
     if isinstance(obj, dict):
         return sum(_nbytes(o) for o in obj.values())
+    if isinstance(obj, TrainingState):
+        return _nbytes(obj.arrays())
     return sys.getsizeof(obj)
 
 
@@ -133,7 +139,7 @@ class Chunk:
     the chunk and its examples; uint8 pixels are scaled by 1/255 once, here.
     """
 
-    def __init__(self, index: int, lo: int, X: Any, Y: Any, spec: Spec):
+    def __init__(self, index: int, lo: int, X: Any, Y: Any, spec: Spec, weights: Any = None):
         self.index, self.lo, self.spec = index, int(lo), spec
         X = np.asarray(X)
         hi = self.lo + (X.shape[1] if X.ndim == 2 else 0)
@@ -151,9 +157,9 @@ class Chunk:
         except (ValueError, TypeError) as exc:
             raise _chunk_error(index, self.lo, hi, "Y", exc) from None
         self.m_chunk = X.shape[1]
-        self._prepare(X, labels)
+        self._prepare(X, labels, None if weights is None else np.asarray(weights, dtype=np.float64))
 
-    def _prepare(self, X: np.ndarray, labels: np.ndarray) -> None:
+    def _prepare(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> None:
         selection = backends.select(self.spec.backend)
         ops = self.ops = selection.backend
         self.backend_reason = selection.reason
@@ -168,6 +174,13 @@ class Chunk:
                 X = np.array(X, order="F")
             self.X = ops.prepare_input(X, dtype)
             self.Y = ops.prepare_labels(labels, dtype)
+            # a weighted loss is a mean over the chunk's own examples: weights scaled by
+            # m_chunk / m make it this chunk's share of the whole batch's weighted mean
+            self.weights = weights  # host, as given (pickled as is)
+            self.W = None
+            if weights is not None:
+                scaled = (weights * (self.m_chunk / self.spec.m)).reshape(1, -1)
+                self.W = ops.prepare_labels(scaled, dtype)
         self._net: DeviceNetwork | None = None
         self._lock = threading.Lock()
 
@@ -191,7 +204,10 @@ class Chunk:
             else:  # keep the activation buffers; only the parameters change
                 net.params = [(ops.asarray(W, spec.dtype), ops.asarray(b, spec.dtype)) for W, b in params]
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                loss, correct, grads = net.loss_and_grads(self.X, self.Y, m=spec.m)
+                if self.W is None:
+                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, m=spec.m)
+                else:
+                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, self.W)
                 host = [(ops.to_host(dW), ops.to_host(db)) for dW, db in grads]
                 value, count = ops.scalars([loss, correct])
         return Partial(self.index, float(value), int(count), host)
@@ -206,6 +222,7 @@ class Chunk:
             "m_chunk": self.m_chunk,
             "X": self.ops.to_host(self.X),
             "Y": self.ops.to_host(self.Y),
+            "weights": self.weights,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -215,7 +232,7 @@ class Chunk:
             state["spec"],
             state["m_chunk"],
         )
-        self._prepare(state["X"], state["Y"])
+        self._prepare(state["X"], state["Y"], state["weights"])
 
     def __sizeof__(self) -> int:  # what Dask counts for this object (X on a GPU included)
         return int(self.X.nbytes + self.Y.nbytes) + 1024
@@ -255,56 +272,73 @@ def combine(partials: Sequence[Partial]) -> tuple[float, int, Params]:
     return loss, correct, total
 
 
-class GradientDescent:
-    """Plain gradient descent: p <- p - lr * g, on host arrays, returning new arrays.
+class HostUpdate:
+    """The update of chunked and Dask training, on host arrays: any nnx step optimizer
+    (SGD with or without momentum, RMSprop, Adam, AdamW) with its state, the L2 penalty
+    l2 / (2 m) * sum of squared weights (biases free) and the learning-rate schedule, as
+    ``DeviceNetwork.train_step`` applies them in a local fit, through the NumPy backend's
+    optimizer ops.
 
-    The update rule's interface, one call per epoch: ``init(params) -> state`` and
-    ``update(params, grads, state) -> (params, state)``. An optimizer with state (moments)
-    keeps it in ``state``, which travels with the parameters.
+    ``update`` is pure - it returns new parameter and state arrays and never changes its
+    inputs - since Dask may run one update twice (a task recomputed after a lost worker).
     """
 
-    def __init__(self, lr: float):
-        self.lr = check_positive(lr, "lr")
+    def __init__(self, optimizer: Optimizer, l2: float, m: int, schedule: Schedule | None):
+        self.optimizer, self.l2, self.m, self.schedule = optimizer, float(l2), int(m), schedule
+        self.lr = float(optimizer.lr)
 
-    def init(self, params: Params) -> Any:
-        return None
+    def init(self, params: Params, state: TrainingState | None) -> TrainingState:
+        """The host state the first update continues: ``state`` (warm start), else a fresh
+        one; slots it lacks start at zero."""
+        flat = [p for pair in params for p in pair]
+        base = state if state is not None else TrainingState(self.optimizer.config())
+        slots = {
+            name: [np.array(a, dtype=p.dtype) for a, p in zip(base.slots[name], flat)]
+            if name in base.slots
+            else [np.zeros_like(p) for p in flat]
+            for name in self.optimizer.slots
+        }
+        return TrainingState(self.optimizer.config(), base.step, base.epoch, slots, base.dropout_seed)
 
-    def update(self, params: Params, grads: Params, state: Any) -> tuple[Params, Any]:
-        new = []
-        for (W, b), (dW, db) in zip(params, grads):
-            new.append((W - W.dtype.type(self.lr) * dW, b - b.dtype.type(self.lr) * db))
-        return new, state
+    def update(
+        self, params: Params, grads: Params, state: TrainingState
+    ) -> tuple[Params, TrainingState, float, float]:
+        """One epoch's step: (new parameters, new state, the L2 term of the loss at
+        ``params``, the epoch's learning rate)."""
+        ops = backends.get_backend("numpy")
+        new = TrainingState(
+            dict(state.optimizer),
+            state.step + 1,
+            state.epoch + 1,
+            {k: [a.copy() for a in v] for k, v in state.slots.items()},
+            state.dropout_seed,
+        )
+        lr = self.schedule.lr(self.lr, new.epoch - 1) if self.schedule is not None else self.lr
+        flat = [p.copy() for pair in params for p in pair]
+        flat_grads = [g for pair in grads for g in pair]
+        penalty = 0.0
+        if self.l2:
+            total = 0.0
+            for W, _ in params:
+                total = total + ops.sum_squares(W)
+            penalty = float(total * (self.l2 / (2 * self.m)))
+        decays = [self.l2 / self.m if i % 2 == 0 else 0.0 for i in range(len(flat))]
+        self.optimizer.update(ops, flat, flat_grads, new, lr, decays)
+        return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)], new, penalty, lr
 
     def __repr__(self) -> str:
-        return f"GradientDescent(lr={self.lr})"
+        return f"HostUpdate({self.optimizer!r}, l2={self.l2}, schedule={self.schedule!r})"
 
 
-def update_rule(lr: float | None, optimizer: Any) -> GradientDescent:
-    """The update rule of a run; only plain gradient descent (``lr=``) for now."""
-    if optimizer is not None:
-        raise ValueError(
-            f"only plain gradient descent (lr=) for now; optimizer={optimizer!r} is not supported "
-            "by chunked or distributed training yet"
-        )
-    return GradientDescent(0.01 if lr is None else lr)
-
-
-def advance(step: Step, partials: Sequence[Partial], rule: GradientDescent) -> Step:
+def advance(step: Step, partials: Sequence[Partial], rule: HostUpdate) -> Step:
     """One epoch: the chunks' shares combined in chunk order, then one update."""
     loss, correct, grads = combine(partials)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        params, state = rule.update(step.params, grads, step.state)
-    return Step(params, state, step.losses + (loss,), step.corrects + (correct,))
+        params, state, penalty, lr = rule.update(step.params, grads, step.state)
+    return Step(params, state, step.figures + ((loss + penalty, correct, penalty, lr),))
 
 
 # ----------------------------------------------------------------- shared by both fits
-def start_params(model: Any, seed: Any, dtype: str) -> Params:
-    """The parameters a fit starts from, as ``Sequential.fit`` chooses them, in ``dtype``."""
-    redraw = not model._init_fixed and isinstance(seed, (int, np.integer))
-    start = model._drawn(int(seed)) if redraw else model.parameters()
-    return [(np.array(W, dtype=dtype), np.array(b, dtype=dtype)) for W, b in start]
-
-
 def check_seed(seed: Any) -> Any:
     if seed is not None and not isinstance(seed, (int, np.integer)):
         raise TypeError(
@@ -314,81 +348,200 @@ def check_seed(seed: Any) -> Any:
     return seed
 
 
-def divergence(epoch: int, value: float, lr: float) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"training diverged: the loss became {value} at epoch {epoch} (lr={lr}); "
-        "lower the learning rate or check the inputs' scale. The model's parameters "
-        "were left as they were before fit."
-    )
+def validator(model: Any, opts: Any, backend: Any) -> Callable[[Params], tuple[float, float]] | None:
+    """A function params -> (val_loss, val_accuracy) on in-memory validation data, run in
+    this process (None without validation data)."""
+    from .engine import validation_arrays
+
+    checked = validation_arrays(model, opts)
+    if checked is None:
+        return None
+    Xv, Yv = checked
+    ops = backends.get_backend(backend)
+    blocks, dtype = list(model.blocks), opts.dtype
+    prepared = None
+
+    def evaluate(params: Params) -> tuple[float, float]:
+        nonlocal prepared
+        net = DeviceNetwork(ops, blocks, model.loss, params, dtype)
+        if prepared is None:
+            prepared = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            loss, correct = net.evaluate(*prepared)
+        return ops.scalar(loss), ops.scalar(correct) / Yv.shape[1]
+
+    return evaluate
 
 
-def record(
+@dataclass
+class Plan:
+    """What chunked and Dask training share before the first epoch: the update rule, the
+    starting Step, the per-example weights (or None) and the History."""
+
+    rule: HostUpdate
+    step: Step
+    weights: np.ndarray | None
+    per_class: np.ndarray | None
+    early: dict[str, Any] | None = None  # early stopping's progress, continued by warm_start
+
+
+def plan(model: Any, opts: Any, m: int, labels: Any) -> Plan:
+    """The update rule, first Step and example weights of a chunked or Dask fit.
+    ``labels`` are the host labels (needed only for class and sample weights)."""
+    check_seed(opts.seed)
+    weights = per_class = None
+    if opts.class_weight is not None or opts.sample_weight is not None:
+        Y = model.check_labels(np.asarray(labels), m)
+        weights, per_class = example_weights(
+            Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
+        )
+    rule = HostUpdate(opts.optimizer, opts.l2, m, opts.schedule)
+    state = model.continued_state(opts.optimizer) if opts.warm_start else None
+    params = [
+        (np.array(W, dtype=opts.dtype), np.array(b, dtype=opts.dtype))
+        for W, b in model.start_parameters(opts.seed)
+    ]
+    early = None if state is None or state.early is None else dict(state.early)
+    return Plan(rule, Step(params, rule.init(params, state)), weights, per_class, early)
+
+
+class LocalChunks:
+    """Runs epochs on chunks held in this process (the reference of the Dask runner)."""
+
+    def __init__(self, chunks: list[Chunk], rule: HostUpdate):
+        self.chunks, self.rule = chunks, rule
+
+    def run(self, step: Step, first: int, count: int) -> Step:
+        for _ in range(count):
+            step = advance(step, [c.grads(step.params) for c in self.chunks], self.rule)
+        return step
+
+
+def drive(
+    runner: Any,
+    step: Step,
+    *,
+    opts: Any,
+    m: int,
+    history: History,
+    validate: Callable[[Params], tuple[float, float]] | None,
+    window: int,
+    early: dict[str, Any] | None = None,
+) -> tuple[Step, TrainingState]:
+    """The epochs of a chunked or Dask fit, ``window`` at a time through ``runner.run``:
+    each window's figures checked (a NaN/inf loss raises, naming its epoch) and recorded
+    every ``history_every`` epochs, early stopping and the callback at each window's end.
+    ``early`` is early stopping's progress continued from a warm start (None: a new watch).
+    Returns the last Step (its figures read) and the training state to keep."""
+    es, every, epochs = opts.early_stopping, opts.history_every, opts.epochs
+    window = 1 if es is not None else window
+    start_state = step.state
+    if es is not None and (early is None or early.get("stopped")):
+        early = es.fresh()  # a new watch, no stale best
+    start_clock = start_state.epoch
+    best: Params | None = None
+    bar = _progress(epochs, opts.verbose)
+    start = time.perf_counter()
+    done = 0
+    try:
+        while done < epochs:
+            count = min(window, epochs - done)
+            step = runner.run(step, done + 1, count)
+            end = done + count
+            if done == 0:
+                history.first_epoch_seconds = (time.perf_counter() - start) / count
+            for offset, (value, *_) in enumerate(step.figures):
+                if not np.isfinite(value):
+                    cause = _params_cause(step.params)
+                    raise loss_diverged(value, done + 1 + offset, cause, history.lr)
+            val = None
+            stop_early = False
+            if es is not None:
+                assert validate is not None and early is not None
+                val = validate(step.params)
+                improved, stop_early = es.update(
+                    early, step.state.epoch, val[0] if es.mode == "min" else val[1]
+                )
+                if improved:
+                    best = [(W.copy(), b.copy()) for W, b in step.params]
+                if (stop_early or end == epochs) and es.restore_best and best is not None:
+                    step = Step(best, step.state, step.figures)
+                if stop_early:
+                    history.stop_reason = es.reason(early, es.restore_best)
+            due = end % every == 0 or end == epochs or stop_early
+            # every window's epochs due are recorded; the validation figures where due
+            final = end if stop_early else epochs
+            measured = (val or validate(step.params)) if due and validate is not None else None
+            _record(history, step, done + 1, m, every, final, measured)
+            stop = False
+            if opts.callback is not None:
+                stop = bool(opts.callback(end, step.params, history))
+                if stop and not due:  # the epoch stopped at is recorded, as fit does
+                    measured = validate(step.params) if validate is not None else None
+                    _record(
+                        history, Step(step.params, step.state, step.figures[-1:]), end, m, 0, end, measured
+                    )
+                if stop and not history.stop_reason:
+                    history.stop_reason = f"stopped by the callback after epoch {end}"
+            step = step.cleared()
+            done = end
+            if bar is not None:
+                bar.update(done - bar.n)
+                if history.loss:
+                    bar.set_postfix({"loss": f"{history.loss[-1]:.4g}"}, refresh=False)
+            if stop or stop_early:
+                history.epochs = history.stopped_epoch = done
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    history.seconds = time.perf_counter() - start
+    state = step.state
+    if es is not None and early is not None:
+        best_epoch = early.get("best_epoch")
+        history.best_epoch = None if best_epoch is None else best_epoch - start_clock
+        state = TrainingState(
+            state.optimizer,
+            state.step,
+            state.epoch,
+            state.slots,
+            state.dropout_seed,
+            early,
+            None if best is None else [p for pair in best for p in pair],
+        )
+    return step, state
+
+
+def _params_cause(params: Params) -> str:
+    flat = [p for pair in params for p in pair]
+    if all(np.isfinite(p).all() for p in flat):
+        return ""
+    return "inf" if any(np.isinf(p).any() for p in flat) else "nan"
+
+
+def _record(
     history: History,
     step: Step,
     first_epoch: int,
     m: int,
     every: int,
     last_epoch: int,
-    lr: float,
-    validation: Callable[[Params], tuple[float, float]] | None = None,
+    validation: tuple[float, float] | None,
 ) -> None:
-    """Check the figures of epochs first_epoch.. (any NaN/inf loss raises, naming its
-    epoch) and record those due: every ``every`` epochs and the last one."""
-    for offset, value in enumerate(step.losses):
-        if not np.isfinite(value):
-            raise divergence(first_epoch + offset, value, lr)
-    for offset, (value, correct) in enumerate(zip(step.losses, step.corrects)):
+    """Record the figures of epochs first_epoch.. that are due (every ``every`` epochs, 0:
+    none, and ``last_epoch``), then the ``validation`` figures (loss, accuracy), if any."""
+    for offset, (value, correct, penalty, lr) in enumerate(step.figures):
         epoch = first_epoch + offset
-        if epoch % every == 0 or epoch == last_epoch:
+        if epoch == last_epoch or (every and epoch % every == 0):
             history.epoch.append(epoch)
             history.loss.append(float(value))
             history.accuracy.append(correct / m)
+            history.epoch_lr.append(lr)
+            if history.l2:
+                history.l2_penalty.append(float(penalty))
     if validation is not None:
-        v_loss, v_acc = validation(step.params)
-        history.val_loss.append(v_loss)
-        history.val_accuracy.append(v_acc)
-
-
-def validator(model: Any, validation_data: Any, dtype: str, backend: Any):
-    """A function params -> (val_loss, val_accuracy) on in-memory validation data, run in
-    this process (None without validation data)."""
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be a pair (X_val, Y_val)")
-    Xv = check_X(validation_data[0], model.n_features)
-    Yv = model._labels(validation_data[1], Xv.shape[1])
-    ops = backends.get_backend(backend)
-    Xd = None
-
-    def evaluate(params: Params) -> tuple[float, float]:
-        nonlocal Xd
-        net = DeviceNetwork(ops, model._blocks, model.loss, params, dtype)
-        if Xd is None:
-            Xd = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            loss, correct = net.evaluate(*Xd)
-        return ops.scalar(loss), ops.scalar(correct) / Yv.shape[1]
-
-    return evaluate
-
-
-def finish(model: Any, params: Params, history: History, dtype: str, backend_name: str) -> None:
-    """Store a finished run in the model as ``Sequential.fit`` does."""
-    model._store([(W.copy(), b.copy()) for W, b in params])
-    model._init_fixed = True
-    model.last_backend = backend_name
-    model.dtype = dtype
-    if model.history is None:
-        model.history = History(
-            backend=history.backend,
-            backend_reason=history.backend_reason,
-            dtype=history.dtype,
-            lr=history.lr,
-            batch_size=None,
-        )
-    model.history.extend(history, offset=model.epochs_trained)
-    model.epochs_trained += history.epochs
+        history.val_loss.append(validation[0])
+        history.val_accuracy.append(validation[1])
 
 
 @contextlib.contextmanager
@@ -418,6 +571,60 @@ def column_chunks(m: int, chunks: int | Sequence[int]) -> tuple[int, ...]:
     return sizes
 
 
+@dataclass
+class ChunkedSource:
+    """Gradient source of ``engine.run``: X split into column ``chunks`` in this process."""
+
+    chunks: int | Sequence[int]
+    blas_threads: int | None = 1
+    backend: str | None = None
+    name = "chunked"
+
+    def fit(self, model: Any, X: Any, Y: Any, opts: Any) -> Any:
+        from .engine import FitResult, fit_history
+
+        X = X if isinstance(X, np.ndarray) else np.asarray(X)
+        if X.ndim != 2 or X.size == 0 or X.shape[0] != model.n_features or X.dtype.name not in INPUT_DTYPES:
+            check_X(X, model.n_features)  # its message; the values are checked chunk by chunk
+        m = X.shape[1]
+        Y = np.asarray(Y)
+        Y2 = Y.reshape(1, -1) if Y.ndim == 1 else Y
+        if Y2.ndim != 2 or Y2.shape[1] != m:
+            raise ValueError(f"X has {m} examples (columns) but Y has shape {Y.shape}")
+        sizes = column_chunks(m, self.chunks)
+        spec = Spec.of(model, opts.dtype, m, self.backend)
+        setup = plan(model, opts, m, Y2)
+        with _blas_limited(self.blas_threads):
+            validate = validator(model, opts, self.backend)
+            edges = [int(e) for e in np.concatenate([[0], np.cumsum(sizes)])]
+            parts = [
+                Chunk(i, lo, X[:, lo:hi], Y2[:, lo:hi], spec, _columns(setup.weights, lo, hi))
+                for i, (lo, hi) in enumerate(zip(edges, edges[1:]))
+            ]
+            names = sorted({c.backend for c in parts})
+            history = fit_history(
+                ",".join(names),
+                f"chunked locally: {len(parts)} chunks ({parts[0].backend_reason})",
+                opts,
+                setup.per_class,
+            )
+            step, state = drive(
+                LocalChunks(parts, setup.rule),
+                setup.step,
+                opts=opts,
+                m=m,
+                history=history,
+                validate=validate,
+                window=1,
+                early=setup.early,
+            )
+        return FitResult(step.params, history, history.backend, opts.dtype, state)
+
+
+def _columns(weights: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:
+    return None if weights is None else weights[lo:hi]
+
+
 def fit_chunked_locally(
     model: Any,
     X: Any,
@@ -425,24 +632,22 @@ def fit_chunked_locally(
     *,
     chunks: int | Sequence[int],
     epochs: int = 100,
-    lr: float = 0.01,
-    optimizer: Any = None,
+    lr: float | None = None,
     backend: str | None = None,
-    seed: int | None = None,
-    dtype: str = "float32",
-    history_every: int = 1,
-    validation_data: tuple[Any, Any] | None = None,
-    callback: ChunkCallback | None = None,
     blas_threads: int | None = 1,
+    **options: Any,
 ) -> History:
-    """Full-batch gradient descent in this process, X split into column ``chunks``.
+    """Full-batch training in this process, X split into column ``chunks``.
 
     The single-machine reference of ``nnx.distributed.fit``: the same ``Chunk``, ``combine``
     and update code, so for the same chunk sizes, backend and dtype both give the same
     parameters bit for bit. Against ``model.fit`` (unchunked) they agree to rounding (the
-    sums are grouped differently; see the README). ``callback(epoch, params, history)``
-    runs after every epoch with host parameters; True stops there. On any error the
-    model's parameters are left as they were.
+    sums are grouped differently; see the README). Takes ``model.fit``'s options (any step
+    optimizer, ``l2``, ``schedule``, ``early_stopping``, ``class_weight``, ``sample_weight``,
+    ``validation_data``, ``history_every``, ``seed``, ``dtype``, ``warm_start``, ``verbose``);
+    what full-batch chunks cannot do (mini-batches, Dropout layers) is refused before any
+    work. ``callback(epoch, params, history)`` runs after every epoch with host parameters;
+    True stops there. On any error the model's parameters are left as they were.
 
     ``blas_threads=1`` runs the BLAS products on one thread, as a Dask worker does (its
     nanny sets OPENBLAS_NUM_THREADS=1 and the like): a multi-threaded BLAS may split a
@@ -450,54 +655,9 @@ def fit_chunked_locally(
     (faster; then equal to a distributed run only where the products happen not to split).
     Needs threadpoolctl (the numba extra) to take effect.
     """
-    epochs = check_positive(epochs, "epochs", int)
-    history_every = check_positive(history_every, "history_every", int)
-    dtype = check_dtype(dtype)
-    seed = check_seed(seed)
-    rule = update_rule(lr, optimizer)
+    from . import engine
+
     if isinstance(backend, backends.Backend):
         backend = backend.name
-    X = X if isinstance(X, np.ndarray) else np.asarray(X)
-    if X.ndim != 2 or X.size == 0 or X.shape[0] != model.n_features or X.dtype.name not in INPUT_DTYPES:
-        check_X(X, model.n_features)  # its message; the values are checked chunk by chunk
-    m = X.shape[1]
-    Y = np.asarray(Y)
-    Y2 = Y.reshape(1, -1) if Y.ndim == 1 else Y
-    if Y2.ndim != 2 or Y2.shape[1] != m:
-        raise ValueError(f"X has {m} examples (columns) but Y has shape {Y.shape}")
-    sizes = column_chunks(m, chunks)
-    spec = Spec.of(model, dtype, m, backend)
-    with model._lock, _blas_limited(blas_threads):
-        validate = validator(model, validation_data, dtype, backend)
-        edges = [int(e) for e in np.concatenate([[0], np.cumsum(sizes)])]
-        parts = [
-            Chunk(i, lo, X[:, lo:hi], Y2[:, lo:hi], spec) for i, (lo, hi) in enumerate(zip(edges, edges[1:]))
-        ]
-        names = sorted({c.backend for c in parts})
-        history = History(
-            backend=",".join(names),
-            backend_reason=f"chunked locally: {len(parts)} chunks ({parts[0].backend_reason})",
-            dtype=dtype,
-            epochs=epochs,
-            lr=rule.lr,
-        )
-        params = start_params(model, seed, dtype)
-        step = Step(params, rule.init(params))
-        start = time.perf_counter()
-        first = 1
-        for epoch in range(1, epochs + 1):
-            step = advance(step, [c.grads(step.params) for c in parts], rule)
-            if epoch == 1:
-                history.first_epoch_seconds = time.perf_counter() - start
-            due = epoch % history_every == 0 or epoch == epochs
-            if due:
-                record(history, step, first, m, history_every, epochs, rule.lr, validate)
-                first, step = epoch + 1, step.cleared()
-            if callback is not None and callback(epoch, step.params, history):
-                if not due:  # the epoch stopped at is recorded, as fit does
-                    record(history, step, first, m, history_every, epoch, rule.lr, validate)
-                history.epochs = epoch
-                break
-        history.seconds = time.perf_counter() - start
-        finish(model, step.params, history, dtype, history.backend)
-    return history
+    source = ChunkedSource(chunks, blas_threads, backend)
+    return engine.run(model, X, Y, source, epochs=epochs, lr=lr, backend=backend, **options)

@@ -22,7 +22,6 @@ the ``nnx-nets[dask]`` extra; nothing else in nnx imports Dask.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -43,22 +42,17 @@ import numpy as np
 
 from ..errors import WorkerLostError
 from ..history import History
-from ..validation import INPUT_DTYPES, check_dtype, check_positive
+from ..validation import INPUT_DTYPES, check_positive
 from .chunked import (
     Chunk,
-    ChunkCallback,
     Spec,
     Step,
     advance,
-    check_seed,
-    finish,
-    record,
-    start_params,
-    update_rule,
+    drive,
+    plan,
     validator,
 )
 from .chunked import fit_chunked_locally as fit_chunked_locally
-from .steploop import _progress
 
 __all__ = ["WorkerLostError", "fit", "fit_chunked_locally"]
 
@@ -148,6 +142,12 @@ def _check_Y(Y: Any, X: Any) -> Any:
 
 def _client(client: Any) -> Any:
     if client is not None:
+        status = str(getattr(client, "status", "running"))
+        if status != "running":
+            raise ValueError(
+                f"the Dask client is {status}, not running: connect a new one "
+                "(distributed.Client(...)) and pass it as client="
+            )
         return client
     try:
         return distributed.get_client()
@@ -175,109 +175,94 @@ def fit(
     *,
     client: Any = None,
     epochs: int = 100,
-    lr: float = 0.01,
-    optimizer: Any = None,
+    lr: float | None = None,
     backend: str | None = None,
-    seed: int | None = None,
-    dtype: str = "float32",
-    verbose: bool = False,
-    history_every: int = 1,
-    validation_data: tuple[Any, Any] | None = None,
-    callback: ChunkCallback | None = None,
     epochs_ahead: int = 16,
+    **options: Any,
 ) -> History:
-    """Full-batch gradient descent of ``model`` on a Dask cluster; returns the History.
+    """Full-batch training of ``model`` on a Dask cluster; returns the History.
 
     X is a ``dask.array`` (n_x, m), float32/float64/uint8, chunked along the examples only
     (one chunk of rows); Y (1, m) or (m,) - or one-hot (K, m) for a softmax model - as a
     ``dask.array`` with X's column chunks, or a NumPy array (sent once, in X's chunks).
     ``client`` defaults to the current Dask client. ``backend`` names the nnx backend of
     every worker (default: each worker's best: CuPy on a GPU worker, else Numba, else
-    NumPy). ``lr``, ``seed`` (initial parameters), ``dtype``, ``verbose`` and
-    ``history_every`` are as in ``model.fit``; ``optimizer`` must be None for now (plain
-    gradient descent). ``validation_data`` (in memory) is evaluated in this process every
-    ``history_every`` epochs, which then also sets how often the client synchronises.
-    ``callback(epoch, params, history)`` runs at every synchronisation with host
-    parameters; True stops there. ``epochs_ahead`` epochs are submitted at a time.
+    NumPy). The other options are ``model.fit``'s: ``lr`` or any step ``optimizer``,
+    ``l2``, ``schedule``, ``early_stopping``, ``class_weight``, ``sample_weight`` (in
+    memory), ``seed``, ``dtype``, ``verbose``, ``history_every``, ``warm_start``;
+    mini-batches and Dropout layers are refused before any work. The optimizer's state
+    travels with the parameters, from each epoch's update task to the next.
+    ``validation_data`` (in memory) is evaluated in this process every ``history_every``
+    epochs, which then also sets how often the client synchronises (every epoch with
+    early stopping). ``callback(epoch, params, history)`` runs at every synchronisation
+    with host parameters; True stops there. ``epochs_ahead`` epochs are submitted at a time.
 
     On any error (bad chunk, divergence, lost workers beyond Dask's retries, Ctrl-C) the
     model's parameters are left as they were.
     """
-    epochs = check_positive(epochs, "epochs", int)
-    history_every = check_positive(history_every, "history_every", int)
-    epochs_ahead = check_positive(epochs_ahead, "epochs_ahead", int)
-    dtype = check_dtype(dtype)
-    seed = check_seed(seed)
-    rule = update_rule(lr, optimizer)
+    from . import engine
+
     if backend is not None and not isinstance(backend, str):
         raise TypeError("backend must be a backend name: each worker makes its own backend object")
-    X = _check_X(X, model.n_features)
-    Y = _check_Y(Y, X)
-    client = _client(client)
-    m = int(X.shape[1])
-    spec = Spec.of(model, dtype, m, backend)
-    window = history_every if validation_data is not None else epochs_ahead
-    token = uuid.uuid4().hex[:8]
+    source = DaskSource(client, check_positive(epochs_ahead, "epochs_ahead", int), backend)
+    return engine.run(model, X, Y, source, epochs=epochs, lr=lr, backend=backend, **options)
 
-    with model._lock:
-        validate = validator(model, validation_data, dtype, None)
-        params = start_params(model, seed, dtype)
+
+class DaskSource:
+    """Gradient source of ``engine.run``: the chunks of a ``dask.array`` X on Dask workers."""
+
+    name = "dask"
+
+    def __init__(self, client: Any, epochs_ahead: int, backend: str | None):
+        self.client, self.epochs_ahead, self.backend = client, epochs_ahead, backend
+
+    def fit(self, model: Any, X: Any, Y: Any, opts: Any) -> Any:
+        from .engine import FitResult, fit_history
+
+        X = _check_X(X, model.n_features)
+        Y = _check_Y(Y, X)
+        client = _client(self.client)
+        m = int(X.shape[1])
+        spec = Spec.of(model, opts.dtype, m, self.backend)
+        weighted = opts.class_weight is not None or opts.sample_weight is not None
+        if weighted and not isinstance(Y, np.ndarray):
+            Y = np.asarray(Y.compute())  # labels are small: weights need them all, here
+            Y = Y.reshape(1, -1) if Y.ndim == 1 else Y
+        setup = plan(model, opts, m, Y)
+        every = opts.history_every
+        window = every if opts.validation_data is not None else self.epochs_ahead
+        token = uuid.uuid4().hex[:8]
+        validate = validator(model, opts, None)
         chunks: list[Any] = []
         runner: _Windows | None = None
-        bar = None
         try:
-            chunks = _persist_chunks(client, X, Y, spec, token)
-            runner = _Windows(client, chunks, rule, token)
+            chunks = _persist_chunks(client, X, Y, spec, token, setup.weights)
+            runner = _Windows(client, chunks, setup.rule, token)
             names, reason = runner.describe()
-            history = History(
-                backend=",".join(names), backend_reason=reason, dtype=dtype, epochs=epochs, lr=rule.lr
+            history = fit_history(",".join(names), reason, opts, setup.per_class)
+            if opts.verbose:
+                print(f"nnx: training on Dask: {reason}, dtype {opts.dtype}")
+            step, state = drive(
+                runner,
+                setup.step,
+                opts=opts,
+                m=m,
+                history=history,
+                validate=validate,
+                window=window,
+                early=setup.early,
             )
-            if verbose:
-                print(f"nnx: training on Dask: {reason}, dtype {dtype}")
-            bar = _progress(epochs, verbose)
-            step = Step(params, rule.init(params))
-            done = 0
-            start = time.perf_counter()
-            while done < epochs:
-                count = min(window, epochs - done)
-                step = runner.run(step, done + 1, count)
-                end = done + count
-                if done == 0:
-                    history.first_epoch_seconds = (time.perf_counter() - start) / count
-                due = end % history_every == 0 or end == epochs
-                record(history, step, done + 1, m, history_every, epochs, rule.lr, validate if due else None)
-                last_loss, last_correct = step.losses[-1], step.corrects[-1]
-                done, step = end, step.cleared()
-                if bar is not None:
-                    bar.update(done - bar.n)
-                    if history.loss:
-                        bar.set_postfix({"loss": f"{history.loss[-1]:.4g}"}, refresh=False)
-                if callback is not None and callback(done, step.params, history):
-                    if not due:  # the epoch stopped at is recorded, as fit does
-                        history.epoch.append(done)
-                        history.loss.append(float(last_loss))
-                        history.accuracy.append(last_correct / m)
-                        if validate is not None:
-                            v_loss, v_acc = validate(step.params)
-                            history.val_loss.append(v_loss)
-                            history.val_accuracy.append(v_acc)
-                    history.epochs = done
-                    break
-            history.seconds = time.perf_counter() - start
             history.backend_reason += runner.recoveries_note()
         except KilledWorker as exc:
             raise _lost(exc, "an epoch") from exc
         except CancelledError as exc:
             raise _lost(exc, "the training tasks") from exc
         finally:
-            if bar is not None:
-                bar.close()
             if runner is not None:
                 runner.release()
             else:
                 _release(chunks)
-        finish(model, step.params, history, dtype, history.backend)
-    return history
+        return FitResult(step.params, history, history.backend, opts.dtype, state)
 
 
 class _Source:
@@ -285,8 +270,10 @@ class _Source:
     that builds the chunk: the block is made where its chunk will live and is never sent
     anywhere. Dask keeps the task, so a lost chunk is recomputed from this source."""
 
-    def __init__(self, graph: dict, keys: list[Any], labels: np.ndarray | None):
-        self.graph, self.keys, self.labels = graph, keys, labels
+    def __init__(
+        self, graph: dict, keys: list[Any], labels: np.ndarray | None, weights: np.ndarray | None = None
+    ):
+        self.graph, self.keys, self.labels, self.weights = graph, keys, labels, weights
 
     def compute(self) -> tuple[Any, Any]:
         values = dask.get(self.graph, self.keys)  # the synchronous scheduler, in this task
@@ -295,10 +282,10 @@ class _Source:
 
 def _build_chunk(index: int, lo: int, source: _Source, spec: Spec) -> Chunk:
     X, Y = source.compute()
-    return Chunk(index, lo, X, Y, spec)
+    return Chunk(index, lo, X, Y, spec, source.weights)
 
 
-def _sources(X: Any, Y: Any) -> list[_Source] | None:
+def _sources(X: Any, Y: Any, weights: np.ndarray | None = None) -> list[_Source] | None:
     """One ``_Source`` per column chunk, or None where a block is not computable from a
     graph (a persisted array: its blocks live on the workers already)."""
     arrays = [X] if isinstance(Y, np.ndarray) else [X, Y]
@@ -317,16 +304,18 @@ def _sources(X: Any, Y: Any) -> list[_Source] | None:
         except KeyError:
             return None
         labels = Y[:, edges[i] : edges[i + 1]].copy() if isinstance(Y, np.ndarray) else None
-        sources.append(_Source(sub, want, labels))
+        part = None if weights is None else weights[edges[i] : edges[i + 1]].copy()
+        sources.append(_Source(sub, want, labels, part))
     return sources
 
 
-def _chunk_block(X: Any, Y: Any, spec: Spec, block_info: Any = None) -> np.ndarray:
-    """One X block and its Y block as a 1x1 object array holding their ``Chunk``."""
+def _chunk_block(X: Any, Y: Any, spec: Spec, *weights: Any, block_info: Any = None) -> np.ndarray:
+    """One X block and its Y block (and weights block) as a 1x1 object array holding their
+    ``Chunk``."""
     index = block_info[0]["chunk-location"][1]
     lo = block_info[0]["array-location"][1][0]
     out = np.empty((1, 1), dtype=object)
-    out[0, 0] = Chunk(index, lo, X, Y, spec)
+    out[0, 0] = Chunk(index, lo, X, Y, spec, weights[0].reshape(-1) if weights else None)
     return out
 
 
@@ -334,22 +323,26 @@ def _chunk_of(block: Any) -> Chunk:
     return block[0, 0] if isinstance(block, np.ndarray) else block
 
 
-def _persist_chunks(client: Any, X: Any, Y: Any, spec: Spec, token: str) -> list[Any]:
+def _persist_chunks(
+    client: Any, X: Any, Y: Any, spec: Spec, token: str, weights: np.ndarray | None = None
+) -> list[Any]:
     """One ``Chunk`` per column chunk, built and kept on the workers; errors name the chunk.
 
     Each chunk's task computes its X block itself (``_Source``) and is placed, loosely, on
     the workers in turn (consecutive chunks together), so no block ever moves. A persisted
     X (blocks already on the workers) is used where it is, through ``map_blocks``.
     """
-    sources = _sources(X, Y)
+    sources = _sources(X, Y, weights)
     if sources is None:
         if isinstance(Y, np.ndarray):
             Y = da.from_array(Y, chunks=(Y.shape[0], X.chunks[1]))
+        extra = [] if weights is None else [da.from_array(weights.reshape(1, -1), chunks=(1, X.chunks[1]))]
         blocks = da.map_blocks(
             _chunk_block,
             X,
             Y,
             spec,
+            *extra,
             dtype=object,
             chunks=((1,), (1,) * len(X.chunks[1])),
             meta=np.empty((0, 0), dtype=object),

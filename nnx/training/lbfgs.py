@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 
 from .. import backends
-from ..errors import MinimisationStopped, TrainingDivergedError
+from ..errors import MinimisationStopped
 from ..history import History
 from ..network import DeviceNetwork
-from ..validation import check_dtype, check_fits_dtype, check_positive, check_X
+from ..validation import check_positive
+from .divergence import cause_of, diverged
 
 log = logging.getLogger("nnx")
 
@@ -299,22 +300,14 @@ class Objective:
             grad += penalty_grad
         f = loss + penalty
         if not np.isfinite(f) or not np.all(np.isfinite(grad)):
-            raise TrainingDivergedError(
+            raise diverged(
                 f"L-BFGS: the loss became {loss} (gradient finite: {bool(np.all(np.isfinite(grad)))}) "
-                f"at evaluation {self.evaluations}; check the inputs' scale. The model's parameters "
-                "were left as they were before fit."
+                f"at evaluation {self.evaluations}",
+                cause=cause_of(f) if not np.isfinite(f) else "",
             )
         self.last = (theta.copy(), loss, correct, f)
         self.seconds += time.perf_counter() - start
         return f, grad
-
-
-def _check_l2(l2: Any) -> float:
-    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
-        raise TypeError(f"l2 must be a number, got {l2!r}")
-    if not np.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    return float(l2)
 
 
 def fit_lbfgs(
@@ -347,38 +340,37 @@ def fit_lbfgs(
     """
     if not isinstance(optimizer, LBFGS):
         raise TypeError(f"optimizer must be an nnx.LBFGS, got {optimizer!r}")
-    with model._lock:
-        return _fit_lbfgs(
-            model, X, Y, optimizer, epochs, _check_l2(l2), backend, dtype, validation_data, verbose, callback
-        )
+    from . import engine
+
+    return engine.run(
+        model,
+        X,
+        Y,
+        "local",
+        optimizer=optimizer,
+        epochs=epochs,
+        l2=l2,
+        backend=backend,
+        dtype=dtype,
+        validation_data=validation_data,
+        verbose=verbose,
+        callback=callback,
+    )
 
 
-def _fit_lbfgs(
-    model: Any,
-    X: Any,
-    Y: Any,
-    optimizer: LBFGS,
-    epochs: int,
-    l2: float,
-    backend: str | backends.Backend | None,
-    dtype: str,
-    validation_data: tuple[Any, Any] | None,
-    verbose: bool,
-    callback: IterationCallback | None,
-) -> History:
+def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
+    """L-BFGS on in-memory X in this process (``engine.run``'s local L-BFGS solver);
+    returns an ``engine.FitResult`` and leaves the model untouched."""
+    from .engine import FitResult, fit_history, local_data
+
     minimize = _scipy_minimize()
-    epochs = check_positive(epochs, "epochs", int)
-    dtype = check_dtype(dtype)
-    X = check_fits_dtype(check_X(X, model.n_features), dtype)
-    Y = model._labels(Y, X.shape[1])
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, Y_val)")
-        Xv = check_fits_dtype(check_X(validation_data[0], model.n_features), dtype, "X_val")
-        Yv = model._labels(validation_data[1], Xv.shape[1])
-    selection = backends.select(backend)
+    optimizer, epochs, dtype, l2 = opts.optimizer, opts.epochs, opts.dtype, opts.l2
+    verbose, callback = opts.verbose, opts.callback
+    data = local_data(model, X, Y, opts)
+    X, Y = data.X, data.Y
+    selection = backends.select(opts.backend)
     ops = selection.backend
-    history = History(backend=ops.name, backend_reason=selection.reason, dtype=dtype, epochs=0, lr=0.0)
+    history = fit_history(ops.name, selection.reason, opts)
     options = optimizer.scipy_options(epochs)
     if verbose:
         print(f"nnx: L-BFGS on backend {ops.name!r} ({selection.reason}), dtype {dtype}, l2={l2}")
@@ -391,10 +383,11 @@ def _fit_lbfgs(
         ops.memory_errors_explained(),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
     ):
-        net = DeviceNetwork(ops, model._blocks, model.loss, model.parameters(), dtype)
+        net = DeviceNetwork(ops, list(model.blocks), model.loss, model.start_parameters(opts.seed), dtype)
         objective = Objective(net, net.prepare(X, for_training=True), ops.prepare_labels(Y, dtype), l2)
         validation = None
-        if validation_data is not None:
+        if data.validation is not None:
+            Xv, Yv = data.validation
             validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
 
         def on_iteration(theta: np.ndarray) -> None:
@@ -465,12 +458,4 @@ def _fit_lbfgs(
             f"nnx: L-BFGS stopped ({reason}: {message}) after {iterations} iterations, "
             f"{objective.evaluations} passes over X, objective {f_final:.10g}"
         )
-    model._store(host)
-    model._init_fixed = True
-    model.last_backend = ops.name
-    model.dtype = dtype
-    if model.history is None:
-        model.history = History(backend=ops.name, backend_reason=selection.reason, dtype=dtype)
-    model.history.extend(history, offset=model.epochs_trained)
-    model.epochs_trained += iterations
-    return history
+    return FitResult(host, history, ops.name, dtype, None)

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..callbacks import EarlyStopping
-from ..errors import TrainingDivergedError
 from ..history import History
 from ..network import DeviceNetwork
 from ..schedules import Schedule
+from .divergence import diverged, loss_diverged
 
 log = logging.getLogger("nnx")
 
@@ -208,19 +208,23 @@ def run_epochs(
     return history
 
 
-def diverged(detail: str, lr: float) -> TrainingDivergedError:
-    return TrainingDivergedError(
-        f"training diverged: {detail} (lr={lr}); lower the learning rate or check the inputs' "
-        "scale. The model's parameters were left as they were before fit."
-    )
+def parameter_cause(net: DeviceNetwork) -> str:
+    """What the parameters of ``net`` hold: "" (all finite), "inf" (an overflow) or "nan"
+    (NaN without inf: an invalid operation) - two reductions per parameter, read at once."""
+    flat = net.flat_params()
+    values = net.ops.scalars([(p * 0).sum() for p in flat] + [abs(p).max() for p in flat])
+    finite, largest = values[: len(flat)], values[len(flat) :]
+    if np.isfinite(finite).all():
+        return ""
+    return "inf" if np.isinf(largest).any() else "nan"
 
 
 def check_parameters_finite(net: DeviceNetwork, epoch: int, lr: float) -> None:
-    """Raise TrainingDivergedError when a parameter of ``net`` is NaN or inf: one reduction
-    per parameter on the backend (p * 0 sums to 0 exactly when p is finite), read at once."""
-    flags = net.ops.scalars([(p * 0).sum() for p in net.flat_params()])
-    if not np.isfinite(flags).all():
-        raise diverged(f"the parameters became NaN or inf in the update of epoch {epoch}", lr)
+    """Raise TrainingDivergedError when a parameter of ``net`` is NaN or inf."""
+    cause = parameter_cause(net)
+    if cause:
+        what = "inf" if cause == "inf" else "NaN"
+        raise diverged(f"the parameters became {what} in the update of epoch {epoch}", lr, cause)
 
 
 def _flush(
@@ -248,7 +252,8 @@ def _flush(
     penalties = values[2 * n :] if net.l2 else [0.0] * n
     for (epoch, *_), value in zip(pending, losses):
         if not np.isfinite(value):
-            raise diverged(f"the loss became {value} at epoch {epoch}", lr)
+            cause = parameter_cause(net)
+            raise loss_diverged(value, epoch, cause, lr)
     for (epoch, _, _, _, lr_now), value, correct, pen in zip(pending, losses, corrects, penalties):
         if epoch % every == 0 or epoch == epoch_now:
             history.epoch.append(epoch)
@@ -264,3 +269,60 @@ def _flush(
             val = (ops.scalar(v_loss), ops.scalar(v_correct) / Yv.shape[1])
         history.val_loss.append(val[0])
         history.val_accuracy.append(val[1])
+
+
+def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
+    """The step loop on in-memory X in this process (``engine.run``'s local step solver):
+    full batch, seeded mini-batches or streamed batches, any step optimizer. Returns an
+    ``engine.FitResult``; the model itself is not touched."""
+    from .. import backends
+    from .engine import FitResult, fit_history, local_data
+
+    data = local_data(model, X, Y, opts)
+    optimizer, seed = opts.optimizer, opts.seed
+    state = model.continued_state(optimizer) if opts.warm_start else None
+    selection = backends.select(opts.backend)
+    ops = selection.backend
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    start = model.start_parameters(seed)
+    dropout_seed = None
+    if any(blk.dropout for blk in model.blocks) and (state is None or state.dropout_seed is None):
+        # an int seed keys the masks itself; a Generator (or None) gives one draw
+        dropout_seed = int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
+    history = fit_history(ops.name, selection.reason, opts, data.per_class)
+    if opts.verbose:
+        print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {opts.dtype}")
+    log.info("fit: backend %s (%s), dtype %s, %r", ops.name, selection.reason, opts.dtype, optimizer)
+    with ops.memory_errors_explained():
+        net = DeviceNetwork(ops, list(model.blocks), model.loss, start, opts.dtype)
+        net.start_training(
+            optimizer,
+            state,
+            l2=opts.l2,
+            m=data.X.shape[1],
+            weighted=data.weights is not None,
+            dropout_seed=dropout_seed,
+        )
+        batches = Batches(net, data.X, data.Y, opts.batch_size, data.weights)
+        validation = None
+        if data.validation is not None:
+            Xv, Yv = data.validation
+            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, opts.dtype))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            run_epochs(
+                net,
+                batches,
+                epochs=opts.epochs,
+                lr=opts.base_lr,
+                rng=rng,
+                history=history,
+                history_every=opts.history_every,
+                validation=validation,
+                verbose=opts.verbose,
+                callback=opts.callback,
+                schedule=opts.schedule,
+                early_stopping=opts.early_stopping,
+            )
+        host_state = net.host_training_state()
+        params = net.host_params()
+    return FitResult(params, history, ops.name, opts.dtype, host_state)

@@ -1,0 +1,374 @@
+"""The one training engine: every way to fit is a validated request, a solver and a gradient
+source, and one shared finish.
+
+``Sequential.fit``, ``nnx.distributed.fit``, ``fit_chunked_locally``, L-BFGS, the
+scikit-learn estimator and ``nnx train`` all come here:
+
+1. ``check_options`` validates every option once (the same checks and messages whatever
+   the front end);
+2. ``check_supported`` refuses, before any work and in one line, an option that the chosen
+   solver on the chosen gradient source cannot honour (``NOT_SUPPORTED`` is the one table of
+   such rules; nothing is ever ignored silently);
+3. the solver runs on its source (``RUNNERS``) and returns a ``FitResult``;
+4. ``finish`` checks the result, then hands it to ``model.commit_fit`` under the model's
+   lock - the only way a fit writes a model's parameters.
+
+Solvers: ``"steps"`` (the step loop: full batch, mini-batches or streamed batches, any
+step optimizer) and ``"lbfgs"`` (scipy's L-BFGS-B). Gradient sources: ``"local"`` (X in
+this process's memory, on one backend), ``"chunked"`` (column chunks of X in this process,
+their gradient sums added in chunk order) and ``"dask"`` (the same chunks on Dask workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..callbacks import EarlyStopping, check_early_stopping
+from ..history import History
+from ..optim import SGD, Optimizer, TrainingState
+from ..schedules import Schedule, check_schedule
+from ..validation import check_dtype, check_fits_dtype, check_positive, check_X, example_weights
+from .divergence import diverged
+
+SOLVERS = ("steps", "lbfgs")
+SOURCES = ("local", "chunked", "dask")
+# Every option of a fit, as the refusal rules and the option-matrix test name them.
+# "optimizer:<kind>" names each kind of step optimizer; "dropout" is a model with Dropout layers.
+STEP_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+OPTIONS = (
+    *(f"optimizer:{kind}" for kind in STEP_OPTIMIZERS),
+    "lr",
+    "batch_size",
+    "l2",
+    "schedule",
+    "early_stopping",
+    "class_weight",
+    "sample_weight",
+    "dropout",
+    "validation_data",
+    "callback",
+    "history_every",
+    "seed",
+    "dtype",
+    "warm_start",
+)
+
+_LBFGS_WHY = {
+    "lr": "L-BFGS chooses each step by its line search",
+    "schedule": "L-BFGS chooses each step by its line search",
+    "batch_size": "L-BFGS minimises the full-batch objective",
+    "early_stopping": "L-BFGS stops at the optimum (set its tol, or epochs to cap the iterations)",
+    "class_weight": "L-BFGS minimises the unweighted objective",
+    "sample_weight": "L-BFGS minimises the unweighted objective",
+    "warm_start": "L-BFGS keeps no state between fits (its memory starts empty each fit)",
+    "dropout": "L-BFGS needs a deterministic objective and dropout draws new masks every step",
+    "history_every": "L-BFGS records every iteration",
+}
+_CHUNK_WHY = {
+    "batch_size": (
+        "chunked and Dask training are full-batch (exact gradient sums over all chunks); "
+        "for mini-batches use model.fit on in-memory X"
+    ),
+    "dropout": "dropout masks are not yet drawn per column chunk; use model.fit on in-memory X",
+}
+_SOURCE_LBFGS_WHY = "L-BFGS runs on in-memory X in one process: pass X to model.fit(optimizer=nnx.LBFGS())"
+
+# (solver, source) -> {option: why it cannot apply}; an option absent here works.
+NOT_SUPPORTED: dict[tuple[str, str], dict[str, str]] = {
+    ("steps", "local"): {},
+    ("steps", "chunked"): dict(_CHUNK_WHY),
+    ("steps", "dask"): dict(_CHUNK_WHY),
+    ("lbfgs", "local"): dict(_LBFGS_WHY),
+}
+# pairs refused whatever the options
+PAIRS_NOT_SUPPORTED = {("lbfgs", "chunked"): _SOURCE_LBFGS_WHY, ("lbfgs", "dask"): _SOURCE_LBFGS_WHY}
+SOURCE_LABELS = {"local": "model.fit", "chunked": "fit_chunked_locally", "dask": "nnx.distributed.fit"}
+SOLVER_LABELS = {"steps": "the step loop", "lbfgs": "nnx.LBFGS"}
+
+
+@dataclass
+class FitOptions:
+    """Every option of a fit, validated (``check_options``). ``optimizer`` is a step
+    optimizer (plain gradient descent is ``SGD(lr)``) or an ``nnx.LBFGS``; ``lr`` is what
+    the caller gave (None: not given)."""
+
+    epochs: int
+    optimizer: Any
+    lr: float | None = None
+    l2: float = 0.0
+    schedule: Schedule | None = None
+    early_stopping: EarlyStopping | None = None
+    class_weight: Any = None
+    sample_weight: Any = None
+    warm_start: bool = False
+    validation_data: tuple[Any, Any] | None = None
+    batch_size: int | None = None
+    backend: Any = None
+    seed: Any = None
+    dtype: str = "float32"
+    verbose: bool = False
+    history_every: int = 1
+    callback: Callable[..., Any] | None = None
+
+    @property
+    def solver(self) -> str:
+        return "steps" if isinstance(self.optimizer, Optimizer) else "lbfgs"
+
+    @property
+    def base_lr(self) -> float:
+        """The step optimizer's learning rate (a schedule scales it per epoch)."""
+        return float(self.optimizer.lr)
+
+
+@dataclass
+class FitResult:
+    """What a solver hands to ``finish``: host parameters in the compute dtype, the
+    optimizer state to continue from (None for L-BFGS), the fit's History."""
+
+    params: list[tuple[np.ndarray, np.ndarray]]
+    history: History
+    backend: str
+    dtype: str
+    training_state: TrainingState | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_lbfgs(optimizer: Any) -> bool:
+    from .lbfgs import LBFGS
+
+    return isinstance(optimizer, LBFGS)
+
+
+def check_l2(l2: Any) -> float:
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+        raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
+    if not np.isfinite(l2) or l2 < 0:
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    return float(l2)
+
+
+def check_validation_pair(validation_data: Any) -> tuple[Any, Any] | None:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, Y_val)")
+    return validation_data[0], validation_data[1]
+
+
+def check_options(
+    *,
+    epochs: Any = 100,
+    lr: Any = None,
+    optimizer: Any = None,
+    l2: Any = 0.0,
+    schedule: Any = None,
+    early_stopping: Any = None,
+    class_weight: Any = None,
+    sample_weight: Any = None,
+    warm_start: Any = False,
+    validation_data: Any = None,
+    batch_size: Any = None,
+    backend: Any = None,
+    seed: Any = None,
+    dtype: Any = "float32",
+    verbose: Any = False,
+    history_every: Any = 1,
+    callback: Any = None,
+) -> FitOptions:
+    """Every fit option checked once, with the same messages whatever the front end."""
+    epochs = check_positive(epochs, "epochs", int)
+    if optimizer is not None and not isinstance(optimizer, Optimizer) and not _is_lbfgs(optimizer):
+        raise TypeError(
+            "optimizer must be an nnx optimizer (nnx.SGD, nnx.RMSprop, nnx.Adam, nnx.AdamW) or "
+            f"nnx.LBFGS, got {type(optimizer).__name__}"
+        )
+    if isinstance(optimizer, Optimizer) and lr is not None:
+        raise ValueError(
+            f"give the learning rate either as lr= or in the optimizer, not both (lr={lr!r}, "
+            f"optimizer={optimizer!r})"
+        )
+    if optimizer is None:
+        optimizer = SGD(lr=check_positive(0.01 if lr is None else lr, "lr"))
+    elif lr is not None:
+        lr = check_positive(lr, "lr")
+    l2 = check_l2(l2)
+    schedule = check_schedule(schedule)
+    early_stopping = check_early_stopping(early_stopping)
+    if early_stopping is not None and validation_data is None:
+        raise ValueError("early_stopping watches the validation data: pass validation_data=(X_val, Y_val)")
+    if not isinstance(warm_start, (bool, np.bool_)):
+        raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    return FitOptions(
+        epochs=epochs,
+        optimizer=optimizer,
+        lr=lr,
+        l2=l2,
+        schedule=schedule,
+        early_stopping=early_stopping,
+        class_weight=class_weight,
+        sample_weight=sample_weight,
+        warm_start=bool(warm_start),
+        validation_data=check_validation_pair(validation_data),
+        history_every=check_positive(history_every, "history_every", int),
+        batch_size=None if batch_size is None else check_positive(batch_size, "batch_size", int),
+        backend=backend,
+        seed=seed,
+        dtype=check_dtype(dtype),
+        verbose=bool(verbose),
+        callback=callback,
+    )
+
+
+def optimizer_kind(optimizer: Optimizer) -> str:
+    """The option-matrix name of a step optimizer (one of ``STEP_OPTIMIZERS``)."""
+    cfg = optimizer.config()
+    name = cfg["name"].lower()
+    if name == "sgd":
+        if cfg.get("nesterov"):
+            return "nesterov"
+        return "momentum" if cfg.get("momentum") else "sgd"
+    return name
+
+
+def given_options(model: Any, opts: FitOptions) -> list[str]:
+    """The options of ``opts`` (and the model) that are set away from their defaults."""
+    given = []
+    if opts.solver == "steps":
+        kind = optimizer_kind(opts.optimizer)
+        if kind != "sgd":
+            given.append(f"optimizer:{kind}")
+    checks = {
+        "lr": opts.lr is not None,
+        "batch_size": opts.batch_size is not None,
+        "l2": opts.l2 != 0.0,
+        "schedule": opts.schedule is not None,
+        "early_stopping": opts.early_stopping is not None,
+        "class_weight": opts.class_weight is not None,
+        "sample_weight": opts.sample_weight is not None,
+        "dropout": any(blk.dropout for blk in model.blocks),
+        "validation_data": opts.validation_data is not None,
+        "callback": opts.callback is not None,
+        "history_every": opts.history_every != 1,
+        "seed": opts.seed is not None,
+        "dtype": opts.dtype != "float32",
+        "warm_start": opts.warm_start,
+    }
+    return given + [name for name, set_ in checks.items() if set_]
+
+
+def check_supported(solver: str, source: str, given: list[str]) -> None:
+    """The one rule: refuse, in one line naming the options and the solver, what ``solver``
+    on ``source`` cannot honour (``NOT_SUPPORTED``, ``PAIRS_NOT_SUPPORTED``)."""
+    where = f"{SOLVER_LABELS[solver]} in {SOURCE_LABELS[source]}"
+    if (solver, source) in PAIRS_NOT_SUPPORTED:
+        raise ValueError(f"{where} is not supported: {PAIRS_NOT_SUPPORTED[solver, source]}")
+    table = NOT_SUPPORTED[solver, source]
+    refused = [name for name in given if name in table]
+    if refused:
+        reasons = "; ".join(f"{name}: {table[name]}" for name in refused)
+        verb, them = ("do", "them") if len(refused) > 1 else ("does", "it")
+        raise ValueError(f"{', '.join(refused)} {verb} not apply to {where} ({reasons}); leave {them} out")
+
+
+def finish(model: Any, result: FitResult) -> History:
+    """The end every fit shares: the parameters checked finite, then committed to the
+    model (``model.commit_fit``) with the history and optimizer state."""
+    history = result.history
+    for i, (W, b) in enumerate(result.params):
+        for name, arr in (("W", W), ("b", b)):
+            if not np.isfinite(arr).all():
+                raise diverged(
+                    f"layer {i} {name} became "
+                    f"{'NaN' if np.isnan(arr).any() else 'inf'} by the end of epoch {history.epochs}",
+                    lr=history.lr,
+                    cause="nan" if np.isnan(arr).any() else "inf",
+                )
+    model.commit_fit(
+        result.params,
+        history,
+        backend=result.backend,
+        dtype=result.dtype,
+        training_state=result.training_state,
+    )
+    return history
+
+
+def run(model: Any, X: Any, Y: Any, source: Any, **options: Any) -> History:
+    """Validate a fit, refuse what its solver and source cannot honour, run it, finish it.
+
+    ``source`` is ``"local"`` or a source object with a ``name`` (``"chunked"`` or
+    ``"dask"``) and a ``fit(model, X, Y, opts)`` method returning a ``FitResult``.
+    """
+    opts = check_options(**options)
+    name = source if isinstance(source, str) else source.name
+    check_supported(opts.solver, name, given_options(model, opts))
+    with model.fit_lock:
+        if name == "local":
+            if opts.solver == "lbfgs":
+                from .lbfgs import fit_local_lbfgs
+
+                result = fit_local_lbfgs(model, X, Y, opts)
+            else:
+                from .steploop import fit_local
+
+                result = fit_local(model, X, Y, opts)
+        else:
+            result = source.fit(model, X, Y, opts)
+        return finish(model, result)
+
+
+@dataclass
+class LocalData:
+    """A local fit's data, checked: X (n_x, m) fit for the compute dtype, labels (1, m) or
+    one-hot (K, m), a weight per example (m,) or None, the per-class weights or None, and
+    the checked validation pair or None."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    weights: np.ndarray | None
+    per_class: np.ndarray | None
+    validation: tuple[np.ndarray, np.ndarray] | None
+
+
+def local_data(model: Any, X: Any, Y: Any, opts: FitOptions) -> LocalData:
+    """X, Y, weights and validation data of a fit in this process, checked once."""
+    X = check_fits_dtype(check_X(X, model.n_features), opts.dtype)
+    Y = model.check_labels(Y, X.shape[1])
+    weights, per_class = example_weights(
+        Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
+    )
+    return LocalData(X, Y, weights, per_class, validation_arrays(model, opts))
+
+
+def validation_arrays(model: Any, opts: FitOptions) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation pair (X_val, Y_val) checked against the model, or None."""
+    if opts.validation_data is None:
+        return None
+    Xv = check_fits_dtype(check_X(opts.validation_data[0], model.n_features), opts.dtype, "X_val")
+    return Xv, model.check_labels(opts.validation_data[1], Xv.shape[1])
+
+
+def fit_history(backend: str, reason: str, opts: FitOptions, per_class: Any = None, **extra: Any) -> History:
+    """The History a fit starts with: how and where it runs."""
+    steps = opts.solver == "steps"
+    return History(
+        backend=backend,
+        backend_reason=reason,
+        dtype=opts.dtype,
+        epochs=opts.epochs if steps else 0,
+        lr=opts.base_lr if steps else 0.0,
+        batch_size=opts.batch_size,
+        optimizer=opts.optimizer.config() if steps else None,
+        schedule=None if opts.schedule is None else opts.schedule.config(),
+        l2=opts.l2 if steps else 0.0,
+        class_weight=None if per_class is None else [float(w) for w in per_class],
+        early_stopping=None if opts.early_stopping is None else opts.early_stopping.config(),
+        warm_start=opts.warm_start,
+        **extra,
+    )
