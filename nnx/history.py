@@ -11,7 +11,16 @@ from typing import Any
 from .files import HISTORY_FORMAT
 
 # the per-recorded-epoch lists (epoch first)
-LIST_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_lr", "l2_penalty")
+LIST_FIELDS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_lr",
+    "l2_penalty",
+    "objective",
+)
 
 
 @dataclass

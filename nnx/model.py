@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import backends
 from .callbacks import EarlyStopping
+from .checkpoint import CheckpointState, checkpoint_parts, read_checkpoint_parts
 from .errors import ModelFormatError
 from .history import History
 from .initializers import draw
@@ -358,7 +360,17 @@ class Sequential:
             self.epochs_trained += history.epochs
 
     def continued_state(self, optimizer: Optimizer) -> TrainingState | None:
-        """The previous fit's optimizer state for ``warm_start`` (None before any fit)."""
+        """The previous fit's optimizer state for ``warm_start``; None, with a warning that
+        the optimizer starts fresh, when the model holds none (never trained, or loaded
+        from a file saved without ``optimizer_state=True``)."""
+        if self.training_state is None:
+            warnings.warn(
+                "warm_start=True: this model holds no optimizer state (never trained, trained by "
+                "L-BFGS, or loaded from a file saved without optimizer_state=True); the "
+                "optimizer starts fresh",
+                UserWarning,
+                stacklevel=5,
+            )
         return self._continued_state(optimizer)
 
     def _continued_state(self, optimizer: Optimizer) -> TrainingState | None:
@@ -455,9 +467,19 @@ class Sequential:
             return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
 
     # -------------------------------------------------------------------- files
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path`` atomically (npz, no pickle); see ``nnx.load``."""
-        write_model_file(path, self.config(), self.parameters(), self.last_backend, self.metadata)
+    def save(self, path: str | os.PathLike, *, optimizer_state: bool = False) -> None:
+        """Write the model to ``path`` atomically (npz, no pickle); see ``nnx.load``.
+
+        ``optimizer_state=True`` also writes the optimizer state of the last fit (moments,
+        step and epoch clocks, dropout key, early stopping's progress) and the History, so
+        that ``nnx.load(path).fit(..., warm_start=True)`` continues exactly as the model
+        in memory would (``nnx.checkpoint``)."""
+        extra, arrays = None, None
+        if optimizer_state:
+            extra, arrays = checkpoint_parts(self.training_state, self.history)
+        write_model_file(
+            path, self.config(), self.parameters(), self.last_backend, self.metadata, extra, arrays
+        )
 
 
 def load(path: str | os.PathLike) -> Sequential:
@@ -468,7 +490,10 @@ def load(path: str | os.PathLike) -> Sequential:
     file, a bare ``.npy``, a newer format version, unexpected, missing, duplicate,
     encrypted or oversized members, metadata of the wrong structure or types, JSON nested
     deeper than MAX_JSON_DEPTH, an architecture nnx cannot build or one that disagrees
-    with the stored arrays, non-finite parameters. No pickle is ever loaded.
+    with the stored arrays, non-finite parameters, a malformed optimizer state or history.
+    No pickle is ever loaded. A file saved with ``optimizer_state=True`` (or a checkpoint
+    of ``nnx train``) gives the model its optimizer state and History back, so that
+    ``fit(warm_start=True)`` continues as if never stopped.
 
     Memory is bounded whatever the file says: everything is checked against the limits
     (at most MAX_PARAMETERS = 2**26 parameters and MAX_META_CHARS = 2**23 characters of
@@ -477,20 +502,39 @@ def load(path: str | os.PathLike) -> Sequential:
     parameter plus 32 per metadata character plus 16 MiB, so at most 1872 MiB (1.83 GiB)
     at the limits and a few MiB for a typical model.
     """
-    return load_with_extra(path)[0]
+    model, state = read_checkpoint(path)
+    if state.training is not None:
+        model.training_state = state.training
+    if state.history is not None:
+        model.history = state.history
+        model.epochs_trained = state.history.epoch[-1] if state.history.epoch else state.history.epochs
+    return model
 
 
-def load_with_extra(path: str | os.PathLike) -> tuple[Sequential, dict[str, Any] | None]:
-    """``load`` plus the ``extra`` JSON stored with the model (checkpoint state), or None."""
-    model, extra, _ = load_checkpoint(path)
-    return model, extra
+def read_checkpoint(path: str | os.PathLike) -> tuple[Sequential, CheckpointState]:
+    """The model in a model file and the training state it carries (``nnx.checkpoint``:
+    optimizer state, History, ``nnx train``'s run fields), all checked; ModelFormatError
+    when any part is malformed."""
+    model, extra, states = load_checkpoint(path)
+    try:
+        state = read_checkpoint_parts(extra, states)
+    except ValueError as exc:
+        raise ModelFormatError(f"{path} is not a usable checkpoint: {exc}") from None
+    if state.training is not None:
+        shapes = [p.shape for pair in model.parameters() for p in pair]
+        for name, arrays in state.training.arrays().items():
+            if [a.shape for a in arrays] != shapes:
+                raise ModelFormatError(f"{path}: the optimizer state {name!r} does not fit the parameters")
+    return model, state
 
 
 def load_checkpoint(
     path: str | os.PathLike,
 ) -> tuple[Sequential, dict[str, Any] | None, dict[str, list[np.ndarray]]]:
-    """``load_with_extra`` plus the training-state arrays ({name: [one array per parameter,
-    W0, b0, W1, ...]}; {} for a plain model file), checked like the parameters."""
+    """The model in a model file, the file's ``extra`` JSON (None in a plain model file)
+    and its training-state arrays ({name: [one array per parameter, W0, b0, W1, ...]}; {}
+    for a plain model file), checked like the parameters; ``read_checkpoint`` decodes the
+    last two."""
     parts = read_model_file(path)
     arch = parts.architecture
     try:

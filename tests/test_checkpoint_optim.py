@@ -146,7 +146,7 @@ def test_an_early_stopped_run_is_finished_on_resume(tmp_path, npz_data):
     h = first.history
     assert h.stopped_epoch == first.epochs_done and h.best_epoch == first.epochs_done - 3
     model = nnx.load(tmp_path / "es" / "model.npz")
-    _, state = nnx.model.load_with_extra(tmp_path / "es" / "checkpoint.npz")
+    _, state, _ = nnx.model.load_checkpoint(tmp_path / "es" / "checkpoint.npz")
     assert state["finished"] is True and state["epochs_done"] == first.epochs_done
     _same_models(model, nnx.load(tmp_path / "es" / "checkpoint.npz"))  # the restored best
     again = runner.train(cfg, resume=True, verbose=False, say=said.append)
@@ -170,7 +170,7 @@ def test_a_checkpoint_of_an_older_nnx_still_resumes(tmp_path, npz_data):
     )
     runner.train(cfg, verbose=False, say=_quiet)
     path = tmp_path / "old" / "checkpoint.npz"
-    model, state = nnx.model.load_with_extra(path)
+    model, state, _ = nnx.model.load_checkpoint(path)
     state["epochs_done"] = 5
     for key in runner.TRAINING_DEFAULTS:
         del state["config"][key]
@@ -296,7 +296,7 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     assert len(history["class_weight"]) == 2 and history["stop_reason"].startswith("early stopping")
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == "epoch,loss,accuracy,val_loss,val_accuracy,l2_penalty,epoch_lr"
-    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
+    _, state, _ = nnx.model.load_checkpoint(out / "checkpoint.npz")
     assert {k: state["config"][k] for k in runner.TRAINING_DEFAULTS} == {
         "optimizer": "adam",
         "momentum": 0.0,

@@ -149,7 +149,7 @@ def test_stopped_run_resumes_to_the_same_parameters(image_dir, reference_run, tm
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, stderr
     assert f"interrupted by {signame} after epoch" in stderr and "--resume" in stderr
-    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
+    _, state, _ = nnx.model.load_checkpoint(out / "checkpoint.npz")
     assert 0 < state["epochs_done"] < EPOCHS
     assert not [p.name for p in out.iterdir() if ".nnx-tmp-" in p.name]
 

@@ -103,7 +103,8 @@ def _train(source: str, option: str, kw: dict, client=None):
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed", reason="needs the dask extra: pip install 'nnx-nets[dask]'")
+    reason = "needs the dask extra: pip install 'nnx-nets[dask]'"
+    distributed = pytest.importorskip("distributed", reason=reason)
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
     )

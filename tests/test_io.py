@@ -420,7 +420,7 @@ def test_checkpoint_extra_round_trips(trained, tmp_path):
     rng = np.random.default_rng(7)
     extra = {"epochs_done": 3, "rng_state": rng.bit_generator.state, "history": {"loss": [0.5, float("nan")]}}
     nnx.io.write_model_file(tmp_path / "c.npz", model.config(), model.parameters(), "numpy", {"a": 1}, extra)
-    loaded, state = nnx.model.load_with_extra(tmp_path / "c.npz")
+    loaded, state, _ = nnx.model.load_checkpoint(tmp_path / "c.npz")
     _same_parameters(loaded, model)
     assert state["rng_state"] == rng.bit_generator.state and state["epochs_done"] == 3
     assert np.isnan(state["history"]["loss"][1]) and loaded.metadata == {"a": 1}

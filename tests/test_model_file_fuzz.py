@@ -92,7 +92,7 @@ def _original(name: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.npz"
         path.write_bytes(BASES[name])
-        return nnx.model.load_with_extra(path)
+        return nnx.model.load_checkpoint(path)[:2]
 
 
 ORIGINAL = {name: _original(name) for name in BASES}

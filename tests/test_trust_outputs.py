@@ -240,7 +240,7 @@ def test_resume_refuses_different_data_at_the_same_path(tmp_path, npz_data):
 
 
 def _corrupt_checkpoint(path: Path, **changes):
-    model, state = nnx.model.load_with_extra(path)
+    model, state, _ = nnx.model.load_checkpoint(path)
     state.update(changes)
     nnx.io.write_model_file(path, model.config(), model.parameters(), None, model.metadata, state)
 
@@ -370,6 +370,6 @@ def test_sigterm_during_a_fit_leaves_a_checkpoint(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
-    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
+    _, state, _ = nnx.model.load_checkpoint(out / "checkpoint.npz")
     assert state["epochs_done"] >= 1
     assert json.loads((out / "history.json").read_text())["epoch"][-1] == state["epochs_done"]

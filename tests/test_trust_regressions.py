@@ -232,7 +232,7 @@ def test_resume_refuses_malformed_state_fields_in_one_line(tmp_path, npz_data, c
     args = ["train", "--data", npz_data, "--epochs", 10, "--quiet", "--backend", "numpy", "--out", out]
     assert run(*args, "--checkpoint-every", 5).returncode == 0
     path = out / "checkpoint.npz"
-    model, state = nnx.model.load_with_extra(path)
+    model, state, _ = nnx.model.load_checkpoint(path)
     corrupt(state)
     nnx.io.write_model_file(path, model.config(), model.parameters(), None, model.metadata, state)
     line = one_line_error(run(*args, "--resume"))
@@ -288,7 +288,7 @@ def test_a_second_sigterm_does_not_abort_the_checkpoint(tmp_path, npz_data):
     r = _signalled_run("fit", 2, *small_train("--data", npz_data, "--out", out, "--epochs", 1000))
     line = one_line_error(r, code=143)
     assert "SIGTERM" in line and "--resume" in line
-    _, state = nnx.model.load_with_extra(out / "checkpoint.npz")
+    _, state, _ = nnx.model.load_checkpoint(out / "checkpoint.npz")
     assert state["epochs_done"] == 1
 
 

@@ -332,8 +332,8 @@ class HostUpdate:
 
 def advance(step: Step, partials: Sequence[Partial], rule: HostUpdate) -> Step:
     """One epoch: the chunks' shares combined in chunk order, then one update."""
-    loss, correct, grads = combine(partials)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        loss, correct, grads = combine(partials)
         params, state, penalty, lr = rule.update(step.params, grads, step.state)
     return Step(params, state, step.figures + ((loss + penalty, correct, penalty, lr),))
 

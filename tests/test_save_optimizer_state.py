@@ -1,0 +1,62 @@
+"""A model saved with its optimizer state continues ``fit(warm_start=True)`` after loading
+exactly as if it had never stopped; without saved state, warm_start says the optimizer
+starts fresh (nnx.checkpoint)."""
+
+import numpy as np
+import pytest
+
+import nnx
+import nnx.checkpoint
+import nnx.io
+from nnx.errors import ModelFormatError
+
+
+def _data(m=60):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((4, m))
+    return X, (X[0] - X[2] > 0).astype(np.int64).reshape(1, -1)
+
+
+@pytest.mark.parametrize(
+    "make_optimizer", [lambda: nnx.Adam(lr=0.05), lambda: nnx.SGD(lr=0.1, momentum=0.9, nesterov=True)]
+)
+def test_saved_optimizer_state_continues_bitwise(tmp_path, make_optimizer):
+    X, Y = _data()
+    kw = dict(backend="numpy", dtype="float64", l2=0.1, schedule=nnx.schedules.Cosine(total=12))
+    straight = nnx.MLP([4, 6, 1], seed=1, dropout=0.25)
+    straight.fit(X, Y, epochs=12, optimizer=make_optimizer(), seed=2, **kw)
+
+    first = nnx.MLP([4, 6, 1], seed=1, dropout=0.25)
+    first.fit(X, Y, epochs=5, optimizer=make_optimizer(), seed=2, **kw)
+    first.save(tmp_path / "m.npz", optimizer_state=True)
+    resumed = nnx.load(tmp_path / "m.npz")
+    assert resumed.training_state.step == 5 and resumed.epochs_trained == 5
+    resumed.fit(X, Y, epochs=7, optimizer=make_optimizer(), warm_start=True, seed=2, **kw)
+
+    for (Wa, ba), (Wb, bb) in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(Wa, Wb)
+        np.testing.assert_array_equal(ba, bb)
+    assert resumed.history.loss == straight.history.loss and resumed.epochs_trained == 12
+
+
+def test_without_saved_state_warm_start_says_the_optimizer_starts_fresh(tmp_path):
+    X, Y = _data()
+    model = nnx.LogisticRegression(4)
+    model.fit(X, Y, epochs=3, optimizer=nnx.Adam(lr=0.05), backend="numpy")
+    model.save(tmp_path / "plain.npz")  # parameters only
+    loaded = nnx.load(tmp_path / "plain.npz")
+    assert loaded.training_state is None
+    with pytest.warns(UserWarning, match="optimizer starts fresh"):
+        loaded.fit(X, Y, epochs=2, optimizer=nnx.Adam(lr=0.05), warm_start=True, backend="numpy")
+    assert loaded.training_state.step == 2
+
+
+def test_a_malformed_saved_state_is_a_model_format_error(tmp_path):
+    X, Y = _data()
+    model = nnx.LogisticRegression(4)
+    model.fit(X, Y, epochs=3, optimizer=nnx.Adam(lr=0.05), backend="numpy")
+    extra, arrays = nnx.checkpoint.checkpoint_parts(model.training_state, model.history)
+    extra["training"]["step"] = -1
+    nnx.io.write_model_file(tmp_path / "bad.npz", model.config(), model.parameters(), None, {}, extra, arrays)
+    with pytest.raises(ModelFormatError, match="optimizer state is malformed"):
+        nnx.load(tmp_path / "bad.npz")
