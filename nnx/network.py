@@ -59,6 +59,9 @@ class DeviceNetwork:
         self.decays = [0.0] * (2 * len(blocks))
         self.m_total = 1
         self.last_penalty: Any = 0.0  # the L2 term of the last step's loss
+        # a column chunk of a larger batch (chunked training): its first column there, so
+        # that dropout draws the batch's mask for exactly these columns
+        self.first_column: int | None = None
 
     # ---------------------------------------------------------------- helpers
     def _buffer(self, tag: tuple, shape: tuple[int, ...], order: str | None = None) -> Any:
@@ -170,9 +173,11 @@ class DeviceNetwork:
             A = self.ops.bias_activation_(Z, b, activation)
             outputs.append(A)
             if batch is not None and blk.dropout > 0 and i < last:
-                A = self.ops.dropout_(
-                    A, self._buffer(("D", i), A.shape), blk.dropout, self._dropout_key(i, batch)
-                )
+                out, key = self._buffer(("D", i), A.shape), self._dropout_key(i, batch)
+                if self.first_column is None:
+                    A = self.ops.dropout_(A, out, blk.dropout, key)
+                else:
+                    A = self.ops.dropout_columns_(A, out, blk.dropout, key, self.first_column)
             acts.append(A)
         return acts, outputs
 
@@ -214,7 +219,11 @@ class DeviceNetwork:
                 prev = self.blocks[i - 1]
                 dA = ops.matmul(W.T, dZ, out=self._buffer(("dA", i - 1), A_prev.shape))
                 if batch is not None and prev.dropout > 0:
-                    ops.dropout_backward_(dA, prev.dropout, self._dropout_key(i - 1, batch))
+                    key = self._dropout_key(i - 1, batch)
+                    if self.first_column is None:
+                        ops.dropout_backward_(dA, prev.dropout, key)
+                    else:
+                        ops.dropout_columns_backward_(dA, prev.dropout, key, self.first_column)
                 dZ = ops.activation_backward_(dA, outputs[i - 1], prev.activation)
         return value, correct, grads
 

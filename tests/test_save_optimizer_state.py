@@ -60,3 +60,12 @@ def test_a_malformed_saved_state_is_a_model_format_error(tmp_path):
     nnx.io.write_model_file(tmp_path / "bad.npz", model.config(), model.parameters(), None, {}, extra, arrays)
     with pytest.raises(ModelFormatError, match="optimizer state is malformed"):
         nnx.load(tmp_path / "bad.npz")
+
+
+def test_the_models_history_keeps_lbfgs_objective():
+    pytest.importorskip("scipy", reason="L-BFGS needs the lbfgs extra: pip install 'nnx-nets[lbfgs]'")
+    X, Y = _data()
+    model = nnx.LogisticRegression(4)
+    history = model.fit(X, Y, optimizer=nnx.LBFGS(), epochs=20, l2=1.0, backend="numpy", dtype="float64")
+    assert history.objective and model.history.objective == history.objective
+    assert model.training_state is None  # L-BFGS leaves no step-optimizer state

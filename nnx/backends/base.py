@@ -345,6 +345,21 @@ class Backend:
         dA *= self.dropout_mask(dA.shape, rate, key, dA.dtype)
         return dA
 
+    def dropout_columns_(self, A: Any, out: Any, rate: float, key: DropoutKey, first_column: int) -> Any:
+        """``dropout_`` for a column chunk of a batch: A holds the batch's columns
+        first_column.. and gets exactly those columns of the batch's mask (chunked and Dask
+        training). Written once through ``xp`` for every backend."""
+        keep = philox.keep_mask(self.xp, A.shape[0], A.shape[1], rate, key, first_column)
+        scale = np.dtype(A.dtype).type(1.0 / (1.0 - rate))
+        self.xp.multiply(A, keep.astype(A.dtype) * scale, out=out)
+        return out
+
+    def dropout_columns_backward_(self, dA: Any, rate: float, key: DropoutKey, first_column: int) -> Any:
+        """``dropout_backward_`` through ``dropout_columns_``'s mask."""
+        keep = philox.keep_mask(self.xp, dA.shape[0], dA.shape[1], rate, key, first_column)
+        dA *= keep.astype(dA.dtype) * np.dtype(dA.dtype).type(1.0 / (1.0 - rate))
+        return dA
+
     # ----------------------------------------------------------------- losses
     def bce_from_logits_weighted(self, Z: Any, Y: Any, weights: Any) -> tuple[Any, Any, Any]:
         """``bce_from_logits`` with a weight per example, weights (1, m): the loss is

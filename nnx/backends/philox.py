@@ -69,13 +69,18 @@ def philox4x32(xp: Any, c0: Any, c1: Any, c2: Any, c3: Any, k0: int, k1: int) ->
     return c0, c1, c2, c3
 
 
-def keep_mask(xp: Any, n: int, m: int, rate: float, key: DropoutKey) -> Any:
-    """The (n, m) boolean keep-mask of one activation array (see the module docstring)."""
+def keep_mask(xp: Any, n: int, m: int, rate: float, key: DropoutKey, first_column: int = 0) -> Any:
+    """The (n, m) boolean keep-mask of one activation array (see the module docstring).
+
+    ``first_column`` > 0 gives columns first_column.. first_column + m - 1 of the mask of a
+    wider array (a column chunk of the whole batch): exactly those columns of it."""
+    first = first_column * n  # layout-free index of the first element
     total = n * m
-    q = xp.arange((total + 3) // 4, dtype=xp.uint64)
+    q = xp.arange(first // 4, (first + total + 3) // 4, dtype=xp.uint64)
     k0, k1, batch, epoch, layer_word = key.words()
     lo = (q & xp.uint64(MASK32)).astype(xp.uint32)
     hi = (q >> xp.uint64(32)).astype(xp.uint32) | xp.uint32(layer_word)
     words = philox4x32(xp, lo, xp.uint32(batch), xp.uint32(epoch), hi, k0, k1)
-    bits = xp.stack(words, axis=1).reshape(-1)[:total]  # element e = 4 q + lane
+    skip = first % 4
+    bits = xp.stack(words, axis=1).reshape(-1)[skip : skip + total]  # element e = 4 q + lane
     return (bits >= xp.uint32(threshold(rate))).reshape(m, n).T

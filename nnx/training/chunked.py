@@ -22,12 +22,11 @@ it travels as host arrays and is prepared again where it is unpickled).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from .. import backends
 from ..errors import DataError
 from ..history import History
 from ..network import Block, DeviceNetwork
-from ..optim import Optimizer, TrainingState
+from ..optim import SGD, Optimizer, TrainingState
 from ..schedules import Schedule
 from ..validation import (
     INPUT_DTYPES,
@@ -50,6 +49,7 @@ from ..validation import (
 )
 from .divergence import loss_diverged
 from .steploop import _progress
+from .threads import blas_limited
 
 log = logging.getLogger("nnx")
 Params = list[tuple[np.ndarray, np.ndarray]]
@@ -192,9 +192,11 @@ class Chunk:
     def hi(self) -> int:
         return self.lo + self.m_chunk
 
-    def grads(self, params: Params) -> Partial:
+    def grads(self, params: Params, dropout: tuple[int, int] | None = None) -> Partial:
         """This chunk's loss, correct count and gradient sums, each divided by the whole
-        batch's m, at ``params`` (host arrays); returned as host arrays."""
+        batch's m, at ``params`` (host arrays); returned as host arrays. ``dropout`` (key
+        seed, epoch) turns the model's Dropout layers on with the whole batch's masks, this
+        chunk's columns of them (as the unchunked full-batch epoch draws them)."""
         spec = self.spec
         with self._lock, self.ops.memory_errors_explained():
             ops = self.ops
@@ -203,11 +205,16 @@ class Chunk:
                 net = self._net = DeviceNetwork(ops, list(spec.blocks), spec.loss, params, spec.dtype)
             else:  # keep the activation buffers; only the parameters change
                 net.params = [(ops.asarray(W, spec.dtype), ops.asarray(b, spec.dtype)) for W, b in params]
+            batch = None
+            if dropout is not None and any(blk.dropout for blk in spec.blocks):
+                seed, epoch = dropout
+                net.state = TrainingState({}, epoch=epoch, dropout_seed=seed)
+                net.first_column, batch = self.lo, 0
             with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
                 if self.W is None:
-                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, m=spec.m)
+                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, batch=batch, m=spec.m)
                 else:
-                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, self.W)
+                    loss, correct, grads = net.loss_and_grads(self.X, self.Y, self.W, batch=batch)
                 host = [(ops.to_host(dW), ops.to_host(db)) for dW, db in grads]
                 value, count = ops.scalars([loss, correct])
         return Partial(self.index, float(value), int(count), host)
@@ -330,6 +337,14 @@ class HostUpdate:
         return f"HostUpdate({self.optimizer!r}, l2={self.l2}, schedule={self.schedule!r})"
 
 
+def dropout_of(step: Step) -> tuple[int, int] | None:
+    """(key seed, epoch) of the dropout masks of the epoch that starts at ``step``."""
+    state = step.state
+    if state is None or state.dropout_seed is None:
+        return None
+    return state.dropout_seed, state.epoch + 1
+
+
 def advance(step: Step, partials: Sequence[Partial], rule: HostUpdate) -> Step:
     """One epoch: the chunks' shares combined in chunk order, then one update."""
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
@@ -395,14 +410,23 @@ def plan(model: Any, opts: Any, m: int, labels: Any) -> Plan:
         weights, per_class = example_weights(
             Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
         )
-    rule = HostUpdate(opts.optimizer, opts.l2, m, opts.schedule)
+    # L-BFGS needs no update rule: its steps are scipy's (plain SGD stands in, unused)
+    stepper = opts.optimizer if opts.solver == "steps" else SGD(lr=1.0)
+    rule = HostUpdate(stepper, opts.l2, m, opts.schedule)
     state = model.continued_state(opts.optimizer) if opts.warm_start else None
     params = [
         (np.array(W, dtype=opts.dtype), np.array(b, dtype=opts.dtype))
         for W, b in model.start_parameters(opts.seed)
     ]
     early = None if state is None or state.early is None else dict(state.early)
-    return Plan(rule, Step(params, rule.init(params, state)), weights, per_class, early)
+    start = rule.init(params, state)
+    if any(blk.dropout for blk in model.blocks) and start.dropout_seed is None:
+        # as a local fit keys its masks: an int seed itself, else one draw
+        seed = opts.seed
+        start.dropout_seed = (
+            int(seed) % 2**64 if seed is not None else int(np.random.default_rng().integers(2**63))
+        )
+    return Plan(rule, Step(params, start), weights, per_class, early)
 
 
 class LocalChunks:
@@ -413,7 +437,7 @@ class LocalChunks:
 
     def run(self, step: Step, first: int, count: int) -> Step:
         for _ in range(count):
-            step = advance(step, [c.grads(step.params) for c in self.chunks], self.rule)
+            step = advance(step, [c.grads(step.params, dropout_of(step)) for c in self.chunks], self.rule)
         return step
 
 
@@ -544,21 +568,6 @@ def _record(
         history.val_accuracy.append(validation[1])
 
 
-@contextlib.contextmanager
-def _blas_limited(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without it BLAS runs as configured
-        log.info("fit_chunked_locally: threadpoolctl is not installed; BLAS threads not limited")
-        yield
-        return
-    with threadpool_limits(limits=check_positive(threads, "blas_threads", int), user_api="blas"):
-        yield
-
-
 def column_chunks(m: int, chunks: int | Sequence[int]) -> tuple[int, ...]:
     """Chunk sizes along the examples: an int is a chunk size (the last chunk may be
     shorter), a sequence gives each chunk's size (they must add up to m)."""
@@ -594,7 +603,7 @@ class ChunkedSource:
         sizes = column_chunks(m, self.chunks)
         spec = Spec.of(model, opts.dtype, m, self.backend)
         setup = plan(model, opts, m, Y2)
-        with _blas_limited(self.blas_threads):
+        with blas_limited(self.blas_threads):
             validate = validator(model, opts, self.backend)
             edges = [int(e) for e in np.concatenate([[0], np.cumsum(sizes)])]
             parts = [
@@ -602,12 +611,11 @@ class ChunkedSource:
                 for i, (lo, hi) in enumerate(zip(edges, edges[1:]))
             ]
             names = sorted({c.backend for c in parts})
-            history = fit_history(
-                ",".join(names),
-                f"chunked locally: {len(parts)} chunks ({parts[0].backend_reason})",
-                opts,
-                setup.per_class,
-            )
+            reason = f"chunked locally: {len(parts)} chunks ({parts[0].backend_reason})"
+            history = fit_history(",".join(names), reason, opts, setup.per_class)
+            if opts.solver == "lbfgs":
+                host = lbfgs_on_chunks(setup, opts, m, history, validate, lambda p: local_gradients(parts, p))
+                return FitResult(host, history, history.backend, opts.dtype, None)
             step, state = drive(
                 LocalChunks(parts, setup.rule),
                 setup.step,
@@ -619,6 +627,27 @@ class ChunkedSource:
                 early=setup.early,
             )
         return FitResult(step.params, history, history.backend, opts.dtype, state)
+
+
+def local_gradients(chunks: list[Chunk], params: Params) -> tuple[float, int, Params]:
+    """The whole batch's (loss, correct, gradients) at ``params`` from chunks held here."""
+    return combine([c.grads(params) for c in chunks])
+
+
+def lbfgs_on_chunks(
+    setup: Plan,
+    opts: Any,
+    m: int,
+    history: History,
+    validate: Callable[[Params], tuple[float, float]] | None,
+    gradients: Callable[[Params], tuple[float, int, Params]],
+) -> Params:
+    """L-BFGS over the chunks' summed loss and gradient (``gradients(params)``); the
+    final host parameters."""
+    from .lbfgs import HostObjective, minimise
+
+    objective = HostObjective(setup.step.params, gradients, m, opts.l2, validate)
+    return minimise(objective, opts, history)
 
 
 def _columns(weights: np.ndarray | None, lo: int, hi: int) -> np.ndarray | None:

@@ -48,7 +48,10 @@ from .chunked import (
     Spec,
     Step,
     advance,
+    combine,
     drive,
+    dropout_of,
+    lbfgs_on_chunks,
     plan,
     validator,
 )
@@ -63,7 +66,7 @@ def _chunk_backend(block: Any) -> str:
 
 
 def _worker_grads(step: Step, *blocks: Any) -> tuple:
-    return tuple(_chunk_of(b).grads(step.params) for b in blocks)
+    return tuple(_chunk_of(b).grads(step.params, dropout_of(step)) for b in blocks)
 
 
 def _advance_groups(step: Step, rule: Any, *shares: tuple) -> Step:
@@ -72,6 +75,10 @@ def _advance_groups(step: Step, rule: Any, *shares: tuple) -> Step:
 
 def _start(step: Step) -> Step:
     return step
+
+
+def _collect(*shares: tuple) -> tuple:
+    return shares
 
 
 # ------------------------------------------------------------------------- checks
@@ -242,6 +249,10 @@ class DaskSource:
             history = fit_history(",".join(names), reason, opts, setup.per_class)
             if opts.verbose:
                 print(f"nnx: training on Dask: {reason}, dtype {opts.dtype}")
+            if opts.solver == "lbfgs":
+                host = lbfgs_on_chunks(setup, opts, m, history, validate, runner.gradients)
+                history.backend_reason += runner.recoveries_note()
+                return FitResult(host, history, history.backend, opts.dtype, None)
             step, state = drive(
                 runner,
                 setup.step,
@@ -477,8 +488,36 @@ class _Windows:
 
     def run(self, step: Step, first: int, count: int) -> Step:
         """Epochs first..first+count-1 from ``step``; their final Step with the figures."""
+        return self._wait(lambda: self._submit(step, first, count))
+
+    def gradients(self, params: Any) -> tuple[float, int, Any]:
+        """The whole batch's (loss, correct, gradients) at ``params`` (L-BFGS): every
+        chunk's share computed where it lives, added here in chunk order."""
+        shares = self._wait(lambda: self._submit_gradients(params))
+        return combine([p for share in shares for p in share])
+
+    def _submit_gradients(self, params: Any) -> Any:
+        client, tag = self.client, f"{self.token}-{self.attempt}-{uuid.uuid4().hex[:6]}"
+        step = client.submit(_start, Step(params), key=f"nnx-params-{tag}", pure=False)
+        shares = [
+            client.submit(
+                _worker_grads,
+                step,
+                *cs,
+                key=f"nnx-lbfgs-grads-{tag}-{j}",
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for j, (w, cs) in enumerate(self._groups())
+        ]
+        return client.submit(_collect, *shares, key=f"nnx-lbfgs-shares-{tag}", pure=False)
+
+    def _wait(self, submit: Any) -> Any:
+        """The result of what ``submit()`` submits, submitted again (pinned to the chunks'
+        new places) whenever a chunk leaves its worker while it runs."""
         while True:
-            self.pending = self._submit(step, first, count)
+            self.pending = submit()
             while True:
                 try:
                     result = self.pending.result(timeout=self.POLL_SECONDS)

@@ -73,19 +73,16 @@ _CHUNK_WHY = {
         "chunked and Dask training are full-batch (exact gradient sums over all chunks); "
         "for mini-batches use model.fit on in-memory X"
     ),
-    "dropout": "dropout masks are not yet drawn per column chunk; use model.fit on in-memory X",
 }
-_SOURCE_LBFGS_WHY = "L-BFGS runs on in-memory X in one process: pass X to model.fit(optimizer=nnx.LBFGS())"
-
 # (solver, source) -> {option: why it cannot apply}; an option absent here works.
 NOT_SUPPORTED: dict[tuple[str, str], dict[str, str]] = {
     ("steps", "local"): {},
     ("steps", "chunked"): dict(_CHUNK_WHY),
     ("steps", "dask"): dict(_CHUNK_WHY),
     ("lbfgs", "local"): dict(_LBFGS_WHY),
+    ("lbfgs", "chunked"): dict(_LBFGS_WHY),
+    ("lbfgs", "dask"): dict(_LBFGS_WHY),
 }
-# pairs refused whatever the options
-PAIRS_NOT_SUPPORTED = {("lbfgs", "chunked"): _SOURCE_LBFGS_WHY, ("lbfgs", "dask"): _SOURCE_LBFGS_WHY}
 SOURCE_LABELS = {"local": "model.fit", "chunked": "fit_chunked_locally", "dask": "nnx.distributed.fit"}
 SOLVER_LABELS = {"steps": "the step loop", "lbfgs": "nnx.LBFGS"}
 
@@ -264,10 +261,8 @@ def given_options(model: Any, opts: FitOptions) -> list[str]:
 
 def check_supported(solver: str, source: str, given: list[str]) -> None:
     """The one rule: refuse, in one line naming the options and the solver, what ``solver``
-    on ``source`` cannot honour (``NOT_SUPPORTED``, ``PAIRS_NOT_SUPPORTED``)."""
+    on ``source`` cannot honour (``NOT_SUPPORTED``)."""
     where = f"{SOLVER_LABELS[solver]} in {SOURCE_LABELS[source]}"
-    if (solver, source) in PAIRS_NOT_SUPPORTED:
-        raise ValueError(f"{where} is not supported: {PAIRS_NOT_SUPPORTED[solver, source]}")
     table = NOT_SUPPORTED[solver, source]
     refused = [name for name in given if name in table]
     if refused:

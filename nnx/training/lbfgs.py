@@ -24,11 +24,9 @@ scipy is an optional extra: ``pip install 'nnx-nets[lbfgs]'``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +37,7 @@ from ..history import History
 from ..network import DeviceNetwork
 from ..validation import check_positive
 from .divergence import cause_of, diverged
+from .threads import BlasThreads
 
 log = logging.getLogger("nnx")
 
@@ -150,118 +149,49 @@ def stop_reason(message: str, iterations: int, max_iterations: int) -> str:
     return "no progress"
 
 
-class BlasThreads:
-    """One BLAS thread for scipy's L-BFGS-B step, the process's own number for evaluations.
-
-    The step (the two-loop recursion and the line search's bookkeeping) is BLAS level-1
-    and level-2 work on vectors of the n parameters. On several threads each of those
-    small calls wakes the BLAS workers: for n = 12289 an iteration took 1.9 ms on one
-    thread and 8 ms on two on this project's 2-core machine, 44 ms while other processes
-    kept its cores busy, often more than the evaluation itself. So the step runs on one
-    thread, and every evaluation (whose products may use BLAS) on the threads the process
-    had. Process-wide, as BLAS thread counts are: while fits run, other threads' BLAS calls
-    outside evaluations may run single-threaded too (slower, never different). Without
-    threadpoolctl (it comes with the numba extra) nothing is changed.
-    """
-
-    _lock = threading.Lock()
-    _active = 0
-    _libraries: list[Any] = []
-    _saved: list[int] = []
-
-    @classmethod
-    @contextlib.contextmanager
-    def for_solver(cls) -> Iterator[None]:
-        """Within the block, BLAS runs on one thread (outside ``for_evaluation``)."""
-        with cls._lock:
-            if cls._active == 0:
-                cls._libraries = cls._blas_libraries()
-                cls._saved = [lib.num_threads for lib in cls._libraries]
-            cls._active += 1
-            cls._set(1)
-        try:
-            yield
-        finally:
-            with cls._lock:
-                cls._active -= 1
-                if cls._active == 0:
-                    cls._restore()
-                    cls._libraries, cls._saved = [], []
-
-    @classmethod
-    @contextlib.contextmanager
-    def for_evaluation(cls) -> Iterator[None]:
-        """Within the block, BLAS runs on the threads it had before any fit began."""
-        with cls._lock:
-            cls._restore()
-        try:
-            yield
-        finally:
-            with cls._lock:
-                if cls._active > 0:
-                    cls._set(1)
-
-    @classmethod
-    def _set(cls, threads: int) -> None:
-        for lib in cls._libraries:
-            lib.set_num_threads(threads)
-
-    @classmethod
-    def _restore(cls) -> None:
-        for lib, threads in zip(cls._libraries, cls._saved):
-            lib.set_num_threads(threads)
-
-    @staticmethod
-    def _blas_libraries() -> list[Any]:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            return []
-        try:
-            return list(ThreadpoolController().select(user_api="blas").lib_controllers)
-        except Exception:  # noqa: BLE001 - an optimisation only: never fail a fit over it
-            return []
-
-
-class Objective:
+class FlatObjective:
     """f(theta) = mean loss + l2 / (2 m) * sum ||W||^2 and its gradient, for the flat
-    float64 parameter vector theta = [W1.ravel(), b1.ravel(), W2.ravel(), ...], evaluated
-    on ``net``'s backend with one pass over X (prepared by ``net.prepare(X, True)``).
+    float64 parameter vector theta = [W1.ravel(), b1.ravel(), W2.ravel(), ...].
 
-    Each call copies theta into the network's parameters (a parameter-sized transfer)
-    and returns the gradient as a host float64 vector (one parameter-sized transfer).
+    Subclasses say where the loss and gradient come from (``load`` theta, then
+    ``loss_and_gradient``), what a callback is handed (``view``), the parameters as host
+    arrays (``host_params``) and the validation figures at the loaded point.
     """
 
-    def __init__(self, net: DeviceNetwork, X: Any, Y: Any, l2: float):
-        self.net, self.ops, self.X, self.Y = net, net.ops, X, Y
-        self.m = X.shape[1]
-        self.l2 = float(l2)
+    def __init__(self, shapes: list[tuple[int, ...]], m: int, l2: float):
+        self.m, self.l2 = int(m), float(l2)
         self.slices: list[slice] = []
         weights: list[np.ndarray] = []
         start = 0
-        for W, b in net.params:
-            for p, is_weight in ((W, True), (b, False)):
-                stop = start + int(np.prod(p.shape))
-                self.slices.append(slice(start, stop))
-                weights.append(np.full(stop - start, is_weight))
-                start = stop
+        for i, shape in enumerate(shapes):
+            stop = start + int(np.prod(shape))
+            self.slices.append(slice(start, stop))
+            weights.append(np.full(stop - start, i % 2 == 0))  # W0, b0, W1, b1, ...
+            start = stop
+        self.shapes = shapes
         self.size = start
         self.weight_mask = np.concatenate(weights)
         self.evaluations = 0
         self.seconds = 0.0
         self.last: tuple[np.ndarray, float, float, float] | None = None  # theta, loss, correct, f
 
-    def flat_parameters(self) -> np.ndarray:
-        """The network's parameters as one host float64 vector."""
-        flat = [self.ops.to_host(p).astype(np.float64).ravel() for pair in self.net.params for p in pair]
-        return np.concatenate(flat)
+    def load(self, theta: np.ndarray) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
-    def load(self, theta: np.ndarray) -> None:
-        """Copy theta into the network's parameters, in place (one transfer on a GPU)."""
-        device = self.ops.xp.asarray(theta)
-        params = [p for pair in self.net.params for p in pair]
-        for p, sl in zip(params, self.slices):
-            p[...] = device[sl].reshape(p.shape)
+    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def flat_parameters(self) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def view(self) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def validation(self) -> tuple[float, float] | None:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def penalty(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """(l2 / (2 m) * ||weights||^2, its gradient), or (0, None) without L2."""
@@ -269,25 +199,6 @@ class Objective:
             return 0.0, None
         w = np.where(self.weight_mask, theta, 0.0)
         return 0.5 * self.l2 / self.m * float(w @ w), (self.l2 / self.m) * w
-
-    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
-        """(mean loss, correct, flat float64 gradient) at the network's parameters."""
-        net, ops = self.net, self.ops
-        if net.is_logreg:
-            (w, b) = net.params[0]
-            value, correct, dw, db = ops.logreg_loss_grad(w, b, self.X, self.Y, net.loss)
-            grads = [dw, db]
-        elif net.is_softmax_regression:
-            (W, b) = net.params[0]
-            value, correct, dW, db = ops.softmax_loss_grad(W, b, self.X, self.Y)
-            grads = [dW, db]
-        else:
-            value, correct, pairs = net.loss_and_grads(self.X, self.Y)
-            grads = [g for pair in pairs for g in pair]
-        xp = ops.xp
-        flat = xp.concatenate([xp.ravel(g).astype(xp.float64) for g in grads])
-        loss, correct = ops.scalars([value, correct])
-        return float(loss), float(correct), ops.to_host(flat)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         start = time.perf_counter()
@@ -308,6 +219,103 @@ class Objective:
         self.last = (theta.copy(), loss, correct, f)
         self.seconds += time.perf_counter() - start
         return f, grad
+
+
+class Objective(FlatObjective):
+    """The objective on ``net``'s backend with one pass over X (prepared by
+    ``net.prepare(X, True)``) per evaluation: logistic and softmax regression through the
+    backends' single-pass loss-and-gradient ops, other models through the network's
+    passes. Each call copies theta into the network's parameters (a parameter-sized
+    transfer) and returns the gradient as a host float64 vector (one such transfer)."""
+
+    def __init__(self, net: DeviceNetwork, X: Any, Y: Any, l2: float, validation: Any = None):
+        super().__init__([p.shape for pair in net.params for p in pair], X.shape[1], l2)
+        self.net, self.ops, self.X, self.Y = net, net.ops, X, Y
+        self.validation_data = validation  # prepared (X_val, Y_val) or None
+
+    def flat_parameters(self) -> np.ndarray:
+        """The network's parameters as one host float64 vector."""
+        flat = [self.ops.to_host(p).astype(np.float64).ravel() for pair in self.net.params for p in pair]
+        return np.concatenate(flat)
+
+    def load(self, theta: np.ndarray) -> None:
+        """Copy theta into the network's parameters, in place (one transfer on a GPU)."""
+        device = self.ops.xp.asarray(theta)
+        params = [p for pair in self.net.params for p in pair]
+        for p, sl in zip(params, self.slices):
+            p[...] = device[sl].reshape(p.shape)
+
+    def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.net.host_params()
+
+    def view(self) -> DeviceNetwork:
+        return self.net
+
+    def validation(self) -> tuple[float, float] | None:
+        if self.validation_data is None:
+            return None
+        v_loss, v_correct = self.net.evaluate(*self.validation_data)
+        return self.ops.scalar(v_loss), self.ops.scalar(v_correct) / self.validation_data[1].shape[1]
+
+    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
+        """(mean loss, correct, flat float64 gradient) at the network's parameters."""
+        net, ops = self.net, self.ops
+        if net.is_logreg:
+            (w, b) = net.params[0]
+            value, correct, dw, db = ops.logreg_loss_grad(w, b, self.X, self.Y, net.loss)
+            grads = [dw, db]
+        elif net.is_softmax_regression:
+            (W, b) = net.params[0]
+            value, correct, dW, db = ops.softmax_loss_grad(W, b, self.X, self.Y)
+            grads = [dW, db]
+        else:
+            value, correct, pairs = net.loss_and_grads(self.X, self.Y)
+            grads = [g for pair in pairs for g in pair]
+        xp = ops.xp
+        flat = xp.concatenate([xp.ravel(g).astype(xp.float64) for g in grads])
+        loss, correct = ops.scalars([value, correct])
+        return float(loss), float(correct), ops.to_host(flat)
+
+
+class HostObjective(FlatObjective):
+    """The objective over host parameters whose loss and gradient come from
+    ``evaluate(params) -> (loss, correct, [(dW, db), ...])`` - chunked and Dask training's
+    sums over column chunks. Callbacks get the host parameters, as in their step loop."""
+
+    def __init__(
+        self,
+        params: list[tuple[np.ndarray, np.ndarray]],
+        evaluate: Callable[[Any], tuple[float, int, Any]],
+        m: int,
+        l2: float,
+        validate: Callable[[Any], tuple[float, float]] | None = None,
+    ):
+        super().__init__([p.shape for pair in params for p in pair], m, l2)
+        self.dtype = params[0][0].dtype
+        self.params = [(W.copy(), b.copy()) for W, b in params]
+        self.evaluate, self.validate = evaluate, validate
+
+    def flat_parameters(self) -> np.ndarray:
+        return np.concatenate([p.astype(np.float64).ravel() for pair in self.params for p in pair])
+
+    def load(self, theta: np.ndarray) -> None:
+        flat = [theta[sl].reshape(shape).astype(self.dtype) for sl, shape in zip(self.slices, self.shapes)]
+        self.params = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(W.copy(), b.copy()) for W, b in self.params]
+
+    def view(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.host_params()
+
+    def validation(self) -> tuple[float, float] | None:
+        return None if self.validate is None else self.validate(self.params)
+
+    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            loss, correct, grads = self.evaluate(self.params)
+        flat = np.concatenate([g.astype(np.float64).ravel() for pair in grads for g in pair])
+        return float(loss), float(correct), flat
 
 
 def fit_lbfgs(
@@ -363,85 +371,95 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     returns an ``engine.FitResult`` and leaves the model untouched."""
     from .engine import FitResult, fit_history, local_data
 
-    minimize = _scipy_minimize()
-    optimizer, epochs, dtype, l2 = opts.optimizer, opts.epochs, opts.dtype, opts.l2
-    verbose, callback = opts.verbose, opts.callback
+    _scipy_minimize()  # fail here, naming the extra
     data = local_data(model, X, Y, opts)
     X, Y = data.X, data.Y
     selection = backends.select(opts.backend)
     ops = selection.backend
     history = fit_history(ops.name, selection.reason, opts)
-    options = optimizer.scipy_options(epochs)
-    if verbose:
-        print(f"nnx: L-BFGS on backend {ops.name!r} ({selection.reason}), dtype {dtype}, l2={l2}")
-    log.info("fit_lbfgs: backend %s (%s), dtype %s, l2 %s", ops.name, selection.reason, dtype, l2)
-    every = max(1, epochs // 20)
-    start = time.perf_counter()
-    elapsed: list[float] = []  # seconds since the start, at the end of each iteration
-    passes: list[int] = []  # evaluations (passes over X) so far, at the end of each iteration
+    if opts.verbose:
+        print(f"nnx: L-BFGS on backend {ops.name!r} ({selection.reason}), dtype {opts.dtype}, l2={opts.l2}")
+    log.info("fit_lbfgs: backend %s (%s), dtype %s, l2 %s", ops.name, selection.reason, opts.dtype, opts.l2)
     with (
         ops.memory_errors_explained(),
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
     ):
+        dtype = opts.dtype
         net = DeviceNetwork(ops, list(model.blocks), model.loss, model.start_parameters(opts.seed), dtype)
-        objective = Objective(net, net.prepare(X, for_training=True), ops.prepare_labels(Y, dtype), l2)
         validation = None
         if data.validation is not None:
             Xv, Yv = data.validation
             validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+        prepared = net.prepare(X, for_training=True)
+        objective = Objective(net, prepared, ops.prepare_labels(Y, dtype), opts.l2, validation)
+        host = minimise(objective, opts, history)
+    return FitResult(host, history, ops.name, dtype, None)
 
-        def on_iteration(theta: np.ndarray) -> None:
-            if objective.last is None or not np.array_equal(objective.last[0], theta):
-                objective(theta)  # not the last point evaluated (rare): evaluate it
-            _, loss, correct, f = objective.last
-            iteration = len(history.epoch) + 1
-            history.epoch.append(iteration)
-            history.loss.append(loss)
-            history.accuracy.append(correct / objective.m)
-            history.objective.append(f)
-            if validation is not None:
-                with BlasThreads.for_evaluation():
-                    v_loss, v_correct = net.evaluate(*validation)
-                history.val_loss.append(ops.scalar(v_loss))
-                history.val_accuracy.append(ops.scalar(v_correct) / validation[1].shape[1])
-            elapsed.append(time.perf_counter() - start)
-            passes.append(objective.evaluations)
-            if iteration == 1:
-                history.first_epoch_seconds = elapsed[-1]
-            if verbose and (iteration % every == 0 or iteration == epochs):
-                extra = f", val_loss {history.val_loss[-1]:.6g}" if validation is not None else ""
-                print(f"  iteration {iteration}: objective {f:.10g}, loss {loss:.6g}{extra}")
-            if callback is not None:
-                with BlasThreads.for_evaluation():
-                    stop = callback(iteration, net, history)
-                if stop:
-                    raise MinimisationStopped
 
-        theta0 = objective.flat_parameters()
-        stopped = False
-        try:
-            with BlasThreads.for_solver():
-                result = minimize(
-                    objective, theta0, method="L-BFGS-B", jac=True, callback=on_iteration, options=options
-                )
-            theta, message, status = result.x, str(result.message), int(result.status)
-            f_final, g_final = float(result.fun), np.asarray(result.jac, dtype=np.float64)
-        except MinimisationStopped:
-            stopped = True
-            theta, loss, _, f_final = objective.last
-            message, status = "CALLBACK REQUESTED HALT", 1
-            g_final = None
-        iterations = len(history.epoch)
-        reason = "callback" if stopped else stop_reason(message, iterations, epochs)
-        objective.load(theta)
-        host = net.host_params()
+def minimise(objective: FlatObjective, opts: Any, history: History) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run scipy's L-BFGS-B on ``objective`` from its current parameters, recording each
+    iteration in ``history`` (loss, accuracy, objective, validation), calling
+    ``opts.callback(iteration, objective.view(), history)``; the final host parameters."""
+    minimize = _scipy_minimize()
+    optimizer, epochs, verbose, callback = opts.optimizer, opts.epochs, opts.verbose, opts.callback
+    options = optimizer.scipy_options(epochs)
+    every = max(1, epochs // 20)
+    start = time.perf_counter()
+    elapsed: list[float] = []  # seconds since the start, at the end of each iteration
+    passes: list[int] = []  # evaluations (passes over X) so far, at the end of each iteration
+
+    def on_iteration(theta: np.ndarray) -> None:
+        if objective.last is None or not np.array_equal(objective.last[0], theta):
+            objective(theta)  # not the last point evaluated (rare): evaluate it
+        _, loss, correct, f = objective.last
+        iteration = len(history.epoch) + 1
+        history.epoch.append(iteration)
+        history.loss.append(loss)
+        history.accuracy.append(correct / objective.m)
+        history.objective.append(f)
+        with BlasThreads.for_evaluation():
+            val = objective.validation()
+        if val is not None:
+            history.val_loss.append(val[0])
+            history.val_accuracy.append(val[1])
+        elapsed.append(time.perf_counter() - start)
+        passes.append(objective.evaluations)
+        if iteration == 1:
+            history.first_epoch_seconds = elapsed[-1]
+        if verbose and (iteration % every == 0 or iteration == epochs):
+            extra = f", val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
+            print(f"  iteration {iteration}: objective {f:.10g}, loss {loss:.6g}{extra}")
+        if callback is not None:
+            with BlasThreads.for_evaluation():
+                stop = callback(iteration, objective.view(), history)
+            if stop:
+                raise MinimisationStopped
+
+    theta0 = objective.flat_parameters()
+    stopped = False
+    try:
+        with BlasThreads.for_solver():
+            result = minimize(
+                objective, theta0, method="L-BFGS-B", jac=True, callback=on_iteration, options=options
+            )
+        theta, message, status = result.x, str(result.message), int(result.status)
+        f_final, g_final = float(result.fun), np.asarray(result.jac, dtype=np.float64)
+    except MinimisationStopped:
+        stopped = True
+        theta, loss, _, f_final = objective.last
+        message, status = "CALLBACK REQUESTED HALT", 1
+        g_final = None
+    iterations = len(history.epoch)
+    reason = "callback" if stopped else stop_reason(message, iterations, epochs)
+    objective.load(theta)
+    host = objective.host_params()
     history.seconds = time.perf_counter() - start
     history.epochs = iterations
     history.stop_reason = reason
     history.solver = {
         "method": f"L-BFGS-B (scipy {_scipy_version()})",
         **optimizer.config(),
-        "l2": l2,
+        "l2": opts.l2,
         "message": message,
         "status": status,
         "iterations": iterations,
@@ -458,4 +476,4 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
             f"nnx: L-BFGS stopped ({reason}: {message}) after {iterations} iterations, "
             f"{objective.evaluations} passes over X, objective {f_final:.10g}"
         )
-    return FitResult(host, history, ops.name, dtype, None)
+    return host

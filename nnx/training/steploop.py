@@ -47,9 +47,11 @@ class Batches:
     * streamed mini-batches: when X would take more than 80 % of the free device memory,
       X stays in host memory and each batch is prepared on its own.
 
-    Every batch an epoch yields is prepared for ``train_step`` (``DeviceNetwork.prepare``);
-    nothing else ever sees raw host X. Full-batch X that does not fit raises the backend's
-    out-of-memory error (``DeviceMemoryError`` on a GPU) naming ``batch_size=`` as the fix.
+    Every batch an epoch yields is prepared for ``train_step`` (``DeviceNetwork.prepare``):
+    the step loop never sees raw host X. (L-BFGS prepares its full batch once itself, and
+    chunked and Dask training prepare each column chunk once where it lives.) Full-batch X
+    that does not fit raises the backend's out-of-memory error (``DeviceMemoryError`` on a
+    GPU) naming ``batch_size=`` as the fix.
     """
 
     def __init__(
