@@ -26,12 +26,34 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceMemoryError
+from ..errors import BackendUnavailableError, DeviceMemoryError
 from . import cuda_launch as plans
 from . import philox
 from .base import Backend
 from .codes import PIXEL_SCALE
 from .timers import EventTimer
+
+
+class CudaForkedError(BackendUnavailableError):
+    """The CuPy backend was used in a process forked after its parent had initialised CUDA:
+    CUDA cannot run there (start worker processes with the 'spawn' start method)."""
+
+
+# The process that initialised CUDA through this module (a CupyBackend was built there).
+# A child forked from it inherits the backend object but not a usable CUDA context.
+_cuda_state: dict[str, int | None] = {"pid": None}
+
+
+def _refuse_in_forked_child() -> None:
+    """Raise CudaForkedError (one line) in a process forked after CUDA was initialised."""
+    parent = _cuda_state["pid"]
+    if parent is not None and parent != os.getpid():
+        raise CudaForkedError(
+            f"nnx cupy: this process (pid {os.getpid()}) was forked from pid {parent} after it "
+            "initialised CUDA, and CUDA cannot run in a forked child: start worker processes with "
+            "the 'spawn' start method (multiprocessing.get_context('spawn'), or "
+            "multiprocessing.set_start_method('spawn'))"
+        )
 
 
 def unavailable_reason() -> str | None:
@@ -82,8 +104,10 @@ class CupyBackend(Backend):
     fused_softmax = True
 
     def __init__(self) -> None:
+        _refuse_in_forked_child()
         import cupy
 
+        _cuda_state["pid"] = os.getpid()  # CUDA starts with the device queries below
         self.xp = cupy
         self.cp = cupy
         self._raw_module = None
@@ -120,6 +144,7 @@ class CupyBackend(Backend):
 
     def _kernel(self, expression: str):
         """The compiled kernel for a name expression (a ``cupy.RawKernel``)."""
+        _refuse_in_forked_child()
         found = self._kernels.get(expression)
         if found is None:
             module = self._module
@@ -158,12 +183,14 @@ class CupyBackend(Backend):
 
     # ---------------------------------------------------------------- memory
     def asarray(self, host, dtype):
+        _refuse_in_forked_child()
         return self._guard(
             lambda: self.cp.array(host, dtype=dtype, order="C", copy=True),
             np.dtype(dtype).itemsize * int(np.prod(np.shape(host))),
         )
 
     def to_host(self, a):
+        _refuse_in_forked_child()
         return self.cp.asnumpy(a)
 
     def scalar(self, a) -> float:
@@ -171,15 +198,18 @@ class CupyBackend(Backend):
 
     def scalars(self, values: list) -> np.ndarray:
         """Many device scalars in one transfer (one synchronisation)."""
+        _refuse_in_forked_child()
         if not values:
             return np.zeros(0)
         return self.cp.asnumpy(self.cp.stack([self.cp.asarray(v, dtype=self.cp.float64) for v in values]))
 
     def synchronize(self) -> None:
+        _refuse_in_forked_child()
         self.cp.cuda.get_current_stream().synchronize()
 
     def free_bytes(self) -> int:
         """Free device memory plus what CuPy's pool holds for reuse."""
+        _refuse_in_forked_child()
         free, _ = self.cp.cuda.runtime.memGetInfo()
         pool = self.cp.get_default_memory_pool()
         return int(free + pool.free_bytes())
@@ -207,6 +237,7 @@ class CupyBackend(Backend):
 
     def _to_device(self, X: np.ndarray) -> Any:
         """Copy host X to the device through pinned memory, keeping dtype and memory order."""
+        _refuse_in_forked_child()
         cp = self.cp
         order = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"
         out = self._guard(lambda: cp.empty(X.shape, dtype=X.dtype, order=order), X.nbytes)
@@ -224,6 +255,7 @@ class CupyBackend(Backend):
         return out
 
     def prepare_input(self, X, dtype):
+        _refuse_in_forked_child()
         if isinstance(X, self.cp.ndarray):
             Xd = X
         else:
@@ -240,6 +272,7 @@ class CupyBackend(Backend):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
         scaled floats when the kernel (logistic regression's, or softmax regression's over
         ``classes`` classes) cannot take this many features."""
+        _refuse_in_forked_child()
         native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
         n, m = X.shape
         if classes is None:
@@ -254,6 +287,7 @@ class CupyBackend(Backend):
         return self._to_device(self.native_host_input(np.asarray(X), dtype))
 
     def prepare_labels(self, Y, dtype):
+        _refuse_in_forked_child()
         return self.cp.asarray(np.asarray(Y, dtype=dtype).reshape(1, -1))
 
     # --------------------------------------------------------------- checks
@@ -268,6 +302,7 @@ class CupyBackend(Backend):
             raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
 
     def _launch(self, plan: plans.Launch) -> None:
+        _refuse_in_forked_child()
         plans.launch(self._kernel(plan.kernel), plan)
 
     def _pass_plan(
@@ -468,6 +503,7 @@ class CupyBackend(Backend):
         return out[0], out[1], dW, db
 
     def _empty(self, shape, dtype):
+        _refuse_in_forked_child()
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return self._guard(lambda: self.cp.empty(shape, dtype=dtype), nbytes)
 
@@ -486,10 +522,12 @@ class CupyBackend(Backend):
 
     def timer(self):
         """CUDA events on the current stream (the stream the kernels run on)."""
+        _refuse_in_forked_child()
         cp = self.cp
         return EventTimer(cp.cuda.Event(), cp.cuda.Event(), lambda s, e: cp.cuda.get_elapsed_time(s, e) / 1e3)
 
     def describe(self) -> dict[str, Any]:
+        _refuse_in_forked_child()
         cp = self.cp
         info = super().describe()
         info.update(

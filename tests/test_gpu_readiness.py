@@ -1,0 +1,85 @@
+"""What the first GPU run depends on and the CPU can check: the CuPy backend refusing a
+forked child, the kernels' rounding (no FMA where NumPy's rounding is promised), the
+register budget of every tile a plan can choose, the softmax traffic model and
+benchmarks/run_gpu.sh's dry run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nnx.backends import cupy_backend
+from nnx.errors import BackendUnavailableError
+
+
+def _fake_cupy() -> SimpleNamespace:
+    """Just enough of CuPy for CupyBackend() and asarray (NumPy arrays stand in)."""
+    attributes = {"MultiProcessorCount": 4, "MaxSharedMemoryPerBlockOptin": 227 * 1024}
+    return SimpleNamespace(
+        __version__="13.6.0 (fake)",
+        cuda=SimpleNamespace(Device=lambda *_: SimpleNamespace(id=0, attributes=attributes)),
+        array=lambda host, dtype, order, copy: np.array(host, dtype=dtype, order=order, copy=copy),
+    )
+
+
+@pytest.fixture
+def fake_cupy_backend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
+    monkeypatch.setitem(cupy_backend._cuda_state, "pid", None)
+    return cupy_backend.CupyBackend()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_the_cupy_backend_refuses_a_child_forked_after_cuda_with_one_line_naming_spawn(fake_cupy_backend):
+    ops = fake_cupy_backend
+    assert ops.asarray([1.0, 2.0], "float32").dtype == np.float32  # the parent keeps working
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the inherited backend (and a new one) must refuse
+        code = 1
+        try:
+            os.close(read_fd)
+            messages = []
+            for attempt in (lambda: ops.asarray([1.0], "float32"), cupy_backend.CupyBackend):
+                try:
+                    attempt()
+                    messages.append("no error")
+                except cupy_backend.CudaForkedError as exc:
+                    messages.append(str(exc))
+            with os.fdopen(write_fd, "w") as fh:
+                fh.write("\0".join(messages))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        messages = fh.read().split("\0")
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert len(messages) == 2
+    for message in messages:
+        assert "'spawn'" in message and "forked" in message and "\n" not in message, message
+    assert issubclass(cupy_backend.CudaForkedError, BackendUnavailableError)
+
+
+def test_every_entry_point_of_the_cupy_backend_checks_the_process(fake_cupy_backend, monkeypatch):
+    ops = fake_cupy_backend
+    parent = os.getpid()
+    monkeypatch.setattr(cupy_backend.os, "getpid", lambda: parent + 1)
+    calls = [
+        lambda: ops.asarray([1.0], "float32"),
+        lambda: ops.prepare_input(np.zeros((2, 2)), "float32"),
+        lambda: ops.prepare_fused_input(np.zeros((2, 2)), "float32"),
+        lambda: ops.prepare_labels(np.zeros(2), "float32"),
+        lambda: ops.to_host(np.zeros(2)),
+        lambda: ops._kernel("sgd_step<float>"),
+        ops.synchronize,
+        ops.describe,
+    ]
+    for call in calls:
+        with pytest.raises(cupy_backend.CudaForkedError, match="'spawn' start method"):
+            call()
