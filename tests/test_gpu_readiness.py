@@ -83,3 +83,37 @@ def test_every_entry_point_of_the_cupy_backend_checks_the_process(fake_cupy_back
     for call in calls:
         with pytest.raises(cupy_backend.CudaForkedError, match="'spawn' start method"):
             call()
+
+
+# ------------------------------------------------------------------ FMA contraction
+def _nvrtc():
+    """The NVRTC compile helper of test_kernels_nvcc (skips without libnvrtc)."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    import test_kernels_nvcc
+
+    return test_kernels_nvcc
+
+
+def _ptx_bodies(names: list[str]) -> dict[str, str]:
+    """Each name expression's PTX entry (NVRTC for compute_90 with CuPy's options)."""
+    _, lowered, ptx = _nvrtc()._nvrtc_compile(names, [b"--gpu-architecture=compute_90"])
+    text = ptx.decode()
+    return {n: text.split(f".entry {lowered[n]}", 1)[1].split(".entry", 1)[0] for n in names}
+
+
+def test_kernels_that_promise_numpys_rounding_contain_no_fma():
+    """NVRTC contracts a * b + c into one fma by default (one rounding where NumPy rounds
+    twice; AdamW's p * shrink + step is one): the kernels in NUMPY_ROUNDING_KERNELS write
+    every rounding down (__fmul_rn / __fadd_rn), so their PTX holds no fma at all."""
+    from nnx.backends.cuda_launch import NUMPY_ROUNDING_KERNELS
+
+    names = [f"{k}<{t}>" for k in NUMPY_ROUNDING_KERNELS for t in ("float", "double")]
+    fused = {n: body.count("fma.") for n, body in _ptx_bodies(names).items() if "fma." in body}
+    assert not fused, f"fma in kernels that promise NumPy's rounding: {fused}"
+
+
+def test_the_fma_check_sees_a_contracted_multiply_add():
+    """The same PTX check finds the fma NVRTC makes of the sigmoid's library exp (so an
+    empty result above is not a check that cannot fail)."""
+    assert "fma." in _ptx_bodies(["sigmoid_inplace<float>"])["sigmoid_inplace<float>"]
+

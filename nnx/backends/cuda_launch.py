@@ -45,6 +45,9 @@ PASS_KINDS = ("staged", "registers")
 COMPILE_OPTIONS = ("--std=c++14", *cuda_defines())
 CUPY_APPENDED_OPTIONS = ("-ftz=true",)
 
+# Kernels that promise NumPy's (and torch.optim's) rounding: each multiply and add rounded on
+# its own, never contracted into an fma (nnx_mul / nnx_add in the .cu; a test reads their PTX).
+NUMPY_ROUNDING_KERNELS = ("act_backward", "sgd_step", "rmsprop_step", "adam_step", "dropout_apply")
 
 class Launch(NamedTuple):
     """One kernel launch: RawModule name expression, grid and block sizes, arguments,
