@@ -117,3 +117,19 @@ def test_the_fma_check_sees_a_contracted_multiply_add():
     empty result above is not a check that cannot fail)."""
     assert "fma." in _ptx_bodies(["sigmoid_inplace<float>"])["sigmoid_inplace<float>"]
 
+
+# ------------------------------------------------------------------ CuPy's disk cache
+@pytest.mark.parametrize(
+    ("cupy", "driver", "cached"),
+    [
+        ("14.1.0", 12040, True),
+        ("14.2.1", 13000, True),
+        ("14.1.0", 12030, False),  # CuPy caches name-expression modules only with driver 12.4+
+        ("14.1.0", None, False),
+        ("14.0.1", 13000, False),
+        ("13.6.0", 12080, False),
+        ("not a version", 13000, False),
+    ],
+)
+def test_the_kernel_disk_cache_is_decided_from_cupy_and_the_driver(cupy, driver, cached):
+    assert cupy_backend.kernel_disk_cache(cupy, driver) is cached

@@ -678,14 +678,18 @@ SMALL_GPU = EmulatedDevice(sm_count=4, name="emulated 4-SM GPU with Hopper's sha
 @pytest.fixture
 def emulated_backend(library, monkeypatch):
     """A factory of CupyBackend objects on an emulated device (EmulatedCupy as cupy);
-    returns (backend, the emulated cupy module)."""
+    returns (backend, the emulated cupy module). Softmax regression takes softmax_pass
+    wherever it can run (``softmax_pass = "fused"``): these tests are about the kernels;
+    which epoch the traffic model picks is tested in test_launch_plans.py."""
 
     def make(device=SMALL_GPU, compile_delay_s=0.0):
         fake = EmulatedCupy(library, device, compile_delay_s)
         monkeypatch.setitem(sys.modules, "cupy", fake)
         from nnx.backends.cupy_backend import CupyBackend
 
-        return CupyBackend(), fake
+        ops = CupyBackend()
+        ops.softmax_pass = "fused"
+        return ops, fake
 
     return make
 
@@ -1100,7 +1104,9 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
 
 def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
     n, m = X.shape
-    return plans.softmax_pass_plan(n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X))
+    return plans.softmax_pass_plan(
+        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), kind="fused"
+    )
 
 
 def softmax_partials(plan, K, n, dtype):

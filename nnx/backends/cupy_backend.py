@@ -1,9 +1,10 @@
 """The CuPy backend: arrays on an NVIDIA GPU, cuBLAS products, CUDA kernels from kernels/.
 
 Kernels are compiled lazily on first use with ``cupy.RawModule`` (float/double templates
-through ``name_expressions``), once per process: CuPy 13.6 and 14.0 never cache a module
-built with name expressions on disk (14.1 and newer do), so every process pays the NVRTC
-compile on its first kernel call; ``describe()`` reports how long it took. CuPy compiles
+through ``name_expressions``), once per process: CuPy caches a module built with name
+expressions on disk only from 14.1 on and with a CUDA 12.4+ driver (``kernel_disk_cache``),
+so elsewhere every process pays the NVRTC compile on its first kernel call;
+``describe()`` reports how long the first call took (``kernel_compile_s``). CuPy compiles
 with ``-ftz=true``: float32 kernels flush denormals to zero. Each wrapper checks dtype,
 contiguity and shape before launching, because raw kernels ignore strides.
 
@@ -76,14 +77,23 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def kernel_disk_cache(version: str) -> bool:
-    """Whether this CuPy caches a RawModule built with name expressions on disk (14.1+;
-    13.x and 14.0 compile it again in every process)."""
+# CuPy keeps a RawModule built with name expressions in its disk cache from 14.1 on, and
+# only where the CUDA driver is 12.4 or newer (cudaDriverGetVersion() >= 12040); elsewhere
+# every process compiles the module again.
+DISK_CACHE_CUPY = (14, 1)
+DISK_CACHE_DRIVER = 12040
+
+
+def kernel_disk_cache(version: str, driver: int | None) -> bool:
+    """Whether CuPy ``version`` with a driver of version ``driver`` (as
+    ``cupy.cuda.runtime.driverGetVersion()`` gives it, e.g. 12040 for 12.4; None when
+    unknown) caches a RawModule built with name expressions on disk: CuPy 14.1 or newer
+    and a driver of 12.4 or newer. Otherwise each process pays the compile on first use."""
     try:
         major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError:
         return False
-    return (major, minor) >= (14, 1)
+    return (major, minor) >= DISK_CACHE_CUPY and driver is not None and int(driver) >= DISK_CACHE_DRIVER
 
 
 class CupyBackend(Backend):
@@ -95,7 +105,9 @@ class CupyBackend(Backend):
     both, through ``named_variants``; one that cannot take the data falls back to the
     generic cuBLAS epoch). ``_forcing_pass(kind)`` overrides it for the calling thread only.
     Softmax regression over K <= 32 classes trains with ``softmax_pass``, which reads X
-    once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels.
+    from memory once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels,
+    where the traffic model says it moves fewer bytes than the two cuBLAS products;
+    ``softmax_pass = "fused"`` takes it wherever it can run.
     """
 
     name = "cupy"
@@ -115,6 +127,9 @@ class CupyBackend(Backend):
         self.sm_count = self.device.attributes["MultiProcessorCount"]
         self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
         self.logreg_pass = "auto"
+        # "auto": softmax_pass only where the traffic model says it moves fewer bytes than
+        # the two cuBLAS products (cuda_launch.softmax_traffic); "fused": wherever it can run
+        self.softmax_pass = "auto"
         self.compile_seconds: float | None = None  # the module's first-call cost, once compiled
         self._lock = threading.Lock()  # guards the module, the kernels and the occupancies
         self._kernels: dict[str, Any] = {}
@@ -126,8 +141,8 @@ class CupyBackend(Backend):
     @property
     def _module(self):
         """The RawModule, compiled by NVRTC on first use, once even when several threads
-        ask at once. Not cached on disk by CuPy 13.6/14.0 (modules with name expressions):
-        each process pays ``compile_seconds`` on its first kernel."""
+        ask at once. Cached on disk only where ``kernel_disk_cache`` says so: elsewhere each
+        process pays ``compile_seconds`` on its first kernel."""
         if self._raw_module is None:
             with self._lock:
                 if self._raw_module is None:
@@ -278,7 +293,9 @@ class CupyBackend(Backend):
         if classes is None:
             plan = self._pass_plan(n, m, dtype, native)
         else:
-            plan = plans.softmax_pass_plan(n, m, classes, dtype, native, self.sm_count, self.shared_limit)
+            plan = plans.softmax_pass_plan(
+                n, m, classes, dtype, native, self.sm_count, self.shared_limit, kind=self.softmax_pass
+            )
             # (the grid does not matter here, only whether the kernel can take X)
         if plan is None:
             return self.prepare_input(X, dtype)
@@ -464,6 +481,7 @@ class CupyBackend(Backend):
             self.shared_limit,
             plans.address(X),
             self._resident_blocks,
+            self.softmax_pass,
         )
 
     def _softmax_pass_buffers(self, plan: plans.SoftmaxPlan, W, b, X, Y):
@@ -539,9 +557,10 @@ class CupyBackend(Backend):
             tf32=os.environ.get("CUPY_TF32", "0") == "1",
             shared_memory_per_block_optin=self.shared_limit,
             logreg_pass=self.logreg_pass,
+            softmax_pass=self.softmax_pass,
             kernel_compile_s=self.compile_seconds,
             occupancy_error=self.occupancy_error,
-            kernel_disk_cache=kernel_disk_cache(cp.__version__),
+            kernel_disk_cache=kernel_disk_cache(cp.__version__, cp.cuda.runtime.driverGetVersion()),
         )
         return info
 
