@@ -5,13 +5,18 @@ benchmarks/run_gpu.sh's dry run."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import nnx
 from nnx.backends import cupy_backend
 from nnx.errors import BackendUnavailableError
 
@@ -133,3 +138,83 @@ def test_the_fma_check_sees_a_contracted_multiply_add():
 )
 def test_the_kernel_disk_cache_is_decided_from_cupy_and_the_driver(cupy, driver, cached):
     assert cupy_backend.kernel_disk_cache(cupy, driver) is cached
+
+
+# ------------------------------------------------------------------ benchmarks/run_gpu.sh
+ROOT = Path(__file__).resolve().parent.parent
+needs_no_gpu = pytest.mark.skipif(
+    nnx.backends.available()["cupy"].available, reason="a GPU is here: run_gpu.sh would run, not dry-run"
+)
+
+
+def _run_gpu(out: Path, env_extra: dict[str, str] | None = None, path_first: Path | None = None):
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "NNX_GPU_RUN_TOTAL_S")}
+    first = path_first or Path(sys.executable).parent  # python3 on PATH: this interpreter
+    env["PATH"] = f"{first}{os.pathsep}{env.get('PATH', '')}"
+    env.update(env_extra or {})
+    t0 = time.perf_counter()
+    r = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "run_gpu.sh"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return r, time.perf_counter() - t0
+
+
+@needs_no_gpu
+def test_the_gpu_run_dry_runs_here_in_under_2_minutes_and_leaves_its_summary(tmp_path):
+    out = tmp_path / "out"
+    r, seconds = _run_gpu(out)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert seconds < 120
+    summary = (out / "summary.txt").read_text()
+    assert summary.startswith("nnx GPU run: dry run") and "on a GPU it would run:" in summary
+    for planned in ("gpu_check.py --json", "nnx bench --backends cupy --m 65536", "-p benchmarks.cupy_only"):
+        assert planned in summary, planned
+    data = json.loads((out / "summary.json").read_text())
+    assert data["ok"] and data["mode"] == "dry run"
+    assert [s["step"] for s in data["steps"]] == ["env", "kernels", "bench", "tests"]
+    assert all(s["status"] == "dry run" for s in data["steps"])
+    kernels = json.loads((out / "kernels.json").read_text())
+    assert kernels["dry_run"] and len(kernels["would_check"]) > 20
+    # the tests step selects exactly the CuPy-parametrized tests: none of the NVRTC/nvcc
+    # compile tests or the CPU emulation, which -k cupy would also pick
+    selected = [line for line in (out / "tests.log").read_text().splitlines() if "::" in line]
+    assert len(selected) > 100
+    for node in selected:
+        assert node.startswith("tests/test_cupy.py::") or "cupy" in node.split("[", 1)[-1], node
+        assert not node.startswith(("tests/test_kernels_nvcc.py", "tests/test_kernels_on_cpu.py")), node
+    assert any(node.startswith("tests/test_trust_numerics.py::test_a_process_forked") for node in selected)
+
+
+def test_the_gpu_run_leaves_its_summary_when_a_step_runs_out_of_time(tmp_path):
+    """A step that hangs is interrupted at its budget, the rest is skipped when no time is
+    left, and summary.txt and summary.json still record every step; the exit status says
+    the run was not complete."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'case "$1" in\n'
+        f'  -) exec "{sys.executable}" "$@" ;;  # the summary\n'
+        "  -c) exit 1 ;;  # no GPU\n"
+        "esac\n"
+        'case "$*" in *--help*) exit 1 ;; esac\n'
+        "exec sleep 60  # every step hangs\n"
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    r, seconds = _run_gpu(out, {"NNX_GPU_RUN_TOTAL_S": "17"}, path_first=bin_dir)
+    assert r.returncode != 0 and seconds < 30
+    data = json.loads((out / "summary.json").read_text())
+    assert not data["ok"]
+    assert [(s["step"], s["status"]) for s in data["steps"]] == [
+        ("env", "timed out"),
+        ("kernels", "skipped"),
+        ("bench", "skipped"),
+        ("tests", "skipped"),
+    ]
+    assert "timed out" in (out / "summary.txt").read_text()
