@@ -18,6 +18,18 @@ __device__ __forceinline__ T nnx_relu(T v) {
     return v <= T(0) ? T(0) : v;
 }
 
+// Multiply, add and subtract, each rounded on its own, as NumPy and PyTorch round them:
+// NVRTC contracts a * b + c into one fma (one rounding) by default, which the kernels that
+// promise NumPy's rounding (act_backward, the optimizer steps) must not do (CUDA never merges __fmul_rn / __fadd_rn into an fma).
+// tests/test_gpu_readiness.py reads the PTX of every kernel in
+// cuda_launch.NUMPY_ROUNDING_KERNELS and fails on an fma.
+__device__ __forceinline__ float nnx_mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double nnx_mul(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float nnx_add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double nnx_add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float nnx_sub(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double nnx_sub(double a, double b) { return __dsub_rn(a, b); }
+
 template <typename T>
 __device__ __forceinline__ T nnx_sigmoid(T z) {
     // exp is only ever taken of -|z|: finite for every finite logit
@@ -52,9 +64,9 @@ __global__ void act_backward(T* dA, const T* A, long long size, int act) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
         T a = A[i];
-        if (act == NNX_ACT_SIGMOID) dA[i] *= a * (T(1) - a);
+        if (act == NNX_ACT_SIGMOID) dA[i] = nnx_mul(dA[i], nnx_mul(a, nnx_sub(T(1), a)));
         else if (act == NNX_ACT_RELU) dA[i] *= a > T(0) ? T(1) : T(0);  // as dA * (A > 0): NaN * 0 is NaN
-        else if (act == NNX_ACT_TANH) dA[i] *= T(1) - a * a;
+        else if (act == NNX_ACT_TANH) dA[i] = nnx_mul(dA[i], nnx_sub(T(1), nnx_mul(a, a)));
     }
 }
 
@@ -638,13 +650,13 @@ __global__ void sgd_step(T* p, const T* g, T* buf, long long size, double neg_lr
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
         T pk = p[i], d = g[i];
-        if (decay != 0.0) d = d + dec * pk;
+        if (decay != 0.0) d = nnx_add(d, nnx_mul(dec, pk));
         if (momentum_on) {
-            T b = first ? d : buf[i] * mom + d1 * d;
+            T b = first ? d : nnx_add(nnx_mul(buf[i], mom), nnx_mul(d1, d));
             buf[i] = b;
-            d = nesterov ? d + mom * b : b;
+            d = nesterov ? nnx_add(d, nnx_mul(mom, b)) : b;
         }
-        p[i] = pk + nlr * d;
+        p[i] = nnx_add(pk, nnx_mul(nlr, d));
     }
 }
 
@@ -661,24 +673,24 @@ __global__ void rmsprop_step(T* p, const T* g, T* sq, T* ga, T* buf, long long s
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
         T pk = p[i], gk = g[i];
-        if (decay != 0.0) gk = gk + dec * pk;
-        T s = sq[i] * al + oma * gk * gk;
+        if (decay != 0.0) gk = nnx_add(gk, nnx_mul(dec, pk));
+        T s = nnx_add(nnx_mul(sq[i], al), nnx_mul(nnx_mul(oma, gk), gk));
         sq[i] = s;
         T avg;
         if (centered) {
             T a = ga[i];
-            a = small ? a + w * (gk - a) : gk - (gk - a) * r;
+            a = small ? nnx_add(a, nnx_mul(w, nnx_sub(gk, a))) : nnx_sub(gk, nnx_mul(nnx_sub(gk, a), r));
             ga[i] = a;
-            avg = sqrt(s + -a * a) + ep;
+            avg = nnx_add(sqrt(nnx_sub(s, nnx_mul(a, a))), ep);
         } else {
-            avg = sqrt(s) + ep;
+            avg = nnx_add(sqrt(s), ep);
         }
         if (momentum_on) {
-            T b = buf[i] * mom + gk / avg;
+            T b = nnx_add(nnx_mul(buf[i], mom), gk / avg);
             buf[i] = b;
-            p[i] = pk + nlr * b;
+            p[i] = nnx_add(pk, nnx_mul(nlr, b));
         } else {
-            p[i] = pk + nlr * gk / avg;
+            p[i] = nnx_add(pk, nnx_mul(nlr, gk) / avg);
         }
     }
 }
@@ -695,15 +707,15 @@ __global__ void adam_step(T* p, const T* g, T* m, T* v, long long size, double d
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size;
          i += (long long)blockDim.x * gridDim.x) {
         T pk = p[i], gk = g[i];
-        if (decay != 0.0) gk = gk + dec * pk;
-        if (shrink_on) pk = pk * shr;
+        if (decay != 0.0) gk = nnx_add(gk, nnx_mul(dec, pk));
+        if (shrink_on) pk = nnx_mul(pk, shr);
         T a = m[i];
-        a = small ? a + w * (gk - a) : gk - (gk - a) * r;
+        a = small ? nnx_add(a, nnx_mul(w, nnx_sub(gk, a))) : nnx_sub(gk, nnx_mul(nnx_sub(gk, a), r));
         m[i] = a;
-        T s = v[i] * b2 + omb2 * gk * gk;
+        T s = nnx_add(nnx_mul(v[i], b2), nnx_mul(nnx_mul(omb2, gk), gk));
         v[i] = s;
-        T denom = sqrt(s) / bc2 + ep;
-        p[i] = pk + nstep * a / denom;
+        T denom = nnx_add(sqrt(s) / bc2, ep);
+        p[i] = nnx_add(pk, nnx_mul(nstep, a) / denom);
     }
 }
 

@@ -10,6 +10,7 @@ tests cover the real device, and skip visibly without one.
 
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -678,14 +679,18 @@ SMALL_GPU = EmulatedDevice(sm_count=4, name="emulated 4-SM GPU with Hopper's sha
 @pytest.fixture
 def emulated_backend(library, monkeypatch):
     """A factory of CupyBackend objects on an emulated device (EmulatedCupy as cupy);
-    returns (backend, the emulated cupy module)."""
+    returns (backend, the emulated cupy module). Softmax regression takes softmax_pass
+    wherever it can run (``softmax_pass = "fused"``): these tests are about the kernels;
+    which epoch the traffic model picks is tested in test_launch_plans.py."""
 
     def make(device=SMALL_GPU, compile_delay_s=0.0):
         fake = EmulatedCupy(library, device, compile_delay_s)
         monkeypatch.setitem(sys.modules, "cupy", fake)
         from nnx.backends.cupy_backend import CupyBackend
 
-        return CupyBackend(), fake
+        ops = CupyBackend()
+        ops.softmax_pass = "fused"
+        return ops, fake
 
     return make
 
@@ -1100,7 +1105,9 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
 
 def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
     n, m = X.shape
-    return plans.softmax_pass_plan(n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X))
+    return plans.softmax_pass_plan(
+        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), kind="fused"
+    )
 
 
 def softmax_partials(plan, K, n, dtype):
@@ -1359,3 +1366,31 @@ def test_two_threads_training_softmax_models_of_one_shape_keep_their_own_partial
         np.testing.assert_allclose(losses, expected, **tolerance("float32"))
         np.testing.assert_allclose(W, W_ref, **tolerance("float32"))
         np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+
+
+def test_the_gpu_runs_kernel_check_passes_on_the_emulated_device(emulated_backend):
+    """benchmarks/gpu_check.py, the first step of the GPU run, end to end on the emulated
+    device (small rows): every kernel's facts recorded, every kernel family checked
+    against NumPy, none failing, so its first device call is not lost to the script."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    ops, _ = emulated_backend()
+    result = gpu_check.run_checks(ops, features=(64,))
+    assert result["failed"] == [], [c for c in result["checks"] if not c["ok"]]
+    assert [k["kernel"] for k in result["kernels"]] == [*plans.name_expressions(), "read_words"]
+    assert all("error" not in k and k["blocks_per_sm"] >= 1 for k in result["kernels"])
+    families = {c["name"].split("<")[0].split(" ")[0] for c in result["checks"]}
+    assert {
+        "bias_act",
+        "act_backward",
+        "sgd_step",
+        "adam_step",
+        "dropout_apply",
+        "logreg",
+        "softmax_pass",
+    } <= families
+    assert result["compile_s"] is not None

@@ -147,17 +147,19 @@ def test_the_largest_plan_fits_the_opt_in_maximum_with_its_static_shared_memory(
 
 # ------------------------------------------------------------- softmax regression (#20)
 def softmax_plan(
-    n, m, K, w_dtype, x_dtype, sm_count=132, shared_limit=227 * 1024, x_address=0, resident=None
+    n, m, K, w_dtype, x_dtype, sm_count=132, shared_limit=227 * 1024, x_address=0, resident=None, kind="fused"
 ):
-    return plans.softmax_pass_plan(n, m, K, w_dtype, x_dtype, sm_count, shared_limit, x_address, resident)
+    return plans.softmax_pass_plan(
+        n, m, K, w_dtype, x_dtype, sm_count, shared_limit, x_address, resident, kind
+    )
 
 
 def test_softmax_dw_stays_in_one_block_where_it_fits():
     """CIFAR-sized rows at K = 10: 120 KB of dW, one slice, one block per SM (two would
-    not fit in 227 KB), 2 examples per step (KMAX 16)."""
+    not fit in 227 KB), 1 example per step (KMAX 32: KMAX 16 spilled)."""
     p = softmax_plan(3072, 50000, 10, "float32", "uint8")
     assert (p.kernel, p.slices, p.per, p.shared_mem) == (
-        "softmax_pass<float, unsigned char, 16>",
+        "softmax_pass<float, unsigned char, 32>",
         1,
         10,
         10 * 3072 * 4,
@@ -199,3 +201,46 @@ def test_softmax_kmax_ends_at_the_fused_class_limit():
 
     assert plans.SOFTMAX_KMAX[-1] == MAX_FUSED_CLASSES
     assert softmax_plan(100, 10, MAX_FUSED_CLASSES, "float32", "float32").kernel.endswith(", 32>")
+
+
+@pytest.mark.parametrize("x_dtype", ["float32", "uint8"])
+def test_softmax_at_12288_features_and_10_classes_takes_the_cublas_products(x_dtype):
+    """The traffic model (kernels/README.md): at n = 12288, K = 10, float32, softmax_pass
+    reads all K rows of W for each step of one example, in each of 3 class slices: over
+    15x the bytes of X, against two reads of X by the cuBLAS products. "auto" leaves it
+    to them until a GPU has measured it; "fused" still takes the kernel."""
+    traffic = plans.softmax_traffic(12288, 65536, 10, "float32", x_dtype, 3)
+    assert traffic.fused > 15 * 65536 * 12288 * 4 > traffic.fused / 30
+    assert traffic.fused > traffic.cublas
+    assert softmax_plan(12288, 65536, 10, "float32", x_dtype, kind="auto") is None
+    assert softmax_plan(12288, 65536, 10, "float32", x_dtype).slices == 3
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "K", "w_dtype", "x_dtype"),
+    [
+        (784, 60000, 4, "float32", "uint8"),  # few classes on pixels: W per 8 examples, X 1 byte
+        (784, 60000, 2, "float32", "uint8"),
+        (784, 60000, 10, "float32", "uint8"),
+        (784, 60000, 2, "float32", "float32"),  # float X: read twice either way, plus W
+        (3072, 50000, 10, "float32", "uint8"),
+        (300, 40, 4, "float64", "float64"),
+        (300, 40, 5, "float32", "uint8"),
+        (12288, 65536, 3, "float64", "uint8"),
+    ],
+)
+def test_auto_takes_softmax_pass_exactly_where_it_moves_fewer_bytes(n, m, K, w_dtype, x_dtype):
+    fused = softmax_plan(n, m, K, w_dtype, x_dtype)
+    assert fused is not None
+    traffic = plans.softmax_traffic(n, m, K, w_dtype, x_dtype, fused.slices)
+    auto = softmax_plan(n, m, K, w_dtype, x_dtype, kind="auto")
+    assert (auto is not None) == (traffic.fused < traffic.cublas)
+    if auto is not None:
+        assert auto == fused
+
+
+def test_few_classes_on_pixels_keep_softmax_pass():
+    assert softmax_plan(784, 60000, 4, "float32", "uint8", kind="auto") is not None
+    assert softmax_plan(784, 60000, 10, "float32", "uint8", kind="auto") is None
+    with pytest.raises(ValueError, match="kind must be one of"):
+        softmax_plan(784, 60000, 4, "float32", "uint8", kind="fast")

@@ -22,11 +22,31 @@ CTYPE = {"float32": "float", "float64": "double", "uint8": "unsigned char"}
 NUMPY_TYPE = {c: n for n, c in CTYPE.items()}
 BLOCK = 256  # threads per block of the elementwise kernels
 PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernels
-ITEMS = (1, 2, 4, 6, 8, 12, 16, 24, 32)  # register tile sizes compiled for logreg_pass
-STAGED_WORDS = (1, 2, 3, 4, 6, 8, 12)  # 16-byte words per thread compiled for logreg_staged
-# (compute type, X type) pairs logreg_staged is compiled for; double on uint8 pixels would
-# hold 16 doubles of dw per word and spill, so it keeps logreg_pass
-STAGED_TYPES = (("float", "float"), ("double", "double"), ("float", "unsigned char"))
+# Register tiles (loads of VEC elements per thread) compiled for logreg_pass, by (compute
+# type, X type, VEC): only tiles that keep everything in registers on sm_90 (NVRTC/nvcc 13,
+# ptxas -v; tests/test_kernels_nvcc.py fails on a spill in any instantiation a plan can
+# choose). Dropped for spilling: float rows at 16 (4 bytes) and 32; 4-pixel words from 8
+# (float: 132 B .. 6 KB; double: 196 B .. 6.2 KB); single pixels at 8, 16 (4 bytes), 12 (nvcc)
+# and 32 for float, 32 for double; double rows at 32. A row too long for the largest tile takes
+# logreg_staged, else the generic cuBLAS epoch.
+PASS_TILES = {
+    ("float", "float", 1): (1, 2, 4, 6, 8, 12, 24),
+    ("float", "unsigned char", 4): (1, 2, 4, 6),
+    ("float", "unsigned char", 1): (1, 2, 4, 6, 24),
+    ("double", "double", 1): (1, 2, 4, 6, 8, 12, 16, 24),
+    ("double", "unsigned char", 4): (1, 2, 4, 6),
+    ("double", "unsigned char", 1): (1, 2, 4, 6, 8, 12, 16, 24),
+}
+# 16-byte words per thread compiled for logreg_staged, by (compute type, X type), without
+# spills on sm_90 as above (dropped: float rows at 8 words, 12 B; double rows at 3, 16 B;
+# pixels from 6 words, 128 B .. 2.9 KB). Double on uint8 pixels would hold 16 doubles of dw
+# per word and spill, so it keeps logreg_pass.
+STAGED_TILES = {
+    ("float", "float"): (1, 2, 3, 4, 6, 12),
+    ("double", "double"): (1, 2, 4, 6, 8, 12),
+    ("float", "unsigned char"): (1, 2, 3, 4),
+}
+STAGED_TYPES = tuple(STAGED_TILES)  # (compute type, X type) pairs logreg_staged is built for
 # Shared memory logreg_staged aims to fill with stages of rows: enough bytes in flight per
 # SM to cover the memory latency several times, while leaving the L1 cache (which shares
 # the SM's 256 KB with shared memory on Hopper) room for the rest of the kernel.
@@ -44,6 +64,10 @@ PASS_KINDS = ("staged", "registers")
 # compiles with both, as the GPU run will.
 COMPILE_OPTIONS = ("--std=c++14", *cuda_defines())
 CUPY_APPENDED_OPTIONS = ("-ftz=true",)
+
+# Kernels that promise NumPy's (and torch.optim's) rounding: each multiply and add rounded on
+# its own, never contracted into an fma (nnx_mul / nnx_add in the .cu; a test reads their PTX).
+NUMPY_ROUNDING_KERNELS = ("act_backward", "sgd_step", "rmsprop_step", "adam_step", "dropout_apply")
 
 
 class Launch(NamedTuple):
@@ -104,16 +128,18 @@ def examples_per_step(t: str, xt: str, vec: int) -> int:
     return 2 if (t == "float" and xt == "unsigned char" and vec == 4) else 1
 
 
-def pass_tiling(n: int, x_dtype: Any, x_address: int = 0) -> tuple[int, int | None]:
-    """(elements per load, register tile) for logreg_pass over n features of X starting
-    at ``x_address``; tile None when n is too large for one block's registers.
+def pass_tiling(n: int, w_dtype: Any, x_dtype: Any, x_address: int = 0) -> tuple[int, int | None]:
+    """(elements per load, register tile) for logreg_pass with ``w_dtype`` parameters over
+    n features of X starting at ``x_address``; tile None when n is too large for the
+    largest tile of ``PASS_TILES`` that does not spill.
 
     4 pixels per load (one ``uchar4``, PTX ``ld.global.v4.u8``: a 4-byte access, which
     must be 4-byte aligned) only where every row starts on a 4-byte boundary: n a multiple
     of 4 and X's memory starting on one. A view at an odd offset takes 1 pixel per load.
     """
     vec = 4 if (np.dtype(x_dtype) == np.uint8 and n % 4 == 0 and x_address % 4 == 0) else 1
-    return vec, next((i for i in ITEMS if i * PASS_BLOCK * vec >= n), None)
+    tiles = PASS_TILES[(CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name], vec)]
+    return vec, next((i for i in tiles if i * PASS_BLOCK * vec >= n), None)
 
 
 def staged_examples_per_step(xt: str) -> int:
@@ -129,7 +155,7 @@ def staged_tiling(n: int, t: str, xt: str) -> int | None:
     row_bytes = n * np.dtype(NUMPY_TYPE[xt]).itemsize
     if (t, xt) not in STAGED_TYPES or row_bytes % 16:
         return None
-    return next((k for k in STAGED_WORDS if k * PASS_BLOCK * 16 >= row_bytes), None)
+    return next((k for k in STAGED_TILES[(t, xt)] if k * PASS_BLOCK * 16 >= row_bytes), None)
 
 
 def name_expressions() -> list[str]:
@@ -147,10 +173,10 @@ def name_expressions() -> list[str]:
         ]
         for xt, vec in ((t, 1), ("unsigned char", 4), ("unsigned char", 1)):
             ex = examples_per_step(t, xt, vec)
-            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>" for items in ITEMS]
-    for t, xt in STAGED_TYPES:
+            names += [f"logreg_pass<{t}, {xt}, {vec}, {items}, {ex}>" for items in PASS_TILES[(t, xt, vec)]]
+    for (t, xt), tiles in STAGED_TILES.items():
         ex = staged_examples_per_step(xt)
-        names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in STAGED_WORDS]
+        names += [f"logreg_staged<{t}, {xt}, {words}, {ex}>" for words in tiles]
     names += [f"logreg_grad<{t}>" for t in ("float", "double")]  # loss and gradient, no update
     return names + softmax_name_expressions() + optim_name_expressions()
 
@@ -215,7 +241,7 @@ def logreg_pass_plan(
             return PassPlan("staged", name, groups, stages * stage_bytes, stages)
     if kind == "staged":
         return None
-    vec, items = pass_tiling(n, x_dtype, x_address)
+    vec, items = pass_tiling(n, w_dtype, x_dtype, x_address)
     if items is None:
         return None
     ex = examples_per_step(t, xt, vec)
@@ -396,8 +422,9 @@ def read_words_bytes(X) -> int:
 # ------------------------------------------------- single-pass softmax-regression epoch
 # Class counts softmax_pass is compiled for: K goes to the smallest that holds it, and a
 # block takes 32 / KMAX examples per step (32 sums per thread whatever K). The largest is
-# base.MAX_FUSED_CLASSES; more classes take the generic cuBLAS epoch.
-SOFTMAX_KMAX = (4, 8, 16, 32)
+# base.MAX_FUSED_CLASSES; more classes take the generic cuBLAS epoch. (KMAX = 16 spilled
+# 72-88 bytes on sm_90 at 128 registers: K = 9..16 take KMAX = 32.)
+SOFTMAX_KMAX = (4, 8, 32)
 SOFTMAX_STATIC_BYTES = (32 * 32 + 32) * 8  # softmax_pass's reduction scratch and db sums (at most)
 SM_THREADS = 2048  # threads one SM holds at once (every GPU since Volta)
 
@@ -425,6 +452,39 @@ class SoftmaxPlan(NamedTuple):
     shared_mem: int
 
 
+SOFTMAX_PASS_KINDS = ("auto", "fused")
+
+
+class SoftmaxTraffic(NamedTuple):
+    """Bytes one softmax-regression epoch moves through L2 (see kernels/README.md)."""
+
+    fused: int  # softmax_pass + softmax_update
+    cublas: int  # the generic epoch: Z = W X, softmax_xent, dW = dZ X^T, the update
+
+
+def softmax_traffic(n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, slices: int) -> SoftmaxTraffic:
+    """The traffic model of kernels/README.md: bytes through L2 of one epoch over X (n, m)
+    with K classes, by softmax_pass split into ``slices`` class slices, and by the generic
+    epoch's two cuBLAS products (which hold X in the compute dtype: uint8 pixels are
+    converted once, when the data go to the device).
+
+    softmax_pass: every slice's blocks read each example row twice (the logits, then dW
+    from the same rows: L1 cannot be counted on to keep them, dW fills shared memory) and
+    all K rows of W once per step of 32 / KMAX examples; the partial sums of dW are
+    written and read back once per group (counted as one group per wave of 132 SMs: their
+    count is small beside the rest). cuBLAS: X read once by each product, Z written and
+    read, dZ written and read twice (dW and db), W read twice and written, dW written.
+    """
+    ws, xs = np.dtype(w_dtype).itemsize, np.dtype(x_dtype).itemsize
+    kmax = next((k for k in SOFTMAX_KMAX if k >= K), SOFTMAX_KMAX[-1])
+    steps = -(-m // (32 // kmax))
+    groups = max(1, min(steps, 132 // max(1, slices)))
+    fused = 2 * slices * m * n * xs + slices * steps * K * n * ws + 2 * groups * K * n * ws + 2 * K * n * ws
+    fused += m * ws  # labels
+    cublas = 2 * m * n * ws + 5 * K * m * ws + 4 * K * n * ws + m * ws
+    return SoftmaxTraffic(int(fused), int(cublas))
+
+
 def softmax_pass_plan(
     n: int,
     m: int,
@@ -435,6 +495,7 @@ def softmax_pass_plan(
     shared_limit: int,
     x_address: int = 0,
     resident_blocks: Callable[[str], int] | None = None,
+    kind: str = "auto",
 ) -> SoftmaxPlan | None:
     """softmax_pass for an epoch over X (n, m) of ``x_dtype`` (starting at ``x_address``)
     with K classes and parameters of ``w_dtype``, on a GPU of ``sm_count`` SMs allowing
@@ -448,7 +509,15 @@ def softmax_pass_plan(
     examples. A wave holds as many blocks per SM as both ``resident_blocks(kernel)`` (the
     driver's occupancy from registers; 1 when not given) and their shared memory allow;
     waves are whole, with at most ``MAX_EXAMPLES_PER_BLOCK`` examples per block.
+
+    ``kind`` "auto" (the default) also returns None where the traffic model
+    (``softmax_traffic``, kernels/README.md) says the fused pass moves more bytes than the
+    two cuBLAS products: softmax_pass has not been timed on a GPU yet, so it runs only
+    where it reads less. "fused" takes softmax_pass wherever it can run (the tests, the
+    benchmark).
     """
+    if kind not in SOFTMAX_PASS_KINDS:
+        raise ValueError(f"kind must be one of {SOFTMAX_PASS_KINDS}, got {kind!r}")
     if not 1 <= K <= SOFTMAX_KMAX[-1] or np.dtype(x_dtype).name not in ("uint8", np.dtype(w_dtype).name):
         return None
     if x_address % np.dtype(x_dtype).itemsize:
@@ -460,6 +529,10 @@ def softmax_pass_plan(
     if rows_fit < 1:
         return None
     slices = -(-K // rows_fit)
+    if kind == "auto":
+        traffic = softmax_traffic(n, m, K, w_dtype, x_dtype, slices)
+        if traffic.fused >= traffic.cublas:
+            return None
     per = -(-K // slices)
     shared = per * row_bytes
     name = f"softmax_pass<{t}, {xt}, {kmax}>"

@@ -1,9 +1,10 @@
 """The CuPy backend: arrays on an NVIDIA GPU, cuBLAS products, CUDA kernels from kernels/.
 
 Kernels are compiled lazily on first use with ``cupy.RawModule`` (float/double templates
-through ``name_expressions``), once per process: CuPy 13.6 and 14.0 never cache a module
-built with name expressions on disk (14.1 and newer do), so every process pays the NVRTC
-compile on its first kernel call; ``describe()`` reports how long it took. CuPy compiles
+through ``name_expressions``), once per process: CuPy caches a module built with name
+expressions on disk only from 14.1 on and with a CUDA 12.4+ driver (``kernel_disk_cache``),
+so elsewhere every process pays the NVRTC compile on its first kernel call;
+``describe()`` reports how long the first call took (``kernel_compile_s``). CuPy compiles
 with ``-ftz=true``: float32 kernels flush denormals to zero. Each wrapper checks dtype,
 contiguity and shape before launching, because raw kernels ignore strides.
 
@@ -26,12 +27,34 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceMemoryError
+from ..errors import BackendUnavailableError, DeviceMemoryError
 from . import cuda_launch as plans
 from . import philox
 from .base import Backend
 from .codes import PIXEL_SCALE
 from .timers import EventTimer
+
+
+class CudaForkedError(BackendUnavailableError):
+    """The CuPy backend was used in a process forked after its parent had initialised CUDA:
+    CUDA cannot run there (start worker processes with the 'spawn' start method)."""
+
+
+# The process that initialised CUDA through this module (a CupyBackend was built there).
+# A child forked from it inherits the backend object but not a usable CUDA context.
+_cuda_state: dict[str, int | None] = {"pid": None}
+
+
+def _refuse_in_forked_child() -> None:
+    """Raise CudaForkedError (one line) in a process forked after CUDA was initialised."""
+    parent = _cuda_state["pid"]
+    if parent is not None and parent != os.getpid():
+        raise CudaForkedError(
+            f"nnx cupy: this process (pid {os.getpid()}) was forked from pid {parent} after it "
+            "initialised CUDA, and CUDA cannot run in a forked child: start worker processes with "
+            "the 'spawn' start method (multiprocessing.get_context('spawn'), or "
+            "multiprocessing.set_start_method('spawn'))"
+        )
 
 
 def unavailable_reason() -> str | None:
@@ -54,14 +77,23 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def kernel_disk_cache(version: str) -> bool:
-    """Whether this CuPy caches a RawModule built with name expressions on disk (14.1+;
-    13.x and 14.0 compile it again in every process)."""
+# CuPy keeps a RawModule built with name expressions in its disk cache from 14.1 on, and
+# only where the CUDA driver is 12.4 or newer (cudaDriverGetVersion() >= 12040); elsewhere
+# every process compiles the module again.
+DISK_CACHE_CUPY = (14, 1)
+DISK_CACHE_DRIVER = 12040
+
+
+def kernel_disk_cache(version: str, driver: int | None) -> bool:
+    """Whether CuPy ``version`` with a driver of version ``driver`` (as
+    ``cupy.cuda.runtime.driverGetVersion()`` gives it, e.g. 12040 for 12.4; None when
+    unknown) caches a RawModule built with name expressions on disk: CuPy 14.1 or newer
+    and a driver of 12.4 or newer. Otherwise each process pays the compile on first use."""
     try:
         major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError:
         return False
-    return (major, minor) >= (14, 1)
+    return (major, minor) >= DISK_CACHE_CUPY and driver is not None and int(driver) >= DISK_CACHE_DRIVER
 
 
 class CupyBackend(Backend):
@@ -73,7 +105,9 @@ class CupyBackend(Backend):
     both, through ``named_variants``; one that cannot take the data falls back to the
     generic cuBLAS epoch). ``_forcing_pass(kind)`` overrides it for the calling thread only.
     Softmax regression over K <= 32 classes trains with ``softmax_pass``, which reads X
-    once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels.
+    from memory once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels,
+    where the traffic model says it moves fewer bytes than the two cuBLAS products;
+    ``softmax_pass = "fused"`` takes it wherever it can run.
     """
 
     name = "cupy"
@@ -82,8 +116,10 @@ class CupyBackend(Backend):
     fused_softmax = True
 
     def __init__(self) -> None:
+        _refuse_in_forked_child()
         import cupy
 
+        _cuda_state["pid"] = os.getpid()  # CUDA starts with the device queries below
         self.xp = cupy
         self.cp = cupy
         self._raw_module = None
@@ -91,6 +127,9 @@ class CupyBackend(Backend):
         self.sm_count = self.device.attributes["MultiProcessorCount"]
         self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
         self.logreg_pass = "auto"
+        # "auto": softmax_pass only where the traffic model says it moves fewer bytes than
+        # the two cuBLAS products (cuda_launch.softmax_traffic); "fused": wherever it can run
+        self.softmax_pass = "auto"
         self.compile_seconds: float | None = None  # the module's first-call cost, once compiled
         self._lock = threading.Lock()  # guards the module, the kernels and the occupancies
         self._kernels: dict[str, Any] = {}
@@ -102,8 +141,8 @@ class CupyBackend(Backend):
     @property
     def _module(self):
         """The RawModule, compiled by NVRTC on first use, once even when several threads
-        ask at once. Not cached on disk by CuPy 13.6/14.0 (modules with name expressions):
-        each process pays ``compile_seconds`` on its first kernel."""
+        ask at once. Cached on disk only where ``kernel_disk_cache`` says so: elsewhere each
+        process pays ``compile_seconds`` on its first kernel."""
         if self._raw_module is None:
             with self._lock:
                 if self._raw_module is None:
@@ -120,6 +159,7 @@ class CupyBackend(Backend):
 
     def _kernel(self, expression: str):
         """The compiled kernel for a name expression (a ``cupy.RawKernel``)."""
+        _refuse_in_forked_child()
         found = self._kernels.get(expression)
         if found is None:
             module = self._module
@@ -158,12 +198,14 @@ class CupyBackend(Backend):
 
     # ---------------------------------------------------------------- memory
     def asarray(self, host, dtype):
+        _refuse_in_forked_child()
         return self._guard(
             lambda: self.cp.array(host, dtype=dtype, order="C", copy=True),
             np.dtype(dtype).itemsize * int(np.prod(np.shape(host))),
         )
 
     def to_host(self, a):
+        _refuse_in_forked_child()
         return self.cp.asnumpy(a)
 
     def scalar(self, a) -> float:
@@ -171,15 +213,18 @@ class CupyBackend(Backend):
 
     def scalars(self, values: list) -> np.ndarray:
         """Many device scalars in one transfer (one synchronisation)."""
+        _refuse_in_forked_child()
         if not values:
             return np.zeros(0)
         return self.cp.asnumpy(self.cp.stack([self.cp.asarray(v, dtype=self.cp.float64) for v in values]))
 
     def synchronize(self) -> None:
+        _refuse_in_forked_child()
         self.cp.cuda.get_current_stream().synchronize()
 
     def free_bytes(self) -> int:
         """Free device memory plus what CuPy's pool holds for reuse."""
+        _refuse_in_forked_child()
         free, _ = self.cp.cuda.runtime.memGetInfo()
         pool = self.cp.get_default_memory_pool()
         return int(free + pool.free_bytes())
@@ -207,6 +252,7 @@ class CupyBackend(Backend):
 
     def _to_device(self, X: np.ndarray) -> Any:
         """Copy host X to the device through pinned memory, keeping dtype and memory order."""
+        _refuse_in_forked_child()
         cp = self.cp
         order = "F" if X.flags.f_contiguous and not X.flags.c_contiguous else "C"
         out = self._guard(lambda: cp.empty(X.shape, dtype=X.dtype, order=order), X.nbytes)
@@ -224,6 +270,7 @@ class CupyBackend(Backend):
         return out
 
     def prepare_input(self, X, dtype):
+        _refuse_in_forked_child()
         if isinstance(X, self.cp.ndarray):
             Xd = X
         else:
@@ -240,12 +287,15 @@ class CupyBackend(Backend):
         """X on the device as the fused kernel reads it (see ``native_host_input``), or as
         scaled floats when the kernel (logistic regression's, or softmax regression's over
         ``classes`` classes) cannot take this many features."""
+        _refuse_in_forked_child()
         native = np.uint8 if X.dtype == np.uint8 else np.dtype(dtype)
         n, m = X.shape
         if classes is None:
             plan = self._pass_plan(n, m, dtype, native)
         else:
-            plan = plans.softmax_pass_plan(n, m, classes, dtype, native, self.sm_count, self.shared_limit)
+            plan = plans.softmax_pass_plan(
+                n, m, classes, dtype, native, self.sm_count, self.shared_limit, kind=self.softmax_pass
+            )
             # (the grid does not matter here, only whether the kernel can take X)
         if plan is None:
             return self.prepare_input(X, dtype)
@@ -254,6 +304,7 @@ class CupyBackend(Backend):
         return self._to_device(self.native_host_input(np.asarray(X), dtype))
 
     def prepare_labels(self, Y, dtype):
+        _refuse_in_forked_child()
         return self.cp.asarray(np.asarray(Y, dtype=dtype).reshape(1, -1))
 
     # --------------------------------------------------------------- checks
@@ -268,6 +319,7 @@ class CupyBackend(Backend):
             raise ValueError(f"{label} has shape {a.shape}, expected {shape}")
 
     def _launch(self, plan: plans.Launch) -> None:
+        _refuse_in_forked_child()
         plans.launch(self._kernel(plan.kernel), plan)
 
     def _pass_plan(
@@ -429,6 +481,7 @@ class CupyBackend(Backend):
             self.shared_limit,
             plans.address(X),
             self._resident_blocks,
+            self.softmax_pass,
         )
 
     def _softmax_pass_buffers(self, plan: plans.SoftmaxPlan, W, b, X, Y):
@@ -468,6 +521,7 @@ class CupyBackend(Backend):
         return out[0], out[1], dW, db
 
     def _empty(self, shape, dtype):
+        _refuse_in_forked_child()
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         return self._guard(lambda: self.cp.empty(shape, dtype=dtype), nbytes)
 
@@ -486,10 +540,12 @@ class CupyBackend(Backend):
 
     def timer(self):
         """CUDA events on the current stream (the stream the kernels run on)."""
+        _refuse_in_forked_child()
         cp = self.cp
         return EventTimer(cp.cuda.Event(), cp.cuda.Event(), lambda s, e: cp.cuda.get_elapsed_time(s, e) / 1e3)
 
     def describe(self) -> dict[str, Any]:
+        _refuse_in_forked_child()
         cp = self.cp
         info = super().describe()
         info.update(
@@ -501,9 +557,10 @@ class CupyBackend(Backend):
             tf32=os.environ.get("CUPY_TF32", "0") == "1",
             shared_memory_per_block_optin=self.shared_limit,
             logreg_pass=self.logreg_pass,
+            softmax_pass=self.softmax_pass,
             kernel_compile_s=self.compile_seconds,
             occupancy_error=self.occupancy_error,
-            kernel_disk_cache=kernel_disk_cache(cp.__version__),
+            kernel_disk_cache=kernel_disk_cache(cp.__version__, cp.cuda.runtime.driverGetVersion()),
         )
         return info
 

@@ -84,6 +84,15 @@ inline double __hiloint2double(int hi, int lo) {
     return d;
 }
 
+// Separately rounded multiply, add and subtract (CUDA's __fmul_rn, ... are never contracted
+// into an fma): plain IEEE operations here, built without contraction.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+
 namespace cuda_on_cpu {
 
 enum Wait : int { kRunnable = 0, kSyncthreads = 1, kShuffle = 2, kDone = 3 };
