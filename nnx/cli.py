@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from . import backends
+from . import backends, registry
 from .errors import (
     BackendUnavailableError,
     DataError,
@@ -27,7 +27,7 @@ from .errors import (
 )
 from .files import printable
 
-BACKEND_CHOICES = ("auto", *backends.names())
+BACKEND_CHOICES = registry.backend_choices()
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
 
@@ -98,6 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache=args.cache,
         optimizer=args.optimizer,
         momentum=args.momentum,
+        nesterov=args.nesterov,
         l2=args.l2,
         dropout=args.dropout,
         schedule=args.schedule,
@@ -281,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", help="train on the built-in synthetic images and toy sets")
     demo.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
-    demo.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
+    demo.add_argument("--dtype", choices=registry.COMPUTE_DTYPES, default="float32", help="compute precision")
     demo.add_argument("--quick", action="store_true", help="10x fewer epochs (smoke run)")
     demo.set_defaults(func=cmd_demo)
 
@@ -304,12 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--optimizer",
-        choices=("gd", "sgd", "rmsprop", "adam", "adamw"),
-        default="gd",
-        help="gd: plain gradient descent; sgd (+ --momentum), rmsprop, adam, adamw as torch.optim",
+        choices=registry.STEP_OPTIMIZERS,
+        default=registry.DEFAULT_OPTIMIZER,
+        help=f"{', '.join(registry.STEP_OPTIMIZERS)} as torch.optim; sgd at --momentum 0 is plain "
+        "gradient descent",
+    )
+    momentum_takers = [n for n in registry.STEP_OPTIMIZERS if "momentum" in registry.OPTIMIZERS[n].hyper]
+    train.add_argument(
+        "--momentum",
+        type=float,
+        metavar="BETA",
+        default=0.0,
+        help=f"momentum of --optimizer {' or '.join(momentum_takers)}, in [0, 1) (0: none)",
     )
     train.add_argument(
-        "--momentum", type=float, metavar="BETA", default=0.0, help="momentum of --optimizer sgd"
+        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer sgd with --momentum)"
     )
     train.add_argument(
         "--l2", type=float, metavar="LAMBDA", default=0.0, help="L2 penalty l2/(2m)*sum(W^2) (weights only)"
@@ -321,8 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedule",
         metavar="SPEC",
         default=None,
-        help="learning-rate schedule: none, cosine[:MIN_LR], step:EPOCHS[:GAMMA], exponential:GAMMA, "
-        "inverse-time:RATE[:EPOCHS] (default: none)",
+        help=f"learning-rate schedule: {registry.SCHEDULE_FORMS} (default: none)",
     )
     train.add_argument(
         "--early-stopping",
@@ -343,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, metavar="B", default=None, help="mini-batch size (default: full batch)"
     )
     train.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute precision")
+    train.add_argument(
+        "--dtype", choices=registry.COMPUTE_DTYPES, default="float32", help="compute precision"
+    )
     train.add_argument(
         "--seed", type=int, metavar="S", default=1, help="initial parameters, split and shuffle"
     )

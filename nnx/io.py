@@ -29,6 +29,7 @@ import numpy as np
 from .errors import ModelFormatError, UsageError
 from .files import MODEL_FORMAT, atomic_write, printable
 from .layers import LOSSES, check_layer_config
+from .registry import SLOT_NAMES
 
 FORMAT = MODEL_FORMAT
 FORMAT_VERSION = 1
@@ -97,7 +98,7 @@ MAX_PARAMETERS = 2**26  # W and b elements of all Linear layers together, times 
 MAX_LAYERS = 256  # entries of architecture["layers"]
 MAX_STATE_ARRAYS = 4  # training-state arrays per parameter a checkpoint may hold
 # names a checkpoint's training-state arrays may have (optimizer slots, early stopping's best)
-STATE_ARRAY_NAMES = ("momentum_buffer", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq", "best")
+STATE_ARRAY_NAMES = (*SLOT_NAMES, "best")
 MAX_META_CHARS = 2**23  # characters of the JSON in __meta__ (checkpoint history lives there)
 MAX_JSON_DEPTH = 32  # nesting of JSON arrays/objects
 MAX_JSON_CONTAINERS = 2**16  # '[' and '{' characters in the JSON, counted before parsing

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from . import registry
 from .initializers import INITIALIZERS, draw
 
-LOSSES = ("bce", "mse", "cross_entropy")  # what a Sequential model is trained on
+LOSSES = registry.LOSSES  # what a Sequential model is trained on
 
 
 class Layer:
@@ -101,11 +102,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, rate: float):
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-            raise TypeError(f"Dropout rate must be a number, got {type(rate).__name__}")
-        if not (np.isfinite(rate) and 0 <= rate < 1):
-            raise ValueError(f"Dropout rate must lie in [0, 1), got {rate}")
-        self.rate = float(rate)
+        self.rate = registry.check("dropout", rate, "Dropout rate")
 
     def config(self) -> dict[str, Any]:
         return {"type": "Dropout", "rate": self.rate}
@@ -115,7 +112,8 @@ class Dropout(Layer):
 
 
 _ACTIVATION_TYPES = {cls.__name__: cls for cls in (Sigmoid, ReLU, Tanh, Softmax)}
-ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}  # hidden-layer activations
+# hidden-layer activations, by their names in nnx.registry.HIDDEN_ACTIVATIONS
+ACTIVATION_BY_KIND = {cls.kind: cls for cls in (Sigmoid, ReLU, Tanh)}
 
 
 LAYER_TYPES = ("Linear", "Dropout", *_ACTIVATION_TYPES)

@@ -1,5 +1,10 @@
 """Optimizers: SGD (momentum, Nesterov), RMSprop, Adam and AdamW, in torch.optim's conventions.
 
+These are the step optimizers: one update per batch. L-BFGS (``nnx.LBFGS``) is a solver
+of the full-batch objective, not one of them. Their string names ("sgd", "rmsprop",
+"adam", "adamw"), the ranges of their hyper-parameters and their state arrays' names live
+in ``nnx.registry``, which every front end reads.
+
 An optimizer object holds hyper-parameters only. Its state (momentum buffers, moment
 estimates, the step count) is a ``TrainingState``: created once per ``fit`` on the
 backend, next to the parameters, by the ``DeviceNetwork``; brought back to the host at the
@@ -37,47 +42,19 @@ from typing import Any
 
 import numpy as np
 
-OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam", "AdamW")
-# state array names an optimizer may keep per parameter (checkpoint members use them)
-SLOT_NAMES = ("momentum_buffer", "square_avg", "grad_avg", "exp_avg", "exp_avg_sq")
-
-
-def _number(
-    value: Any,
-    name: str,
-    *,
-    low: float,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a float in the given range, else a ValueError/TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if not math.isfinite(value) or below or above:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open or high == math.inf else "]"
-        raise ValueError(f"{name} must lie in {lo}{low:g}, {high:g}{hi}, got {value}")
-    return value
+from . import registry
 
 
 class Optimizer:
-    """Base class: hyper-parameters, the names of the state arrays kept per parameter, and
-    the step. Subclasses define ``slots`` and ``update``.
-
-    ``stepwise`` is True for optimizers that take one step per batch through ``update``;
-    a method that needs the whole objective (a line search, L-BFGS) sets it False and is
-    dispatched by ``Sequential.fit`` before the epoch loop.
+    """Base class of the step optimizers: hyper-parameters (each checked against its range
+    in ``nnx.registry.RANGES``), the names of the state arrays kept per parameter, and the
+    step. Subclasses define ``slots`` and ``update``.
     """
 
     name = "Optimizer"
-    stepwise = True
 
     def __init__(self, lr: float):
-        self.lr = _number(lr, "lr", low=0.0, low_open=True)
+        self.lr = registry.check("lr", lr)
 
     @property
     def slots(self) -> tuple[str, ...]:
@@ -141,14 +118,14 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(lr)
-        self.momentum = _number(momentum, "momentum", low=0.0)
-        self.dampening = _number(dampening, "dampening", low=0.0, high=1.0)
+        self.momentum = registry.check("momentum", momentum)
+        self.dampening = registry.check("dampening", dampening)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening=0 (as in torch.optim.SGD)")
-        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+        self.weight_decay = registry.check("weight_decay", weight_decay)
 
     def _hyper(self) -> dict[str, Any]:
         return {
@@ -199,10 +176,10 @@ class RMSprop(Optimizer):
         centered: bool = False,
     ):
         super().__init__(lr)
-        self.alpha = _number(alpha, "alpha", low=0.0, high=1.0, high_open=True)
-        self.eps = _number(eps, "eps", low=0.0)
-        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
-        self.momentum = _number(momentum, "momentum", low=0.0)
+        self.alpha = registry.check("alpha", alpha)
+        self.eps = registry.check("eps", eps)
+        self.weight_decay = registry.check("weight_decay", weight_decay)
+        self.momentum = registry.check("momentum", momentum)
         if not isinstance(centered, (bool, np.bool_)):
             raise TypeError(f"centered must be True or False, got {centered!r}")
         self.centered = bool(centered)
@@ -263,11 +240,11 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (
-            _number(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
-            _number(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True),
+            registry.check("beta", betas[0], "betas[0]"),
+            registry.check("beta", betas[1], "betas[1]"),
         )
-        self.eps = _number(eps, "eps", low=0.0)
-        self.weight_decay = _number(weight_decay, "weight_decay", low=0.0)
+        self.eps = registry.check("eps", eps)
+        self.weight_decay = registry.check("weight_decay", weight_decay)
 
     def _hyper(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
@@ -320,20 +297,19 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay)
 
 
-_BY_NAME = {cls.name: cls for cls in (SGD, RMSprop, Adam, AdamW)}
-
-
 def optimizer_from_config(cfg: Any) -> Optimizer:
     """Rebuild an optimizer from ``Optimizer.config()`` (ValueError/TypeError if malformed)."""
-    if not isinstance(cfg, dict) or cfg.get("name") not in _BY_NAME:
+    spec = registry.optimizer_by_class_name(cfg.get("name")) if isinstance(cfg, dict) else None
+    if spec is None or spec.solver != "step":
         raise ValueError(f"not an optimizer description: {cfg!r}")
     kwargs = {k: v for k, v in cfg.items() if k != "name"}
     if "betas" in kwargs and isinstance(kwargs["betas"], list):
         kwargs["betas"] = tuple(kwargs["betas"])
-    return _BY_NAME[cfg["name"]](**kwargs)
+    return spec.cls()(**kwargs)
 
 
 def check_optimizer(optimizer: Any) -> Optimizer | None:
+    """``optimizer`` when it is None or a step optimizer; a TypeError otherwise."""
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(
             f"optimizer must be an nnx optimizer (nnx.SGD, nnx.RMSprop, nnx.Adam, nnx.AdamW), "

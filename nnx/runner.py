@@ -20,17 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from . import backends
+from . import backends, registry
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
-from .datasets import synthetic_images, train_test_split
+from .datasets import SYNTHETIC_CLASSES, SYNTHETIC_MIN_SIZE, synthetic_images, train_test_split
 from .errors import DataError, ModelFormatError, StoppedBySignal, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
 from .io import MAX_PARAMETERS, write_model_file
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load, load_checkpoint
-from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, TrainingState
-from .schedules import Cosine, Exponential, InverseTime, Schedule, Step
+from .optim import Optimizer, TrainingState
+from .schedules import Schedule
 from .training.divergence import diverged
 from .validation import check_fits_dtype
 
@@ -43,6 +43,8 @@ OUTPUTS = {
     "history.csv": "history-csv",
     "learning_curve.png": "plot",
 }
+# decoded pixels nnx predict classifies with one network (a batch of 64 x 64 pictures: 21 845)
+PREDICT_BATCH_BYTES = 256 * 2**20
 # Signals that stop a run the way Ctrl-C does: finish the epoch, checkpoint, exit 128 + signal.
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -56,8 +58,6 @@ LIMITS = {  # the largest value each argument accepts
     "--seed": 2**32 - 1,
     "--early-stopping": 10**9,
 }
-OPTIMIZERS = ("gd", "sgd", "rmsprop", "adam", "adamw")
-SCHEDULE_FORMS = "cosine[:MIN_LR], step:EPOCHS[:GAMMA], exponential:GAMMA or inverse-time:RATE[:EPOCHS]"
 
 
 @dataclass
@@ -79,13 +79,20 @@ class TrainConfig:
     out: str = "nnx-run"
     checkpoint_every: int = 100
     cache: str | None = None
-    optimizer: str = "gd"  # gd: plain gradient descent at --lr, as the tutorials
-    momentum: float = 0.0  # sgd only
+    optimizer: str = (
+        registry.DEFAULT_OPTIMIZER
+    )  # a name in nnx.registry.STEP_OPTIMIZERS; sgd at momentum 0 is plain GD
+    momentum: float = 0.0  # sgd and rmsprop
+    nesterov: bool = False  # sgd with momentum
     l2: float = 0.0
     dropout: float = 0.0  # mlp only
-    schedule: str | None = None  # see SCHEDULE_FORMS
+    schedule: str | None = None  # see nnx.registry.SCHEDULE_FORMS
     early_stopping: int | None = None  # patience in epochs, on the validation loss
     class_weight: str | None = None  # "balanced" or "CLASS:WEIGHT,..." (class number or name)
+
+    def __post_init__(self) -> None:
+        # run configurations of earlier nnx say "gd" for what is now "sgd" at momentum 0
+        self.optimizer = registry.current_optimizer_name(self.optimizer)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the interrupted one."""
@@ -109,8 +116,9 @@ class TrainConfig:
 # training options added after checkpoints first existed: an older checkpoint, which lacks
 # them, matches a run that leaves them at these values
 TRAINING_DEFAULTS: dict[str, Any] = {
-    "optimizer": "gd",
+    "optimizer": registry.DEFAULT_OPTIMIZER,
     "momentum": 0.0,
+    "nesterov": False,
     "l2": 0.0,
     "dropout": 0.0,
     "schedule": None,
@@ -119,56 +127,42 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _rate(value: Any, name: str, high: float | None = None) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise UsageError(f"{name} must be a finite number >= 0, got {value}")
-    if high is not None and value >= high:
-        raise UsageError(f"{name} must be below {high:g}, got {value}")
-    return float(value)
+def _flag(name: str) -> str:
+    """The command-line flag of an option's API name: "weight_decay" -> "--weight-decay"."""
+    return "--" + name.replace("_", "-")
 
 
-def build_optimizer(cfg: TrainConfig) -> Optimizer | None:
-    """The optimizer --optimizer names (None: plain gradient descent at --lr)."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}")
-    if cfg.optimizer != "sgd" and cfg.momentum:
-        raise UsageError(f"--momentum applies to --optimizer sgd, not {cfg.optimizer}")
+def _checked(name: str, value: Any) -> Any:
+    """``value`` of the option ``name`` checked against its range in ``nnx.registry``, the
+    message naming its flag (UsageError)."""
     try:
-        if cfg.optimizer == "sgd":
-            return SGD(lr=cfg.lr, momentum=cfg.momentum)
-        kinds: dict[str, type[Optimizer]] = {"rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
-        return kinds[cfg.optimizer](lr=cfg.lr) if cfg.optimizer in kinds else None
+        return registry.check(name, value, _flag(name))
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"--optimizer {cfg.optimizer}: {exc}") from None
+        raise UsageError(str(exc)) from None
+
+
+def build_optimizer(cfg: TrainConfig) -> Optimizer:
+    """The optimizer --optimizer names (sgd at momentum 0: plain gradient descent at --lr),
+    built through ``nnx.registry`` with the options given."""
+    options: dict[str, Any] = {"lr": cfg.lr}
+    if cfg.momentum:
+        options["momentum"] = cfg.momentum
+    if cfg.nesterov:
+        options["nesterov"] = True
+    try:
+        return registry.make_optimizer(
+            cfg.optimizer, label=_flag, offered=registry.STEP_OPTIMIZERS, **options
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_schedule(cfg: TrainConfig) -> Schedule | None:
-    """The schedule --schedule describes (see SCHEDULE_FORMS), or None."""
-    if cfg.schedule is None or cfg.schedule == "none":
-        return None
-    name, *args = cfg.schedule.split(":")
+    """The schedule --schedule describes (``nnx.registry.SCHEDULE_FORMS``), or None."""
     try:
-        numbers = [float(a) for a in args]
-        if name == "cosine" and len(numbers) <= 1:
-            return Cosine(total=cfg.epochs, min_lr=numbers[0] if numbers else 0.0)
-        if name == "step" and 1 <= len(numbers) <= 2 and numbers[0].is_integer():
-            return Step(int(numbers[0]), *numbers[1:])
-        if name == "exponential" and len(numbers) == 1:
-            return Exponential(numbers[0])
-        if (
-            name == "inverse-time"
-            and 1 <= len(numbers) <= 2
-            and (len(numbers) == 1 or numbers[1].is_integer())
-        ):
-            return InverseTime(numbers[0], *(int(n) for n in numbers[1:]))
+        return registry.make_schedule(cfg.schedule, cfg.epochs, "--schedule")
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"--schedule {cfg.schedule!r}: {exc}") from None
-    raise UsageError(f"--schedule must be none, {SCHEDULE_FORMS}; got {cfg.schedule!r}")
+        raise UsageError(str(exc)) from None
 
 
 def build_class_weight(cfg: TrainConfig) -> str | dict[int | str, float] | None:
@@ -235,18 +229,21 @@ def check_config(cfg: TrainConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMITS[name]:
             raise UsageError(f"{name} must be a positive integer up to {LIMITS[name]:,}, got {value}")
+    if cfg.data is None:
+        check_builtin_options(cfg)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= LIMITS["--seed"]:
         raise UsageError(f"--seed must be an integer from 0 to {LIMITS['--seed']:,}, got {cfg.seed}")
-    if not (isinstance(cfg.lr, (int, float)) and math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr must be a positive number, got {cfg.lr}")
+    _checked("lr", cfg.lr)
     if not (isinstance(cfg.val_split, (int, float)) and 0 <= cfg.val_split < 1):
         raise UsageError(f"--val-split must lie in [0, 1), got {cfg.val_split}")
-    if cfg.dtype not in ("float32", "float64"):
-        raise UsageError(f"--dtype must be float32 or float64, got {cfg.dtype!r}")
-    _rate(cfg.momentum, "--momentum")
+    if cfg.dtype not in registry.COMPUTE_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(registry.COMPUTE_DTYPES)}, got {cfg.dtype!r}")
+    _checked("momentum", cfg.momentum)
+    if not isinstance(cfg.nesterov, bool):
+        raise UsageError(f"--nesterov is on or off, got {cfg.nesterov!r}")
     build_optimizer(cfg)
-    _rate(cfg.l2, "--l2")
-    _rate(cfg.dropout, "--dropout", high=1.0)
+    _checked("l2", cfg.l2)
+    _checked("dropout", cfg.dropout)
     if cfg.dropout and cfg.model != "mlp":
         raise UsageError("--dropout needs a hidden layer: use it with --model mlp")
     build_schedule(cfg)
@@ -272,6 +269,23 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data is None or Path(cfg.data).is_dir() or Path(cfg.data).suffix.lower() == ".zip":
         check_model_size(cfg, 3 * cfg.size * cfg.size)  # images: the input size is known now
     check_output_paths(cfg)
+
+
+def check_builtin_options(cfg: TrainConfig) -> None:
+    """--size and --positive for the embedded synthetic set (no --data): a picture size it
+    can draw, a class name it has (UsageError in one line otherwise)."""
+    if cfg.size < SYNTHETIC_MIN_SIZE:
+        least = SYNTHETIC_MIN_SIZE
+        raise UsageError(
+            f"--size {cfg.size} is too small for the embedded synthetic set, whose pictures need at "
+            f"least {least} x {least} pixels; use --size {least} or more"
+        )
+    if cfg.positive is not None and cfg.positive not in SYNTHETIC_CLASSES:
+        names = " and ".join(repr(c) for c in SYNTHETIC_CLASSES)
+        raise UsageError(
+            f"--positive {printable(cfg.positive)!r} is not a class of the embedded synthetic set; "
+            f"its classes are {names}"
+        )
 
 
 def check_output_paths(cfg: TrainConfig) -> None:
@@ -341,13 +355,16 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
     """The training (and validation) data named by ``cfg.data``, or the embedded default."""
     if cfg.data is None:
         X, Y = synthetic_images(m=259, size=cfg.size, seed=1)
+        classes = list(SYNTHETIC_CLASSES)
+        if cfg.positive is not None and cfg.positive != classes[1]:  # label 1 is --positive
+            Y, classes = 1 - Y, classes[::-1]
         Xtr, Ytr, Xv, Yv = _split(X, Y, cfg)
         return Dataset(
             Xtr,
             Ytr,
             Xv,
             Yv,
-            ["class 0", "class 1"],
+            classes,
             "embedded SYNTHETIC image set (generated, no download)",
             cfg.size,
         )
@@ -457,7 +474,7 @@ def check_model_size(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> None:
     else:
         count = (n_x + 1) * cfg.hidden + (cfg.hidden + 1) * n_out
     optimizer = build_optimizer(cfg)
-    copies = 1 + (len(optimizer.slots) if optimizer is not None else 0) + (cfg.early_stopping is not None)
+    copies = 1 + len(optimizer.slots) + (cfg.early_stopping is not None)
     if count * copies > MAX_PARAMETERS:
         detail = (
             f" (x{copies} with the optimizer and early-stopping state in checkpoints)" if copies > 1 else ""
@@ -635,13 +652,11 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
     fit_started = time.perf_counter()
     if remaining > 0:
         validation = (data.Xv, data.Yv) if data.Xv is not None else None
-        optimizer = build_optimizer(cfg)
         fit_history = model.fit(
             data.X,
             data.Y,
             epochs=remaining,
-            lr=cfg.lr if optimizer is None else None,
-            optimizer=optimizer,
+            optimizer=build_optimizer(cfg),
             l2=cfg.l2,
             schedule=build_schedule(cfg),
             early_stopping=None if cfg.early_stopping is None else EarlyStopping(cfg.early_stopping),
@@ -715,7 +730,9 @@ def _resume(
     bad = f"--resume: {ckpt_path} is not a usable nnx training checkpoint"
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise UsageError(f"{bad} (no training state in it)")
-    saved_cfg = state["config"]
+    saved_cfg = dict(state["config"])
+    if "optimizer" in saved_cfg:  # "gd" in checkpoints of earlier nnx
+        saved_cfg["optimizer"] = registry.current_optimizer_name(saved_cfg["optimizer"])
     mismatched = {
         k: (saved_cfg.get(k, TRAINING_DEFAULTS.get(k)), v)
         for k, v in cfg.identity().items()
@@ -832,6 +849,8 @@ def predict_files(
     Binary models: ``probability`` is P(label 1) and the label is 1 above ``threshold``.
     K-class models: the most probable class and its probability, and under ``top`` the
     ``top`` most probable classes as {"class_name", "label", "probability"} entries.
+    The pictures are decoded first and classified together: one network and one upload
+    of the parameters for every ``PREDICT_BATCH_BYTES`` of pixels, not one per picture.
     """
     if not Path(model_path).exists() or Path(model_path).is_dir():
         raise UsageError(f"no model file at {model_path}")
@@ -847,29 +866,49 @@ def predict_files(
     if size * size * 3 != n_x:
         raise UsageError(f"{model_path} takes {n_x} features, which is not an RGB image size")
     classes = model.metadata.get("classes") or [str(k) for k in range(model.n_classes)]
-    results = []
+    results: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []  # decoded, not yet classified
+
+    def classify() -> None:
+        """One network, one upload of the parameters, for every picture decoded so far."""
+        if not pending:
+            return
+        X = np.stack([pixels.reshape(-1) for _, pixels in pending]).T  # (n_x, k), example-contiguous
+        P = model.predict_proba(X, backend=backend).astype(float)
+        for j, (entry, _) in enumerate(pending):
+            _describe_prediction(entry, P[:, j], model.n_classes, classes, threshold, top)
+        pending.clear()
+
     for name in images:
         entry: dict[str, Any] = {"file": name}
+        results.append(entry)
         try:
             pixels = decode_image(read_image_file(name), size)
         except (OSError, ValueError) as exc:
             entry["error"] = str(exc) if not isinstance(exc, FileNotFoundError) else "no such file"
-            results.append(entry)
             continue
-        proba = model.predict_proba(pixels.reshape(-1, 1), backend=backend)[:, 0].astype(float)
-        if model.n_classes == 2:
-            p = float(proba[0])
-            label = int(p > threshold)
-            entry.update(probability=p, label=label, class_name=classes[label])
-        else:
-            order = np.argsort(-proba, kind="stable")[: max(1, top)]
-            best = int(order[0])
-            entry.update(probability=float(proba[best]), label=best, class_name=classes[best])
-            entry["top"] = [
-                {"class_name": classes[k], "label": int(k), "probability": float(proba[k])} for k in order
-            ]
-        results.append(entry)
+        pending.append((entry, pixels))
+        if len(pending) * n_x >= PREDICT_BATCH_BYTES:  # bounded memory for any number of pictures
+            classify()
+    classify()
     return results
+
+
+def _describe_prediction(
+    entry: dict[str, Any], proba: np.ndarray, n_classes: int, classes: list, threshold: float, top: int
+) -> None:
+    """Fill ``entry`` with the class, probability and label of one picture's ``proba``."""
+    if n_classes == 2:
+        p = float(proba[0])
+        label = int(p > threshold)
+        entry.update(probability=p, label=label, class_name=classes[label])
+        return
+    order = np.argsort(-proba, kind="stable")[: max(1, top)]
+    best = int(order[0])
+    entry.update(probability=float(proba[best]), label=best, class_name=classes[best])
+    entry["top"] = [
+        {"class_name": classes[k], "label": int(k), "probability": float(proba[k])} for k in order
+    ]
 
 
 def describe_results(results: list[dict[str, Any]]) -> str:

@@ -14,6 +14,9 @@ when ``scheduler.step()`` is called once per epoch:
 
 A fit that continues an earlier one (``warm_start=True``, or a resumed ``nnx train``)
 continues the epoch count, so the schedule picks up where it stopped.
+
+Their string forms (``step:EPOCHS[:GAMMA]`` ...) and the ranges of their arguments live in
+``nnx.registry``.
 """
 
 from __future__ import annotations
@@ -21,22 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _factor(value: Any, name: str, low_open: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (low_open and value == 0):
-        raise ValueError(f"{name} must be a finite number {'>' if low_open else '>='} 0, got {value}")
-    return value
+from . import registry
 
 
 class Schedule:
@@ -69,8 +57,8 @@ class Step(Schedule):
     name = "Step"
 
     def __init__(self, step_size: int, gamma: float = 0.1):
-        self.step_size = _positive_int(step_size, "step_size")
-        self.gamma = _factor(gamma, "gamma")
+        self.step_size = registry.check("step_size", step_size)
+        self.gamma = registry.check("gamma", gamma)
 
     def lr(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
@@ -85,7 +73,7 @@ class Exponential(Schedule):
     name = "Exponential"
 
     def __init__(self, gamma: float):
-        self.gamma = _factor(gamma, "gamma")
+        self.gamma = registry.check("gamma", gamma)
 
     def lr(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma**epoch
@@ -100,8 +88,8 @@ class InverseTime(Schedule):
     name = "InverseTime"
 
     def __init__(self, decay_rate: float, interval: int = 1):
-        self.decay_rate = _factor(decay_rate, "decay_rate", low_open=False)
-        self.interval = _positive_int(interval, "interval")
+        self.decay_rate = registry.check("decay_rate", decay_rate)
+        self.interval = registry.check("interval", interval)
 
     def lr(self, base_lr: float, epoch: int) -> float:
         return base_lr * (1.0 / (1.0 + self.decay_rate * (epoch // self.interval)))
@@ -116,8 +104,8 @@ class Cosine(Schedule):
     name = "Cosine"
 
     def __init__(self, total: int, min_lr: float = 0.0):
-        self.total = _positive_int(total, "total")
-        self.min_lr = _factor(min_lr, "min_lr", low_open=False)
+        self.total = registry.check("total", total)
+        self.min_lr = registry.check("min_lr", min_lr)
 
     def lr(self, base_lr: float, epoch: int) -> float:
         if epoch >= self.total:
@@ -128,22 +116,14 @@ class Cosine(Schedule):
         return {"total": self.total, "min_lr": self.min_lr}
 
 
-SCHEDULES = {cls.name: cls for cls in (Step, Exponential, InverseTime, Cosine)}
-
-
 def check_schedule(schedule: Any) -> Schedule | None:
+    """``schedule`` when it is None or an ``nnx.schedules`` object; a TypeError otherwise."""
     if schedule is not None and not isinstance(schedule, Schedule):
         raise TypeError(
             "schedule must be an nnx.schedules object (Step, Exponential, InverseTime, Cosine), "
             f"got {type(schedule).__name__}"
         )
     return schedule
-
-
-def schedule_from_config(cfg: Any) -> Schedule:
-    if not isinstance(cfg, dict) or cfg.get("name") not in SCHEDULES:
-        raise ValueError(f"not a schedule description: {cfg!r}")
-    return SCHEDULES[cfg["name"]](**{k: v for k, v in cfg.items() if k != "name"})
 
 
 __all__ = ["Cosine", "Exponential", "InverseTime", "Schedule", "Step"]

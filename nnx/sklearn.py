@@ -32,8 +32,7 @@ except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no valida
         f"nnx.sklearn needs scikit-learn >= 1.6; install it with: pip install 'nnx-nets[sklearn]' ({exc})"
     ) from exc
 
-from . import backends
-from . import optim as nnx_optim
+from . import backends, registry
 from .layers import layer_from_config
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 
@@ -41,12 +40,11 @@ __all__ = ["NNXClassifier"]
 
 # k > 2 classes train nnx's softmax output (see build_network).
 MULTICLASS_SUPPORTED = True
-# "sgd": nnx's plain (mini-batch) gradient descent at ``lr``; the others nnx's torch.optim-style
-# optimizers with ``lr`` as their learning rate
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-# scikit-learn's MLPClassifier calls the sigmoid "logistic"; nnx's own name is accepted too.
-ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "sigmoid": "sigmoid"}
-INPUT_DTYPES = ("float32", "float64", "uint8")  # what nnx takes as it is
+# nnx's step optimizers by their registry names, ``lr`` their learning rate; "sgd" at
+# momentum 0 is plain (mini-batch) gradient descent
+OPTIMIZERS = registry.STEP_OPTIMIZERS
+# the estimator's parameter names for the optimizer options nnx's API calls otherwise
+_PARAMETER_NAMES = {"nesterov": "nesterovs_momentum"}
 
 
 def build_network(
@@ -121,10 +119,16 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int or None, default=None
         None is full-batch gradient descent; an int gives mini-batches in an order
         shuffled from ``random_state``.
-    optimizer : {"sgd", "adam", "adamw", "rmsprop"}, default="sgd"
-        "sgd" is plain gradient descent at ``lr``; the others are ``nnx.Adam``,
-        ``nnx.AdamW`` and ``nnx.RMSprop`` with learning rate ``lr`` (scikit-learn's MLP:
-        ``solver``).
+    optimizer : {"sgd", "rmsprop", "adam", "adamw"}, default="sgd"
+        ``nnx.SGD``, ``nnx.RMSprop``, ``nnx.Adam`` or ``nnx.AdamW`` with learning rate
+        ``lr`` (the names of ``nnx.registry.STEP_OPTIMIZERS``; scikit-learn's MLP:
+        ``solver``). "sgd" at ``momentum=0`` is plain gradient descent.
+    momentum : float in [0, 1), default=0.0
+        Momentum of "sgd" (and "rmsprop"), as ``torch.optim``; 0 is none. Unlike
+        scikit-learn's MLP (0.9), nnx's default is plain gradient descent. A nonzero value
+        with another optimizer is refused, not ignored.
+    nesterovs_momentum : bool, default=False
+        Nesterov momentum for "sgd" (needs ``momentum > 0``); scikit-learn's name.
     l2 : float, default=0.0
         nnx's L2 penalty: ``l2 / (2 * n_samples) * sum(W**2)`` is added to the mean loss
         (biases free) - the form of scikit-learn's MLP ``alpha``, so ``l2 = alpha``.
@@ -163,7 +167,9 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
         epochs: int = 500,
         lr: float = 0.01,
         batch_size: int | None = None,
-        optimizer: str = "sgd",
+        optimizer: str = registry.DEFAULT_OPTIMIZER,
+        momentum: float = 0.0,
+        nesterovs_momentum: bool = False,
         l2: float = 0.0,
         backend: str | None = "auto",
         dtype: str = "float32",
@@ -177,6 +183,8 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.batch_size = batch_size
         self.optimizer = optimizer
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.l2 = l2
         self.backend = backend
         self.dtype = dtype
@@ -210,20 +218,28 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"hidden_layer_sizes must be a tuple of positive ints, got {self.hidden_layer_sizes!r}"
             )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
-        return tuple(int(s) for s in sizes), ACTIVATIONS[self.activation]
+        return tuple(int(s) for s in sizes), registry.activation_name(self.activation)
+
+    def _optimizer(self) -> Any:
+        """The nnx optimizer the parameters describe, built (and range-checked) by
+        ``nnx.registry``: a ValueError/TypeError naming the estimator's parameter."""
+        options: dict[str, Any] = {"lr": self.lr}
+        if not (isinstance(self.momentum, numbers.Real) and self.momentum == 0):
+            options["momentum"] = self.momentum
+        if not isinstance(self.nesterovs_momentum, (bool, np.bool_)):
+            raise TypeError(f"nesterovs_momentum must be True or False, got {self.nesterovs_momentum!r}")
+        if self.nesterovs_momentum:
+            options["nesterov"] = True
+        return registry.make_optimizer(
+            self.optimizer,
+            label=lambda name: _PARAMETER_NAMES.get(name, name),
+            offered=OPTIMIZERS,
+            **options,
+        )
 
     def _check_training_params(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if (
-            isinstance(self.l2, bool)
-            or not isinstance(self.l2, numbers.Real)
-            or not np.isfinite(self.l2)
-            or self.l2 < 0
-        ):
-            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
+        self._optimizer()
+        registry.check("l2", self.l2)
 
     def _seed(self) -> int:
         if isinstance(self.random_state, numbers.Integral) and not isinstance(self.random_state, bool):
@@ -238,7 +254,7 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, **kw)
         else:
             X = validate_data(self, X, **kw)
-        if X.dtype.name not in INPUT_DTYPES:
+        if X.dtype.name not in registry.INPUT_DTYPES:
             X = X.astype(np.float64)
         return (X, y) if with_y else X
 
@@ -266,15 +282,11 @@ class NNXClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------- training
     def _train(self, model: Sequential, X: np.ndarray, y: np.ndarray, epochs: int, seed: Any) -> Sequential:
         with _on_backend(self.backend) as name:
-            step = {"lr": self.lr}
-            if self.optimizer != "sgd":
-                kind = {"adam": nnx_optim.Adam, "adamw": nnx_optim.AdamW, "rmsprop": nnx_optim.RMSprop}
-                step = {"optimizer": kind[self.optimizer](lr=self.lr)}
             model.fit(
                 X.T,
                 y,
                 epochs=epochs,
-                **step,
+                optimizer=self._optimizer(),
                 l2=float(self.l2),
                 batch_size=self.batch_size,
                 backend=name,

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-INPUT_DTYPES = ("float32", "float64", "uint8")
-COMPUTE_DTYPES = ("float32", "float64")
+from .registry import COMPUTE_DTYPES, INPUT_DTYPES  # noqa: F401 (re-exported)
 
 
 def check_dtype(dtype: Any) -> str:

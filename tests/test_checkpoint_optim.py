@@ -300,6 +300,7 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     assert {k: state["config"][k] for k in runner.TRAINING_DEFAULTS} == {
         "optimizer": "adam",
         "momentum": 0.0,
+        "nesterov": False,
         "l2": 0.01,
         "dropout": 0.2,
         "schedule": "cosine",
@@ -313,7 +314,7 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     "args, message",
     [
         (["--dropout", 0.2], "--dropout needs a hidden layer"),
-        (["--model", "mlp", "--dropout", 1.0], "--dropout must be below 1"),
+        (["--model", "mlp", "--dropout", 1.0], "--dropout must lie in [0, 1), got 1.0"),
         (["--early-stopping", 5, "--val-split", 0], "--early-stopping watches the validation split"),
         (["--early-stopping", 0], "--early-stopping must be a positive integer"),
         (["--schedule", "linear"], "--schedule must be none, cosine"),
@@ -324,7 +325,7 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
         (["--class-weight", "0:1,0:2"], "--class-weight must be none, balanced or CLASS:WEIGHT"),
         (["--class-weight", "heavy"], "--class-weight must be"),
         (["--momentum", 0.9, "--optimizer", "adam"], "--momentum applies to --optimizer sgd"),
-        (["--momentum", -1, "--optimizer", "sgd"], "--momentum must be a finite number >= 0"),
+        (["--momentum", -1, "--optimizer", "sgd"], "--momentum must lie in [0, 1), got -1.0"),
         (["--l2", "nan"], "--l2 must be a finite number >= 0"),
         (["--optimizer", "lbfgs"], "invalid choice"),
     ],

@@ -73,7 +73,7 @@ def test_train_then_predict(image_dir, tmp_path):
     "args, message",
     [
         (["train", "--epochs", "0"], "--epochs must be a positive integer"),
-        (["train", "--lr", "-0.1"], "--lr must be a positive number"),
+        (["train", "--lr", "-0.1"], "--lr must be a finite number > 0, got -0.1"),
         (["train", "--lr", "abc"], "invalid float value"),
         (["train", "--data", "/no/such/data"], "no such file or folder"),
         (["train", "--out", "/proc/nnx-cannot-write"], "not a writable folder"),

@@ -431,15 +431,15 @@ def test_bad_fit_arguments_are_named(kwargs, error, message):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: nnx.SGD(lr=0), "lr must lie in"),
+        (lambda: nnx.SGD(lr=0), "lr must be a finite number > 0"),
         (lambda: nnx.SGD(momentum=-0.1), "momentum must lie in"),
         (lambda: nnx.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
         (lambda: nnx.SGD(nesterov=1), "nesterov must be True or False"),
         (lambda: nnx.RMSprop(alpha=1.0), "alpha must lie in"),
         (lambda: nnx.Adam(betas=(0.9,)), "betas must be a pair"),
         (lambda: nnx.Adam(betas=(0.9, 1.5)), r"betas\[1\] must lie in"),
-        (lambda: nnx.Adam(eps=float("inf")), "eps must lie in"),
-        (lambda: nnx.AdamW(weight_decay=-1), "weight_decay must lie in"),
+        (lambda: nnx.Adam(eps=float("inf")), "eps must be a finite number > 0"),
+        (lambda: nnx.AdamW(weight_decay=-1), "weight_decay must be a finite number >= 0"),
         (lambda: nnx.Adam(lr="fast"), "lr must be a number"),
     ],
 )

@@ -284,7 +284,7 @@ def test_resume_of_a_garbage_checkpoint_is_one_line(tmp_path, npz_data):
         (["train", "--seed", 2**40], "--seed must be an integer from 0"),
         (["train", "--val-split", 1.0], "--val-split must lie in [0, 1)"),
         (["train", "--val-split", "nan"], "--val-split must lie in [0, 1)"),
-        (["train", "--lr", "inf"], "--lr must be a positive number"),
+        (["train", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
         (["train", "--batch-size", 0], "--batch-size must be a positive integer"),
         (["train", "--checkpoint-every", -5], "--checkpoint-every must be"),
         (["predict", "m.npz", "x.jpg", "--threshold", 1.5], "--threshold must lie in [0, 1]"),
