@@ -59,3 +59,8 @@ class StoppedBySignal(Exception):
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum} before training; nothing written")
         self.signum = signum
+
+
+class CudaForkedError(BackendUnavailableError):
+    """The CuPy backend was used in a process forked after its parent had initialised CUDA:
+    CUDA cannot run there (start worker processes with the 'spawn' start method)."""

@@ -27,18 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, DeviceMemoryError
+from ..errors import CudaForkedError, DeviceMemoryError
 from . import cuda_launch as plans
 from . import philox
 from .base import Backend
 from .codes import PIXEL_SCALE
 from .timers import EventTimer
-
-
-class CudaForkedError(BackendUnavailableError):
-    """The CuPy backend was used in a process forked after its parent had initialised CUDA:
-    CUDA cannot run there (start worker processes with the 'spawn' start method)."""
-
 
 # The process that initialised CUDA through this module (a CupyBackend was built there).
 # A child forked from it inherits the backend object but not a usable CUDA context.

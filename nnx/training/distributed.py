@@ -43,19 +43,9 @@ import numpy as np
 from ..errors import WorkerLostError
 from ..history import History
 from ..validation import INPUT_DTYPES, check_positive
-from .chunked import (
-    Chunk,
-    Spec,
-    Step,
-    advance,
-    combine,
-    drive,
-    dropout_of,
-    lbfgs_on_chunks,
-    plan,
-    validator,
-)
 from .chunked import fit_chunked_locally as fit_chunked_locally
+from .chunks import Chunk, Spec, combine
+from .hostloop import Step, advance, drive, dropout_of, lbfgs_on_chunks, plan, validator
 
 __all__ = ["WorkerLostError", "fit", "fit_chunked_locally"]
 
@@ -224,7 +214,7 @@ class DaskSource:
         self.client, self.epochs_ahead, self.backend = client, epochs_ahead, backend
 
     def fit(self, model: Any, X: Any, Y: Any, opts: Any) -> Any:
-        from .engine import FitResult, fit_history
+        from .request import FitResult, fit_history
 
         X = _check_X(X, model.n_features)
         Y = _check_Y(Y, X)

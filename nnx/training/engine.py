@@ -21,18 +21,17 @@ their gradient sums added in chunk order) and ``"dask"`` (the same chunks on Das
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..callbacks import EarlyStopping, check_early_stopping
+from ..callbacks import check_early_stopping
 from ..history import History
-from ..optim import SGD, Optimizer, TrainingState
-from ..schedules import Schedule, check_schedule
-from ..validation import check_dtype, check_fits_dtype, check_positive, check_X, example_weights
+from ..optim import SGD, Optimizer
+from ..schedules import check_schedule
+from ..validation import check_dtype, check_positive
 from .divergence import diverged
+from .request import FitOptions, FitResult, check_l2, check_validation_pair
 
 SOLVERS = ("steps", "lbfgs")
 SOURCES = ("local", "chunked", "dask")
@@ -87,73 +86,10 @@ SOURCE_LABELS = {"local": "model.fit", "chunked": "fit_chunked_locally", "dask":
 SOLVER_LABELS = {"steps": "the step loop", "lbfgs": "nnx.LBFGS"}
 
 
-@dataclass
-class FitOptions:
-    """Every option of a fit, validated (``check_options``). ``optimizer`` is a step
-    optimizer (plain gradient descent is ``SGD(lr)``) or an ``nnx.LBFGS``; ``lr`` is what
-    the caller gave (None: not given)."""
-
-    epochs: int
-    optimizer: Any
-    lr: float | None = None
-    l2: float = 0.0
-    schedule: Schedule | None = None
-    early_stopping: EarlyStopping | None = None
-    class_weight: Any = None
-    sample_weight: Any = None
-    warm_start: bool = False
-    validation_data: tuple[Any, Any] | None = None
-    batch_size: int | None = None
-    backend: Any = None
-    seed: Any = None
-    dtype: str = "float32"
-    verbose: bool = False
-    history_every: int = 1
-    callback: Callable[..., Any] | None = None
-
-    @property
-    def solver(self) -> str:
-        return "steps" if isinstance(self.optimizer, Optimizer) else "lbfgs"
-
-    @property
-    def base_lr(self) -> float:
-        """The step optimizer's learning rate (a schedule scales it per epoch)."""
-        return float(self.optimizer.lr)
-
-
-@dataclass
-class FitResult:
-    """What a solver hands to ``finish``: host parameters in the compute dtype, the
-    optimizer state to continue from (None for L-BFGS), the fit's History."""
-
-    params: list[tuple[np.ndarray, np.ndarray]]
-    history: History
-    backend: str
-    dtype: str
-    training_state: TrainingState | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def _is_lbfgs(optimizer: Any) -> bool:
     from .lbfgs import LBFGS
 
     return isinstance(optimizer, LBFGS)
-
-
-def check_l2(l2: Any) -> float:
-    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
-        raise TypeError(f"l2 must be a number, got {type(l2).__name__}")
-    if not np.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    return float(l2)
-
-
-def check_validation_pair(validation_data: Any) -> tuple[Any, Any] | None:
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be a pair (X_val, Y_val)")
-    return validation_data[0], validation_data[1]
 
 
 def check_options(
@@ -316,54 +252,3 @@ def run(model: Any, X: Any, Y: Any, source: Any, **options: Any) -> History:
         else:
             result = source.fit(model, X, Y, opts)
         return finish(model, result)
-
-
-@dataclass
-class LocalData:
-    """A local fit's data, checked: X (n_x, m) fit for the compute dtype, labels (1, m) or
-    one-hot (K, m), a weight per example (m,) or None, the per-class weights or None, and
-    the checked validation pair or None."""
-
-    X: np.ndarray
-    Y: np.ndarray
-    weights: np.ndarray | None
-    per_class: np.ndarray | None
-    validation: tuple[np.ndarray, np.ndarray] | None
-
-
-def local_data(model: Any, X: Any, Y: Any, opts: FitOptions) -> LocalData:
-    """X, Y, weights and validation data of a fit in this process, checked once."""
-    X = check_fits_dtype(check_X(X, model.n_features), opts.dtype)
-    Y = model.check_labels(Y, X.shape[1])
-    weights, per_class = example_weights(
-        Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
-    )
-    return LocalData(X, Y, weights, per_class, validation_arrays(model, opts))
-
-
-def validation_arrays(model: Any, opts: FitOptions) -> tuple[np.ndarray, np.ndarray] | None:
-    """The validation pair (X_val, Y_val) checked against the model, or None."""
-    if opts.validation_data is None:
-        return None
-    Xv = check_fits_dtype(check_X(opts.validation_data[0], model.n_features), opts.dtype, "X_val")
-    return Xv, model.check_labels(opts.validation_data[1], Xv.shape[1])
-
-
-def fit_history(backend: str, reason: str, opts: FitOptions, per_class: Any = None, **extra: Any) -> History:
-    """The History a fit starts with: how and where it runs."""
-    steps = opts.solver == "steps"
-    return History(
-        backend=backend,
-        backend_reason=reason,
-        dtype=opts.dtype,
-        epochs=opts.epochs if steps else 0,
-        lr=opts.base_lr if steps else 0.0,
-        batch_size=opts.batch_size,
-        optimizer=opts.optimizer.config() if steps else None,
-        schedule=None if opts.schedule is None else opts.schedule.config(),
-        l2=opts.l2 if steps else 0.0,
-        class_weight=None if per_class is None else [float(w) for w in per_class],
-        early_stopping=None if opts.early_stopping is None else opts.early_stopping.config(),
-        warm_start=opts.warm_start,
-        **extra,
-    )

@@ -318,58 +318,10 @@ class HostObjective(FlatObjective):
         return float(loss), float(correct), flat
 
 
-def fit_lbfgs(
-    model: Any,
-    X: Any,
-    Y: Any,
-    optimizer: LBFGS,
-    *,
-    epochs: int,
-    l2: float = 0.0,
-    backend: str | backends.Backend | None = None,
-    dtype: str = "float32",
-    validation_data: tuple[Any, Any] | None = None,
-    verbose: bool = False,
-    callback: IterationCallback | None = None,
-) -> History:
-    """Train ``model`` (an ``nnx.Sequential``) in place by L-BFGS; returns the History.
-
-    ``epochs`` is the most iterations (each takes one pass over X, more when its line
-    search needs them); ``l2`` the L2 strength lambda of mean loss + lambda / (2 m) *
-    sum ||W||^2 (biases are not penalised): lambda = 1 / C for scikit-learn's
-    ``LogisticRegression(C=C)``, lambda = alpha for ``MLPClassifier(alpha=alpha)``.
-    X, Y, ``backend``, ``dtype`` and ``validation_data`` are as for ``Sequential.fit``.
-    The History has one entry per iteration (loss, accuracy and validation at the
-    parameters it ends with, and the objective), ``stop_reason`` and ``solver``.
-    ``callback(iteration, network, history)`` runs after every iteration and may return
-    True to stop there. If training fails (bad input, NaN loss, Ctrl-C) the parameters are
-    left exactly as they were. Not resumable mid-run (see ``LBFGS``): a second fit starts
-    from the parameters the first left, with an empty memory.
-    """
-    if not isinstance(optimizer, LBFGS):
-        raise TypeError(f"optimizer must be an nnx.LBFGS, got {optimizer!r}")
-    from . import engine
-
-    return engine.run(
-        model,
-        X,
-        Y,
-        "local",
-        optimizer=optimizer,
-        epochs=epochs,
-        l2=l2,
-        backend=backend,
-        dtype=dtype,
-        validation_data=validation_data,
-        verbose=verbose,
-        callback=callback,
-    )
-
-
 def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     """L-BFGS on in-memory X in this process (``engine.run``'s local L-BFGS solver);
-    returns an ``engine.FitResult`` and leaves the model untouched."""
-    from .engine import FitResult, fit_history, local_data
+    returns an ``request.FitResult`` and leaves the model untouched."""
+    from .request import FitResult, fit_history, local_data
 
     _scipy_minimize()  # fail here, naming the extra
     data = local_data(model, X, Y, opts)

@@ -29,7 +29,7 @@ log = logging.getLogger("nnx")
 EpochCallback = Callable[[int, DeviceNetwork, History], bool | None]
 
 
-def _progress(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
     try:
@@ -131,7 +131,7 @@ def run_epochs(
     """
     ops = net.ops
     m = data.m
-    bar = _progress(epochs, verbose)
+    bar = progress_bar(epochs, verbose)
     pending: list[tuple[int, Any, Any, Any, float]] = []
     start = time.perf_counter()
     es = early_stopping
@@ -276,9 +276,9 @@ def _flush(
 def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     """The step loop on in-memory X in this process (``engine.run``'s local step solver):
     full batch, seeded mini-batches or streamed batches, any step optimizer. Returns an
-    ``engine.FitResult``; the model itself is not touched."""
+    ``request.FitResult``; the model itself is not touched."""
     from .. import backends
-    from .engine import FitResult, fit_history, local_data
+    from .request import FitResult, fit_history, local_data
 
     data = local_data(model, X, Y, opts)
     optimizer, seed = opts.optimizer, opts.seed
