@@ -69,3 +69,25 @@ def test_the_models_history_keeps_lbfgs_objective():
     history = model.fit(X, Y, optimizer=nnx.LBFGS(), epochs=20, l2=1.0, backend="numpy", dtype="float64")
     assert history.objective and model.history.objective == history.objective
     assert model.training_state is None  # L-BFGS leaves no step-optimizer state
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_lbfgs_takes_class_and_sample_weights(backend):
+    """L-BFGS minimises the weighted objective: doubling every weight changes nothing, and
+    weights equal to counts give the fit on the data with those examples repeated."""
+    pytest.importorskip("scipy", reason="L-BFGS needs the lbfgs extra: pip install 'nnx-nets[lbfgs]'")
+    if backend == "numba":
+        pytest.importorskip("numba", reason="needs the numba extra")
+    X, Y = _data()
+    counts = np.arange(X.shape[1]) % 3 + 1
+    kw = dict(optimizer=nnx.LBFGS(tol=1e-10), epochs=200, l2=0.5, backend=backend, dtype="float64")
+    weighted = nnx.LogisticRegression(4)
+    weighted.fit(X, Y, sample_weight=counts.astype(float), **kw)
+    repeated = nnx.LogisticRegression(4)
+    idx = np.repeat(np.arange(X.shape[1]), counts)
+    # both objectives are (sum of losses + l2 / 2 ||W||^2) over their own m: same minimiser
+    repeated.fit(X[:, idx], Y[:, idx], **kw)
+    np.testing.assert_allclose(weighted.parameters()[0][0], repeated.parameters()[0][0], rtol=1e-6, atol=1e-8)
+    balanced = nnx.LogisticRegression(4)
+    history = balanced.fit(X, Y, class_weight="balanced", **kw)
+    assert history.class_weight is not None and len(history.class_weight) == 2

@@ -61,8 +61,6 @@ _LBFGS_WHY = {
     "schedule": "L-BFGS chooses each step by its line search",
     "batch_size": "L-BFGS minimises the full-batch objective",
     "early_stopping": "L-BFGS stops at the optimum (set its tol, or epochs to cap the iterations)",
-    "class_weight": "L-BFGS minimises the unweighted objective",
-    "sample_weight": "L-BFGS minimises the unweighted objective",
     "warm_start": "L-BFGS keeps no state between fits (its memory starts empty each fit)",
     "dropout": "L-BFGS needs a deterministic objective and dropout draws new masks every step",
     "history_every": "L-BFGS records every iteration",

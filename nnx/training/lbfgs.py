@@ -228,10 +228,13 @@ class Objective(FlatObjective):
     passes. Each call copies theta into the network's parameters (a parameter-sized
     transfer) and returns the gradient as a host float64 vector (one such transfer)."""
 
-    def __init__(self, net: DeviceNetwork, X: Any, Y: Any, l2: float, validation: Any = None):
+    def __init__(
+        self, net: DeviceNetwork, X: Any, Y: Any, l2: float, validation: Any = None, weights: Any = None
+    ):
         super().__init__([p.shape for pair in net.params for p in pair], X.shape[1], l2)
         self.net, self.ops, self.X, self.Y = net, net.ops, X, Y
         self.validation_data = validation  # prepared (X_val, Y_val) or None
+        self.weights = weights  # (1, m) on the backend: a weighted mean loss, or None
 
     def flat_parameters(self) -> np.ndarray:
         """The network's parameters as one host float64 vector."""
@@ -260,7 +263,10 @@ class Objective(FlatObjective):
     def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
         """(mean loss, correct, flat float64 gradient) at the network's parameters."""
         net, ops = self.net, self.ops
-        if net.is_logreg:
+        if self.weights is not None:  # the single-pass ops take no weights
+            value, correct, pairs = net.loss_and_grads(self.X, self.Y, self.weights)
+            grads = [g for pair in pairs for g in pair]
+        elif net.is_logreg:
             (w, b) = net.params[0]
             value, correct, dw, db = ops.logreg_loss_grad(w, b, self.X, self.Y, net.loss)
             grads = [dw, db]
@@ -328,7 +334,7 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     X, Y = data.X, data.Y
     selection = backends.select(opts.backend)
     ops = selection.backend
-    history = fit_history(ops.name, selection.reason, opts)
+    history = fit_history(ops.name, selection.reason, opts, data.per_class)
     if opts.verbose:
         print(f"nnx: L-BFGS on backend {ops.name!r} ({selection.reason}), dtype {opts.dtype}, l2={opts.l2}")
     log.info("fit_lbfgs: backend %s (%s), dtype %s, l2 %s", ops.name, selection.reason, opts.dtype, opts.l2)
@@ -342,8 +348,11 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
         if data.validation is not None:
             Xv, Yv = data.validation
             validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
-        prepared = net.prepare(X, for_training=True)
-        objective = Objective(net, prepared, ops.prepare_labels(Y, dtype), opts.l2, validation)
+        weights = None if data.weights is None else ops.prepare_labels(data.weights, dtype)
+        # the single-pass ops read X in their own form; the network's passes (which take
+        # weights) read it as inference does
+        prepared = net.prepare(X, for_training=weights is None)
+        objective = Objective(net, prepared, ops.prepare_labels(Y, dtype), opts.l2, validation, weights)
         host = minimise(objective, opts, history)
     return FitResult(host, history, ops.name, dtype, None)
 
