@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+SYNTHETIC_MIN_SIZE = 4  # the smallest picture (pixels a side) the synthetic set draws
+SYNTHETIC_CLASSES = ("class 0", "class 1")  # its class names, by label
+
 
 def synthetic_images(
     m: int = 209, size: int = 64, seed: int = 0, noise: float = 40.0
@@ -18,8 +21,8 @@ def synthetic_images(
     hold cool diagonal stripes. Positions, sizes, colours and noise vary per image, so the
     classes overlap a little and a linear model does not reach 100 % on held-out data.
     """
-    if m < 1 or size < 4:
-        raise ValueError(f"need m >= 1 and size >= 4, got m={m}, size={size}")
+    if m < 1 or size < SYNTHETIC_MIN_SIZE:
+        raise ValueError(f"need m >= 1 and size >= {SYNTHETIC_MIN_SIZE}, got m={m}, size={size}")
     rng = np.random.default_rng(seed)
     Y = (np.arange(m) % 2).astype(np.int64)
     rng.shuffle(Y)

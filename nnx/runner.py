@@ -23,7 +23,7 @@ import numpy as np
 from . import backends, registry
 from .callbacks import EarlyStopping
 from .data import decode_image, load_csv, load_h5, load_images, load_npz, read_image_file
-from .datasets import synthetic_images, train_test_split
+from .datasets import SYNTHETIC_CLASSES, SYNTHETIC_MIN_SIZE, synthetic_images, train_test_split
 from .errors import DataError, ModelFormatError, StoppedBySignal, UsageError
 from .files import atomic_write, check_target, printable
 from .history import LIST_FIELDS, History
@@ -227,6 +227,8 @@ def check_config(cfg: TrainConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMITS[name]:
             raise UsageError(f"{name} must be a positive integer up to {LIMITS[name]:,}, got {value}")
+    if cfg.data is None:
+        check_builtin_options(cfg)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= LIMITS["--seed"]:
         raise UsageError(f"--seed must be an integer from 0 to {LIMITS['--seed']:,}, got {cfg.seed}")
     _checked("lr", cfg.lr)
@@ -265,6 +267,23 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data is None or Path(cfg.data).is_dir() or Path(cfg.data).suffix.lower() == ".zip":
         check_model_size(cfg, 3 * cfg.size * cfg.size)  # images: the input size is known now
     check_output_paths(cfg)
+
+
+def check_builtin_options(cfg: TrainConfig) -> None:
+    """--size and --positive for the embedded synthetic set (no --data): a picture size it
+    can draw, a class name it has (UsageError in one line otherwise)."""
+    if cfg.size < SYNTHETIC_MIN_SIZE:
+        least = SYNTHETIC_MIN_SIZE
+        raise UsageError(
+            f"--size {cfg.size} is too small for the embedded synthetic set, whose pictures need at "
+            f"least {least} x {least} pixels; use --size {least} or more"
+        )
+    if cfg.positive is not None and cfg.positive not in SYNTHETIC_CLASSES:
+        names = " and ".join(repr(c) for c in SYNTHETIC_CLASSES)
+        raise UsageError(
+            f"--positive {printable(cfg.positive)!r} is not a class of the embedded synthetic set; "
+            f"its classes are {names}"
+        )
 
 
 def check_output_paths(cfg: TrainConfig) -> None:
@@ -334,13 +353,16 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
     """The training (and validation) data named by ``cfg.data``, or the embedded default."""
     if cfg.data is None:
         X, Y = synthetic_images(m=259, size=cfg.size, seed=1)
+        classes = list(SYNTHETIC_CLASSES)
+        if cfg.positive is not None and cfg.positive != classes[1]:  # label 1 is --positive
+            Y, classes = 1 - Y, classes[::-1]
         Xtr, Ytr, Xv, Yv = _split(X, Y, cfg)
         return Dataset(
             Xtr,
             Ytr,
             Xv,
             Yv,
-            ["class 0", "class 1"],
+            classes,
             "embedded SYNTHETIC image set (generated, no download)",
             cfg.size,
         )
