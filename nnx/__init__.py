@@ -5,8 +5,6 @@ X is (n_x, m) with one example per column, Y is (1, m), W is (n_out, n_in), b is
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import backends, schedules
 from .backends import available as available_backends
 from .backends import get_backend, use_backend
@@ -17,6 +15,7 @@ from .layers import Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .lbfgs import LBFGS
 from .model import MLP, LogisticRegression, Sequential, SoftmaxRegression, load
 from .optim import SGD, Adam, AdamW, RMSprop
+from .version import __version__
 
 __all__ = [
     "LBFGS",

@@ -53,7 +53,7 @@ def write_model_file(
     W1, b1, ...: the k-th name's arrays are stored as members ``s{k}W{i}``/``s{k}b{i}``,
     and the names as ``state_arrays`` in the metadata.
     """
-    from . import __version__
+    from .version import __version__
 
     meta = {
         "format": FORMAT,

@@ -49,7 +49,7 @@ def test_many_pictures_upload_the_parameters_once(pictures_and_model, monkeypatc
 def test_batches_bound_the_memory_and_give_the_same_answers(pictures_and_model, monkeypatch):
     model_path, files = pictures_and_model
     whole = predict_files(model_path, files, backend="numpy")
-    import nnx.runner
+    from nnx.app import predict_job
 
-    monkeypatch.setattr(nnx.runner, "PREDICT_BATCH_BYTES", 2 * 8 * 8 * 3)  # two pictures a batch
+    monkeypatch.setattr(predict_job, "PREDICT_BATCH_BYTES", 2 * 8 * 8 * 3)  # two pictures a batch
     assert predict_files(model_path, files, backend="numpy") == whole
