@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from nnx import backends, bench, cli
+from nnx import backends, cli
+from nnx.app import bench
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from model_file_craft import members_of, meta_of, npy, replace, with_meta, zip_bytes
 
 import nnx
+import nnx.app.checkpoint
 from nnx import runner
 from nnx.errors import UsageError
 
@@ -63,7 +64,7 @@ def _quiet(*args):
 
 def _interrupt_after_first_checkpoint(monkeypatch):
     """Send this process SIGINT right after the run's first checkpoint, as Ctrl-C would."""
-    original = runner.write_model_file
+    original = nnx.app.checkpoint.write_model_file
     calls = []
 
     def write(*args, **kwargs):
@@ -72,7 +73,7 @@ def _interrupt_after_first_checkpoint(monkeypatch):
         if len(calls) == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(runner, "write_model_file", write)
+    monkeypatch.setattr(nnx.app.checkpoint, "write_model_file", write)
 
 
 def _same_models(a, b):

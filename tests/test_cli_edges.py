@@ -4,10 +4,18 @@ and a --positive class the data lack are one-line usage errors (exit 2), before 
 import json
 from pathlib import Path
 
-from image_fixtures import kaggle_folder
+import pytest
 from nnx_testing import one_line_error, run
 
 QUICK = ("--epochs", 2, "--quiet", "--backend", "numpy")
+
+
+def kaggle_folder(*args, **kwargs):
+    """``image_fixtures.kaggle_folder``, skipping the test where Pillow is missing."""
+    pytest.importorskip("PIL", reason="writing test pictures needs Pillow")
+    from image_fixtures import kaggle_folder as make
+
+    return make(*args, **kwargs)
 
 
 def test_a_size_the_builtin_data_cannot_use_is_a_usage_error(tmp_path):

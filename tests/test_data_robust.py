@@ -179,7 +179,7 @@ def test_file_over_the_size_limit_is_never_opened(tmp_path, monkeypatch):
     (root / "dog.big.png").write_bytes(png_bytes(Image.fromarray(big)))
     limit = max(f.stat().st_size for f in root.glob("*.jpg")) + 1
     assert (root / "dog.big.png").stat().st_size > limit
-    monkeypatch.setattr(nnx.data, "MAX_IMAGE_BYTES", limit)  # the test's limit (really 64 MiB)
+    monkeypatch.setattr(nnx.data.common, "MAX_IMAGE_BYTES", limit)  # the test's limit (really 64 MiB)
     opened = _spy_os_opens(monkeypatch)
     data = _load(root)
     assert "over the" in dict(data.skipped)["dog.big.png"] and "limit" in dict(data.skipped)["dog.big.png"]
@@ -198,7 +198,7 @@ def test_read_stops_at_the_limit_when_a_file_grew_after_listing(tmp_path, monkey
         return listed
 
     monkeypatch.setattr(nnx.data._Source, "list", list_then_grow)
-    monkeypatch.setattr(nnx.data, "MAX_IMAGE_BYTES", 50_000)
+    monkeypatch.setattr(nnx.data.common, "MAX_IMAGE_BYTES", 50_000)
     data = _load(root)
     assert "limit" in dict(data.skipped)["cat.0.jpg"]
     assert len(data.files) == 2 * N - 1
@@ -289,7 +289,7 @@ def test_permission_denied_files_and_folders_are_listed(shared_tmp):
 def test_zip_member_over_the_size_limit_is_never_read(tmp_path, monkeypatch):
     big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)))
     archive = _good_zip(tmp_path / "a.zip", [("dog.big.png", big)])
-    monkeypatch.setattr(nnx.data, "MAX_IMAGE_BYTES", len(big) - 1)
+    monkeypatch.setattr(nnx.data.common, "MAX_IMAGE_BYTES", len(big) - 1)
     opened = _spy_zip_opens(monkeypatch)
     data = _load(archive)
     assert "over the" in dict(data.skipped)["dog.big.png"]

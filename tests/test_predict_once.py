@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
-from image_fixtures import kaggle_folder
 
-import nnx
-from nnx.data import decode_image
-from nnx.runner import predict_files
+pytest.importorskip("PIL", reason="nnx predict decodes pictures with Pillow")
+
+from image_fixtures import kaggle_folder  # noqa: E402
+
+import nnx  # noqa: E402
+from nnx.data import decode_image  # noqa: E402
+from nnx.runner import predict_files  # noqa: E402
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def test_many_pictures_upload_the_parameters_once(pictures_and_model, monkeypatc
 def test_batches_bound_the_memory_and_give_the_same_answers(pictures_and_model, monkeypatch):
     model_path, files = pictures_and_model
     whole = predict_files(model_path, files, backend="numpy")
-    import nnx.runner
+    from nnx.app import predict_job
 
-    monkeypatch.setattr(nnx.runner, "PREDICT_BATCH_BYTES", 2 * 8 * 8 * 3)  # two pictures a batch
+    monkeypatch.setattr(predict_job, "PREDICT_BATCH_BYTES", 2 * 8 * 8 * 3)  # two pictures a batch
     assert predict_files(model_path, files, backend="numpy") == whole

@@ -323,7 +323,7 @@ def test_bogus_nnx_backend_is_one_line(command):
 
 
 def test_unexpected_error_is_one_line_naming_a_bug(monkeypatch, capsys):
-    from nnx import cli
+    from nnx.app import cli
 
     def broken(args):
         raise RuntimeError("boom")

@@ -242,7 +242,7 @@ def test_resume_refuses_malformed_state_fields_in_one_line(tmp_path, npz_data, c
 # --------------------------- F16, F17: stop signals from data loading to the last output
 _SIGNAL_AT = """
 import os, signal, sys
-import nnx.cli, nnx.runner, nnx.model
+import nnx.cli, nnx.app.train_job, nnx.model
 where, count = sys.argv[1], int(sys.argv[2])
 
 def hook(original):
@@ -253,9 +253,9 @@ def hook(original):
     return wrapped
 
 if where == "load":
-    nnx.runner.load_data = hook(nnx.runner.load_data)
+    nnx.app.train_job.load_data = hook(nnx.app.train_job.load_data)
 elif where == "write":
-    nnx.runner.write_outputs = hook(nnx.runner.write_outputs)
+    nnx.app.train_job.write_outputs = hook(nnx.app.train_job.write_outputs)
 else:
     nnx.model.Sequential.fit = hook(nnx.model.Sequential.fit)
 sys.exit(nnx.cli.main(sys.argv[3:]))
@@ -346,7 +346,7 @@ def test_load_of_a_fifo_or_device_is_a_format_error_not_missing(tmp_path, kind):
 # -------------------------------------- F21: --debug before the subcommand is honoured
 @pytest.mark.parametrize("before", [True, False])
 def test_debug_flag_before_or_after_the_subcommand_shows_the_traceback(before, monkeypatch, capsys):
-    from nnx import cli
+    from nnx.app import cli
 
     def boom(args):
         raise RuntimeError("a bug")
