@@ -56,12 +56,7 @@ def read_checkpoint_parts(extra: Any, arrays: dict[str, list[np.ndarray]]) -> Ch
         return CheckpointState()
     if not isinstance(extra, dict):
         raise ValueError("the checkpoint state is not a JSON object")
-    training = None
-    if "training" in extra:
-        try:
-            training = TrainingState.from_json(extra["training"], arrays)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the optimizer state is malformed: {exc}") from None
+    training = read_training(extra, arrays)
     history = None
     if "history" in extra:
         history = history_from_dict(extra["history"])
@@ -69,6 +64,17 @@ def read_checkpoint_parts(extra: Any, arrays: dict[str, list[np.ndarray]]) -> Ch
             raise ValueError("the history is malformed")
     run = {k: v for k, v in extra.items() if k not in ("training", "history")}
     return CheckpointState(training, history, run)
+
+
+def read_training(extra: dict[str, Any], arrays: dict[str, list[np.ndarray]]) -> TrainingState | None:
+    """The optimizer state in a checkpoint's ``extra`` JSON and state arrays (None where
+    it has none: checkpoints of nnx before optimizers); ValueError when malformed."""
+    if "training" not in extra:
+        return None
+    try:
+        return TrainingState.from_json(extra["training"], arrays)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the optimizer state is malformed: {exc}") from None
 
 
 def _number(value: Any) -> bool:

@@ -5,16 +5,16 @@ same data."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import registry
+from ..checkpoint import checkpoint_parts, history_from_dict, read_training
 from ..errors import ModelFormatError, UsageError
 from ..files import printable
-from ..history import LIST_FIELDS, History
+from ..history import History
 from ..io import write_model_file
 from ..model import Sequential, load_checkpoint
 from ..optim import TrainingState
@@ -38,24 +38,15 @@ def write_checkpoint(
     completed epoch), the optimizer state ``training`` and the run's state: its
     configuration (``TrainConfig.identity()``), the data fingerprint, the epochs done, the
     shuffle RNG's state, the history so far and whether the run had ended."""
-    state = {
+    run = {
         "config": config,
         "data_fingerprint": fingerprint,
         "epochs_done": epochs_done,
         "rng_state": rng.bit_generator.state,
-        "history": history.to_dict(),
-        "training": training.json(),
         "finished": finished,
     }
-    write_model_file(
-        path,
-        model.config(),
-        params,
-        model.last_backend,
-        model.metadata,
-        state,
-        state_arrays=training.arrays(),
-    )
+    extra, arrays = checkpoint_parts(training, history, run)
+    write_model_file(path, model.config(), params, model.last_backend, model.metadata, extra, arrays)
 
 
 def resume_from(
@@ -102,66 +93,16 @@ def resume_from(
         rng.bit_generator.state = state["rng_state"]
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise UsageError(f"{bad} (the shuffle state is malformed: {printable(exc)})") from None
-    history = _history_from_state(state.get("history"))
+    history = history_from_dict(state.get("history"))
     if history is None:
         raise UsageError(f"{bad} (the history is malformed)")
-    if "training" in state:  # absent from checkpoints of nnx before optimizers
-        try:
-            training = TrainingState.from_json(state["training"], arrays)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{bad} (the optimizer state is malformed: {exc})") from None
+    try:
+        training = read_training(state, arrays)
+    except ValueError as exc:
+        raise UsageError(f"{bad} ({exc})") from None
+    if training is not None:
         model.training_state = training
     finished = state.get("finished", False)
     if not isinstance(finished, bool):
         raise UsageError(f"{bad} (finished is {finished!r})")
     return done, history, finished
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _history_from_state(data: Any) -> History | None:
-    """A History from checkpoint JSON, or None if any field has the wrong type or length."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        history = History.from_dict(data)
-    except TypeError:
-        return None
-    for name in LIST_FIELDS:
-        values = getattr(history, name)
-        if not isinstance(values, list) or not all(_number(v) for v in values):
-            return None
-    n = len(history.epoch)
-    if not all(isinstance(e, int) for e in history.epoch) or not n == len(history.loss) == len(
-        history.accuracy
-    ):
-        return None
-    # the optional per-epoch lists are empty or one entry per recorded epoch
-    if any(len(getattr(history, name)) not in (0, n) for name in LIST_FIELDS[3:]):
-        return None
-    if len(history.val_loss) != len(history.val_accuracy):
-        return None
-    checks = {
-        "backend": lambda v: isinstance(v, str),
-        "backend_reason": lambda v: isinstance(v, str),
-        "dtype": lambda v: isinstance(v, str),
-        "stop_reason": lambda v: isinstance(v, str),
-        "epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "lr": lambda v: v is None or (_number(v) and math.isfinite(v)),
-        "seconds": lambda v: _number(v) and math.isfinite(v),
-        "first_epoch_seconds": lambda v: _number(v) and math.isfinite(v),
-        "l2": lambda v: _number(v) and math.isfinite(v),
-        "batch_size": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-        "optimizer": lambda v: v is None or isinstance(v, dict),
-        "schedule": lambda v: v is None or isinstance(v, dict),
-        "early_stopping": lambda v: v is None or isinstance(v, dict),
-        "class_weight": lambda v: v is None or (isinstance(v, list) and all(_number(w) for w in v)),
-        "warm_start": lambda v: isinstance(v, bool),
-        "stopped_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-        "best_epoch": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
-    }
-    if not all(check(getattr(history, name)) for name, check in checks.items()):
-        return None
-    return history
