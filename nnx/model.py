@@ -169,12 +169,6 @@ class Sequential:
         """Number of classes: 2 for a binary (1-output) model, K for a K-output softmax model."""
         return self._linears[-1].n_out if self.loss == "cross_entropy" else 2
 
-    def _labels(self, Y: Any, m: int) -> np.ndarray:
-        """Y checked against the model's kind: 0/1 labels (binary) or class indices (1, m)."""
-        if self.loss == "cross_entropy":
-            return check_class_labels(Y, m, self.n_classes)
-        return check_Y(Y, m)
-
     def config(self) -> dict[str, Any]:
         """A JSON-able architecture description (used by save/load)."""
         return {"layers": [la.config() for la in self.layers], "loss": self.loss}
@@ -318,7 +312,9 @@ class Sequential:
     def check_labels(self, Y: Any, m: int) -> np.ndarray:
         """Y checked against the model's kind: 0/1 labels (1, m) for a binary model, class
         indices (1, m) for a K-class model (one-hot (K, m) accepted)."""
-        return self._labels(Y, m)
+        if self.loss == "cross_entropy":
+            return check_class_labels(Y, m, self.n_classes)
+        return check_Y(Y, m)
 
     def start_parameters(self, seed: Any) -> Params:
         """Host parameters a fit starts from: the current ones, or - for a model whose
@@ -362,7 +358,8 @@ class Sequential:
     def continued_state(self, optimizer: Optimizer) -> TrainingState | None:
         """The previous fit's optimizer state for ``warm_start``; None, with a warning that
         the optimizer starts fresh, when the model holds none (never trained, or loaded
-        from a file saved without ``optimizer_state=True``)."""
+        from a file saved without ``optimizer_state=True``); a ValueError when ``optimizer``
+        is of another kind than the state's (its state would not fit)."""
         if self.training_state is None:
             warnings.warn(
                 "warm_start=True: this model holds no optimizer state (never trained, trained by "
@@ -371,11 +368,6 @@ class Sequential:
                 UserWarning,
                 stacklevel=5,
             )
-        return self._continued_state(optimizer)
-
-    def _continued_state(self, optimizer: Optimizer) -> TrainingState | None:
-        """The previous fit's optimizer state for ``warm_start`` (None before any fit);
-        refused when ``optimizer`` is of another kind (its state would not fit)."""
         state = self.training_state
         if state is None:
             return None
@@ -414,7 +406,7 @@ class Sequential:
         X = check_fits_dtype(check_X(X, self.n_features), dtype)
         ops = backends.get_backend(backend)
         net = DeviceNetwork(ops, self._blocks, self.loss, self.parameters(), dtype)
-        Yd = None if Y is None else ops.prepare_labels(self._labels(Y, X.shape[1]), dtype)
+        Yd = None if Y is None else ops.prepare_labels(self.check_labels(Y, X.shape[1]), dtype)
         return net, net.prepare(X, for_training=False), Yd
 
     def predict_proba(
