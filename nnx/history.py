@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,9 +113,20 @@ class History:
 
     def extend(self, other: History, offset: int | None = None) -> None:
         """Append a later fit's records, its epochs renumbered to follow ``offset`` epochs
-        already trained (default: the last recorded epoch)."""
+        already trained (default: the last recorded epoch).
+
+        Every per-epoch list stays empty or one entry per recorded epoch: where only one of
+        the two fits recorded a figure (validation, L2 term, learning rate, L-BFGS's
+        objective), the other's epochs hold NaN (no value) for it."""
         if offset is None:
             offset = self.epoch[-1] if self.epoch else 0
+        before, added = len(self.epoch), len(other.epoch)
         self.epoch += [e + offset for e in other.epoch]
-        for name in LIST_FIELDS[1:]:
+        for name in LIST_FIELDS[1:3]:  # loss and accuracy: every fit records them
             getattr(self, name).extend(getattr(other, name))
+        for name in LIST_FIELDS[3:]:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if not mine and not theirs:
+                continue
+            mine.extend([math.nan] * (before - len(mine)))
+            mine.extend(theirs if len(theirs) == added else [math.nan] * added)

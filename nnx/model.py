@@ -193,8 +193,10 @@ class Sequential:
             layer.W, layer.b = W, b
 
     def parameters(self) -> Params:
-        """Host NumPy copies [(W, b), ...], W (n_out, n_in) and b (n_out, 1) per Linear."""
-        return [(la.W.copy(), la.b.copy()) for la in self._linears]
+        """Host NumPy copies [(W, b), ...], W (n_out, n_in) and b (n_out, 1) per Linear
+        (taken under the fit lock: never half of a fit's commit)."""
+        with self._lock:
+            return [(la.W.copy(), la.b.copy()) for la in self._linears]
 
     def set_parameters(self, params: Sequence[tuple[Any, Any]]) -> None:
         """Replace all parameters; shapes must match the architecture and values be finite."""
@@ -318,10 +320,12 @@ class Sequential:
 
     def start_parameters(self, seed: Any) -> Params:
         """Host parameters a fit starts from: the current ones, or - for a model whose
-        layers were built without a seed and never trained or set - drawn from an int
-        ``seed``, as ``fit(seed=...)`` does."""
-        redraw = not self._init_fixed and isinstance(seed, (int, np.integer))
-        return self._drawn(int(seed)) if redraw else self.parameters()
+        layers were built without a seed and never trained or set - drawn from ``seed``
+        (an int, or a numpy Generator), as ``fit(seed=...)`` does."""
+        if self._init_fixed or not isinstance(seed, (int, np.integer, np.random.Generator)):
+            return self.parameters()
+        # a Generator gives one draw, the seed of the parameters (its state moves on)
+        return self._drawn(int(seed.integers(2**63)) if isinstance(seed, np.random.Generator) else int(seed))
 
     def commit_fit(
         self,
@@ -466,6 +470,10 @@ class Sequential:
         step and epoch clocks, dropout key, early stopping's progress) and the History, so
         that ``nnx.load(path).fit(..., warm_start=True)`` continues exactly as the model
         in memory would (``nnx.checkpoint``)."""
+        with self._lock:  # parameters and optimizer state of the same fit
+            self._write(path, optimizer_state)
+
+    def _write(self, path: str | os.PathLike, optimizer_state: bool) -> None:
         extra, arrays = None, None
         if optimizer_state:
             extra, arrays = checkpoint_parts(self.training_state, self.history)

@@ -65,6 +65,8 @@ class ChunkedSource:
             ]
             names = sorted({c.backend for c in parts})
             reason = f"chunked locally: {len(parts)} chunks ({parts[0].backend_reason})"
+            if opts.verbose:
+                print(f"nnx: training on {reason}, dtype {opts.dtype}")
             history = fit_history(",".join(names), reason, opts, setup.per_class)
             if opts.solver == "lbfgs":
                 host = lbfgs_on_chunks(setup, opts, m, history, validate, lambda p: local_gradients(parts, p))
@@ -78,6 +80,7 @@ class ChunkedSource:
                 validate=validate,
                 window=1,
                 early=setup.early,
+                best=setup.best,
             )
         return FitResult(step.params, history, history.backend, opts.dtype, state)
 
@@ -104,11 +107,12 @@ def fit_chunked_locally(
     and update code, so for the same chunk sizes, backend and dtype both give the same
     parameters bit for bit. Against ``model.fit`` (unchunked) they agree to rounding (the
     sums are grouped differently; see the README). Takes ``model.fit``'s options (any step
-    optimizer, ``l2``, ``schedule``, ``early_stopping``, ``class_weight``, ``sample_weight``,
-    ``validation_data``, ``history_every``, ``seed``, ``dtype``, ``warm_start``, ``verbose``);
-    what full-batch chunks cannot do (mini-batches, Dropout layers) is refused before any
-    work. ``callback(epoch, params, history)`` runs after every epoch with host parameters;
-    True stops there. On any error the model's parameters are left as they were.
+    optimizer or ``nnx.LBFGS()``, ``l2``, ``schedule``, ``early_stopping``, ``class_weight``,
+    ``sample_weight``, ``validation_data``, ``history_every``, ``seed``, ``dtype``,
+    ``warm_start``, ``verbose``, Dropout layers); mini-batches, which full-batch chunks
+    cannot do, are refused before any work. ``callback(epoch, params, history)`` runs after
+    every epoch with host parameters; True stops there. On any error the model's
+    parameters are left as they were.
 
     ``blas_threads=1`` runs the BLAS products on one thread, as a Dask worker does (its
     nanny sets OPENBLAS_NUM_THREADS=1 and the like): a multi-threaded BLAS may split a

@@ -2,12 +2,14 @@
 
 ``fit(model, X, Y, client=..., epochs=..., lr=...)`` takes a ``dask.array`` X (n_x, m)
 chunked along the examples only. Each chunk of X and Y is checked and prepared once on
-the worker that holds it (``nnx.chunked.Chunk``, on that worker's best nnx backend: CuPy on
-a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one task per worker
-thread computes its chunks' loss and gradient sums divided by the whole m (each chunk's
-kept apart), an update task adds them in chunk order and applies gradient descent, and
-its result - the parameters - feeds the next epoch's tasks. Only parameters and
-gradients cross the network, never data.
+the worker that holds it (``nnx.training.chunks.Chunk``, on that worker's best nnx
+backend: CuPy on a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one
+task per worker thread computes its chunks' loss and gradient sums divided by the whole m
+(each chunk's kept apart), an update task adds them in chunk order and applies the
+optimizer's step (``hostloop.HostUpdate``), and its result - the parameters and the
+optimizer state - feeds the next epoch's tasks. L-BFGS asks for the summed loss and
+gradient at each point its line search tries instead. Only parameters, optimizer state
+and gradients cross the network, never data.
 
 ``epochs_ahead`` epochs are submitted at a time, each chained on the previous one's
 update, so the client waits for Dask once per ``epochs_ahead`` epochs; it then reads the
@@ -186,8 +188,9 @@ def fit(
     every worker (default: each worker's best: CuPy on a GPU worker, else Numba, else
     NumPy). The other options are ``model.fit``'s: ``lr`` or any step ``optimizer``,
     ``l2``, ``schedule``, ``early_stopping``, ``class_weight``, ``sample_weight`` (in
-    memory), ``seed``, ``dtype``, ``verbose``, ``history_every``, ``warm_start``;
-    mini-batches and Dropout layers are refused before any work. The optimizer's state
+    memory), ``seed``, ``dtype``, ``verbose``, ``history_every``, ``warm_start``, Dropout
+    layers (each chunk draws its columns of the whole batch's masks) and L-BFGS
+    (``optimizer=nnx.LBFGS()``); mini-batches are refused before any work. The optimizer's state
     travels with the parameters, from each epoch's update task to the next.
     ``validation_data`` (in memory) is evaluated in this process every ``history_every``
     epochs, which then also sets how often the client synchronises (every epoch with
@@ -229,7 +232,7 @@ class DaskSource:
         every = opts.history_every
         window = every if opts.validation_data is not None else self.epochs_ahead
         token = uuid.uuid4().hex[:8]
-        validate = validator(model, opts, None)
+        validate = validator(model, opts, self.backend)
         chunks: list[Any] = []
         runner: _Windows | None = None
         try:
@@ -252,6 +255,7 @@ class DaskSource:
                 validate=validate,
                 window=window,
                 early=setup.early,
+                best=setup.best,
             )
             history.backend_reason += runner.recoveries_note()
         except KilledWorker as exc:

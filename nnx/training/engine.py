@@ -21,6 +21,8 @@ their gradient sums added in chunk order) and ``"dask"`` (the same chunks on Das
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any
 
 import numpy as np
@@ -133,6 +135,10 @@ def check_options(
         raise ValueError("early_stopping watches the validation data: pass validation_data=(X_val, Y_val)")
     if not isinstance(warm_start, (bool, np.bool_)):
         raise TypeError(f"warm_start must be True or False, got {warm_start!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.Generator))
+    ):
+        raise TypeError(f"seed must be an int, a numpy Generator or None, got {type(seed).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     return FitOptions(
@@ -154,6 +160,10 @@ def check_options(
         verbose=bool(verbose),
         callback=callback,
     )
+
+
+# every keyword a fit takes, whatever its front end (check_options's parameters)
+FIT_KEYWORDS = tuple(inspect.signature(check_options).parameters)
 
 
 def optimizer_kind(optimizer: Optimizer) -> str:
@@ -234,8 +244,13 @@ def run(model: Any, X: Any, Y: Any, source: Any, **options: Any) -> History:
     ``source`` is ``"local"`` or a source object with a ``name`` (``"chunked"`` or
     ``"dask"``) and a ``fit(model, X, Y, opts)`` method returning a ``FitResult``.
     """
-    opts = check_options(**options)
     name = source if isinstance(source, str) else source.name
+    unknown = sorted(set(options) - set(FIT_KEYWORDS))
+    if unknown:
+        guess = difflib.get_close_matches(unknown[0], FIT_KEYWORDS, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else f"; the options are {', '.join(FIT_KEYWORDS)}"
+        raise TypeError(f"{SOURCE_LABELS[name]}() got an unexpected keyword argument {unknown[0]!r}{hint}")
+    opts = check_options(**options)
     check_supported(opts.solver, name, given_options(model, opts))
     with model.fit_lock:
         if name == "local":

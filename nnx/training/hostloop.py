@@ -32,6 +32,7 @@ from ..validation import (
 )
 from .chunks import Chunk, Partial, combine, nbytes_of
 from .divergence import loss_diverged
+from .request import seeded_start
 from .steploop import progress_bar
 
 Params = list[tuple[np.ndarray, np.ndarray]]
@@ -43,12 +44,13 @@ ChunkCallback = Callable[[int, Params, History], bool | None]
 @dataclass(frozen=True)
 class Step:
     """Parameters after an epoch, the update's state, and the figures of the epochs since
-    the last read-out: (loss with its L2 term, correct count, L2 term, learning rate) per
-    epoch, each measured at the start of its epoch."""
+    the last read-out: (loss with its L2 term, correct count, L2 term, learning rate, what
+    the update left in the parameters: "", "inf" or "nan") per epoch, the first four
+    measured at the start of its epoch."""
 
     params: Params
     state: Any = None
-    figures: tuple[tuple[float, int, float, float], ...] = ()
+    figures: tuple[tuple[float, int, float, float, str], ...] = ()
 
     def cleared(self) -> Step:
         """The same parameters and state with the figures already read removed."""
@@ -116,6 +118,13 @@ class HostUpdate:
         return f"HostUpdate({self.optimizer!r}, l2={self.l2}, schedule={self.schedule!r})"
 
 
+def _params_cause(params: Params) -> str:
+    flat = [p for pair in params for p in pair]
+    if all(np.isfinite(p).all() for p in flat):
+        return ""
+    return "inf" if any(np.isinf(p).any() for p in flat) else "nan"
+
+
 def dropout_of(step: Step) -> tuple[int, int] | None:
     """(key seed, epoch) of the dropout masks of the epoch that starts at ``step``."""
     state = step.state
@@ -129,19 +138,11 @@ def advance(step: Step, partials: Sequence[Partial], rule: HostUpdate) -> Step:
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         loss, correct, grads = combine(partials)
         params, state, penalty, lr = rule.update(step.params, grads, step.state)
-    return Step(params, state, step.figures + ((loss + penalty, correct, penalty, lr),))
+    cause = _params_cause(params)  # read on the client only if a loss turns non-finite
+    return Step(params, state, step.figures + ((loss + penalty, correct, penalty, lr, cause),))
 
 
 # ----------------------------------------------------------------- shared by both fits
-def check_seed(seed: Any) -> Any:
-    if seed is not None and not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"seed must be an int or None for full-batch chunked training (it only draws the "
-            f"initial parameters), got {seed!r}"
-        )
-    return seed
-
-
 def validator(model: Any, opts: Any, backend: Any) -> Callable[[Params], tuple[float, float]] | None:
     """A function params -> (val_loss, val_accuracy) on in-memory validation data, run in
     this process (None without validation data)."""
@@ -177,12 +178,12 @@ class Plan:
     weights: np.ndarray | None
     per_class: np.ndarray | None
     early: dict[str, Any] | None = None  # early stopping's progress, continued by warm_start
+    best: Params | None = None  # and the parameters of its best epoch
 
 
 def plan(model: Any, opts: Any, m: int, labels: Any) -> Plan:
     """The update rule, first Step and example weights of a chunked or Dask fit.
     ``labels`` are the host labels (needed only for class and sample weights)."""
-    check_seed(opts.seed)
     weights = per_class = None
     if opts.class_weight is not None or opts.sample_weight is not None:
         Y = model.check_labels(np.asarray(labels), m)
@@ -193,19 +194,18 @@ def plan(model: Any, opts: Any, m: int, labels: Any) -> Plan:
     stepper = opts.optimizer if opts.solver == "steps" else SGD(lr=1.0)
     rule = HostUpdate(stepper, opts.l2, m, opts.schedule)
     state = model.continued_state(opts.optimizer) if opts.warm_start else None
-    params = [
-        (np.array(W, dtype=opts.dtype), np.array(b, dtype=opts.dtype))
-        for W, b in model.start_parameters(opts.seed)
-    ]
+    keyed = any(blk.dropout for blk in model.blocks) and (state is None or state.dropout_seed is None)
+    _, first, key = seeded_start(model, opts.seed, keyed)
+    params = [(np.array(W, dtype=opts.dtype), np.array(b, dtype=opts.dtype)) for W, b in first]
     early = None if state is None or state.early is None else dict(state.early)
+    best = None
+    if state is not None and state.best is not None:
+        flat = [np.array(a, dtype=opts.dtype) for a in state.best]
+        best = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
     start = rule.init(params, state)
-    if any(blk.dropout for blk in model.blocks) and start.dropout_seed is None:
-        # as a local fit keys its masks: an int seed itself, else one draw
-        seed = opts.seed
-        start.dropout_seed = (
-            int(seed) % 2**64 if seed is not None else int(np.random.default_rng().integers(2**63))
-        )
-    return Plan(rule, Step(params, start), weights, per_class, early)
+    if key is not None:
+        start.dropout_seed = key
+    return Plan(rule, Step(params, start), weights, per_class, early, best)
 
 
 class LocalChunks:
@@ -230,19 +230,22 @@ def drive(
     validate: Callable[[Params], tuple[float, float]] | None,
     window: int,
     early: dict[str, Any] | None = None,
+    best: Params | None = None,
 ) -> tuple[Step, TrainingState]:
     """The epochs of a chunked or Dask fit, ``window`` at a time through ``runner.run``:
     each window's figures checked (a NaN/inf loss raises, naming its epoch) and recorded
     every ``history_every`` epochs, early stopping and the callback at each window's end.
-    ``early`` is early stopping's progress continued from a warm start (None: a new watch).
-    Returns the last Step (its figures read) and the training state to keep."""
+    ``early`` is early stopping's progress continued from a warm start (None: a new watch)
+    and ``best`` the parameters of its best epoch so far. As ``model.fit``'s step loop:
+    the best parameters are restored when early stopping ends the fit, at its last epoch,
+    and after a callback stopped it. Returns the last Step (its figures read) and the
+    training state to keep."""
     es, every, epochs = opts.early_stopping, opts.history_every, opts.epochs
     window = 1 if es is not None else window
     start_state = step.state
     if es is not None and (early is None or early.get("stopped")):
-        early = es.fresh()  # a new watch, no stale best
+        early, best = es.fresh(), None  # a new watch, no stale best
     start_clock = start_state.epoch
-    best: Params | None = None
     bar = progress_bar(epochs, opts.verbose)
     start = time.perf_counter()
     done = 0
@@ -253,9 +256,8 @@ def drive(
             end = done + count
             if done == 0:
                 history.first_epoch_seconds = (time.perf_counter() - start) / count
-            for offset, (value, *_) in enumerate(step.figures):
-                if not np.isfinite(value):
-                    cause = _params_cause(step.params)
+            for offset, (value, *_, cause) in enumerate(step.figures):
+                if not np.isfinite(value):  # cause: what that epoch's update left
                     raise loss_diverged(value, done + 1 + offset, cause, history.lr)
             val = None
             stop_early = False
@@ -299,6 +301,8 @@ def drive(
         if bar is not None:
             bar.close()
     history.seconds = time.perf_counter() - start
+    if es is not None and es.restore_best and best is not None and history.stopped_epoch is not None:
+        step = Step(best, step.state)  # stopped by the callback: its epoch had the last ones
     state = step.state
     if es is not None and early is not None:
         best_epoch = early.get("best_epoch")
@@ -315,13 +319,6 @@ def drive(
     return step, state
 
 
-def _params_cause(params: Params) -> str:
-    flat = [p for pair in params for p in pair]
-    if all(np.isfinite(p).all() for p in flat):
-        return ""
-    return "inf" if any(np.isinf(p).any() for p in flat) else "nan"
-
-
 def _record(
     history: History,
     step: Step,
@@ -333,7 +330,7 @@ def _record(
 ) -> None:
     """Record the figures of epochs first_epoch.. that are due (every ``every`` epochs, 0:
     none, and ``last_epoch``), then the ``validation`` figures (loss, accuracy), if any."""
-    for offset, (value, correct, penalty, lr) in enumerate(step.figures):
+    for offset, (value, correct, penalty, lr, _) in enumerate(step.figures):
         epoch = first_epoch + offset
         if epoch == last_epoch or (every and epoch % every == 0):
             history.epoch.append(epoch)

@@ -327,7 +327,7 @@ class HostObjective(FlatObjective):
 def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     """L-BFGS on in-memory X in this process (``engine.run``'s local L-BFGS solver);
     returns an ``request.FitResult`` and leaves the model untouched."""
-    from .request import FitResult, fit_history, local_data
+    from .request import FitResult, fit_history, local_data, seeded_start
 
     _scipy_minimize()  # fail here, naming the extra
     data = local_data(model, X, Y, opts)
@@ -343,7 +343,9 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
         np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
     ):
         dtype = opts.dtype
-        net = DeviceNetwork(ops, list(model.blocks), model.loss, model.start_parameters(opts.seed), dtype)
+        net = DeviceNetwork(
+            ops, list(model.blocks), model.loss, seeded_start(model, opts.seed, False)[1], dtype
+        )
         validation = None
         if data.validation is not None:
             Xv, Yv = data.validation

@@ -6,7 +6,7 @@ every solver in this process shares (``local_data``, ``validation_arrays``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,6 @@ class FitResult:
     backend: str
     dtype: str
     training_state: TrainingState | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_l2(l2: Any) -> float:
@@ -110,7 +109,7 @@ def validation_arrays(model: Any, opts: FitOptions) -> tuple[np.ndarray, np.ndar
     return Xv, model.check_labels(opts.validation_data[1], Xv.shape[1])
 
 
-def fit_history(backend: str, reason: str, opts: FitOptions, per_class: Any = None, **extra: Any) -> History:
+def fit_history(backend: str, reason: str, opts: FitOptions, per_class: Any = None) -> History:
     """The History a fit starts with: how and where it runs."""
     steps = opts.solver == "steps"
     return History(
@@ -122,9 +121,22 @@ def fit_history(backend: str, reason: str, opts: FitOptions, per_class: Any = No
         batch_size=opts.batch_size,
         optimizer=opts.optimizer.config() if steps else None,
         schedule=None if opts.schedule is None else opts.schedule.config(),
-        l2=opts.l2 if steps else 0.0,
+        l2=opts.l2,
         class_weight=None if per_class is None else [float(w) for w in per_class],
         early_stopping=None if opts.early_stopping is None else opts.early_stopping.config(),
         warm_start=opts.warm_start,
-        **extra,
     )
+
+
+def seeded_start(model: Any, seed: Any, key_dropout: bool) -> tuple[np.random.Generator, Any, int | None]:
+    """What a fit draws from ``seed`` (None, an int, or a Generator whose state carries
+    across calls), in this order whatever the source: the generator of the run (mini-batch
+    order), the starting parameters (``model.start_parameters``: a model built without a
+    seed is drawn anew from an int seed or from the Generator), and - with
+    ``key_dropout`` - the key of the dropout masks (an int seed itself, else one draw)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    start = model.start_parameters(seed)
+    key = None
+    if key_dropout:
+        key = int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
+    return rng, start, key

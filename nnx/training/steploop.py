@@ -278,19 +278,15 @@ def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     full batch, seeded mini-batches or streamed batches, any step optimizer. Returns an
     ``request.FitResult``; the model itself is not touched."""
     from .. import backends
-    from .request import FitResult, fit_history, local_data
+    from .request import FitResult, fit_history, local_data, seeded_start
 
     data = local_data(model, X, Y, opts)
     optimizer, seed = opts.optimizer, opts.seed
     state = model.continued_state(optimizer) if opts.warm_start else None
     selection = backends.select(opts.backend)
     ops = selection.backend
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    start = model.start_parameters(seed)
-    dropout_seed = None
-    if any(blk.dropout for blk in model.blocks) and (state is None or state.dropout_seed is None):
-        # an int seed keys the masks itself; a Generator (or None) gives one draw
-        dropout_seed = int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
+    keyed = any(blk.dropout for blk in model.blocks) and (state is None or state.dropout_seed is None)
+    rng, start, dropout_seed = seeded_start(model, seed, keyed)
     history = fit_history(ops.name, selection.reason, opts, data.per_class)
     if opts.verbose:
         print(f"nnx: training on backend {ops.name!r} ({selection.reason}), dtype {opts.dtype}")
