@@ -381,12 +381,11 @@ class Sequential:
                 f"warm_start=True continues the state of the previous fit's {previous} optimizer, "
                 f"but optimizer is {optimizer!r}; pass the same kind of optimizer or warm_start=False"
             )
-        shapes = [p.shape for pair in self.parameters() for p in pair]
-        for name, arrays in state.arrays().items():
-            if [a.shape for a in arrays] != shapes:
-                raise ValueError(
-                    f"warm_start=True: the saved optimizer state {name!r} does not fit the parameters"
-                )
+        misfit = state.misfit([p.shape for pair in self.parameters() for p in pair])
+        if misfit is not None:
+            raise ValueError(
+                f"warm_start=True: the saved optimizer state {misfit!r} does not fit the parameters"
+            )
         return state
 
     def gradients(
@@ -521,10 +520,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Sequential, CheckpointStat
     except ValueError as exc:
         raise ModelFormatError(f"{path} is not a usable checkpoint: {exc}") from None
     if state.training is not None:
-        shapes = [p.shape for pair in model.parameters() for p in pair]
-        for name, arrays in state.training.arrays().items():
-            if [a.shape for a in arrays] != shapes:
-                raise ModelFormatError(f"{path}: the optimizer state {name!r} does not fit the parameters")
+        misfit = state.training.misfit([p.shape for pair in model.parameters() for p in pair])
+        if misfit is not None:
+            raise ModelFormatError(f"{path}: the optimizer state {misfit!r} does not fit the parameters")
     return model, state
 
 

@@ -345,6 +345,14 @@ class TrainingState:
             out["best"] = self.best
         return out
 
+    def misfit(self, shapes: list[tuple[int, ...]]) -> str | None:
+        """The name of a per-parameter array list whose shapes are not ``shapes`` (the
+        parameters', W0, b0, W1, ...), or None when every one fits."""
+        for name, arrays in self.arrays().items():
+            if [tuple(a.shape) for a in arrays] != [tuple(s) for s in shapes]:
+                return name
+        return None
+
     def to_host(self, ops: Any) -> TrainingState:
         """A copy with every array as a host NumPy array."""
         return TrainingState(

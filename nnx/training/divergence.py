@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from ..errors import TrainingDivergedError
 
 _ADVICE = {
@@ -37,3 +40,14 @@ def loss_diverged(value: float, epoch: int, cause: str, lr: float | None) -> Tra
     held then ("", "inf" or "nan", see ``diverged``)."""
     held = {"": "", "inf": " (the parameters hold inf)", "nan": " (the parameters hold NaN)"}[cause]
     return diverged(f"the loss became {value} at epoch {epoch}{held}", lr, cause)
+
+
+def cause_in(ops: Any, arrays: list[Any]) -> str:
+    """What ``arrays`` (parameters on backend ``ops``) hold: "" (all finite), "inf" (an
+    overflow) or "nan" (NaN without inf: an invalid operation) - two reductions per
+    array, read at once."""
+    values = ops.scalars([(a * 0).sum() for a in arrays] + [abs(a).max() for a in arrays])
+    finite, largest = values[: len(arrays)], values[len(arrays) :]
+    if all(math.isfinite(v) for v in finite):
+        return ""
+    return "inf" if any(math.isinf(v) for v in largest) else "nan"

@@ -31,7 +31,7 @@ from ..validation import (
     example_weights,
 )
 from .chunks import Chunk, Partial, combine, nbytes_of
-from .divergence import loss_diverged
+from .divergence import cause_in, loss_diverged
 from .request import seeded_start
 from .steploop import progress_bar
 
@@ -119,10 +119,7 @@ class HostUpdate:
 
 
 def _params_cause(params: Params) -> str:
-    flat = [p for pair in params for p in pair]
-    if all(np.isfinite(p).all() for p in flat):
-        return ""
-    return "inf" if any(np.isinf(p).any() for p in flat) else "nan"
+    return cause_in(backends.get_backend("numpy"), [p for pair in params for p in pair])
 
 
 def dropout_of(step: Step) -> tuple[int, int] | None:
@@ -138,7 +135,7 @@ def advance(step: Step, partials: Sequence[Partial], rule: HostUpdate) -> Step:
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         loss, correct, grads = combine(partials)
         params, state, penalty, lr = rule.update(step.params, grads, step.state)
-    cause = _params_cause(params)  # read on the client only if a loss turns non-finite
+        cause = _params_cause(params)  # read on the client only if a loss turns non-finite
     return Step(params, state, step.figures + ((loss + penalty, correct, penalty, lr, cause),))
 
 

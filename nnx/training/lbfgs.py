@@ -327,7 +327,7 @@ class HostObjective(FlatObjective):
 def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     """L-BFGS on in-memory X in this process (``engine.run``'s local L-BFGS solver);
     returns an ``request.FitResult`` and leaves the model untouched."""
-    from .request import FitResult, fit_history, local_data, seeded_start
+    from .request import FitResult, fit_history, local_data, prepared_validation, seeded_start
 
     _scipy_minimize()  # fail here, naming the extra
     data = local_data(model, X, Y, opts)
@@ -346,10 +346,7 @@ def fit_local_lbfgs(model: Any, X: Any, Y: Any, opts: Any) -> Any:
         net = DeviceNetwork(
             ops, list(model.blocks), model.loss, seeded_start(model, opts.seed, False)[1], dtype
         )
-        validation = None
-        if data.validation is not None:
-            Xv, Yv = data.validation
-            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, dtype))
+        validation = prepared_validation(net, data.validation)
         weights = None if data.weights is None else ops.prepare_labels(data.weights, dtype)
         # the single-pass ops read X in their own form; the network's passes (which take
         # weights) read it as inference does

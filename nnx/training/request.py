@@ -140,3 +140,11 @@ def seeded_start(model: Any, seed: Any, key_dropout: bool) -> tuple[np.random.Ge
     if key_dropout:
         key = int(seed) % 2**64 if isinstance(seed, (int, np.integer)) else int(rng.integers(2**63))
     return rng, start, key
+
+
+def prepared_validation(net: Any, validation: tuple[np.ndarray, np.ndarray] | None) -> tuple[Any, Any] | None:
+    """The checked validation pair moved to ``net``'s backend as evaluation reads it."""
+    if validation is None:
+        return None
+    Xv, Yv = validation
+    return net.prepare(Xv, for_training=False), net.ops.prepare_labels(Yv, net.dtype)

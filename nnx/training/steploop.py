@@ -21,7 +21,7 @@ from ..callbacks import EarlyStopping
 from ..history import History
 from ..network import DeviceNetwork
 from ..schedules import Schedule
-from .divergence import diverged, loss_diverged
+from .divergence import cause_in, diverged, loss_diverged
 
 log = logging.getLogger("nnx")
 
@@ -211,14 +211,8 @@ def run_epochs(
 
 
 def parameter_cause(net: DeviceNetwork) -> str:
-    """What the parameters of ``net`` hold: "" (all finite), "inf" (an overflow) or "nan"
-    (NaN without inf: an invalid operation) - two reductions per parameter, read at once."""
-    flat = net.flat_params()
-    values = net.ops.scalars([(p * 0).sum() for p in flat] + [abs(p).max() for p in flat])
-    finite, largest = values[: len(flat)], values[len(flat) :]
-    if np.isfinite(finite).all():
-        return ""
-    return "inf" if np.isinf(largest).any() else "nan"
+    """What the parameters of ``net`` hold ("", "inf" or "nan"; see ``cause_in``)."""
+    return cause_in(net.ops, net.flat_params())
 
 
 def check_parameters_finite(net: DeviceNetwork, epoch: int, lr: float) -> None:
@@ -278,7 +272,7 @@ def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
     full batch, seeded mini-batches or streamed batches, any step optimizer. Returns an
     ``request.FitResult``; the model itself is not touched."""
     from .. import backends
-    from .request import FitResult, fit_history, local_data, seeded_start
+    from .request import FitResult, fit_history, local_data, prepared_validation, seeded_start
 
     data = local_data(model, X, Y, opts)
     optimizer, seed = opts.optimizer, opts.seed
@@ -302,10 +296,7 @@ def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
             dropout_seed=dropout_seed,
         )
         batches = Batches(net, data.X, data.Y, opts.batch_size, data.weights)
-        validation = None
-        if data.validation is not None:
-            Xv, Yv = data.validation
-            validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, opts.dtype))
+        validation = prepared_validation(net, data.validation)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             run_epochs(
                 net,
