@@ -156,10 +156,10 @@ def softmax_plan(
 
 def test_softmax_dw_stays_in_one_block_where_it_fits():
     """CIFAR-sized rows at K = 10: 120 KB of dW, one slice, one block per SM (two would
-    not fit in 227 KB), 1 example per step (KMAX 32: KMAX 16 spilled)."""
+    not fit in 227 KB), 2 examples per step (KMAX 16)."""
     p = softmax_plan(3072, 50000, 10, "float32", "uint8")
     assert (p.kernel, p.slices, p.per, p.shared_mem) == (
-        "softmax_pass<float, unsigned char, 32>",
+        "softmax_pass<float, unsigned char, 16>",
         1,
         10,
         10 * 3072 * 4,
@@ -200,7 +200,24 @@ def test_softmax_kmax_ends_at_the_fused_class_limit():
     from nnx.backends.base import MAX_FUSED_CLASSES
 
     assert plans.SOFTMAX_KMAX[-1] == MAX_FUSED_CLASSES
-    assert softmax_plan(100, 10, MAX_FUSED_CLASSES, "float32", "float32").kernel.endswith(", 32>")
+    for dtype in ("float32", "float64"):
+        assert softmax_plan(100, 10, MAX_FUSED_CLASSES, dtype, dtype).kernel.endswith(", 32>")
+        assert softmax_plan(100, 10, MAX_FUSED_CLASSES + 1, dtype, dtype) is None
+
+
+@pytest.mark.parametrize(
+    ("K", "kmax"), [(1, 4), (4, 4), (5, 8), (8, 8), (9, 16), (10, 16), (16, 16), (17, 32), (32, 32)]
+)
+@pytest.mark.parametrize("w_dtype", ["float32", "float64"])
+def test_softmax_classes_take_the_smallest_build_that_holds_them(K, kmax, w_dtype):
+    """K = 9..16 take the KMAX = 16 build (2 examples per step), which keeps everything in
+    registers on sm_90 (test_kernels_nvcc.py checks every build); it had been dropped for
+    spilling, leaving those K one example per step."""
+    for x_dtype in (w_dtype, "uint8"):
+        p = softmax_plan(300, 200, K, w_dtype, x_dtype)
+        assert p.kernel.endswith(f", {kmax}>")
+        assert p.groups == min(200 // (32 // kmax), 132)  # one block per step, up to a wave
+        assert p.kernel in plans.name_expressions()
 
 
 @pytest.mark.parametrize("x_dtype", ["float32", "uint8"])
