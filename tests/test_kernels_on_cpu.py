@@ -23,6 +23,8 @@ from cuda_emulation import (
     EmulatedModule,
     EmulationError,
     build,
+    modelled_resident_blocks,
+    sm90_registers,
 )
 from nnx_testing import check_sigmoid_at_extreme_logits, extreme_logits, tolerance
 
@@ -137,15 +139,30 @@ def check_bce_kernel(module, Z, Y):
     return sums, got_dZ
 
 
-def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None):
-    """The plan the backend makes for X, where X's memory is (its address decides too)."""
+GPU_BLOCKS = modelled_resident_blocks  # each kernel's blocks per SM on an H100
+
+
+def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=GPU_BLOCKS):
+    """The plan the backend makes for X, where X's memory is (its address decides too), with
+    each kernel's blocks per SM as on an H100 (its occupancy from its sm_90 registers), so
+    the blocks, hence the order of the float sums, are the GPU's."""
     n, m = X.shape
     at = plans.address(X)
     return plans.logreg_pass_plan(n, m, dtype, X.dtype, sm_count, shared_limit, kind, at, resident_blocks)
 
 
 def emulated_logreg_epoch(
-    module, w, b, X, Y, lr, loss, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None
+    module,
+    w,
+    b,
+    X,
+    Y,
+    lr,
+    loss,
+    sm_count,
+    kind="auto",
+    shared_limit=HOPPER_SHARED,
+    resident_blocks=GPU_BLOCKS,
 ):
     """One epoch through the backend's two launches, buffers as the backend makes them."""
     plan = pass_plan(X, w.dtype, sm_count, kind, shared_limit, resident_blocks)
@@ -881,6 +898,29 @@ def test_the_gpu_benchmark_runs_on_the_emulated_device(emulated_backend, monkeyp
     assert result["environment"]["backends"]["cupy"]["kernel_compile_s"] >= 0
 
 
+def test_the_emulation_plans_each_kernel_with_its_sm90_blocks_per_sm(emulated_backend):
+    """As on an H100, a wave of logreg_pass holds as many blocks per SM as the kernel's
+    sm_90 registers allow (1 to 3 here), so the emulated epoch has the GPU's blocks and
+    sums its floats in the GPU's order: the backend's plans (the driver's occupancy on the
+    emulated device) and the tests' own plans agree, and both differ from one block per SM."""
+    single_pass = [name for name in sm90_registers() if name.startswith(("logreg_pass", "softmax_pass"))]
+    per_sm = {name: modelled_resident_blocks(name) for name in single_pass}
+    assert set(per_sm.values()) == {1, 2, 3}
+    assert per_sm["logreg_pass<float, float, 1, 1, 1>"] == 3  # 37 registers
+    assert per_sm["logreg_pass<float, unsigned char, 4, 2, 2>"] == 2  # 62
+    assert per_sm["softmax_pass<float, unsigned char, 16>"] == 1  # 102
+    ops, _ = emulated_backend()  # 4 SMs, blocks per SM modelled
+    rng = np.random.default_rng(5)
+    cases = ((1000, "float32", "float32"), (1504, "uint8", "float32"), (3000, "float64", "float64"))
+    for n, x_dtype, w_dtype in cases:
+        X = np.asfortranarray(rng.random((n, 30)).astype(x_dtype))
+        with ops._forcing_pass("registers"):
+            plan = ops._pass_plan(n, 30, w_dtype, x_dtype)
+        ours = pass_plan(X, w_dtype, 4, "registers")
+        assert plan == ours and ours.groups == 4 * per_sm[ours.kernel] > 4
+        assert pass_plan(X, w_dtype, 4, "registers", resident_blocks=None).groups == 4  # one per SM
+
+
 def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend):
     """A wave of logreg_pass is as many blocks as fit at once: the driver's occupancy
     (here 3 per SM) times the SMs, one per SM when the driver cannot say."""
@@ -1106,7 +1146,7 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
 def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
     n, m = X.shape
     return plans.softmax_pass_plan(
-        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), kind="fused"
+        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), modelled_resident_blocks, "fused"
     )
 
 
