@@ -757,22 +757,59 @@ __device__ __forceinline__ void nnx_philox(unsigned c[4], unsigned k0, unsigned 
 
 // dst <- src * (scale where kept, else 0) for an (n, m) activation stored C-ordered
 // (c_order: element (i, j) at i * m + j) or example-contiguous (at j * n + i); dst may be
-// src (the backward pass). One Philox call per 4 consecutive elements e.
+// src (the backward pass). Example-contiguous: one Philox call per 4 consecutive elements
+// e, which are neighbouring addresses. C-ordered, consecutive e run down a column, m
+// elements apart in memory: a block of 256 threads takes tiles of 32 units x 32 examples,
+// first drawing the Philox words of the tile's columns (those of the at most 9 calls
+// covering each column's 32 units) into shared memory, then each warp reads and writes
+// rows of 32 neighbouring elements, so each access of a warp is one contiguous segment.
+#define NNX_DROPOUT_TILE 32
+#define NNX_DROPOUT_CALLS 9  // Philox calls covering 32 consecutive e at any offset
 template <typename T>
 __global__ void dropout_apply(const T* src, T* dst, long long n, long long m, int c_order, unsigned k0,
                               unsigned k1, unsigned batch, unsigned epoch, unsigned layer_word, unsigned threshold,
                               double scale) {
     const T kept = (T)scale, dropped = T(0);
-    const long long total = n * m, groups = (total + 3) / 4;
-    for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < groups;
-         q += (long long)blockDim.x * gridDim.x) {
-        unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
-        nnx_philox(c, k0, k1);
-        for (int lane = 0; lane < 4; ++lane) {
-            long long e = 4 * q + lane;
-            if (e >= total) break;
-            long long at = c_order ? (e % n) * m + e / n : e;
-            dst[at] = src[at] * (c[lane] >= threshold ? kept : dropped);
+    const long long total = n * m;
+    if (!c_order) {
+        const long long groups = (total + 3) / 4;
+        for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < groups;
+             q += (long long)blockDim.x * gridDim.x) {
+            unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
+            nnx_philox(c, k0, k1);
+            for (int lane = 0; lane < 4; ++lane) {
+                long long e = 4 * q + lane;
+                if (e >= total) break;
+                dst[e] = src[e] * (c[lane] >= threshold ? kept : dropped);
+            }
+        }
+        return;
+    }
+    __shared__ unsigned words[NNX_DROPOUT_TILE][4 * NNX_DROPOUT_CALLS];
+    const long long tile_rows = (n + NNX_DROPOUT_TILE - 1) / NNX_DROPOUT_TILE;
+    const long long tiles = tile_rows * ((m + NNX_DROPOUT_TILE - 1) / NNX_DROPOUT_TILE);
+    const int col = threadIdx.x % NNX_DROPOUT_TILE;
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {  // the same for the whole block
+        const long long i0 = (tile % tile_rows) * NNX_DROPOUT_TILE, j0 = (tile / tile_rows) * NNX_DROPOUT_TILE;
+        __syncthreads();  // words may still be read for the previous tile
+        for (int s = threadIdx.x; s < NNX_DROPOUT_TILE * NNX_DROPOUT_CALLS; s += blockDim.x) {
+            const int c_at = s / NNX_DROPOUT_CALLS, call = s % NNX_DROPOUT_CALLS;
+            const long long j = j0 + c_at, q = (j * n + i0) / 4 + call;
+            if (j < m && 4 * q < total) {
+                unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
+                nnx_philox(c, k0, k1);
+                for (int lane = 0; lane < 4; ++lane) words[c_at][4 * call + lane] = c[lane];
+            }
+        }
+        __syncthreads();
+        const long long j = j0 + col;
+        for (int r = threadIdx.x / NNX_DROPOUT_TILE; r < NNX_DROPOUT_TILE; r += blockDim.x / NNX_DROPOUT_TILE) {
+            const long long i = i0 + r;
+            if (i < n && j < m) {
+                const long long at = i * m + j;
+                const unsigned word = words[col][j * n + i - 4 * ((j * n + i0) / 4)];
+                dst[at] = src[at] * (word >= threshold ? kept : dropped);
+            }
         }
     }
 }

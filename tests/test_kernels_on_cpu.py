@@ -8,6 +8,7 @@ machines without a GPU. This is not a GPU run: test_cupy.py and the parametrized
 tests cover the real device, and skip visibly without one.
 """
 
+import ctypes
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +31,7 @@ from nnx_testing import check_sigmoid_at_extreme_logits, extreme_logits, toleran
 
 import nnx
 from nnx.backends import cuda_launch as plans
+from nnx.backends import philox
 
 pytestmark = pytest.mark.skipif(
     CXX is None, reason="no C++ compiler (g++ or clang++) to build the CPU emulation of the CUDA kernels"
@@ -1434,3 +1436,85 @@ def test_the_gpu_runs_kernel_check_passes_on_the_emulated_device(emulated_backen
         "softmax_pass",
     } <= families
     assert result["compile_s"] is not None
+
+
+# ------------------------------------------------------------------ dropout coalescing
+# dropout_apply instantiated for a float that records its memory accesses: which thread of
+# which block read (src) or wrote (dst) which address, in the order each thread did.
+TRACED_DROPOUT = r"""
+#include "nnx_kernels.cu"
+
+#include <vector>
+
+struct TracedAccess {
+    long long block, thread, address;
+    int write;
+};
+std::vector<TracedAccess> traced_accesses;
+
+inline void nnx_trace(const void* at, int write) {
+    long long address = (long long)(std::size_t)at;
+    traced_accesses.push_back({(long long)blockIdx.x, (long long)threadIdx.x, address, write});
+}
+
+struct Traced {  // a float whose reads (as a factor) and writes (by assignment) are recorded
+    float v;
+    Traced() = default;
+    Traced(double x) : v((float)x) {}
+    Traced& operator=(const Traced& o) {
+        nnx_trace(this, 1);
+        v = o.v;
+        return *this;
+    }
+};
+inline Traced operator*(const Traced& a, const Traced& b) {
+    nnx_trace(&a, 0);
+    return Traced(a.v * b.v);
+}
+
+extern "C" long long traced_count() { return (long long)traced_accesses.size(); }
+extern "C" void traced_copy(long long* out) {
+    for (std::size_t i = 0; i < traced_accesses.size(); ++i) {
+        const TracedAccess& a = traced_accesses[i];
+        out[4 * i] = a.block, out[4 * i + 1] = a.thread, out[4 * i + 2] = a.address, out[4 * i + 3] = a.write;
+    }
+    traced_accesses.clear();
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def traced_dropout(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("traced_dropout")
+    source = folder / "traced_dropout.cu"
+    source.write_text(TRACED_DROPOUT.replace('"nnx_kernels.cu"', f'"{plans.kernel_source_path()}"'))
+    return EmulatedModule(build(folder, source, ["dropout_apply<Traced>"]))
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (37, 33)])
+def test_each_dropout_access_of_a_warp_is_one_contiguous_segment(traced_dropout, shape):
+    """On C-ordered activations (the CuPy backend's), every read of src and write of dst
+    that a warp's lanes make together touches neighbouring addresses: at most 32 elements
+    from its first to its last (one 128-byte segment of float32), not elements m apart;
+    and the mask drawn is still NumPy's (the Philox mask of element e = j * n + i)."""
+    n, m = shape
+    key = philox.DropoutKey(seed=(5 << 32) + 1, epoch=2, batch=7, layer=3)
+    A = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    want = REF.dropout_(A.copy(), np.empty_like(A), 0.4, key)
+    got = np.full_like(A, np.nan)
+    plan = plans.dropout_launch(A, got, True, key.words(), philox.threshold(0.4), 1 / 0.6, 2)
+    run(traced_dropout, plan._replace(kernel="dropout_apply<Traced>"))
+    np.testing.assert_array_equal(got, want)
+    library = traced_dropout.library
+    library.traced_count.restype = ctypes.c_longlong
+    trace = np.zeros((library.traced_count(), 4), np.int64)
+    library.traced_copy(trace.ctypes.data_as(ctypes.c_void_p))
+    assert len(trace) == 2 * n * m  # every element read once and written once
+    by_warp: dict[tuple, list[list[int]]] = {}
+    for block, thread, at, write in trace.tolist():
+        lanes = by_warp.setdefault((block, thread // 32, write), [[] for _ in range(32)])
+        lanes[thread % 32].append(at)
+    for lanes in by_warp.values():
+        for step in range(max(len(lane) for lane in lanes)):
+            together = [lane[step] for lane in lanes if step < len(lane)]
+            assert max(together) - min(together) < 32 * 4, "a warp's access spans more than 128 bytes"

@@ -261,3 +261,16 @@ def test_few_classes_on_pixels_keep_softmax_pass():
     assert softmax_plan(784, 60000, 10, "float32", "uint8", kind="auto") is None
     with pytest.raises(ValueError, match="kind must be one of"):
         softmax_plan(784, 60000, 4, "float32", "uint8", kind="fast")
+
+
+# -------------------------------------------------------------------------------- dropout
+def test_c_ordered_dropout_takes_a_block_per_32_by_32_tile():
+    """C-ordered activations (the CuPy backend's) take one block per tile of 32 units x 32
+    examples (warps along the examples, neighbouring addresses), up to 32 blocks per SM;
+    example-contiguous ones one thread per 4 consecutive elements."""
+    assert plans.dropout_grid(50, 70, True, 132) == 2 * 3
+    assert plans.dropout_grid(4096, 65536, True, 132) == 132 * 32
+    assert plans.dropout_grid(50, 70, False, 132) == plans.elementwise_grid(50 * 70 // 4 + 1, 132)
+    src = np.zeros((50, 70), np.float32)
+    launch = plans.dropout_launch(src, src, True, (1, 2, 3, 4, 5), 7, 2.0, 132)
+    assert launch.grid == (6,) and launch.block == (plans.BLOCK,) and plans.BLOCK % plans.DROPOUT_TILE == 0

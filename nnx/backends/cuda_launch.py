@@ -742,6 +742,20 @@ def adam_step_launch(
     )
 
 
+DROPOUT_TILE = 32  # C-ordered dropout: tiles of 32 units x 32 examples, one per block at a time
+
+
+def dropout_grid(n: int, m: int, c_order: bool, sm_count: int) -> int:
+    """Blocks of dropout_apply over an (n, m) activation: C-ordered, one per 32 x 32 tile
+    (a warp reads and writes rows of 32 neighbouring elements), up to the elementwise
+    kernels' cap; example-contiguous, one thread per 4 consecutive elements (one Philox
+    call)."""
+    if c_order:
+        tiles = -(-n // DROPOUT_TILE) * -(-m // DROPOUT_TILE)
+        return max(1, min(tiles, sm_count * 32))
+    return elementwise_grid((n * m + 3) // 4, sm_count)
+
+
 def dropout_launch(
     src, dst, c_order: bool, words: tuple[int, ...], threshold: int, scale: float, sm_count: int
 ) -> Launch:
@@ -751,7 +765,7 @@ def dropout_launch(
     k0, k1, batch, epoch, layer_word = words
     return Launch(
         f"dropout_apply<{CTYPE[src.dtype.name]}>",
-        (elementwise_grid((n * m + 3) // 4, sm_count),),
+        (dropout_grid(n, m, c_order, sm_count),),
         (BLOCK,),
         (
             src,
