@@ -217,27 +217,41 @@ __device__ __forceinline__ bool nnx_finite(T x) {
     return x - x == T(0);
 }
 
-// Deterministic block sums of EX doubles per thread at once (one pair of barriers for all).
-// Every thread gets the totals. `scratch` holds at least 32 * EX doubles.
-template <int EX>
-__device__ __forceinline__ void nnx_block_sums(double* v, double* scratch) {
+// Deterministic block sums of EX doubles per thread at once (one pair of barriers for all),
+// in two parts: nnx_warp_sums leaves each warp's sums in `scratch` (at least 32 * EX
+// doubles), nnx_scratch_total(scratch, k) then gives any thread total k, until the next
+// nnx_warp_sums; nnx_block_sums gives every thread all EX totals. With RUN and `live`, v
+// is EX / RUN runs of RUN values of which only the first `live` of each are summed (the
+// classes softmax_pass has, of the KMAX it is built for): the others are left alone, and
+// cost no shuffle.
+template <int EX, int RUN = EX>
+__device__ __forceinline__ void nnx_warp_sums(double* v, double* scratch, int live = RUN) {
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
     for (int k = 0; k < EX; ++k)
-        for (int off = 16; off > 0; off >>= 1) v[k] += __shfl_down_sync(0xffffffffu, v[k], off);
+        if (k % RUN < live)  // the same for the whole block
+            for (int off = 16; off > 0; off >>= 1) v[k] += __shfl_down_sync(0xffffffffu, v[k], off);
     __syncthreads();  // scratch may still be read from the previous call
     if (lane == 0) {
 #pragma unroll
-        for (int k = 0; k < EX; ++k) scratch[k * 32 + warp] = v[k];
+        for (int k = 0; k < EX; ++k)
+            if (k % RUN < live) scratch[k * 32 + warp] = v[k];
     }
     __syncthreads();
+}
+
+__device__ __forceinline__ double nnx_scratch_total(const double* scratch, int k) {
     int warps = (blockDim.x + 31) >> 5;
+    double total = 0.0;
+    for (int w = 0; w < warps; ++w) total += scratch[k * 32 + w];
+    return total;
+}
+
+template <int EX>
+__device__ __forceinline__ void nnx_block_sums(double* v, double* scratch) {
+    nnx_warp_sums<EX>(v, scratch);
 #pragma unroll
-    for (int k = 0; k < EX; ++k) {
-        double total = 0.0;
-        for (int w = 0; w < warps; ++w) total += scratch[k * 32 + w];
-        v[k] = total;
-    }
+    for (int k = 0; k < EX; ++k) v[k] = nnx_scratch_total(scratch, k);
 }
 
 // Single-pass logistic-regression epoch, part 1.
@@ -743,22 +757,59 @@ __device__ __forceinline__ void nnx_philox(unsigned c[4], unsigned k0, unsigned 
 
 // dst <- src * (scale where kept, else 0) for an (n, m) activation stored C-ordered
 // (c_order: element (i, j) at i * m + j) or example-contiguous (at j * n + i); dst may be
-// src (the backward pass). One Philox call per 4 consecutive elements e.
+// src (the backward pass). Example-contiguous: one Philox call per 4 consecutive elements
+// e, which are neighbouring addresses. C-ordered, consecutive e run down a column, m
+// elements apart in memory: a block of 256 threads takes tiles of 32 units x 32 examples,
+// first drawing the Philox words of the tile's columns (those of the at most 9 calls
+// covering each column's 32 units) into shared memory, then each warp reads and writes
+// rows of 32 neighbouring elements, so each access of a warp is one contiguous segment.
+#define NNX_DROPOUT_TILE 32
+#define NNX_DROPOUT_CALLS 9  // Philox calls covering 32 consecutive e at any offset
 template <typename T>
 __global__ void dropout_apply(const T* src, T* dst, long long n, long long m, int c_order, unsigned k0,
                               unsigned k1, unsigned batch, unsigned epoch, unsigned layer_word, unsigned threshold,
                               double scale) {
     const T kept = (T)scale, dropped = T(0);
-    const long long total = n * m, groups = (total + 3) / 4;
-    for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < groups;
-         q += (long long)blockDim.x * gridDim.x) {
-        unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
-        nnx_philox(c, k0, k1);
-        for (int lane = 0; lane < 4; ++lane) {
-            long long e = 4 * q + lane;
-            if (e >= total) break;
-            long long at = c_order ? (e % n) * m + e / n : e;
-            dst[at] = src[at] * (c[lane] >= threshold ? kept : dropped);
+    const long long total = n * m;
+    if (!c_order) {
+        const long long groups = (total + 3) / 4;
+        for (long long q = blockIdx.x * (long long)blockDim.x + threadIdx.x; q < groups;
+             q += (long long)blockDim.x * gridDim.x) {
+            unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
+            nnx_philox(c, k0, k1);
+            for (int lane = 0; lane < 4; ++lane) {
+                long long e = 4 * q + lane;
+                if (e >= total) break;
+                dst[e] = src[e] * (c[lane] >= threshold ? kept : dropped);
+            }
+        }
+        return;
+    }
+    __shared__ unsigned words[NNX_DROPOUT_TILE][4 * NNX_DROPOUT_CALLS];
+    const long long tile_rows = (n + NNX_DROPOUT_TILE - 1) / NNX_DROPOUT_TILE;
+    const long long tiles = tile_rows * ((m + NNX_DROPOUT_TILE - 1) / NNX_DROPOUT_TILE);
+    const int col = threadIdx.x % NNX_DROPOUT_TILE;
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {  // the same for the whole block
+        const long long i0 = (tile % tile_rows) * NNX_DROPOUT_TILE, j0 = (tile / tile_rows) * NNX_DROPOUT_TILE;
+        __syncthreads();  // words may still be read for the previous tile
+        for (int s = threadIdx.x; s < NNX_DROPOUT_TILE * NNX_DROPOUT_CALLS; s += blockDim.x) {
+            const int c_at = s / NNX_DROPOUT_CALLS, call = s % NNX_DROPOUT_CALLS;
+            const long long j = j0 + c_at, q = (j * n + i0) / 4 + call;
+            if (j < m && 4 * q < total) {
+                unsigned c[4] = {(unsigned)q, batch, epoch, layer_word | (unsigned)(q >> 32)};
+                nnx_philox(c, k0, k1);
+                for (int lane = 0; lane < 4; ++lane) words[c_at][4 * call + lane] = c[lane];
+            }
+        }
+        __syncthreads();
+        const long long j = j0 + col;
+        for (int r = threadIdx.x / NNX_DROPOUT_TILE; r < NNX_DROPOUT_TILE; r += blockDim.x / NNX_DROPOUT_TILE) {
+            const long long i = i0 + r;
+            if (i < n && j < m) {
+                const long long at = i * m + j;
+                const unsigned word = words[col][j * n + i - 4 * ((j * n + i0) / 4)];
+                dst[at] = src[at] * (word >= threshold ? kept : dropped);
+            }
         }
     }
 }
@@ -795,9 +846,11 @@ __global__ void logreg_grad(const T* dw_partial, const double* stats_partial, in
 // class numbers; K <= KMAX <= 32. A block takes EX = 32 / KMAX examples per step: each
 // thread adds W x over its features j = t, t + blockDim.x, ... for all K classes of the EX
 // examples (each load of W serves EX examples), the K * EX sums are block-reduced together
-// in double, every thread takes softmax and loss in double from the logits with the max
-// subtracted, then adds dz / m * x to dW for its features from the rows it has just read
-// (L1/L2), so X crosses the memory bus once. Each logit is rounded to T before b is added
+// in double (each warp's sums wait in shared memory), every thread reads one example's
+// logits at a time and takes softmax and loss in double from them with the max
+// subtracted, keeping the example's dz / m in T (one example's logits in double at a time
+// is what keeps KMAX = 16 from spilling), then adds dz / m * x to dW for its features from
+// the rows it has just read (L1/L2), so X crosses the memory bus once. Each logit is rounded to T before b is added
 // in T, as NumPy computes Z = W X + b (a float32 logit past the largest float is inf).
 // dW of a block lives in dynamic shared memory, `per` classes x n features of T; each
 // thread adds to its own features only, so no barrier guards them.
@@ -835,15 +888,16 @@ __device__ __forceinline__ void nnx_softmax_terms(double* z, int K, long long la
 #pragma unroll
     for (int k = 0; k < KMAX; ++k) {
         if (k < K) {
-            total += exp(z[k] - top);
             if (k == label) picked = z[k];
+            z[k] = exp(z[k] - top);
+            total += z[k];
         }
     }
     *loss += (log(total) - (picked - top)) * inv_m;
     *correct += best == label ? 1.0 : 0.0;
 #pragma unroll
     for (int k = 0; k < KMAX; ++k)
-        if (k < K) z[k] = (exp(z[k] - top) / total - (k == label ? 1.0 : 0.0)) * inv_m;
+        if (k < K) z[k] = (z[k] / total - (k == label ? 1.0 : 0.0)) * inv_m;
 }
 
 // Element j of an example row as T: a float as is, a pixel unscaled (exactly).
@@ -929,27 +983,27 @@ __global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, co
                 for (int k = 0; k < KMAX; ++k) z[x * KMAX + k] = (double)part[x * KMAX + k];
             }
         }
-        nnx_block_sums<EX * KMAX>(z, scratch);
+        nnx_warp_sums<EX * KMAX, KMAX>(z, scratch, K);  // the block's K logits per example wait in scratch
+        T dz[EX * KMAX];  // dz / m of each example in T: the factor of x in dW
 #pragma unroll
         for (int x = 0; x < EX; ++x) {
             if (x < count) {
+                double zx[KMAX];  // one example's logits at a time
 #pragma unroll
                 for (int k = 0; k < KMAX; ++k)  // the logit in T, as NumPy's Z = W X + b
-                    if (k < K) z[x * KMAX + k] = (double)((T)z[x * KMAX + k] + __ldg(b + k));
-                // z becomes dz / m for this example
-                nnx_softmax_terms<KMAX>(z + x * KMAX, K, (long long)y[base + x], inv_m, &loss, &correct);
+                    zx[k] = k < K ? (double)((T)nnx_scratch_total(scratch, x * KMAX + k) + __ldg(b + k)) : 0.0;
+                // zx becomes dz / m for this example
+                nnx_softmax_terms<KMAX>(zx, K, (long long)y[base + x], inv_m, &loss, &correct);
+                if (threadIdx.x == 0) {
+#pragma unroll
+                    for (int k = 0; k < KMAX; ++k)
+                        if (k >= k0 && k < k1) db_sums[k] += zx[k];
+                }
+#pragma unroll
+                for (int k = 0; k < KMAX; ++k) dz[x * KMAX + k] = (T)zx[k];
             } else {
 #pragma unroll
-                for (int k = 0; k < KMAX; ++k) z[x * KMAX + k] = 0.0;  // past m: adds nothing
-            }
-        }
-        if (threadIdx.x == 0) {
-#pragma unroll
-            for (int k = 0; k < KMAX; ++k) {
-                if (k >= k0 && k < k1) {
-#pragma unroll
-                    for (int x = 0; x < EX; ++x) db_sums[k] += z[x * KMAX + k];
-                }
+                for (int k = 0; k < KMAX; ++k) dz[x * KMAX + k] = T(0);  // past m: adds nothing
             }
         }
         for (long long j = threadIdx.x; j < n; j += blockDim.x) {
@@ -961,7 +1015,7 @@ __global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, co
                 if (k >= k0 && k < k1) {
                     T add = T(0);
 #pragma unroll
-                    for (int x = 0; x < EX; ++x) add += (T)z[x * KMAX + k] * xs[x];
+                    for (int x = 0; x < EX; ++x) add += dz[x * KMAX + k] * xs[x];
                     acc[(k - k0) * n + j] += add;
                 }
             }

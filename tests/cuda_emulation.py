@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import shutil
 import subprocess
 import threading
@@ -210,6 +211,38 @@ class GuardedArray:
             self.array.reshape(-1).view(np.uint8)[:] = self.inner
 
 
+# Registers per thread of every kernel in the sm_90 build, as NVRTC 13 reports them
+# (ptxas -v) with CuPy's options: the emulated device's occupancy comes from them, as an
+# H100's does. test_kernels_nvcc.py checks the table against a fresh compile, and
+# ``python tests/cuda_emulation.py --registers`` rewrites it from one.
+SM90_REGISTERS_FILE = HEADER_DIR / "sm90_registers.json"
+SM90 = {"registers": 65536, "threads": 2048, "blocks": 32, "register_unit": 256}
+
+
+def sm90_registers() -> dict[str, int]:
+    """Registers per thread by name expression (``SM90_REGISTERS_FILE``)."""
+    return json.loads(SM90_REGISTERS_FILE.read_text())
+
+
+def blocks_per_sm(registers: int, threads: int) -> int:
+    """Blocks of ``threads`` threads at ``registers`` registers per thread that an sm_90 SM
+    holds at once, as cudaOccupancyMaxActiveBlocksPerMultiprocessor counts them without
+    dynamic shared memory: each warp's registers are allocated in units of 256, the SM
+    has 64 K registers, 2048 threads and 32 blocks at most (the single-pass kernels'
+    few KB of static shared memory never decide it)."""
+    unit = SM90["register_unit"]
+    per_warp = -(-registers * 32 // unit) * unit
+    warps = -(-threads // 32)
+    by_registers = SM90["registers"] // per_warp // warps
+    return max(0, min(by_registers, SM90["threads"] // threads, SM90["blocks"]))
+
+
+def modelled_resident_blocks(name: str, threads: int = 512) -> int:
+    """The sm_90 occupancy of kernel ``name`` (launched with ``threads`` per block) from its
+    registers: what the backend's ``resident_blocks`` gets from the driver on an H100."""
+    return blocks_per_sm(sm90_registers()[name], threads)
+
+
 def _value(arg):
     """A ctypes object holding a scalar argument's value."""
     return np.ctypeslib.as_ctypes(np.array([arg]))
@@ -224,14 +257,17 @@ class EmulatedDevice:
     ``default_shared``: what a block may use without that (48 KB on every GPU since
     Kepler), so a kernel's dynamic limit starts at ``default_shared`` minus its static
     shared memory. ``resident_blocks``: blocks of a single-pass kernel that fit on one SM
-    at once (its occupancy, which the GPU derives from registers per thread).
+    at once (its occupancy, which the GPU derives from registers per thread): None, the
+    default, models it from each kernel's registers in the sm_90 build
+    (``modelled_resident_blocks``: 1 to 4 for the plans' kernels, as on an H100); a number
+    sets it for every kernel.
     ``memory_bytes``: device memory, all of it reported free.
     """
 
     sm_count: int = 132
     shared_optin: int = 227 * 1024
     default_shared: int = 48 * 1024
-    resident_blocks: int = 1
+    resident_blocks: int | None = None
     name: str = "emulated H100 (132 SMs, 227 KB opt-in shared memory per block)"
     memory_bytes: int = 80 * 2**30
 
@@ -265,6 +301,7 @@ class EmulatedKernel:
         # CuPy compiles with -ftz=true: float arithmetic flushes denormals, double does not
         self.ftz = module.ftz and "double" not in name
         self.kernel = SimpleNamespace(ptr=id(self))  # cupy.RawKernel.kernel: the CUDA function
+        module.kernel_names[id(self)] = name
 
     @property
     def max_dynamic_shared_size_bytes(self) -> int:
@@ -341,6 +378,7 @@ class EmulatedModule:
         self.ftz = ftz and self.ftz_supported
         self._statics: dict[str, int] | None = None
         self.after_launch: Callable[[str], None] | None = None
+        self.kernel_names: dict[int, str] = {}  # EmulatedKernel.kernel.ptr -> name expression
 
     def static_shared_bytes(self, name: str) -> int:
         """Bytes of static ``__shared__`` memory kernel ``name`` declares."""
@@ -404,8 +442,13 @@ class EmulatedCupy(types.ModuleType):
             "MultiProcessorCount": device.sm_count,
             "MaxSharedMemoryPerBlockOptin": device.shared_optin,
         }
-        blocks = device.resident_blocks
-        occupancy = SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda *_: blocks)
+
+        def occupancy_of(function: int, threads: int, dynamic_shared: int) -> int:
+            if device.resident_blocks is not None:
+                return device.resident_blocks
+            return modelled_resident_blocks(emulated.kernel_names[function], threads)
+
+        occupancy = SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=occupancy_of)
         stream = SimpleNamespace(synchronize=lambda: None)
         self.RawModule = raw_module
         self.cuda = SimpleNamespace(
@@ -434,3 +477,20 @@ class EmulatedCupy(types.ModuleType):
 
     def __getattr__(self, name: str):
         return getattr(np, name)
+
+
+def _write_register_table() -> None:
+    """Rewrite ``SM90_REGISTERS_FILE`` from an NVRTC compile (as test_kernels_nvcc.py does)."""
+    import test_kernels_nvcc
+
+    table = test_kernels_nvcc.nvrtc_registers(KERNELS)
+    SM90_REGISTERS_FILE.write_text(json.dumps(table, indent=1) + "\n")
+    print(f"{len(table)} kernels -> {SM90_REGISTERS_FILE}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--registers"]:
+        raise SystemExit("usage: python tests/cuda_emulation.py --registers")
+    _write_register_table()

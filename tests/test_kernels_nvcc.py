@@ -184,15 +184,36 @@ def _nvrtc_compile(names: list[str], extra: list[bytes]) -> tuple[str, dict[str,
     return log, lowered, ptx
 
 
-def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
+@pytest.fixture(scope="module")
+def sm90_build() -> tuple[list[str], str, dict[str, str]]:
+    """(every name expression, the ptxas -v log, lowered names) of one NVRTC compile of the
+    module for sm_90 with CuPy's options."""
+    names = name_expressions()
+    log, lowered, _ = _nvrtc_compile(names, [b"--ptxas-options=-v"])
+    return names, log, lowered
+
+
+def _registers(report: str) -> int:
+    """Registers per thread from one entry's ptxas -v report."""
+    return int(report.split("Used ", 1)[1].split(" registers", 1)[0])
+
+
+def nvrtc_registers(names: list[str]) -> dict[str, int]:
+    """Registers per thread of each kernel in ``names`` (name expressions, or the
+    extern "C" read_words) built by NVRTC for sm_90 with CuPy's options."""
+    templates = [name for name in names if "<" in name]
+    log, lowered, _ = _nvrtc_compile(templates, [b"--ptxas-options=-v"])
+    return {name: _registers(_ptxas_report(log, f"'{lowered.get(name, name)}'")) for name in names}
+
+
+def test_module_compiles_for_hopper_with_nvrtc_like_cupy(sm90_build):
     """NVRTC (what cupy.RawModule uses) gives kernels no CUDA headers: compile the module
     with every name expression and CuPy's options, as CuPy does, straight to an sm_90
     binary; look up each lowered name, and check that every instantiation a launch plan
     can choose (every name expression: each tile serves some n) keeps everything in
     registers, the 12288-feature single-pass tiles among them."""
-    names = name_expressions()
+    names, log, lowered = sm90_build
     assert set(_headline_passes()) <= set(names)
-    log, lowered, _ = _nvrtc_compile(names, [b"--ptxas-options=-v"])
     assert log.count("Compiling entry function") == len(names) + 1  # + read_words
     spilled = {}
     for name in names:
@@ -201,6 +222,19 @@ def test_module_compiles_for_hopper_with_nvrtc_like_cupy():
         if " 0 bytes spill stores" not in block:
             spilled[name] = block.split("bytes stack frame,", 1)[1].split("\n", 1)[0].strip()
     assert not spilled, f"{len(spilled)} instantiations spill registers on sm_90: {spilled}"
+
+
+def test_the_emulations_register_table_is_the_sm90_builds(sm90_build):
+    """The CPU emulation plans the single-pass kernels with their sm_90 occupancy, modelled
+    from a table of their registers (tests/cuda_on_cpu/sm90_registers.json): it must be
+    this build's, for every kernel and nothing else (rewrite it with
+    ``python tests/cuda_emulation.py --registers`` after changing a kernel)."""
+    from cuda_emulation import sm90_registers
+
+    names, log, lowered = sm90_build
+    built = {n: _registers(_ptxas_report(log, f"'{lowered[n]}'")) for n in names}
+    built["read_words"] = _registers(_ptxas_report(log, "'read_words'"))
+    assert sm90_registers() == built
 
 
 def test_cupy_compiles_float_kernels_flushing_denormals():

@@ -8,6 +8,7 @@ machines without a GPU. This is not a GPU run: test_cupy.py and the parametrized
 tests cover the real device, and skip visibly without one.
 """
 
+import ctypes
 import sys
 import threading
 from pathlib import Path
@@ -23,11 +24,14 @@ from cuda_emulation import (
     EmulatedModule,
     EmulationError,
     build,
+    modelled_resident_blocks,
+    sm90_registers,
 )
 from nnx_testing import check_sigmoid_at_extreme_logits, extreme_logits, tolerance
 
 import nnx
 from nnx.backends import cuda_launch as plans
+from nnx.backends import philox
 
 pytestmark = pytest.mark.skipif(
     CXX is None, reason="no C++ compiler (g++ or clang++) to build the CPU emulation of the CUDA kernels"
@@ -137,15 +141,30 @@ def check_bce_kernel(module, Z, Y):
     return sums, got_dZ
 
 
-def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None):
-    """The plan the backend makes for X, where X's memory is (its address decides too)."""
+GPU_BLOCKS = modelled_resident_blocks  # each kernel's blocks per SM on an H100
+
+
+def pass_plan(X, dtype, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=GPU_BLOCKS):
+    """The plan the backend makes for X, where X's memory is (its address decides too), with
+    each kernel's blocks per SM as on an H100 (its occupancy from its sm_90 registers), so
+    the blocks, hence the order of the float sums, are the GPU's."""
     n, m = X.shape
     at = plans.address(X)
     return plans.logreg_pass_plan(n, m, dtype, X.dtype, sm_count, shared_limit, kind, at, resident_blocks)
 
 
 def emulated_logreg_epoch(
-    module, w, b, X, Y, lr, loss, sm_count, kind="auto", shared_limit=HOPPER_SHARED, resident_blocks=None
+    module,
+    w,
+    b,
+    X,
+    Y,
+    lr,
+    loss,
+    sm_count,
+    kind="auto",
+    shared_limit=HOPPER_SHARED,
+    resident_blocks=GPU_BLOCKS,
 ):
     """One epoch through the backend's two launches, buffers as the backend makes them."""
     plan = pass_plan(X, w.dtype, sm_count, kind, shared_limit, resident_blocks)
@@ -881,6 +900,29 @@ def test_the_gpu_benchmark_runs_on_the_emulated_device(emulated_backend, monkeyp
     assert result["environment"]["backends"]["cupy"]["kernel_compile_s"] >= 0
 
 
+def test_the_emulation_plans_each_kernel_with_its_sm90_blocks_per_sm(emulated_backend):
+    """As on an H100, a wave of logreg_pass holds as many blocks per SM as the kernel's
+    sm_90 registers allow (1 to 3 here), so the emulated epoch has the GPU's blocks and
+    sums its floats in the GPU's order: the backend's plans (the driver's occupancy on the
+    emulated device) and the tests' own plans agree, and both differ from one block per SM."""
+    single_pass = [name for name in sm90_registers() if name.startswith(("logreg_pass", "softmax_pass"))]
+    per_sm = {name: modelled_resident_blocks(name) for name in single_pass}
+    assert set(per_sm.values()) == {1, 2, 3}
+    assert per_sm["logreg_pass<float, float, 1, 1, 1>"] == 3  # 37 registers
+    assert per_sm["logreg_pass<float, unsigned char, 4, 2, 2>"] == 2  # 62
+    assert per_sm["softmax_pass<float, unsigned char, 16>"] == 1  # 102
+    ops, _ = emulated_backend()  # 4 SMs, blocks per SM modelled
+    rng = np.random.default_rng(5)
+    cases = ((1000, "float32", "float32"), (1504, "uint8", "float32"), (3000, "float64", "float64"))
+    for n, x_dtype, w_dtype in cases:
+        X = np.asfortranarray(rng.random((n, 30)).astype(x_dtype))
+        with ops._forcing_pass("registers"):
+            plan = ops._pass_plan(n, 30, w_dtype, x_dtype)
+        ours = pass_plan(X, w_dtype, 4, "registers")
+        assert plan == ours and ours.groups == 4 * per_sm[ours.kernel] > 4
+        assert pass_plan(X, w_dtype, 4, "registers", resident_blocks=None).groups == 4  # one per SM
+
+
 def test_the_register_kernel_grid_follows_the_kernels_occupancy(emulated_backend):
     """A wave of logreg_pass is as many blocks as fit at once: the driver's occupancy
     (here 3 per SM) times the SMs, one per SM when the driver cannot say."""
@@ -1106,7 +1148,7 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
 def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
     n, m = X.shape
     return plans.softmax_pass_plan(
-        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), kind="fused"
+        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), modelled_resident_blocks, "fused"
     )
 
 
@@ -1394,3 +1436,85 @@ def test_the_gpu_runs_kernel_check_passes_on_the_emulated_device(emulated_backen
         "softmax_pass",
     } <= families
     assert result["compile_s"] is not None
+
+
+# ------------------------------------------------------------------ dropout coalescing
+# dropout_apply instantiated for a float that records its memory accesses: which thread of
+# which block read (src) or wrote (dst) which address, in the order each thread did.
+TRACED_DROPOUT = r"""
+#include "nnx_kernels.cu"
+
+#include <vector>
+
+struct TracedAccess {
+    long long block, thread, address;
+    int write;
+};
+std::vector<TracedAccess> traced_accesses;
+
+inline void nnx_trace(const void* at, int write) {
+    long long address = (long long)(std::size_t)at;
+    traced_accesses.push_back({(long long)blockIdx.x, (long long)threadIdx.x, address, write});
+}
+
+struct Traced {  // a float whose reads (as a factor) and writes (by assignment) are recorded
+    float v;
+    Traced() = default;
+    Traced(double x) : v((float)x) {}
+    Traced& operator=(const Traced& o) {
+        nnx_trace(this, 1);
+        v = o.v;
+        return *this;
+    }
+};
+inline Traced operator*(const Traced& a, const Traced& b) {
+    nnx_trace(&a, 0);
+    return Traced(a.v * b.v);
+}
+
+extern "C" long long traced_count() { return (long long)traced_accesses.size(); }
+extern "C" void traced_copy(long long* out) {
+    for (std::size_t i = 0; i < traced_accesses.size(); ++i) {
+        const TracedAccess& a = traced_accesses[i];
+        out[4 * i] = a.block, out[4 * i + 1] = a.thread, out[4 * i + 2] = a.address, out[4 * i + 3] = a.write;
+    }
+    traced_accesses.clear();
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def traced_dropout(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("traced_dropout")
+    source = folder / "traced_dropout.cu"
+    source.write_text(TRACED_DROPOUT.replace('"nnx_kernels.cu"', f'"{plans.kernel_source_path()}"'))
+    return EmulatedModule(build(folder, source, ["dropout_apply<Traced>"]))
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (37, 33)])
+def test_each_dropout_access_of_a_warp_is_one_contiguous_segment(traced_dropout, shape):
+    """On C-ordered activations (the CuPy backend's), every read of src and write of dst
+    that a warp's lanes make together touches neighbouring addresses: at most 32 elements
+    from its first to its last (one 128-byte segment of float32), not elements m apart;
+    and the mask drawn is still NumPy's (the Philox mask of element e = j * n + i)."""
+    n, m = shape
+    key = philox.DropoutKey(seed=(5 << 32) + 1, epoch=2, batch=7, layer=3)
+    A = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    want = REF.dropout_(A.copy(), np.empty_like(A), 0.4, key)
+    got = np.full_like(A, np.nan)
+    plan = plans.dropout_launch(A, got, True, key.words(), philox.threshold(0.4), 1 / 0.6, 2)
+    run(traced_dropout, plan._replace(kernel="dropout_apply<Traced>"))
+    np.testing.assert_array_equal(got, want)
+    library = traced_dropout.library
+    library.traced_count.restype = ctypes.c_longlong
+    trace = np.zeros((library.traced_count(), 4), np.int64)
+    library.traced_copy(trace.ctypes.data_as(ctypes.c_void_p))
+    assert len(trace) == 2 * n * m  # every element read once and written once
+    by_warp: dict[tuple, list[list[int]]] = {}
+    for block, thread, at, write in trace.tolist():
+        lanes = by_warp.setdefault((block, thread // 32, write), [[] for _ in range(32)])
+        lanes[thread % 32].append(at)
+    for lanes in by_warp.values():
+        for step in range(max(len(lane) for lane in lanes)):
+            together = [lane[step] for lane in lanes if step < len(lane)]
+            assert max(together) - min(together) < 32 * 4, "a warp's access spans more than 128 bytes"

@@ -156,10 +156,10 @@ def softmax_plan(
 
 def test_softmax_dw_stays_in_one_block_where_it_fits():
     """CIFAR-sized rows at K = 10: 120 KB of dW, one slice, one block per SM (two would
-    not fit in 227 KB), 1 example per step (KMAX 32: KMAX 16 spilled)."""
+    not fit in 227 KB), 2 examples per step (KMAX 16)."""
     p = softmax_plan(3072, 50000, 10, "float32", "uint8")
     assert (p.kernel, p.slices, p.per, p.shared_mem) == (
-        "softmax_pass<float, unsigned char, 32>",
+        "softmax_pass<float, unsigned char, 16>",
         1,
         10,
         10 * 3072 * 4,
@@ -200,7 +200,24 @@ def test_softmax_kmax_ends_at_the_fused_class_limit():
     from nnx.backends.base import MAX_FUSED_CLASSES
 
     assert plans.SOFTMAX_KMAX[-1] == MAX_FUSED_CLASSES
-    assert softmax_plan(100, 10, MAX_FUSED_CLASSES, "float32", "float32").kernel.endswith(", 32>")
+    for dtype in ("float32", "float64"):
+        assert softmax_plan(100, 10, MAX_FUSED_CLASSES, dtype, dtype).kernel.endswith(", 32>")
+        assert softmax_plan(100, 10, MAX_FUSED_CLASSES + 1, dtype, dtype) is None
+
+
+@pytest.mark.parametrize(
+    ("K", "kmax"), [(1, 4), (4, 4), (5, 8), (8, 8), (9, 16), (10, 16), (16, 16), (17, 32), (32, 32)]
+)
+@pytest.mark.parametrize("w_dtype", ["float32", "float64"])
+def test_softmax_classes_take_the_smallest_build_that_holds_them(K, kmax, w_dtype):
+    """K = 9..16 take the KMAX = 16 build (2 examples per step), which keeps everything in
+    registers on sm_90 (test_kernels_nvcc.py checks every build); it had been dropped for
+    spilling, leaving those K one example per step."""
+    for x_dtype in (w_dtype, "uint8"):
+        p = softmax_plan(300, 200, K, w_dtype, x_dtype)
+        assert p.kernel.endswith(f", {kmax}>")
+        assert p.groups == min(200 // (32 // kmax), 132)  # one block per step, up to a wave
+        assert p.kernel in plans.name_expressions()
 
 
 @pytest.mark.parametrize("x_dtype", ["float32", "uint8"])
@@ -244,3 +261,16 @@ def test_few_classes_on_pixels_keep_softmax_pass():
     assert softmax_plan(784, 60000, 10, "float32", "uint8", kind="auto") is None
     with pytest.raises(ValueError, match="kind must be one of"):
         softmax_plan(784, 60000, 4, "float32", "uint8", kind="fast")
+
+
+# -------------------------------------------------------------------------------- dropout
+def test_c_ordered_dropout_takes_a_block_per_32_by_32_tile():
+    """C-ordered activations (the CuPy backend's) take one block per tile of 32 units x 32
+    examples (warps along the examples, neighbouring addresses), up to 32 blocks per SM;
+    example-contiguous ones one thread per 4 consecutive elements."""
+    assert plans.dropout_grid(50, 70, True, 132) == 2 * 3
+    assert plans.dropout_grid(4096, 65536, True, 132) == 132 * 32
+    assert plans.dropout_grid(50, 70, False, 132) == plans.elementwise_grid(50 * 70 // 4 + 1, 132)
+    src = np.zeros((50, 70), np.float32)
+    launch = plans.dropout_launch(src, src, True, (1, 2, 3, 4, 5), 7, 2.0, 132)
+    assert launch.grid == (6,) and launch.block == (plans.BLOCK,) and plans.BLOCK % plans.DROPOUT_TILE == 0

@@ -422,11 +422,19 @@ def read_words_bytes(X) -> int:
 # ------------------------------------------------- single-pass softmax-regression epoch
 # Class counts softmax_pass is compiled for: K goes to the smallest that holds it, and a
 # block takes 32 / KMAX examples per step (32 sums per thread whatever K). The largest is
-# base.MAX_FUSED_CLASSES; more classes take the generic cuBLAS epoch. (KMAX = 16 spilled
-# 72-88 bytes on sm_90 at 128 registers: K = 9..16 take KMAX = 32.)
-SOFTMAX_KMAX = (4, 8, 32)
+# base.MAX_FUSED_CLASSES; more classes take the generic cuBLAS epoch. Every build keeps
+# everything in registers on sm_90 (NVRTC/nvcc 13, ptxas -v): the block's logits wait in
+# shared memory and are read one example at a time, so KMAX 16 (2 examples per step)
+# uses 100-115 registers where it spilled 72-88 bytes at 128.
+SOFTMAX_KMAX = (4, 8, 16, 32)
 SOFTMAX_STATIC_BYTES = (32 * 32 + 32) * 8  # softmax_pass's reduction scratch and db sums (at most)
 SM_THREADS = 2048  # threads one SM holds at once (every GPU since Volta)
+
+
+def softmax_kmax(K: int) -> int | None:
+    """The class count softmax_pass is compiled for that K classes take (the smallest of
+    ``SOFTMAX_KMAX`` that holds K); None for more than the largest."""
+    return next((k for k in SOFTMAX_KMAX if k >= K), None)
 
 
 def softmax_name_expressions() -> list[str]:
@@ -476,7 +484,7 @@ def softmax_traffic(n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, slices: 
     read, dZ written and read twice (dW and db), W read twice and written, dW written.
     """
     ws, xs = np.dtype(w_dtype).itemsize, np.dtype(x_dtype).itemsize
-    kmax = next((k for k in SOFTMAX_KMAX if k >= K), SOFTMAX_KMAX[-1])
+    kmax = softmax_kmax(K) or SOFTMAX_KMAX[-1]
     steps = -(-m // (32 // kmax))
     groups = max(1, min(steps, 132 // max(1, slices)))
     fused = 2 * slices * m * n * xs + slices * steps * K * n * ws + 2 * groups * K * n * ws + 2 * K * n * ws
@@ -518,12 +526,12 @@ def softmax_pass_plan(
     """
     if kind not in SOFTMAX_PASS_KINDS:
         raise ValueError(f"kind must be one of {SOFTMAX_PASS_KINDS}, got {kind!r}")
-    if not 1 <= K <= SOFTMAX_KMAX[-1] or np.dtype(x_dtype).name not in ("uint8", np.dtype(w_dtype).name):
+    kmax = softmax_kmax(K) if K >= 1 else None
+    if kmax is None or np.dtype(x_dtype).name not in ("uint8", np.dtype(w_dtype).name):
         return None
     if x_address % np.dtype(x_dtype).itemsize:
         return None
     t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
-    kmax = next(k for k in SOFTMAX_KMAX if k >= K)
     row_bytes = n * np.dtype(w_dtype).itemsize
     rows_fit = (shared_limit - SOFTMAX_STATIC_BYTES) // row_bytes
     if rows_fit < 1:
@@ -734,6 +742,20 @@ def adam_step_launch(
     )
 
 
+DROPOUT_TILE = 32  # C-ordered dropout: tiles of 32 units x 32 examples, one per block at a time
+
+
+def dropout_grid(n: int, m: int, c_order: bool, sm_count: int) -> int:
+    """Blocks of dropout_apply over an (n, m) activation: C-ordered, one per 32 x 32 tile
+    (a warp reads and writes rows of 32 neighbouring elements), up to the elementwise
+    kernels' cap; example-contiguous, one thread per 4 consecutive elements (one Philox
+    call)."""
+    if c_order:
+        tiles = -(-n // DROPOUT_TILE) * -(-m // DROPOUT_TILE)
+        return max(1, min(tiles, sm_count * 32))
+    return elementwise_grid((n * m + 3) // 4, sm_count)
+
+
 def dropout_launch(
     src, dst, c_order: bool, words: tuple[int, ...], threshold: int, scale: float, sm_count: int
 ) -> Launch:
@@ -743,7 +765,7 @@ def dropout_launch(
     k0, k1, batch, epoch, layer_word = words
     return Launch(
         f"dropout_apply<{CTYPE[src.dtype.name]}>",
-        (elementwise_grid((n * m + 3) // 4, sm_count),),
+        (dropout_grid(n, m, c_order, sm_count),),
         (BLOCK,),
         (
             src,
