@@ -41,6 +41,7 @@ from .validation import (
     check_class_labels,
     check_dtype,
     check_fits_dtype,
+    check_targets,
     check_X,
     check_Y,
 )
@@ -102,11 +103,14 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
         return blocks
     if last.activation == "softmax":
         raise ValueError("a Softmax output is trained with loss='cross_entropy'")
+    if loss == "mse" and last.activation is None:
+        return blocks  # regression: a linear output of any width, real-valued targets
     if last.n_out != 1:
         raise ValueError(
             f"the last Linear layer has {last.n_out} outputs; binary models end in 1 output "
             "(labels Y of shape (1, m)); for K classes end in Linear(n, K), Softmax() with "
-            "loss='cross_entropy'"
+            "loss='cross_entropy'; for K real-valued targets end in Linear(n, K) with no "
+            "activation and loss='mse'"
         )
     if loss == "bce" and last.activation != "sigmoid":
         raise ValueError("loss='bce' needs the model to end in a Sigmoid layer (add nnx.Sigmoid())")
@@ -114,13 +118,15 @@ def _blocks(layers: Sequence[Layer], loss: str) -> list[Block]:
 
 
 class Sequential:
-    """A stack of layers trained by gradient descent on class labels.
+    """A stack of layers trained by gradient descent on class labels or real targets.
 
     X is (n_x, m) with one example per column (float32, float64 or uint8 pixels, which
     nnx scales by 1/255 itself). Binary models (1 output, Sigmoid, loss "bce" or "mse")
     take Y of shape (1, m) or (m,) with values 0/1; K-class models (K outputs, Softmax,
     loss "cross_entropy") take integer labels 0..K-1 of shape (1, m) or (m,), or one-hot
-    (K, m).
+    (K, m). Regression models (a last Linear with no activation, loss "mse": squared
+    error 1/(2m) * sum over outputs and examples) take real targets (K, m), or (m,) for
+    one output; their ``predict`` gives the outputs (K, m).
     """
 
     def __init__(self, *layers: Layer, loss: str = "bce", seed: int | None = None):
@@ -168,6 +174,16 @@ class Sequential:
     def n_classes(self) -> int:
         """Number of classes: 2 for a binary (1-output) model, K for a K-output softmax model."""
         return self._linears[-1].n_out if self.loss == "cross_entropy" else 2
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of output units (rows of ``predict_proba`` / of a regression's ``predict``)."""
+        return self._linears[-1].n_out
+
+    @property
+    def is_regression(self) -> bool:
+        """True for a regression model: loss "mse" on a linear output (no activation)."""
+        return self.loss == "mse" and self._blocks[-1].activation is None
 
     def config(self) -> dict[str, Any]:
         """A JSON-able architecture description (used by save/load)."""
@@ -313,7 +329,10 @@ class Sequential:
 
     def check_labels(self, Y: Any, m: int) -> np.ndarray:
         """Y checked against the model's kind: 0/1 labels (1, m) for a binary model, class
-        indices (1, m) for a K-class model (one-hot (K, m) accepted)."""
+        indices (1, m) for a K-class model (one-hot (K, m) accepted), real targets (K, m)
+        for a regression model."""
+        if self.is_regression:
+            return check_targets(Y, m, self.n_outputs)
         if self.loss == "cross_entropy":
             return check_class_labels(Y, m, self.n_classes)
         return check_Y(Y, m)
@@ -417,7 +436,14 @@ class Sequential:
     ) -> np.ndarray:
         """Probabilities for X (n_x, m) as a host NumPy array in the compute dtype (default:
         the dtype the model was trained or loaded in): (1, m) of class 1 for a binary
-        model, (K, m) with columns summing to 1 for a K-class model."""
+        model, (K, m) with columns summing to 1 for a K-class model. A regression model
+        has no probabilities (TypeError): its ``predict`` gives the outputs."""
+        if self.is_regression:
+            raise TypeError("a regression model (linear output, 'mse') has no probabilities: use predict")
+        return self._outputs(X, backend, dtype)
+
+    def _outputs(self, X: Any, backend: Any, dtype: str | None) -> np.ndarray:
+        """The output layer's activations for X as a host array."""
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
             net, Xd, _ = self._network_for(X, None, ops, dtype)
@@ -443,9 +469,12 @@ class Sequential:
     ) -> np.ndarray:
         """Labels (1, m) as int64: for a binary model 1 where the probability exceeds
         ``threshold``, else 0; for a K-class model the most probable class 0..K-1
-        (``threshold`` does not apply)."""
+        (``threshold`` does not apply). A regression model gives its outputs (K, m) in
+        the compute dtype."""
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        if self.is_regression:
+            return self._outputs(X, backend, dtype)
         proba = self.predict_proba(X, backend=backend, dtype=dtype)
         if self.loss == "cross_entropy":
             return np.argmax(proba, axis=0).reshape(1, -1).astype(np.int64)
@@ -454,11 +483,14 @@ class Sequential:
     def evaluate(
         self, X: Any, Y: Any, *, backend: str | backends.Backend | None = None, dtype: str | None = None
     ) -> dict[str, float]:
-        """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y)."""
+        """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y) ({"loss": ...}
+        for a regression model)."""
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
             net, Xd, Yd = self._network_for(X, Y, ops, dtype)
             loss, correct = net.evaluate(Xd, Yd)
+            if self.is_regression:  # no accuracy for real-valued targets
+                return {"loss": net.ops.scalar(loss)}
             return {"loss": net.ops.scalar(loss), "accuracy": net.ops.scalar(correct) / Yd.shape[1]}
 
     # -------------------------------------------------------------------- files

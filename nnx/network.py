@@ -33,8 +33,9 @@ class DeviceNetwork:
 
     ``blocks`` describe the layers; ``loss`` is "bce" (the last activation must be sigmoid
     and is folded into the loss, computed from the logits), "cross_entropy" (the last
-    activation is softmax, likewise folded) or "mse" (½·mean squared error on the last
-    activation's output).
+    activation is softmax, likewise folded) or "mse" (½·squared error summed over the
+    outputs, averaged over the examples, on the last activation's output; with no last
+    activation this is regression on real targets (K, m)).
     """
 
     def __init__(
@@ -50,6 +51,8 @@ class DeviceNetwork:
         self.is_logreg = len(blocks) == 1 and blocks[0].activation == "sigmoid"
         self.is_softmax_regression = len(blocks) == 1 and blocks[0].activation == "softmax"
         self.folds_output = loss in ("bce", "cross_entropy")  # loss computed from the logits
+        # regression: "mse" on a linear output of any width, real targets (K, m)
+        self.regression = loss == "mse" and blocks[-1].activation is None
         self._buffers: dict[tuple, Any] = {}
         # Training setup (``start_training``); without it a step is plain gradient descent.
         self.fused = self.is_logreg or self.is_softmax_regression  # single-pass epoch op
@@ -207,6 +210,8 @@ class DeviceNetwork:
             if weights is not None:
                 raise ValueError("the mse loss takes no example or class weights")
             value, correct, dA = ops.mse(out, Y, **over)
+            if self.regression:
+                correct = 0  # no accuracy for real-valued targets
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)
         grads: list[tuple[Any, Any]] = [None] * len(self.blocks)  # type: ignore[list-item]
         for i in range(len(self.blocks) - 1, -1, -1):
@@ -273,6 +278,8 @@ class DeviceNetwork:
             value, correct, _ = self._loss_from_logits(acts[-1], Y)
         else:
             value, correct, _ = self.ops.mse(acts[-1], Y)
+            if self.regression:
+                correct = 0
         return value, correct
 
     def _loss_from_logits(

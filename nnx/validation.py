@@ -124,6 +124,27 @@ def check_Y(Y: Any, m: int) -> np.ndarray:
     return Y
 
 
+def check_targets(Y: Any, m: int, n_outputs: int) -> np.ndarray:
+    """Validate real-valued regression targets and return them as float64 (n_outputs, m).
+
+    Accepts (m,) or (1, m) for one output and (n_outputs, m) for several; values must be
+    finite numbers."""
+    Y = _as_host_array(Y, "Y")
+    if Y.dtype.kind not in "biuf" or Y.dtype.kind == "b":
+        raise TypeError(f"Y must hold real-valued targets (numbers), got dtype {Y.dtype}")
+    if Y.ndim == 1 and n_outputs == 1:
+        Y = Y.reshape(1, -1)
+    if Y.ndim != 2 or Y.shape[0] != n_outputs:
+        expected = "(m,) or (1, m)" if n_outputs == 1 else f"({n_outputs}, m)"
+        raise ValueError(f"Y must have shape {expected} for this {n_outputs}-output model, got {Y.shape}")
+    if Y.shape[1] != m:
+        raise ValueError(f"X has {m} examples (columns) but Y has {Y.shape[1]} targets")
+    Y = Y.astype(np.float64)
+    if not np.isfinite(Y).all():
+        raise ValueError("Y contains NaN or inf targets; clean or drop those examples first")
+    return Y
+
+
 def check_positive(value: Any, label: str, kind: type = float) -> Any:
     """A strictly positive finite number (int or float) or a ValueError naming ``label``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

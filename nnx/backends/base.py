@@ -115,8 +115,9 @@ class Backend:
         return np.asfortranarray(X)
 
     def prepare_labels(self, Y: np.ndarray, dtype: str) -> Any:
-        """Labels (1, m) in ``dtype`` on this backend."""
-        return self.xp.asarray(Y, dtype=dtype).reshape(1, -1)
+        """Labels (1, m) in ``dtype`` on this backend; 2-D targets (K, m) keep their shape."""
+        Y = self.xp.asarray(Y, dtype=dtype)
+        return Y if Y.ndim == 2 else Y.reshape(1, -1)
 
     def take_columns(self, A: Any, idx: np.ndarray) -> Any:
         """Columns ``idx`` of A (a mini-batch), as a new array with A's memory order."""
@@ -454,18 +455,16 @@ class Backend:
         return loss, correct, S.astype(Z.dtype, order="K")
 
     def mse(self, A: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
-        """Squared error in the tutorials' form 1/(2m) * sum((A - Y)^2), from outputs A (1, m).
+        """Squared error in the tutorials' form 1/(2m) * sum((A - Y)^2), from outputs A (K, m)
+        (summed over the K outputs, averaged over the m examples).
 
         Returns (loss, correct, dA) with dA = (A - Y) / m and correct counting
         (A > 0.5) == Y. ``m`` (default: A's columns) is the divisor, as in ``bce_from_logits``.
         """
         xp = self.xp
         diff = A - Y
-        if m is None:
-            m = A.shape[1]
-            loss = 0.5 * (diff * diff).mean(dtype=np.float64)
-        else:
-            loss = 0.5 * ((diff * diff).sum(dtype=np.float64) / m)
+        m = A.shape[1] if m is None else m
+        loss = 0.5 * ((diff * diff).sum(dtype=np.float64) / m)
         correct = xp.count_nonzero((A > 0.5) == (Y > 0.5))
         diff *= A.dtype.type(1.0 / m)
         return loss, correct, diff

@@ -299,7 +299,8 @@ class CupyBackend(Backend):
 
     def prepare_labels(self, Y, dtype):
         _refuse_in_forked_child()
-        return self.cp.asarray(np.asarray(Y, dtype=dtype).reshape(1, -1))
+        Y = np.asarray(Y, dtype=dtype)
+        return self.cp.asarray(Y if Y.ndim == 2 else Y.reshape(1, -1))
 
     # --------------------------------------------------------------- checks
     def _check(self, label: str, a, dtype=None, shape=None) -> None:
