@@ -122,3 +122,16 @@ def test_dask_names_a_too_large_step_as_chunks_do():
     finally:
         client.close()
         cluster.close()
+
+
+def test_regression_on_chunks_equals_the_unchunked_fit():
+    targets = np.vstack([X[0] * 2 - X[1], X[2]])  # two real-valued outputs
+
+    def make():
+        return nnx.Sequential(nnx.Linear(N, 4, seed=1), nnx.Tanh(), nnx.Linear(4, 2, seed=2), loss="mse")
+
+    chunked, local = make(), make()
+    kw = dict(epochs=5, optimizer=nnx.Adam(lr=0.05), l2=0.1, **BASE)
+    fit_chunked_locally(chunked, X, targets, chunks=(13, 27), **kw)
+    local.fit(X, targets, **kw)
+    _same(chunked, local)

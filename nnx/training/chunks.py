@@ -35,6 +35,7 @@ from ..validation import (
     check_class_labels,
     check_fits_dtype,
     check_positive,
+    check_targets,
     check_X,
     check_Y,
 )
@@ -53,6 +54,7 @@ class Spec:
     n_features: int
     n_classes: int | None  # K for a softmax model, None for a binary one
     backend: str | None  # None: the best backend of the process holding the chunk
+    n_targets: int | None = None  # outputs of a regression model (real targets), else None
 
     @classmethod
     def of(cls, model: Any, dtype: str, m: int, backend: str | None) -> Spec:
@@ -64,6 +66,7 @@ class Spec:
             n_features=model.n_features,
             n_classes=model.n_classes if model.loss == "cross_entropy" else None,
             backend=backend,
+            n_targets=model.n_outputs if getattr(model, "is_regression", False) else None,
         )
 
 
@@ -116,7 +119,9 @@ class Chunk:
                 exc = _nonfinite(X, self.lo)
             raise _chunk_error(index, self.lo, hi, "X", exc) from None
         try:
-            if spec.n_classes is None:
+            if spec.n_targets is not None:
+                labels = check_targets(Y, X.shape[1], spec.n_targets)
+            elif spec.n_classes is None:
                 labels = check_Y(Y, X.shape[1])
             else:
                 labels = check_class_labels(Y, X.shape[1], spec.n_classes)
