@@ -379,3 +379,19 @@ def test_evaluate_a_folder_prints_and_draws_the_confusion_matrix(tmp_path, capsy
     np.savez(tmp_path / "px.npz", X=data.X_train, Y=data.Y_train)
     code, out, err = _run(capsys, "evaluate", run / "model.npz", tmp_path / "px.npz", "--json")
     assert code == 0 and json.loads(out)["confusion_matrix"] == result["confusion_matrix"]
+
+
+def test_the_readme_documents_evaluate_every_layout_and_the_first_epoch_pause(monkeypatch):
+    import test_readme
+
+    table = test_readme.section("Command line")
+    (row,) = [line for line in table.splitlines() if line.startswith("| `nnx evaluate")]
+    for option, default in test_readme._help_defaults("evaluate", monkeypatch).items():
+        assert f"`{option}` {default}" in (row if option != "--debug" else table), option
+    photos = test_readme.section("Train on your own photos, then predict")
+    assert "nnx evaluate my_run/model.npz" in photos.strip().split("```")[-2]  # the section ends with it
+    layouts = photos.split("**Every data layout**", 1)[1]
+    for name in ("`CLASS.N.ext`", "sub-folder per class", "--layout rows", "--layout columns", "npz", "h5"):
+        (line,) = [line for line in layouts.splitlines() if name in line and line.startswith("| ")]
+        assert line.count("<br>") == 1  # a two-line example
+    assert "3–8 s" in test_readme.README and "minutes on 2 cores" in test_readme.README
