@@ -76,7 +76,7 @@ def resume_from(
     if mismatched:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
         raise UsageError(
-            f"--resume refused: options differ from the checkpoint's run ({detail}); resume with the "
+            f"--resume refused: hyper-parameters differ from the checkpoint ({detail}); resume with the "
             "same options (only --epochs may grow), or start afresh with --overwrite"
         )
     if state.get("data_fingerprint") != fingerprint:

@@ -62,25 +62,27 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):  # an unknown option before the subcommand
-            message = unknown_arguments(message.split(": ", 1)[1].split(), self)
+            self._report(unknown_arguments(message.split(": ", 1)[1].split(), self))
         choice = re.match(r"argument command: invalid choice: '(.*?)' \(choose from (.*)\)", message)
         if choice:
             names = re.findall(r"'([^']*)'", choice[2])
             close = difflib.get_close_matches(choice[1], names, n=1)
             hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(names)}"
             message = f"{choice[1]!r} is not an nnx command; {hint}"
-        self._report(message)
+        self._report(message, usage=False)
 
-    def _report(self, message: str) -> NoReturn:
-        """The usage line and one line of error on stderr, exit 2."""
-        usage = self.format_usage().strip()
-        if "\n" in usage:  # a long usage: the command, its arguments and where the options are
+    def _report(self, message: str, usage: bool = True) -> NoReturn:
+        """One line of error on stderr (after the usage line, for an unknown option), exit 2."""
+        if not usage:
+            self.exit(2, f"nnx: error: {message}\n")
+        line = self.format_usage().strip()
+        if "\n" in line:  # a long usage: the command, its arguments and where the options are
             positionals = [a.metavar or a.dest for a in self._actions if not a.option_strings]
             shown = " ".join(
                 p.upper() + ("..." if p == "IMAGE" else "") for p in positionals if p != "command"
             )
-            usage = f"usage: {self.prog} [options] {shown}".rstrip() + f"  (options: {self.prog} --help)"
-        self.exit(2, f"{usage}\n{self.prog}: error: {message}\n")
+            line = f"usage: {self.prog} [options] {shown}".rstrip() + f"  (options: {self.prog} --help)"
+        self.exit(2, f"{line}\nnnx: error: {message}\n")
 
 
 def unknown_arguments(extras: list[str], parser: argparse.ArgumentParser) -> str:
