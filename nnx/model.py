@@ -291,7 +291,10 @@ class Sequential:
         """
         from .training import engine
 
-        return engine.run(
+        Y, classes = self._named_labels(Y)
+        if classes is not None and validation_data is not None and len(validation_data) == 2:
+            validation_data = (validation_data[0], self._named_labels(validation_data[1], classes)[0])
+        history = engine.run(
             self,
             X,
             Y,
@@ -314,6 +317,39 @@ class Sequential:
             history_every=history_every,
             callback=callback,
         )
+        if classes is not None:
+            self.metadata["classes"] = classes
+        return history
+
+    def _named_labels(self, Y: Any, classes: list[str] | None = None) -> tuple[Any, list[str] | None]:
+        """Labels of any kind as class numbers, and the class names they stand for.
+
+        Numbers are class numbers (0/1 for a two-class model; 0..K-1 or one-hot for K
+        classes) and come back unchanged with None, for the usual checks. Labels that are
+        not numbers (text, bytes, objects such as "cat") are class names, numbered in
+        sorted order (as scikit-learn's LabelEncoder numbers them): by ``classes`` when
+        given, else by ``metadata["classes"]`` when that holds every label, else by the
+        labels' own distinct values, which must then be as many as the model's classes
+        (ValueError saying which model would fit)."""
+        if not isinstance(Y, (list, tuple, np.ndarray)) or isinstance(Y, np.ma.MaskedArray):
+            return Y, None
+        values = np.asarray(Y)
+        if values.dtype.kind not in "USO" or values.size == 0 or values.ndim > 2:
+            return Y, None  # numbers are class numbers: the usual checks take them as they are
+        if values.ndim == 2 and values.shape[0] != 1:
+            return Y, None  # the usual checks say what shape labels take
+        flat = values.reshape(-1)
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in flat.tolist()]
+        known = classes if classes is not None else self.metadata.get("classes")
+        if known is None or not set(names) <= set(map(str, known)):
+            if classes is not None:
+                raise ValueError(f"labels {sorted(set(names) - set(classes))[:5]} are not among {classes}")
+            found = sorted(set(names))
+            if len(found) != self.n_classes:
+                raise ValueError(_class_count_message(found, self.n_classes, self.n_features))
+            known = found
+        index = {str(name): k for k, name in enumerate(known)}
+        return np.array([[index[n] for n in names]], dtype=np.int64), [str(n) for n in known]
 
     # ----------------------------------------------------- what the engine uses
     @property
@@ -485,6 +521,8 @@ class Sequential:
     ) -> dict[str, float]:
         """{"loss": ..., "accuracy": ...} of the current parameters on (X, Y) ({"loss": ...}
         for a regression model)."""
+        if self.metadata.get("classes"):  # labels given by name, as fit took them
+            Y = self._named_labels(Y, [str(c) for c in self.metadata["classes"]])[0]
         ops = backends.get_backend(backend)
         with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
             net, Xd, Yd = self._network_for(X, Y, ops, dtype)
@@ -511,6 +549,21 @@ class Sequential:
         write_model_file(
             path, self.config(), self.parameters(), self.last_backend, self.metadata, extra, arrays
         )
+
+
+def _class_count_message(found: list[str], n_classes: int, n_features: int) -> str:
+    """Why labels of ``len(found)`` classes do not fit a model of ``n_classes``, and which would."""
+    K = len(found)
+    shown = ", ".join(found[:5]) + (" ..." if K > 5 else "")
+    if K < 2:
+        return f"the labels hold one class only ({shown}); a classifier needs examples of two or more"
+    model = "one output (two classes)" if n_classes == 2 else f"{n_classes} classes"
+    fix = (
+        f"nnx.SoftmaxRegression({n_features}, {K}) or nnx.MLP([{n_features}, ..., {K}])"
+        if K > 2
+        else f"nnx.LogisticRegression({n_features}) or nnx.MLP([{n_features}, ..., 1])"
+    )
+    return f"the labels hold {K} classes ({shown}), but this model has {model}; for {K} classes use {fix}"
 
 
 def load(path: str | os.PathLike) -> Sequential:

@@ -120,6 +120,12 @@ def check_Y(Y: Any, m: int) -> np.ndarray:
     values = np.unique(Y)
     if not np.isin(values, (0, 1)).all():
         bad = [v for v in values.tolist() if v not in (0, 1)][:5]
+        if len(values) > 2:  # more than two classes given to a one-output model
+            raise ValueError(
+                f"labels must be 0 or 1 for this two-class (one-output) model, found {len(values)} "
+                f"classes ({', '.join(map(str, values.tolist()[:5]))}); for K classes use "
+                "nnx.SoftmaxRegression(n, K) or nnx.MLP([n, ..., K])"
+            )
         raise ValueError(f"labels must be 0 or 1, found {bad}; map your classes to 0/1 first")
     return Y
 

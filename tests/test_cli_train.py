@@ -55,7 +55,7 @@ def test_train_then_predict(image_dir, tmp_path):
         "dog",
     )
     assert r.returncode == 0, r.stderr
-    assert "skipped 4 unreadable file(s)" in r.stdout  # zero-byte, truncated, text, README
+    assert "skipped 4 file(s), not used: " in r.stdout  # zero-byte, truncated, text, README
     for name in ("model.npz", "history.json", "history.csv", "learning_curve.png", "checkpoint.npz"):
         assert (out / name).is_file(), name
     history = json.loads((out / "history.json").read_text())

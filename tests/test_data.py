@@ -171,4 +171,5 @@ def test_load_train_save_predict_end_to_end(tmp_path):
     assert "error" in results[1]
     loaded = nnx.load(tmp_path / "model.npz")
     direct = loaded.predict_proba(decode_image((root / "cat.0.jpg").read_bytes(), 16).reshape(-1, 1))
-    assert results[0]["probability"] == pytest.approx(float(direct[0, 0]))
+    p1 = float(direct[0, 0])  # "probability" is the predicted label's: p1 for label 1, else 1 - p1
+    assert results[0]["probability"] == pytest.approx(p1 if results[0]["label"] else 1 - p1)

@@ -406,7 +406,8 @@ def test_softmax_regression_and_mlp_builders():
         (np.array([[0, 1], [1, 0]]), "shape"),
         (np.array([0, 1, 2]), "has 3 labels"),
         (np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]]), "one-hot"),
-        (np.array(["a", "b", "c", "a"]), "dtype"),
+        # text labels are class names (issue 33): two names do not fit a 3-class model
+        (np.array(["a", "b", "b", "a"]), r"2 classes \(a, b\), but this model has 3 classes"),
     ],
 )
 def test_bad_labels_are_named(labels, message):

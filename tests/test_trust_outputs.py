@@ -75,7 +75,9 @@ def test_foreign_file_in_out_folder_is_refused_before_training(tmp_path, name):
 def test_rerun_into_the_same_folder_overwrites_its_own_files(tmp_path):
     out = tmp_path / "run"
     assert run(*small_train("--out", out)).returncode == 0
-    r = run(*small_train("--out", out))
+    # issue 33: a plain rerun no longer discards the previous run; --overwrite asks for it
+    assert "--overwrite" in one_line_error(run(*small_train("--out", out)))
+    r = run(*small_train("--out", out, "--overwrite"))
     assert r.returncode == 0, r.stderr
 
 

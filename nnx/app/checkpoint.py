@@ -71,19 +71,30 @@ def resume_from(
     mismatched = {
         k: (saved_cfg.get(k, TRAINING_DEFAULTS.get(k)), v)
         for k, v in cfg.identity().items()
-        if saved_cfg.get(k, TRAINING_DEFAULTS.get(k)) != v
+        if saved_cfg.get(k, TRAINING_DEFAULTS.get(k)) != v and k != "epochs"
     }
     if mismatched:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items())
-        raise UsageError(f"--resume refused: hyper-parameters differ from the checkpoint ({detail})")
+        raise UsageError(
+            f"--resume refused: hyper-parameters differ from the checkpoint ({detail}); resume with the "
+            "same options (only --epochs may grow), or start afresh with --overwrite"
+        )
     if state.get("data_fingerprint") != fingerprint:
         raise UsageError(
             "--resume refused: the training data differ from the data the checkpoint was trained on "
-            f"(same --data path {cfg.data!r}, different content); start without --resume"
+            f"(same --data path {cfg.data!r}, different content); start afresh with --overwrite"
         )
     done = state.get("epochs_done")
-    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= cfg.epochs:
-        raise UsageError(f"{bad} (epochs_done is {done!r}, expected 0..{cfg.epochs})")
+    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        raise UsageError(f"{bad} (epochs_done is {done!r})")
+    if done > cfg.epochs:
+        raise UsageError(
+            f"--resume: the checkpoint's run has trained {done} epochs already, more than --epochs "
+            f"{cfg.epochs}; give --epochs {done} or more"
+        )
+    saved_epochs = saved_cfg.get("epochs")
+    if saved_epochs != cfg.epochs:
+        check_extension(cfg, saved_epochs, bool(state.get("finished", False)), done)
     try:
         model.set_parameters(saved.parameters())
         model.last_backend = saved.last_backend
@@ -106,3 +117,33 @@ def resume_from(
     if not isinstance(finished, bool):
         raise UsageError(f"{bad} (finished is {finished!r})")
     return done, history, finished
+
+
+def history_every(epochs: int) -> int:
+    """Every how many epochs a run of ``epochs`` records its figures (at most ~20 000 rows:
+    the history, kept in every checkpoint, stays inside the model file's metadata limit)."""
+    return max(1, -(-epochs // 20_000))
+
+
+def check_extension(cfg: TrainConfig, saved_epochs: Any, finished: bool, done: int) -> None:
+    """A resume to another --epochs goes on bitwise as a run asked for that many epochs from
+    the start would, or is refused in one line: not after early stopping ended the run, not
+    with a --schedule whose shape depends on --epochs, not across a change in how often the
+    history records."""
+    if isinstance(saved_epochs, bool) or not isinstance(saved_epochs, int) or saved_epochs < 1:
+        raise UsageError(f"--resume: the checkpoint's --epochs is {saved_epochs!r}; it cannot be extended")
+    if finished:
+        raise UsageError(
+            f"--resume: early stopping ended the checkpoint's run at epoch {done}; more epochs would not "
+            "continue it; start afresh with --overwrite (and a larger --early-stopping patience)"
+        )
+    if registry.make_schedule(cfg.schedule, saved_epochs) != registry.make_schedule(cfg.schedule, cfg.epochs):
+        raise UsageError(
+            f"--resume: --schedule {cfg.schedule} spans the run's --epochs, so going from {saved_epochs} to "
+            f"{cfg.epochs} would change the learning rates already used; start afresh with --overwrite"
+        )
+    if history_every(saved_epochs) != history_every(cfg.epochs):
+        raise UsageError(
+            f"--resume: a run of {cfg.epochs} epochs records its history every {history_every(cfg.epochs)} "
+            f"epochs, the checkpoint's every {history_every(saved_epochs)}; start afresh with --overwrite"
+        )

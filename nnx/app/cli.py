@@ -10,13 +10,18 @@ unexpected internal error prints one line saying it is a bug (exit 70; ``--debug
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import json
 import os
+import re
 import sys
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .. import backends, registry
+from ..data.csv_file import CSV_LAYOUTS
 from ..errors import (
     BackendUnavailableError,
     DataError,
@@ -33,8 +38,70 @@ EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as argparse does, no usage dump
-        self.exit(2, f"nnx: error: {message}\n")
+    """argparse with no abbreviated options (``--epoch`` is not ``--epochs``) and errors in
+    nnx's form: the usage line, then one line saying what is wrong, with the closest
+    option when an unknown one looks like a typo; exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # the subcommand's parser knows its own options: name it and suggest from them
+            parser = self._subcommand(getattr(parsed, "command", None)) or self
+            parser._report(unknown_arguments(extras, parser))  # type: ignore[attr-defined]
+        return parsed
+
+    def _subcommand(self, name: str | None) -> argparse.ArgumentParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return None
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):  # an unknown option before the subcommand
+            self._report(unknown_arguments(message.split(": ", 1)[1].split(), self))
+        choice = re.match(r"argument command: invalid choice: '(.*?)' \(choose from (.*)\)", message)
+        if choice:
+            names = re.findall(r"'([^']*)'", choice[2])
+            close = difflib.get_close_matches(choice[1], names, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(names)}"
+            message = f"{choice[1]!r} is not an nnx command; {hint}"
+        self._report(message, usage=False)
+
+    def _report(self, message: str, usage: bool = True) -> NoReturn:
+        """One line of error on stderr (after the usage line, for an unknown option), exit 2."""
+        if not usage:
+            self.exit(2, f"nnx: error: {message}\n")
+        line = self.format_usage().strip()
+        if "\n" in line:  # a long usage: the command, its arguments and where the options are
+            positionals = [a.metavar or a.dest for a in self._actions if not a.option_strings]
+            shown = " ".join(
+                p.upper() + ("..." if p == "IMAGE" else "") for p in positionals if p != "command"
+            )
+            line = f"usage: {self.prog} [options] {shown}".rstrip() + f"  (options: {self.prog} --help)"
+        self.exit(2, f"{line}\nnnx: error: {message}\n")
+
+
+def unknown_arguments(extras: list[str], parser: argparse.ArgumentParser) -> str:
+    """ "unrecognized arguments: --epcohs 10; did you mean --epochs?": the options nnx does
+    not take, each unknown flag with the closest of ``parser``'s (difflib)."""
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for extra in extras:
+        if extra.startswith("--"):
+            flag = extra.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.7)
+            if close:
+                hints.append((flag, close[0]))
+    text = f"unrecognized arguments: {' '.join(extras)}"
+    if len(hints) == 1:
+        return f"{text}; did you mean {hints[0][1]}?"
+    if hints:
+        return f"{text}; did you mean " + ", ".join(f"{b} (for {a})" for a, b in hints) + "?"
+    return f"{text}; see {parser.prog} --help"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -56,8 +123,35 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _fail(message: str) -> int:
+    # an OSError's "[Errno N] " prefix says nothing to a user: the words after it do
+    message = re.sub(r"\[Errno -?\d+\] ?", "", message)
     print(f"nnx: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
+
+
+# what to do about the operating system's commonest refusals, by errno
+_OS_ADVICE = {
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.EEXIST: "something already exists there; remove it or choose another path",
+    errno.EISDIR: "that is a folder; give a file path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EACCES: "permission denied; check the permissions or choose another path",
+    errno.EPERM: "not permitted; check the permissions or choose another path",
+    errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """An OSError in words: what happened and what to do, naming the file, no "[Errno N]"."""
+    words = _OS_ADVICE.get(exc.errno) if exc.errno is not None else None
+    if exc.filename is not None:
+        return f"{exc.filename}: {words or exc.strerror or exc}"
+    if exc.strerror:  # nnx's own message as is; the system's bare one replaced by advice
+        plain = exc.errno is not None and exc.strerror == os.strerror(exc.errno)
+        return (words or exc.strerror) if plain else exc.strerror
+    return str(exc)
 
 
 def _check_env_backend() -> None:
@@ -106,9 +200,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         early_stopping=args.early_stopping,
         class_weight=args.class_weight,
+        layout=args.layout,
     )
+    if args.resume and args.overwrite:
+        return _fail("--resume continues the run in --out and --overwrite discards it: give one of them")
     try:
-        result = train(cfg, resume=args.resume, verbose=not args.quiet)
+        result = train(cfg, resume=args.resume, verbose=not args.quiet, overwrite=args.overwrite)
     except StoppedBySignal as exc:
         print(f"nnx: stopped by {_signal_name(exc.signum)} before training; nothing written", file=sys.stderr)
         return 128 + exc.signum
@@ -149,15 +246,36 @@ def _signal_name(signum: int | None) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict_job import describe_results, predict_files
 
-    if not 0.0 <= args.threshold <= 1.0:  # NaN fails both comparisons
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # NaN fails both
         return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
-    if not 1 <= args.top <= 1000:
+    if args.top is not None and not 1 <= args.top <= 1000:
         return _fail(f"--top must lie in [1, 1000], got {args.top}")
     results = predict_files(
         args.model, args.images, threshold=args.threshold, backend=args.backend, top=args.top
     )
     print(json.dumps(results, indent=2) if args.json else describe_results(results))
     return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..files import check_target
+    from .evaluate_job import describe_evaluation, evaluate_files, plot_confusion
+
+    if args.plot:
+        from .plot import pyplot
+
+        check_target(args.plot, "plot", label="--plot")
+        try:  # before the data are read, not after
+            pyplot()
+        except ImportError as exc:
+            return _fail(f"--plot: {exc}")
+    result = evaluate_files(args.model, args.data, layout=args.layout, backend=args.backend)
+    print(json.dumps(result, indent=2) if args.json else describe_evaluation(result))
+    if args.plot:
+        plot_confusion(result, args.plot)
+        if not args.json:
+            print(f"wrote {printable(args.plot)}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -378,7 +496,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoint-every", type=int, metavar="K", default=100, help="checkpoint every k epochs"
     )
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    train.add_argument(
+        "--layout",
+        choices=CSV_LAYOUTS,
+        default="auto",
+        help="a CSV's layout: rows (one example per row, labels last, optional header), columns "
+        "(one example per column, labels in the last row), auto (the one it fits; asks if both)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.npz, also to a larger --epochs after the run ended",
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="start afresh over a previous run's files in --out"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -386,14 +518,39 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     predict.add_argument(
-        "--threshold", type=float, metavar="P", default=0.5, help="binary models: label 1 above it"
+        "--threshold",
+        type=float,
+        metavar="P",
+        default=None,
+        help="two-class models: label 1 where its probability is above P (default: 0.5)",
     )
     predict.add_argument(
-        "--top", type=int, metavar="N", default=1, help="K-class models: show the N most probable classes"
+        "--top",
+        type=int,
+        metavar="N",
+        default=None,
+        help="models of 3 or more classes: show the N most probable classes (default: 1)",
     )
     predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
+
+    evaluate = command(
+        "evaluate", help="loss, accuracy, per-class scores and confusion matrix on labelled data"
+    )
+    evaluate.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
+    evaluate.add_argument(
+        "data", help="labelled data: a folder or zip of pictures by class, or an npz, .csv or .h5 file"
+    )
+    evaluate.add_argument(
+        "--layout", choices=CSV_LAYOUTS, default="auto", help="a CSV's layout, as for nnx train"
+    )
+    evaluate.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
+    evaluate.add_argument(
+        "--plot", metavar="FILE", help="draw the confusion matrix to this PNG (default: none)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument(
@@ -452,9 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:
         return _fail(str(exc))
     except OSError as exc:  # missing files, full disks, permissions: nnx's messages name the file
-        if exc.filename is not None and exc.strerror:
-            return _fail(f"{exc.filename}: {exc.strerror}")
-        return _fail(str(exc))
+        return _fail(os_error_text(exc))
     except MemoryError as exc:
         return _fail(f"out of memory ({exc or 'allocation failed'}); use less data or a smaller model")
     except KeyboardInterrupt:

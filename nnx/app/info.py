@@ -78,7 +78,8 @@ def collect() -> dict[str, Any]:
             entry.update(ops.describe())
             entry.update(compiled)
         info["backends"][name] = entry
-    info["auto"] = {"backend": (sel := backends.select("auto")).backend.name, "reason": sel.reason}
+    # what a plain fit or `nnx train` here would pick: NNX_BACKEND when set, else auto
+    info["auto"] = {"backend": (sel := backends.select(None)).backend.name, "reason": sel.reason}
     try:
         from threadpoolctl import threadpool_info
 
@@ -119,5 +120,6 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(f"auto picks: {info['auto']['backend']} ({info['auto']['reason']})")
     if isinstance(info["blas"], list):
         for pool in info["blas"]:
-            lines.append(f"blas: {pool['internal_api']} {pool.get('version')} threads={pool['num_threads']}")
+            version = f" {pool['version']}" if pool.get("version") else ""
+            lines.append(f"blas: {pool['internal_api']}{version} threads={pool['num_threads']}")
     return "\n".join(lines)

@@ -143,3 +143,35 @@ def throughput(result: dict[str, Any], path: str | os.PathLike) -> str:
         return _save(fig, path, dpi=120)
     finally:
         plt.close(fig)
+
+
+def confusion_matrix(matrix: np.ndarray, classes: list[str], path: str | os.PathLike, title: str = "") -> str:
+    """A K x K confusion matrix (rows: the true class, columns: the predicted one) drawn as a
+    heat map with each count written in its cell, as a PNG."""
+    plt = pyplot()
+    matrix = np.asarray(matrix)
+    k = len(classes)
+    side = min(12.0, 2.5 + 0.6 * k)
+    fig, ax = plt.subplots(figsize=(side, side * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set(
+        xticks=range(k),
+        yticks=range(k),
+        xlabel="predicted class",
+        ylabel="true class",
+        title=title or "confusion matrix",
+    )
+    ax.set_xticklabels(classes, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticklabels(classes)
+    if k <= 30:  # counts stay legible
+        top = matrix.max() if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                color = "white" if top and matrix[i, j] > top / 2 else "black"
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import backends, registry
 from ..data.builtin import SYNTHETIC_CLASSES, SYNTHETIC_MIN_SIZE
+from ..data.csv_file import CSV_LAYOUTS
 from ..errors import UsageError
 from ..files import printable
 from ..io import MAX_PARAMETERS
@@ -59,6 +60,7 @@ class TrainConfig:
     schedule: str | None = None  # see nnx.registry.SCHEDULE_FORMS
     early_stopping: int | None = None  # patience in epochs, on the validation loss
     class_weight: str | None = None  # "balanced" or "CLASS:WEIGHT,..." (class number or name)
+    layout: str = "auto"  # a CSV's layout, nnx.data.CSV_LAYOUTS (the data fingerprint covers it)
 
     def __post_init__(self) -> None:
         # run configurations of earlier nnx say "gd" for what is now "sgd" at momentum 0
@@ -206,6 +208,10 @@ def check_config(cfg: TrainConfig) -> None:
     _checked("lr", cfg.lr)
     if not (isinstance(cfg.val_split, (int, float)) and 0 <= cfg.val_split < 1):
         raise UsageError(f"--val-split must lie in [0, 1), got {cfg.val_split}")
+    if cfg.layout not in CSV_LAYOUTS:
+        raise UsageError(f"--layout must be one of {', '.join(CSV_LAYOUTS)}, got {cfg.layout!r}")
+    if cfg.layout != "auto" and (cfg.data is None or Path(cfg.data).suffix.lower() != ".csv"):
+        raise UsageError("--layout says how a CSV file is laid out; --data names no .csv file")
     if cfg.dtype not in registry.COMPUTE_DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(registry.COMPUTE_DTYPES)}, got {cfg.dtype!r}")
     _checked("momentum", cfg.momentum)

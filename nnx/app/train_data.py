@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_csv, load_h5, load_images, load_npz
+from ..data import ArrayData, load_images, read_csv, read_h5, read_npz
 from ..data.builtin import SYNTHETIC_CLASSES, synthetic_images, train_test_split
 from ..errors import UsageError
 from ..files import printable
@@ -57,6 +57,7 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
             seed=cfg.seed,
             cache=cfg.cache,
             progress=progress,
+            log_skipped=False,  # nnx train lists them itself, once
         )
         has_val = data.X_val.shape[1] > 0
         return Dataset(
@@ -73,17 +74,46 @@ def load_data(cfg: TrainConfig, progress: bool = True) -> Dataset:
         raise UsageError(
             f"--positive names a class of an image folder or zip; {path.name} holds class numbers already"
         )
-    if suffix == ".npz":
-        X, Y = load_npz(path)
-    elif suffix == ".csv":
-        X, Y = load_csv(path)
-    elif suffix in (".h5", ".hdf5"):
-        X, Y = load_h5(path, "train")
-    else:
-        raise UsageError(f"--data {path}: expected a folder, .zip, .npz, .csv or .h5 file")
+    found = read_array_file(path, cfg.layout, "train")
+    X, Y = found.X, found.Y
     Xtr, Ytr, Xv, Yv = _split(X, Y, cfg)
-    n_classes = max(2, int(np.max(Y)) + 1)
-    return Dataset(Xtr, Ytr, Xv, Yv, [str(k) for k in range(n_classes)], f"{X.shape[1]} examples from {path}")
+    return Dataset(
+        Xtr,
+        Ytr,
+        Xv,
+        Yv,
+        array_classes(found),
+        f"{X.shape[1]} examples from {path}",
+        square_picture(found),
+    )
+
+
+def read_array_file(path: Path, layout: str = "auto", split: str | None = "train") -> ArrayData:
+    """An npz, CSV or h5 file (by its suffix) as ``ArrayData``; UsageError for another suffix.
+    ``layout`` is the CSV's (``nnx.data.CSV_LAYOUTS``); ``split`` the h5 file's
+    ``{split}_set_*`` datasets (None: test_set_* when present, else train_set_*)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return read_npz(path)
+    if suffix == ".csv":
+        return read_csv(path, layout)
+    if suffix in (".h5", ".hdf5"):
+        return read_h5(path, split)
+    raise UsageError(f"{printable(str(path))}: expected a folder, .zip, .npz, .csv or .h5 file")
+
+
+def array_classes(found: ArrayData) -> list[str]:
+    """The class names an array file states, else the class numbers as names."""
+    if found.classes:
+        return list(found.classes)
+    return [str(k) for k in range(max(2, int(np.max(found.Y)) + 1))]
+
+
+def square_picture(found: ArrayData) -> int | None:
+    """The side of the file's square pictures (the model's image_size), else None."""
+    if found.picture is not None and found.picture[0] == found.picture[1]:
+        return found.picture[0]
+    return None
 
 
 def _split(X, Y, cfg):

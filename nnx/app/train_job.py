@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from ..callbacks import EarlyStopping
-from ..errors import DataError, StoppedBySignal
+from ..errors import DataError, StoppedBySignal, UsageError
 from ..files import printable
 from ..history import History
 from ..model import Sequential
 from ..training import diverged
 from ..validation import check_fits_dtype
-from .checkpoint import resume_from, write_checkpoint
-from .outputs import CHECKPOINT, lock_out, write_outputs
+from .checkpoint import history_every, resume_from, write_checkpoint
+from .outputs import CHECKPOINT, OUTPUTS, lock_out, write_outputs
 from .run_config import (
     TrainConfig,
     build_class_weight,
@@ -50,16 +50,28 @@ class TrainResult:
     stopped_training: bool = True  # the signal stopped training (False: it came while writing)
 
 
-def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print) -> TrainResult:
+def train(
+    cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=print, overwrite: bool = False
+) -> TrainResult:
     """Run (or resume) a training job and write model, history and learning curve to cfg.out.
 
     From the data loading until the outputs are written, SIGINT, SIGTERM and SIGHUP stop
     the run cleanly: during loading at once (``StoppedBySignal``, nothing written); during
     training after the epoch, with a checkpoint (repeats of SIGTERM/SIGHUP are ignored, a
     second SIGINT aborts as Ctrl-C twice does); while writing the outputs, after they are
-    written. The result's ``signal`` names the signal in the last two cases."""
+    written. The result's ``signal`` names the signal in the last two cases.
+
+    A --out folder holding an earlier run's model or checkpoint is refused (UsageError)
+    unless ``resume`` continues that run or ``overwrite`` discards it."""
     check_config(cfg)
     lock = lock_out(Path(cfg.out))
+    try:
+        if not resume and not overwrite:
+            check_no_previous_run(Path(cfg.out))
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        raise
     stop: dict[str, Any] = {"signal": None, "phase": "loading"}
     try:
         with stop_signals_handled(stop):
@@ -69,16 +81,32 @@ def train(cfg: TrainConfig, resume: bool = False, verbose: bool = True, say=prin
             os.close(lock)
 
 
+def describe_skipped(skipped: list, most: int = 20) -> str:
+    """ "skipped 2 file(s), not used: notes.txt (not an image file extension), ...": every
+    file left out with its reason (the first ``most`` of them, then a count)."""
+    shown = ", ".join(f"{printable(n)} ({printable(r)})" for n, r in skipped[:most])
+    more = f" and {len(skipped) - most} more" if len(skipped) > most else ""
+    return f"skipped {len(skipped)} file(s), not used: {shown}{more}"
+
+
+def check_no_previous_run(out: Path) -> None:
+    """UsageError when ``out`` holds a model or checkpoint of an earlier run, which a fresh
+    run would replace: say how to continue it, discard it or keep it."""
+    found = [name for name, kind in OUTPUTS.items() if kind == "model" and (out / name).is_file()]
+    if found:
+        raise UsageError(
+            f"--out {printable(str(out))} already holds a run ({', '.join(found)}); continue it with "
+            "--resume (with a larger --epochs to train longer), replace it with --overwrite, or "
+            "choose another --out"
+        )
+
+
 def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, Any]) -> TrainResult:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT
     data = load_data(cfg, progress=verbose)
     if data.skipped:
-        say(
-            f"skipped {len(data.skipped)} unreadable file(s): "
-            + ", ".join(f"{printable(n)} ({printable(r)})" for n, r in data.skipped[:5])
-            + (" ..." if len(data.skipped) > 5 else "")
-        )
+        say(describe_skipped(data.skipped))
     check_splits(data, cfg)
     class_weight = resolve_class_weight(build_class_weight(cfg), data.classes)
     for X, label in ((data.X, "X"), (data.Xv, "X_val")):
@@ -163,9 +191,7 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
             verbose=verbose,
             validation_data=validation,
             callback=callback,
-            # at most ~20 000 recorded epochs: the history (kept in every checkpoint)
-            # stays well inside the model file's metadata limit
-            history_every=max(1, -(-cfg.epochs // 20_000)),
+            history_every=history_every(cfg.epochs),
         )
         history.extend(fit_history, offset=done)
         _finish_history(history, fit_history, done)

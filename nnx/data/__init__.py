@@ -18,18 +18,21 @@ synthetic pictures and the tutorials' toy sets, also ``nnx.datasets``).
 from __future__ import annotations
 
 from ..errors import DataError, UnusableFileError
+from .arrays import ArrayData
 from .cache import CACHE_VERSION
 from .cache import write_cache as _write_cache
 from .common import IMAGE_EXTENSIONS, LAYOUTS, MAX_CLASSES, MAX_IMAGE_BYTES, read_image_file, safe_name
-from .csv_file import load_csv
+from .csv_file import CSV_LAYOUTS, load_csv, read_csv
 from .decode import decode_image, image2vec, normalize
-from .h5_file import load_h5
+from .h5_file import load_h5, read_h5
 from .images import ImageData, load_images
 from .listing import Source as _Source
-from .npz_file import load_npz
+from .npz_file import load_npz, read_npz
 
 __all__ = [
     "CACHE_VERSION",
+    "CSV_LAYOUTS",
+    "ArrayData",
     "IMAGE_EXTENSIONS",
     "LAYOUTS",
     "MAX_CLASSES",
@@ -46,6 +49,9 @@ __all__ = [
     "load_images",
     "load_npz",
     "normalize",
+    "read_csv",
+    "read_h5",
+    "read_npz",
     "read_image_file",
     "safe_name",
 ]

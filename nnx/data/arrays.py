@@ -5,12 +5,60 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .common import MAX_CLASSES, O_BINARY, O_NONBLOCK, fail, file_kind, os_reason, safe_name
+
+
+@dataclass
+class ArrayData:
+    """A labelled array file as ``nnx train`` and ``nnx evaluate`` read it: X (n_x, m), Y (1, m)
+    of class numbers, the class names the file states (``[]`` when it states none: the
+    classes are then the numbers 0..K-1) and, for pictures, their (height, width) (None
+    otherwise)."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    classes: list[str] = field(default_factory=list)
+    picture: tuple[int, int] | None = None
+
+
+def picture_shape(X: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) of uint8 pictures stored as (m, height, width, 3); None otherwise."""
+    if X.dtype == np.uint8 and X.ndim == 4 and X.shape[-1] == 3 and min(X.shape[1:3]) >= 1:
+        return int(X.shape[1]), int(X.shape[2])
+    return None
+
+
+def class_names(path: Path, names: np.ndarray | None, Y: np.ndarray) -> list[str]:
+    """The class names an array file stores (text or UTF-8 bytes, one per class number):
+    [] without any; DataError when there are fewer names than classes or they repeat."""
+    if names is None:
+        return []
+    names = np.asarray(names).reshape(-1)
+    if names.dtype.kind not in "SU":
+        raise fail(path, f"the class names hold {names.dtype}, not text; store them as strings")
+    out = []
+    for name in names.tolist():
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise fail(path, f"class name {name!r} is not UTF-8 text") from None
+        out.append(name.strip())
+    if len(set(out)) != len(out):
+        raise fail(path, f"the class names repeat ({out[:10]}); give each class its own name")
+    needed = int(Y.max()) + 1
+    if len(out) < max(2, needed):
+        raise fail(
+            path,
+            f"{len(out)} class name(s) {out[:10]} for labels up to {needed - 1}; give one name per class",
+        )
+    return out
 
 
 def open_regular(path: Path, what: str) -> Any:
@@ -82,6 +130,8 @@ def check_xy(
     m = Y.shape[1]
     if m == 0:
         raise fail(path, "no examples: Y is empty")
+    if not examples_first and picture_shape(X) is not None and X.shape[0] == m:
+        examples_first = True  # uint8 pictures (m, height, width, 3), as the tutorials store them
     if examples_first:
         if X.ndim < 2:
             raise fail(path, f"X has shape {X.shape}; store it as (m, height, width, 3) or (m, n_x)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ def load_images(
     cache: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    log_skipped: bool = True,
 ) -> ImageData:
     """Load an image folder or zip of two or more classes into uint8 X (size*size*3, m) and
     Y (1, m) of class numbers.
@@ -72,6 +74,11 @@ def load_images(
     otherwise. Symlinked folders are followed, each folder once. Hidden files and folders
     and ``__MACOSX`` are ignored. Names in log and error messages have their control
     characters escaped (``safe_name``); ``skipped`` and ``files`` keep them as they are.
+    ``log_skipped=False`` leaves the skipped files out of the log (for a caller that lists
+    them itself, as ``nnx train`` does).
+
+    Decoding needs Pillow (the ``images`` extra); without it a ``DataError`` says so
+    before anything is read.
     """
     path = Path(path)
     if not path.exists():
@@ -90,6 +97,12 @@ def load_images(
         is_zip = False
     if not path.is_dir() and not is_zip:
         raise fail(path, "neither a folder nor a zip file; expected " + " or ".join(LAYOUTS))
+    if importlib.util.find_spec("PIL") is None:
+        raise fail(
+            path,
+            "reading pictures needs Pillow, which is not installed: pip install 'nnx-nets[images]' "
+            "(or pip install pillow), then run this again",
+        )
     if cache is not None:  # a cache path holding anything but nnx's cache is never written over
         check_target(cache, "cache", label="cache")
     source = Source(path)
@@ -133,16 +146,18 @@ def load_images(
             X, Y, files, bad = decode_all(source, entries, classes, size, workers, progress)
             skipped = skipped + bad
             if not files:
+                shown = "; ".join(f"{safe_name(n)} ({safe_name(r)})" for n, r in skipped[:5])
+                more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
                 raise fail(
                     path,
-                    f"no image could be read ({len(skipped)} file(s) skipped). Layouts understood: "
-                    + "; ".join(LAYOUTS),
+                    f"no image could be read; {len(skipped)} file(s) skipped: {shown}{more}. Layouts "
+                    "understood: " + "; ".join(LAYOUTS),
                 )
             if cache is not None:
                 write_cache(Path(cache), key, X, Y, files, bad)
     finally:
         source.close()
-    if skipped:
+    if skipped and log_skipped:
         shown = ", ".join(f"{safe_name(n)} ({safe_name(r)})" for n, r in skipped[:10])
         more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         log.warning("skipped %d file(s) in %s: %s%s", len(skipped), safe_name(path), shown, more)
