@@ -54,11 +54,17 @@ class _Parser(argparse.ArgumentParser):
             parser._report(unknown_arguments(extras, parser))  # type: ignore[attr-defined]
         return parsed
 
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        self.subcommands = super().add_subparsers(**kwargs)
+        return self.subcommands
+
     def _subcommand(self, name: str | None) -> argparse.ArgumentParser | None:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-                return action.choices[name]
-        return None
+        subcommands = getattr(self, "subcommands", None)
+        return None if subcommands is None else subcommands.choices.get(name)
+
+    def long_options(self) -> list[str]:
+        """Every ``--option`` this parser takes."""
+        return [o for a in self._actions for o in a.option_strings if o.startswith("--")]
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):  # an unknown option before the subcommand
@@ -88,7 +94,7 @@ class _Parser(argparse.ArgumentParser):
 def unknown_arguments(extras: list[str], parser: argparse.ArgumentParser) -> str:
     """ "unrecognized arguments: --epcohs 10; did you mean --epochs?": the options nnx does
     not take, each unknown flag with the closest of ``parser``'s (difflib)."""
-    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    known = parser.long_options() if isinstance(parser, _Parser) else []
     hints = []
     for extra in extras:
         if extra.startswith("--"):
