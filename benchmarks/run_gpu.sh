@@ -25,9 +25,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # pyproject.toml's addopts carry --benchmark-disable, which pytest refuses ("unrecognized
 # arguments": nothing runs) where pytest-benchmark is not loaded. Ask pytest itself whether
 # the option exists (that also sees -p no:benchmark in PYTEST_ADDOPTS); without it, replace
-# addopts and leave out benchmarks/, whose tests need the plugin's fixture.
+# addopts and leave out benchmarks/, whose tests need the plugin's fixture. addopts are
+# replaced either way, leaving out pytest-xdist's -n (which may not be installed here): this
+# run is one process, the tests sharing the one GPU in turn.
 if python3 -m pytest -p no:cacheprovider -o addopts= --help 2>/dev/null | grep -q -- '--benchmark-disable'; then
-  pytest_opts=()
+  pytest_opts=(-o "addopts=-ra --benchmark-disable")
   paths=(tests benchmarks)
   echo "pytest-benchmark loaded: the suite runs from tests/ and benchmarks/" > "$out/pytest-setup.txt"
 else

@@ -1,6 +1,9 @@
-"""Shared fixtures: every backend nnx knows, with a visible skip for those missing here."""
+"""Shared fixtures: every backend nnx knows, with a visible skip for those missing here;
+the CPU emulation of the CUDA kernels, built once per run; a small npz data file."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -33,3 +36,17 @@ def other_backend(request) -> str:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def emulation_library(tmp_path_factory):
+    """The CUDA kernels compiled for the CPU emulation (tests/cuda_emulation.py), built once
+    per test run: in the folder the pytest-xdist workers of one run share, where one of
+    them builds it and the others wait for it."""
+    from cuda_emulation import build
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out_dir = shared / "cuda_on_cpu"
+    out_dir.mkdir(exist_ok=True)
+    return build(out_dir)

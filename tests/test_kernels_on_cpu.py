@@ -37,8 +37,8 @@ FLOATS = ("float32", "float64")
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("cuda_on_cpu"))
+def library(emulation_library):
+    return emulation_library
 
 
 @pytest.fixture(scope="module")
