@@ -38,6 +38,17 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def npz_data(tmp_path):
+    """A small npz data file (X: 4 features x 40 examples, Y: 0/1 labels) for the command line."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 40))
+    Y = (X[0] + X[1] > 0).astype(np.float64).reshape(1, -1)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, Y=Y)
+    return path
+
+
 @pytest.fixture(scope="session")
 def emulation_library(tmp_path_factory):
     """The CUDA kernels compiled for the CPU emulation (tests/cuda_emulation.py), built once
