@@ -92,10 +92,13 @@ for x_dtype in ("float32", "float64", "uint8"):
 
 
 def pytest_configure(config):
-    """In pytest-xdist's controller, before its workers start: compile the Numba kernels
-    into their on-disk cache (see NUMBA_WARM_UP)."""
+    """In pytest-xdist's controller of a whole-suite run (no paths given: pyproject's
+    testpaths), before its workers start: compile the Numba kernels into their on-disk
+    cache (see NUMBA_WARM_UP)."""
     workers = getattr(config.option, "numprocesses", None)
     if os.environ.get("PYTEST_XDIST_WORKER") or not workers or config.option.collectonly:
+        return
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
         return
     if not nnx.backends.available()["numba"].available:
         return
