@@ -115,9 +115,11 @@ CUPY_CACHE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/nnx-cupy-cache.XXXXXX")"
 export CUPY_CACHE_DIR
 
 # pyproject.toml's addopts carry --benchmark-disable, which pytest refuses where
-# pytest-benchmark is not loaded: then replace addopts and leave out benchmarks/.
+# pytest-benchmark is not loaded: then leave out benchmarks/. addopts are replaced either
+# way, leaving out pytest-xdist's -n (which may not be installed there): the tests share
+# the one GPU in turn, in one process.
 if "$python" -m pytest -p no:cacheprovider -o addopts= --help 2> /dev/null | grep -q -- '--benchmark-disable'; then
-  pytest_opts=(-p no:cacheprovider)
+  pytest_opts=(-p no:cacheprovider -o "addopts=-ra --benchmark-disable")
   paths=(tests benchmarks)
 else
   pytest_opts=(-p no:cacheprovider -o addopts=-ra)

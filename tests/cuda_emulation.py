@@ -21,8 +21,10 @@ misbehave on a GPU. What else a launch is checked for, as a GPU would fault or r
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -131,17 +133,24 @@ def build(out_dir: Path, kernel_file: Path | None = None, names: list[str] | Non
     text = source + kernel_file.read_text() + header + str(SANITIZE) + str(cuda_defines())
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = out_dir / f"nnx_kernels_on_cpu_{digest}.so"
-    if not library.exists():
-        cpp = out_dir / f"launcher_{digest}.cpp"
-        obj = out_dir / f"launcher_{digest}.o"
-        cpp.write_text(source)
-        compile_ = [CXX, "-std=c++17", "-O1", "-fPIC", "-w", *SANITIZE, *cuda_defines(), f"-I{HEADER_DIR}",
-                    f"-I{kernel_file.parent}", "-c", str(cpp), "-o", str(obj)]  # fmt: skip
-        link = [CXX, "-shared", str(obj), "-o", str(library), "-ldl"]
-        for command in (compile_, link):
-            result = subprocess.run(command, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RuntimeError(f"compiling the CPU emulation failed:\n{result.stderr[-4000:]}")
+    # out_dir may be shared by parallel test processes (pytest-xdist workers): one builds
+    # while the others wait on the lock, and the library appears whole (renamed into place)
+    with open(out_dir / f"build_{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not library.exists():
+            cpp = out_dir / f"launcher_{digest}.cpp"
+            obj = out_dir / f"launcher_{digest}.o"
+            partial = out_dir / f"nnx_kernels_on_cpu_{digest}.{os.getpid()}.tmp"
+            cpp.write_text(source)
+            flags = ["-std=c++17", "-O1", "-fPIC", "-w", *SANITIZE, *cuda_defines()]
+            includes = [f"-I{HEADER_DIR}", f"-I{kernel_file.parent}"]
+            compile_ = [CXX, *flags, *includes, "-c", str(cpp), "-o", str(obj)]
+            link = [CXX, "-shared", str(obj), "-o", str(partial), "-ldl"]
+            for command in (compile_, link):
+                result = subprocess.run(command, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise RuntimeError(f"compiling the CPU emulation failed:\n{result.stderr[-4000:]}")
+            os.replace(partial, library)
     return library
 
 

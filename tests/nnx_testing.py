@@ -1,9 +1,14 @@
-"""Helpers shared by the tests."""
+"""Helpers shared by the tests: defined here once, imported everywhere."""
 
+import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXTREMES = [0.0, 1e-30, -1e-30, 1.0, -1.0, 30.0, -30.0, 89.0, -89.0, 710.0, -710.0, 1e4, -1e4]
 
@@ -48,7 +53,19 @@ CLI = [sys.executable, "-m", "nnx"]
 
 
 def run(*args, env=None, timeout=600):
+    """``python -m nnx ARGS...`` as a user runs it (each argument through ``str``)."""
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def python(code: str, *, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """``code`` (dedented) in a fresh interpreter that imports this checkout's nnx; ``env``
+    (default: this process's environment) with the checkout first on PYTHONPATH."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def one_line_error(r, code=2):
@@ -57,3 +74,28 @@ def one_line_error(r, code=2):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     return lines[0]
+
+
+# ------------------------------------------------------------- gradient checks
+def numeric_gradients(model, X, Y, eps=1e-6):
+    """Central differences of the model's float64 NumPy loss in each parameter, as
+    [(dW, db), ...] like ``model.gradients``; the parameters are left as they were."""
+    params = model.parameters()
+    grads = []
+    for W, b in params:
+        pair = []
+        for arr in (W, b):
+            g = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                values = []
+                for step in (eps, -eps):
+                    arr[idx] = old + step
+                    model.set_parameters(params)
+                    values.append(model.evaluate(X, Y, backend="numpy", dtype="float64")["loss"])
+                arr[idx] = old
+                g[idx] = (values[0] - values[1]) / (2 * eps)
+            pair.append(g)
+        grads.append(tuple(pair))
+    model.set_parameters(params)
+    return grads

@@ -1,13 +1,11 @@
 """Every non-reference backend matches the NumPy backend op by op and run by run."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
-from nnx_testing import tolerance
+from nnx_testing import python, run, tolerance
 
 import nnx
 from nnx.datasets import synthetic_images
@@ -177,9 +175,7 @@ def test_numba_kernels_cached_across_processes(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     outs = []
     for _ in range(2):
-        r = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
-        )
+        r = python(script, env=env, timeout=600)
         assert r.returncode == 0, r.stderr
         outs.append(tuple(int(v) for v in r.stdout.split()))
     assert outs[0][1] >= 1  # first process compiled (cache miss)
@@ -189,9 +185,7 @@ def test_numba_kernels_cached_across_processes(tmp_path):
 @pytest.mark.skipif(not nnx.backends.available()["numba"].available, reason="numba backend unavailable here")
 def test_numba_respects_thread_count():
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
-    r = subprocess.run(
-        [sys.executable, "-m", "nnx", "info", "--json"], capture_output=True, text=True, env=env, timeout=600
-    )
+    r = run("info", "--json", env=env)
     assert r.returncode == 0, r.stderr
     import json
 

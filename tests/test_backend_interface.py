@@ -4,12 +4,11 @@ one list of backend names (the CLI and the tests' parametrisation take theirs fr
 
 import inspect
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import ALL_BACKENDS
+from nnx_testing import python
 
 import nnx
 from nnx import cli
@@ -63,7 +62,7 @@ def test_backend_classes_import_without_their_optional_packages():
         "from nnx.backends import backend_class, names\n"
         "print(sorted(backend_class(n).__name__ for n in names()))\n"
     )
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    r = python(script, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(sorted(backend_class(n).__name__ for n in names()))
 

@@ -9,23 +9,22 @@ arrays as strictly as the parameters.
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from model_file_craft import members_of, meta_of, npy, replace, with_meta, zip_bytes
+from nnx_testing import run
 
 import nnx
 import nnx.app.checkpoint
 from nnx import runner
 from nnx.errors import UsageError
 
-CLI = [sys.executable, "-m", "nnx"]
-
 
 @pytest.fixture
 def npz_data(tmp_path):
+    """This module's own data (overrides conftest's): 90 examples of 6 features, about 1
+    positive in 4, enough for mini-batches, a validation split and early stopping."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((6, 90))
     Y = (X[0] + X[1] * X[2] > 0.8).astype(np.float64).reshape(1, -1)  # about 1 positive in 4
@@ -250,13 +249,9 @@ def test_writer_refuses_unknown_state_array_names(tmp_path):
 
 
 # ------------------------------------------------------------------------ the CLI
-def _run(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
-
-
 def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     out = tmp_path / "run"
-    r = _run(
+    r = run(
         "train",
         "--data",
         npz_data,
@@ -332,6 +327,6 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
     ],
 )
 def test_cli_refuses_bad_training_options_in_one_line(tmp_path, npz_data, args, message):
-    r = _run("train", "--data", npz_data, "--out", tmp_path / "o", "--epochs", 3, "--quiet", *args)
+    r = run("train", "--data", npz_data, "--out", tmp_path / "o", "--epochs", 3, "--quiet", *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

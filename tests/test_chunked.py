@@ -1,20 +1,14 @@
 """Column-chunked full-batch training without Dask (nnx.chunked), and the dask extra's
 boundary: nnx never imports Dask, and nnx.distributed without it names the extra."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from nnx_testing import python
 
 import nnx
 from nnx.chunked import Chunk, Spec, column_chunks, fit_chunked_locally
 from nnx.errors import DataError
 from nnx.network import DeviceNetwork
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _data(rng, n=12, m=103, dtype=np.float32):
@@ -245,10 +239,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"
 
 
 def _run(code):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    done = python(code)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

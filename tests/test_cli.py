@@ -1,20 +1,14 @@
 """The command line, run as a user runs it (subprocess)."""
 
 import json
-import subprocess
-import sys
+
+from nnx_testing import run
 
 import nnx
 
 
-def nnx_cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "nnx", *args], capture_output=True, text=True, timeout=600, env=env
-    )
-
-
 def test_demo_quick_runs_and_reports():
-    r = nnx_cli("demo", "--quick", "--backend", "numpy")
+    r = run("demo", "--quick", "--backend", "numpy")
     assert r.returncode == 0, r.stderr
     for text in (
         "backend: numpy",
@@ -30,7 +24,7 @@ def test_demo_quick_runs_and_reports():
 
 
 def test_info_json():
-    r = nnx_cli("info", "--json")
+    r = run("info", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["backends"]["numpy"]["available"] is True
@@ -42,6 +36,6 @@ def test_info_json():
 
 
 def test_bad_arguments_exit_2_one_line():
-    r = nnx_cli("demo", "--backend", "tpu")
+    r = run("demo", "--backend", "tpu")
     assert r.returncode == 2
     assert r.stderr.strip().startswith("nnx: error:") and len(r.stderr.strip().splitlines()) == 1

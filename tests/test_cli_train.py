@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,14 +12,9 @@ import pytest
 pytest.importorskip("PIL", reason="image tests need Pillow: pip install 'nnx-nets[images]'")
 
 from image_fixtures import kaggle_folder  # noqa: E402
+from nnx_testing import CLI, run  # noqa: E402
 
 import nnx  # noqa: E402
-
-CLI = [sys.executable, "-m", "nnx"]
-
-
-def run(*args, timeout=600):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +112,8 @@ def _train_args(image_dir, out, epochs):
     ]
 
 
-EPOCHS = 3000
+# long enough that a run is still training well after its first checkpoint (epoch 20)
+EPOCHS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +177,5 @@ def test_train_without_data_uses_embedded_default(tmp_path):
 
 def test_env_backend_is_used(tmp_path):
     env = dict(os.environ, NNX_BACKEND="numpy")
-    r = subprocess.run(
-        [*CLI, "train", "--epochs", "3", "--out", str(tmp_path / "e"), "--quiet"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    r = run("train", "--epochs", 3, "--out", tmp_path / "e", "--quiet", env=env)
     assert r.returncode == 0 and "backend numpy" in r.stdout

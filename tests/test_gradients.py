@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from nnx_testing import numeric_gradients
 
 import nnx
 
@@ -20,29 +21,6 @@ def _model(hidden, out, loss, depth):
         if kind is not None:
             layers.append(ACT[kind]())
     return nnx.Sequential(*layers, loss=loss)
-
-
-def _numeric_grads(model, X, Y, eps=1e-6):
-    params = model.parameters()
-    grads = []
-    for W, b in params:
-        pair = []
-        for arr in (W, b):
-            g = np.zeros_like(arr)
-            for idx in np.ndindex(arr.shape):
-                old = arr[idx]
-                arr[idx] = old + eps
-                model.set_parameters(params)
-                plus = model.evaluate(X, Y, backend="numpy", dtype="float64")["loss"]
-                arr[idx] = old - eps
-                model.set_parameters(params)
-                minus = model.evaluate(X, Y, backend="numpy", dtype="float64")["loss"]
-                arr[idx] = old
-                g[idx] = (plus - minus) / (2 * eps)
-            pair.append(g)
-        grads.append(tuple(pair))
-    model.set_parameters(params)
-    return grads
 
 
 HIDDEN = ("sigmoid", "relu", "tanh")
@@ -64,7 +42,7 @@ def test_gradients_match_finite_differences(out, loss, hidden, depth, rng):
         params[-1] = (params[-1][0], params[-1][1] + 2.0)
     model.set_parameters(params)
     loss_value, analytic = model.gradients(X, Y, backend="numpy", dtype="float64")
-    numeric = _numeric_grads(model, X, Y)
+    numeric = numeric_gradients(model, X, Y)
     assert np.isfinite(loss_value)
     for (dW, db), (nW, nb) in zip(analytic, numeric):
         np.testing.assert_allclose(dW, nW, rtol=1e-5, atol=1e-8)

@@ -42,8 +42,8 @@ FLOATS = ("float32", "float64")
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("cuda_on_cpu"))
+def library(emulation_library):
+    return emulation_library
 
 
 @pytest.fixture(scope="module")
@@ -1008,7 +1008,7 @@ def test_softmax_model_trains_on_the_emulated_backend_as_on_numpy(emulated_backe
         runs = []
         for backend in (ops, "numpy"):
             model = nnx.MLP(sizes, seed=0) if len(sizes) > 2 else nnx.SoftmaxRegression(6, 4)
-            model.fit(X, y, epochs=20, lr=0.5, backend=backend, dtype="float64")
+            model.fit(X, y, epochs=8, lr=0.5, backend=backend, dtype="float64")
             runs.append((model.parameters(), model.predict_proba(X, backend=backend)))
         (p_emu, P_emu), (p_ref, P_ref) = runs
         for (W, b), (Wr, br) in zip(p_emu, p_ref):
@@ -1227,7 +1227,7 @@ def softmax_params():
 def test_single_pass_softmax_epoch_matches_numpy(module, n, m, K, x_kind, sm_count, limit, dtype):
     W, b, X, Y, X_ref = softmax_problem(n, m, K, x_kind, dtype)
     W_ref, b_ref = W.copy(), b.copy()
-    epochs = 1 if n == 12288 else 3
+    epochs = 1 if n == 12288 else 2  # the second starts from parameters the kernel updated
     for _ in range(epochs):
         out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, sm_count, limit)
         value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)

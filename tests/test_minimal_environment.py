@@ -34,20 +34,21 @@ OPTIONAL = (
     "tqdm",
 )
 
-# Plugin autoload is off (hypothesis ships a pytest plugin); pytest-benchmark is loaded by name
-# where it is installed (without it, pyproject's --benchmark-disable is replaced and
-# benchmarks/, which needs its fixture, left out, as benchmarks/run_gpu.sh does).
+# Plugin autoload is off (hypothesis ships a pytest plugin); pytest-benchmark and pytest-xdist
+# are loaded by name where both are installed (otherwise pyproject's addopts, which need
+# them, are replaced and benchmarks/, which needs pytest-benchmark's fixture, left out, as
+# benchmarks/run_gpu.sh does).
 # sys.modules[name] = None makes `import name` raise ImportError and find_spec(name) None,
 # as for a package that is not installed.
 COLLECT = f"""
 import importlib.util
 import sys
-has_benchmark = importlib.util.find_spec("pytest_benchmark") is not None
+has_plugins = all(importlib.util.find_spec(p) is not None for p in ("pytest_benchmark", "xdist"))
 sys.modules.update(dict.fromkeys({OPTIONAL!r}))
 import pytest
 args = ["--collect-only", "-q", "-p", "no:cacheprovider"]
-if has_benchmark:
-    args += ["-p", "pytest_benchmark.plugin", "tests", "benchmarks"]
+if has_plugins:
+    args += ["-p", "pytest_benchmark.plugin", "-p", "xdist.plugin", "tests", "benchmarks"]
 else:
     args += ["-o", "addopts=-ra", "tests"]
 sys.exit(pytest.main(args))

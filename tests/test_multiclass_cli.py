@@ -2,24 +2,18 @@
 ``nnx predict`` names the class and, with --top, the runners-up; npz/csv class numbers."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip("PIL", reason="image tests need Pillow: pip install 'nnx-nets[images]'")
 
+from nnx_testing import run  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import nnx  # noqa: E402
 
-CLI = [sys.executable, "-m", "nnx"]
 COLOURS = {"apple": (200, 30, 30), "leaf": (30, 180, 40), "sky": (40, 60, 210)}
-
-
-def run(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 def _picture(rgb, rng):

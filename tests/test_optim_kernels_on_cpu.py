@@ -5,7 +5,7 @@ against the NumPy backend's reference ops. Not a GPU run: the CuPy backend's own
 
 import numpy as np
 import pytest
-from cuda_emulation import CXX, EmulatedModule, build
+from cuda_emulation import CXX, EmulatedModule
 from nnx_testing import tolerance
 
 import nnx
@@ -21,8 +21,8 @@ REF = nnx.get_backend("numpy")
 
 
 @pytest.fixture(scope="module")
-def module(tmp_path_factory):
-    return EmulatedModule(build(tmp_path_factory.mktemp("optim_on_cpu")))
+def module(emulation_library):
+    return EmulatedModule(emulation_library)
 
 
 def run(module, plan):

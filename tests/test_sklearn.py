@@ -9,10 +9,8 @@ import functools
 import io
 import os
 import pickle
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +30,7 @@ except AttributeError as exc:
 
 import joblib  # noqa: E402 - a dependency of scikit-learn
 from conftest import OTHER_BACKENDS, require_backend  # noqa: E402
-from nnx_testing import tolerance  # noqa: E402
+from nnx_testing import python, tolerance  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
@@ -43,7 +41,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import nnx  # noqa: E402
 from nnx.sklearn import NNXClassifier, build_network  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = nnx.backends.names()  # every backend; those missing here skip with the reason
 DTYPES = ("float32", "float64")
 
@@ -399,25 +396,14 @@ def test_model_trained_on_a_backend_predicts_where_that_backend_is_missing(tmp_p
         np.save("proba.npy", clf.set_params(backend="auto").predict_proba(np.load("X.npy")))
     """)
     env = {k: v for k, v in os.environ.items() if k != "NNX_BACKEND"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
+    done = python(script, cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     np.testing.assert_allclose(np.load(tmp_path / "proba.npy"), clf.predict_proba(X), **tolerance("float32"))
 
 
 # ------------------------------------------------------------ optional dependency
-def _python(code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-
-
 def test_without_sklearn_the_import_names_the_extra():
-    done = _python("""
+    done = python("""
         import sys
         sys.modules["sklearn"] = None  # as where scikit-learn is not installed
         import nnx
@@ -433,7 +419,7 @@ def test_without_sklearn_the_import_names_the_extra():
 
 
 def test_the_rest_of_nnx_never_imports_sklearn():
-    done = _python("""
+    done = python("""
         import importlib, pkgutil, sys
         import nnx
         for info in pkgutil.walk_packages(nnx.__path__, "nnx."):

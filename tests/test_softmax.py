@@ -7,7 +7,7 @@ scikit-learn's multinomial optimum.
 
 import numpy as np
 import pytest
-from nnx_testing import tolerance
+from nnx_testing import numeric_gradients, tolerance
 
 import nnx
 
@@ -96,28 +96,6 @@ def test_softmax_cross_entropy_finite_for_any_finite_logits(backend, dtype):
 
 
 # ------------------------------------------------------------- gradient checks
-def _numeric_grads(model, X, y, eps=1e-6):
-    params = model.parameters()
-    grads = []
-    for W, b in params:
-        pair = []
-        for arr in (W, b):
-            g = np.zeros_like(arr)
-            for idx in np.ndindex(arr.shape):
-                old = arr[idx]
-                values = []
-                for step in (eps, -eps):
-                    arr[idx] = old + step
-                    model.set_parameters(params)
-                    values.append(model.evaluate(X, y, backend="numpy", dtype="float64")["loss"])
-                arr[idx] = old
-                g[idx] = (values[0] - values[1]) / (2 * eps)
-            pair.append(g)
-        grads.append(tuple(pair))
-    model.set_parameters(params)
-    return grads
-
-
 @pytest.mark.parametrize(
     "hidden, depth", [(None, 0), ("sigmoid", 1), ("relu", 1), ("tanh", 1), ("relu", 2), ("tanh", 2)]
 )
@@ -132,7 +110,7 @@ def test_gradients_of_softmax_stacks_match_finite_differences(hidden, depth, rng
     X = rng.standard_normal((5, 9))
     y = rng.integers(0, 3, 9)
     _, analytic = model.gradients(X, y, backend="numpy", dtype="float64")
-    for (dW, db), (nW, nb) in zip(analytic, _numeric_grads(model, X, y)):
+    for (dW, db), (nW, nb) in zip(analytic, numeric_gradients(model, X, y)):
         np.testing.assert_allclose(dW, nW, rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(db, nb, rtol=1e-5, atol=1e-9)
     assert np.abs(analytic[0][0]).max() > 1e-6

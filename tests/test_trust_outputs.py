@@ -23,16 +23,6 @@ from nnx.files import atomic_write, printable
 from nnx.runner import OUTPUTS
 
 
-@pytest.fixture
-def npz_data(tmp_path):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4, 40))
-    Y = (X[0] + X[1] > 0).astype(np.float64).reshape(1, -1)
-    path = tmp_path / "d.npz"
-    np.savez(path, X=X, Y=Y)
-    return path
-
-
 def small_train(*extra):
     return ["train", "--epochs", 3, "--quiet", "--backend", "numpy", "--size", 8, *extra]
 

@@ -23,16 +23,6 @@ def small_train(*extra):
 
 
 @pytest.fixture
-def npz_data(tmp_path):
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((4, 40))
-    Y = (X[0] + X[1] > 0).astype(np.float64).reshape(1, -1)
-    path = tmp_path / "d.npz"
-    np.savez(path, X=X, Y=Y)
-    return path
-
-
-@pytest.fixture
 def imgs(tmp_path):
     Image = pytest.importorskip("PIL.Image", reason="image loading needs Pillow")
     root = tmp_path / "imgs"
