@@ -40,7 +40,7 @@ ATTRIBUTES = (
     "max_threads_per_block",
     "const_size_bytes",
 )
-PASS_KERNELS = ("logreg_pass", "logreg_staged", "softmax_pass")
+PASS_KERNELS = ("logreg_pass", "logreg_staged", "softmax_pass", "softmax_tile")
 
 
 def launch_block(name: str) -> int:
@@ -240,12 +240,15 @@ def _epoch_checks(ops, ref, sm_count, rng, features):
             K = 3
             y = rng.integers(0, K, (1, m)).astype(dtype)
             W0 = (rng.normal(size=(K, n)) * 0.02).astype(dtype)
-            out.append(
-                (
-                    f"softmax_pass n={n} K={K} {x_dtype}",
-                    lambda X=X, X_ref=X_ref, y=y, W0=W0, d=dtype: _softmax(ops, ref, X, X_ref, y, W0, d),
+            for kind, kernel in (("fused", "softmax_pass"), ("tiled", "softmax_tile")):
+                out.append(
+                    (
+                        f"{kernel} n={n} K={K} {x_dtype}",
+                        lambda X=X, X_ref=X_ref, y=y, W0=W0, d=dtype, k=kind: _softmax(
+                            ops, ref, X, X_ref, y, W0, d, k
+                        ),
+                    )
                 )
-            )
     Xr = np.zeros(4096 + 3, np.uint8)[3:]
     out.append(("read_words", lambda: _read_words(ops, Xr)))
     return out
@@ -277,8 +280,8 @@ def _logreg(ops, ref, kind, X, X_ref, Y, w0, dtype):
     return {"ok": all(p["ok"] for p in parts), "kernel": plan.kernel, "parts": parts}
 
 
-def _softmax(ops, ref, X, X_ref, y, W0, dtype):
-    previous, ops.softmax_pass = ops.softmax_pass, "fused"  # the kernel, whatever the traffic model says
+def _softmax(ops, ref, X, X_ref, y, W0, dtype, kind):
+    previous, ops.softmax_pass = ops.softmax_pass, kind  # the kernel, whatever the traffic model says
     try:
         Xd = ops.prepare_fused_input(X, dtype, W0.shape[0])
         W, b = ops.asarray(W0, dtype), ops.asarray(np.zeros((W0.shape[0], 1)), dtype)

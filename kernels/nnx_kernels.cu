@@ -863,17 +863,18 @@ __global__ void logreg_grad(const T* dw_partial, const double* stats_partial, in
 // stats_partial (groups, 2) = (loss / m, correct) sums in double; softmax_update or
 // softmax_grad add them over groups in a fixed order. The plan bounds the examples per
 // block (MAX_EXAMPLES_PER_BLOCK), as for logreg_pass, so each block's float sums stay short.
-template <int KMAX>
+template <int KMAX, int STRIDE = 1>
 __device__ __forceinline__ void nnx_softmax_terms(double* z, int K, long long label, double inv_m, double* loss,
                                                   double* correct) {
-    // z (K logits) -> (softmax(z) - onehot(label)) * inv_m; NaN spreads as in softmax_xent
+    // z (K logits, STRIDE apart) -> (softmax(z) - onehot(label)) * inv_m; NaN spreads as in
+    // softmax_xent
     double top = z[0];
     int best = 0;
     bool stop = !(top == top);
 #pragma unroll
     for (int k = 1; k < KMAX; ++k) {
         if (k < K && !stop) {
-            double v = z[k];
+            double v = z[k * STRIDE];
             if (v != v) {
                 top = v;
                 best = k;
@@ -888,16 +889,16 @@ __device__ __forceinline__ void nnx_softmax_terms(double* z, int K, long long la
 #pragma unroll
     for (int k = 0; k < KMAX; ++k) {
         if (k < K) {
-            if (k == label) picked = z[k];
-            z[k] = exp(z[k] - top);
-            total += z[k];
+            if (k == label) picked = z[k * STRIDE];
+            z[k * STRIDE] = exp(z[k * STRIDE] - top);
+            total += z[k * STRIDE];
         }
     }
     *loss += (log(total) - (picked - top)) * inv_m;
     *correct += best == label ? 1.0 : 0.0;
 #pragma unroll
     for (int k = 0; k < KMAX; ++k)
-        if (k < K) z[k] = (z[k] / total - (k == label ? 1.0 : 0.0)) * inv_m;
+        if (k < K) z[k * STRIDE] = (z[k * STRIDE] / total - (k == label ? 1.0 : 0.0)) * inv_m;
 }
 
 // Element j of an example row as T: a float as is, a pixel unscaled (exactly).
@@ -1030,6 +1031,142 @@ __global__ void __launch_bounds__(512) softmax_pass(const XT* Xt, const T* W, co
             stats_partial[2 * g] = loss;
             stats_partial[2 * g + 1] = correct;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The tiled single-pass softmax-regression epoch, part 1 (same arguments, partial sums and
+// part 2 as softmax_pass): each load of W serves a tile of 32 examples, as a GEMM tiles.
+// A block of 512 threads takes the tiles at examples (g + r * groups) * 32, r = 0, 1, ...
+// Logits: the tile's rows are staged through shared memory CHUNK features at a time (as T,
+// pixels unscaled; one padding element per row keeps a warp's 32 rows in 32 banks); warp w
+// owns classes w and w + 16 (KMAX = 32), lane x example x: each thread adds W[k, j] * x[j]
+// over the chunk in order in T (the warp's 32 lanes read the same W[k, j]: one load for
+// 32 examples) and adds that partial to the logit in double, scaled by 1/255 on pixels; a
+// pixel chunk whose partial overflows (W within 255x of the largest float) is redone as
+// NumPy computes it, W * (pixel / 255) in T. Each logit is rounded to T before b is added
+// in T, as NumPy's Z = W X + b. The first warp then takes each example's softmax and loss
+// in double (lane x, example x; nnx_softmax_terms, as softmax_pass) and keeps its own loss
+// and correct count; dz / m waits in shared memory in double (db) and in T (dW). dW: the
+// rows are staged again (X is read twice per slice) and the thread owning feature j and
+// class k adds sum_x dz[k, x] * x[j] (in T, over x in order) to dW in dynamic shared
+// memory, `per` classes x n features of T (class slices as softmax_pass). Everything is
+// summed in a fixed order: bitwise repeatable.
+// Launch bounds of 2 blocks per SM (at most 64 registers): without them ptxas keeps 40
+// and spills 48-52 bytes (NVRTC 13, sm_90); with them nothing spills.
+template <typename T, typename XT>
+__device__ __forceinline__ void nnx_stage_tile(T* xs, int pitch, const XT* Xt, long long first, int count,
+                                               long long n, long long j0, int width, int chunk) {
+    // rows first .. first + count - 1, features j0 .. j0 + width - 1 -> xs[x * pitch + j]; zeros elsewhere
+    for (int i = threadIdx.x; i < 32 * chunk; i += blockDim.x) {
+        const int x = i / chunk, j = i % chunk;
+        xs[x * pitch + j] = x < count && j < width ? nnx_row_elem<T, XT>(Xt + (first + x) * n, j0 + j) : T(0);
+    }
+    __syncthreads();
+}
+
+template <typename T, typename XT, int KMAX>
+__global__ void __launch_bounds__(512, 2) softmax_tile(const XT* Xt, const T* W, const T* b, const T* y, long long m,
+                                                    long long n, int K, int slices, int per, double scale,
+                                                    T* dw_partial, double* db_partial, double* stats_partial) {
+    constexpr int CHUNK = 512 / sizeof(T);  // features staged at a time: 2 KB a row
+    constexpr int PITCH = CHUNK + 1;
+    constexpr int KW = KMAX / 16;  // classes per warp
+    NNX_DYNAMIC_SHARED(uint4, shared_words);
+    T* acc = reinterpret_cast<T*>(shared_words);
+    __shared__ T xs[32 * PITCH];
+    __shared__ double zs[KMAX * 32];  // [class][example]: logits, then dz / m
+    __shared__ T dzs[KMAX * 32];      // dz / m in T
+    __shared__ double lane_stats[64];
+    const long long groups = gridDim.x / slices;
+    const long long g = blockIdx.x / slices;
+    const int k0 = (int)(blockIdx.x % slices) * per;
+    const int k1 = k0 + per < K ? k0 + per : K;
+    const bool pixels = nnx_is_byte<XT>::value;
+    const double inv_m = 1.0 / (double)m;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int k = k0; k < k1; ++k)
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) acc[(k - k0) * n + j] = T(0);
+    double loss = 0.0, correct = 0.0;  // lane x of warp 0: its examples'
+    double db = 0.0;                   // thread t < k1 - k0: class k0 + t
+    for (long long first = g * 32; first < m; first += groups * 32) {  // the same for the whole block
+        const int count = m - first < 32 ? (int)(m - first) : 32;
+        double z[KW];
+#pragma unroll
+        for (int p = 0; p < KW; ++p) z[p] = 0.0;
+        for (long long j0 = 0; j0 < n; j0 += CHUNK) {
+            const int width = n - j0 < CHUNK ? (int)(n - j0) : CHUNK;
+            nnx_stage_tile<T, XT>(xs, PITCH, Xt, first, count, n, j0, width, CHUNK);
+#pragma unroll
+            for (int p = 0; p < KW; ++p) {
+                const int k = warp + 16 * p;
+                if (k < K) {  // the same for the whole warp
+                    const T* wk = W + k * n + j0;
+                    const T* row = xs + lane * PITCH;
+                    T part = T(0);
+#pragma unroll 4
+                    for (int j = 0; j < width; ++j) part += __ldg(wk + j) * row[j];
+                    if (pixels && !nnx_finite(part)) {
+                        const T s = (T)scale;
+                        part = T(0);
+                        for (int j = 0; j < width; ++j) part += __ldg(wk + j) * (row[j] * s);
+                        z[p] += (double)part;
+                    } else {
+                        z[p] += pixels ? (double)part * scale : (double)part;
+                    }
+                }
+            }
+            __syncthreads();  // the chunk is read: the next may be staged
+        }
+#pragma unroll
+        for (int p = 0; p < KW; ++p) {
+            const int k = warp + 16 * p;
+            if (k < K) zs[k * 32 + lane] = (double)((T)z[p] + __ldg(b + k));  // the logit in T
+        }
+        __syncthreads();
+        if (warp == 0) {
+            if (lane < count) {
+                nnx_softmax_terms<KMAX, 32>(zs + lane, K, (long long)y[first + lane], inv_m, &loss, &correct);
+                for (int k = 0; k < K; ++k) dzs[k * 32 + lane] = (T)zs[k * 32 + lane];
+            } else {
+                for (int k = 0; k < K; ++k) dzs[k * 32 + lane] = T(0);  // past m: adds nothing
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x < k1 - k0)
+            for (int x = 0; x < count; ++x) db += zs[(k0 + threadIdx.x) * 32 + x];
+        for (long long j0 = 0; j0 < n; j0 += CHUNK) {
+            const int width = n - j0 < CHUNK ? (int)(n - j0) : CHUNK;
+            nnx_stage_tile<T, XT>(xs, PITCH, Xt, first, count, n, j0, width, CHUNK);
+            const int j = threadIdx.x % CHUNK;
+            if (j < width) {
+                for (int k = k0 + (int)threadIdx.x / CHUNK; k < k1; k += 512 / CHUNK) {
+                    T add = T(0);
+#pragma unroll 8
+                    for (int x = 0; x < 32; ++x) add += dzs[k * 32 + x] * xs[x * PITCH + j];
+                    acc[(k - k0) * n + j0 + j] += add;
+                }
+            }
+            __syncthreads();  // the chunk is read: the next may be staged (and zs, dzs rewritten)
+        }
+    }
+    if (warp == 0) {
+        lane_stats[lane] = loss;
+        lane_stats[32 + lane] = correct;
+    }
+    __syncthreads();  // also: each thread writes out features another thread added to
+    T* out = dw_partial + g * K * n;
+    for (int k = k0; k < k1; ++k)
+        for (long long j = threadIdx.x; j < n; j += blockDim.x) out[k * n + j] = acc[(k - k0) * n + j];
+    if (threadIdx.x < k1 - k0) db_partial[g * K + k0 + threadIdx.x] = db;
+    if (threadIdx.x == 0 && k0 == 0) {
+        double l = 0.0, c = 0.0;
+        for (int x = 0; x < 32; ++x) {
+            l += lane_stats[x];
+            c += lane_stats[32 + x];
+        }
+        stats_partial[2 * g] = l;
+        stats_partial[2 * g + 1] = c;
     }
 }
 

@@ -46,6 +46,8 @@ SIGNATURES = {
     "logreg_grad": "(const {T}*, const double*, int, long long, long long, double, double*, double*)",
     "softmax_pass": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, int, int, int, "
     "double, {T}*, double*, double*)",
+    "softmax_tile": "(const {XT}*, const {T}*, const {T}*, const {T}*, long long, long long, int, int, int, "
+    "double, {T}*, double*, double*)",
     "softmax_update": "({T}*, {T}*, const {T}*, const double*, const double*, int, long long, long long, "
     "double, double, double*)",
     "softmax_grad": "(const {T}*, const double*, const double*, int, long long, long long, double, double*, "

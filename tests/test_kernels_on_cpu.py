@@ -1145,10 +1145,10 @@ def test_lbfgs_on_the_emulated_backend_matches_numpy(emulated_backend, model_kin
 # softmax_grad, against the NumPy backend's generic two-product epoch
 
 
-def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED):
+def softmax_plan(X, K, dtype, sm_count, shared_limit=HOPPER_SHARED, kind="fused"):
     n, m = X.shape
     return plans.softmax_pass_plan(
-        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), modelled_resident_blocks, "fused"
+        n, m, K, dtype, X.dtype, sm_count, shared_limit, plans.address(X), modelled_resident_blocks, kind
     )
 
 
@@ -1161,10 +1161,10 @@ def softmax_partials(plan, K, n, dtype):
     )
 
 
-def emulated_softmax_epoch(module, W, b, X, Y, lr, sm_count, shared_limit=HOPPER_SHARED):
+def emulated_softmax_epoch(module, W, b, X, Y, lr, sm_count, shared_limit=HOPPER_SHARED, kind="fused"):
     """One epoch through the backend's two launches; returns out = (loss, correct)."""
     K, n = W.shape
-    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit)
+    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit, kind)
     assert plan is not None, "softmax_pass cannot take this X"
     out = np.full(2, np.nan)
     partials = softmax_partials(plan, K, n, W.dtype)
@@ -1173,10 +1173,10 @@ def emulated_softmax_epoch(module, W, b, X, Y, lr, sm_count, shared_limit=HOPPER
     return out
 
 
-def emulated_softmax_grad(module, W, b, X, Y, sm_count, shared_limit=HOPPER_SHARED):
+def emulated_softmax_grad(module, W, b, X, Y, sm_count, shared_limit=HOPPER_SHARED, kind="fused"):
     """(dW (K, n), db (K, 1), out (2,)) float64 through the backend's two launches."""
     K, n = W.shape
-    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit)
+    plan = softmax_plan(X, K, W.dtype, sm_count, shared_limit, kind)
     dW, db, out = np.full((K, n), np.nan), np.full((K, 1), np.nan), np.full(2, np.nan)
     partials = softmax_partials(plan, K, n, W.dtype)
     for launch in plans.softmax_grad_launches(plan, W, b, X, Y, *partials, dW, db, out, sm_count):
@@ -1518,3 +1518,149 @@ def test_each_dropout_access_of_a_warp_is_one_contiguous_segment(traced_dropout,
         for step in range(max(len(lane) for lane in lanes)):
             together = [lane[step] for lane in lanes if step < len(lane)]
             assert max(together) - min(together) < 32 * 4, "a warp's access spans more than 128 bytes"
+
+
+# ------------------------------------------------------------------------------------------
+# The tiled single pass (issue #32): softmax_tile, each load of W serving 32 examples, with
+# softmax_pass's arguments, partial sums and finishing kernels
+
+TILE_STATIC_FLOAT = plans.softmax_tile_static_bytes("float")
+TILE_STATIC_DOUBLE = plans.softmax_tile_static_bytes("double")
+TILED_CASES = [
+    # (n, m, K, x kind, sm_count, shared limit): both builds (KMAX 16, 32), one and two
+    # chunks of features (128 float, 64 double), a half-empty last tile, class slices
+    (3, 1, 2, "float", 4, HOPPER_SHARED),
+    (37, 45, 3, "float", 2, HOPPER_SHARED),  # two tiles, the second 13 examples
+    (300, 41, 10, "uint8", 2, HOPPER_SHARED),  # 3 chunks of 128 features
+    (300, 41, 10, "float", 2, 3 * 300 * 8 + TILE_STATIC_DOUBLE),  # slices of (at least) 3 classes
+    (150, 40, 17, "float", 2, HOPPER_SHARED),  # KMAX 32: warps own 2 classes
+    (40, 33, 32, "uint8", 1, HOPPER_SHARED),  # the most classes
+]
+
+
+def tiled_params():
+    for n, m, K, x_kind, sm_count, limit in TILED_CASES:
+        for dtype in FLOATS:
+            yield pytest.param(
+                n, m, K, x_kind, sm_count, limit, dtype, id=f"{n}x{m}-K{K}-{x_kind}-{dtype}-{limit}"
+            )
+
+
+@pytest.mark.parametrize(("n", "m", "K", "x_kind", "sm_count", "limit", "dtype"), list(tiled_params()))
+def test_tiled_softmax_epoch_matches_numpy(module, n, m, K, x_kind, sm_count, limit, dtype):
+    W, b, X, Y, X_ref = softmax_problem(n, m, K, x_kind, dtype)
+    plan = softmax_plan(X, K, W.dtype, sm_count, limit, "tiled")
+    assert plan.kernel.startswith("softmax_tile<") and plan.kernel.endswith(f", {16 if K <= 16 else 32}>")
+    assert limit == HOPPER_SHARED or plan.slices > 1
+    W_ref, b_ref = W.copy(), b.copy()
+    for _ in range(3):
+        out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, sm_count, limit, "tiled")
+        value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+        np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+        assert out[1] == correct
+    np.testing.assert_allclose(W, W_ref, **tolerance(dtype))
+    np.testing.assert_allclose(b, b_ref, **tolerance(dtype))
+
+
+def test_a_tiled_softmax_epoch_over_several_waves_of_blocks_matches_numpy(module, monkeypatch):
+    """With at most 32 examples (one tile) per block, 200 examples in 3 class slices take
+    several whole waves of groups: the same results as the NumPy backend."""
+    monkeypatch.setattr(plans, "MAX_EXAMPLES_PER_BLOCK", 32)
+    W, b, X, Y, X_ref = softmax_problem(70, 200, 6, "uint8", "float32")
+    limit = 2 * 70 * 4 + TILE_STATIC_FLOAT  # 2 classes per block: 3 slices
+    plan = softmax_plan(X, 6, W.dtype, 2, limit, "tiled")
+    assert plan.slices == 3 and plan.groups == 7 > 2 * 2 // 3
+    W_ref, b_ref = W.copy(), b.copy()
+    out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, 2, limit, "tiled")
+    value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+    np.testing.assert_allclose(out[0], value, **tolerance("float32"))
+    assert out[1] == correct
+    np.testing.assert_allclose(W, W_ref, **tolerance("float32"))
+    np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+
+
+def test_tiled_softmax_epoch_is_bitwise_repeatable_in_any_warp_order(module, module_reversed):
+    W0, b0, X, Y, _ = softmax_problem(300, 70, 10, "uint8", "float32")
+    results = []
+    for emulated in (module, module, module_reversed):
+        W, b = W0.copy(), b0.copy()
+        out = [emulated_softmax_epoch(emulated, W, b, X, Y, 0.1, 2, kind="tiled") for _ in range(2)]
+        grads = emulated_softmax_grad(emulated, W, b, X, Y, 2, kind="tiled")
+        results.append((W.tobytes(), b.tobytes(), np.stack(out).tobytes(), *(g.tobytes() for g in grads)))
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize(("case", "x_kind", "dtype"), list(softmax_special_params()))
+def test_tiled_softmax_epoch_propagates_nan_and_inf_as_numpy(module, case, x_kind, dtype):
+    """The specials of softmax_pass's test, the pixel-overflow redo (largest_in_w) included."""
+    W, b, X, Y = softmax_specials(x_kind, dtype, case)
+    X_ref = X.astype(dtype) * np.array(1 / 255, dtype) if x_kind == "uint8" else X
+    W_ref, b_ref = W.copy(), b.copy()
+    out = emulated_softmax_epoch(module, W, b, X, Y, 0.5, 1, kind="tiled")
+    with np.errstate(all="ignore"):
+        value, correct = REF.softmax_epoch_(W_ref, b_ref, X_ref, Y, 0.5)
+    assert_same_as_numpy(out[0], value, dtype)
+    assert out[1] == correct
+    assert_same_as_numpy(W, W_ref, dtype)
+    assert_same_as_numpy(b, b_ref, dtype)
+
+
+@pytest.mark.parametrize(("x_kind", "dtype", "limit"), [
+    ("uint8", "float32", HOPPER_SHARED),
+    ("uint8", "float64", 2 * 200 * 8 + TILE_STATIC_DOUBLE),  # class slices
+])  # fmt: skip
+def test_tiled_softmax_loss_and_gradient_match_numpy(module, x_kind, dtype, limit):
+    W, b, X, Y, X_ref = softmax_problem(200, 45, 5, x_kind, dtype)
+    W0, b0 = W.copy(), b.copy()
+    dW, db, out = emulated_softmax_grad(module, W, b, X, Y, 2, limit, "tiled")
+    assert np.array_equal(W, W0) and np.array_equal(b, b0)
+    value, correct, dW_ref, db_ref = REF.softmax_loss_grad(W, b, X_ref, Y)
+    np.testing.assert_allclose(out[0], value, **tolerance(dtype))
+    assert out[1] == correct
+    rtol = tolerance(dtype)["rtol"]
+    np.testing.assert_allclose(dW, dW_ref, rtol=rtol, atol=rtol * np.abs(dW_ref).max())
+    np.testing.assert_allclose(db, db_ref, rtol=rtol, atol=rtol * np.abs(db_ref).max())
+
+
+def test_the_plans_count_softmax_tiles_static_shared_memory(module):
+    """The plan's static share of softmax_tile is what each build declares (KMAX 32's, the
+    larger, exactly), so a plan never asks for more than the opt-in maximum."""
+    for t in ("float", "double"):
+        for xt in (t, "unsigned char"):
+            sizes = [
+                module.static_shared_bytes(f"softmax_tile<{t}, {xt}, {k}>") for k in plans.SOFTMAX_TILE_KMAX
+            ]
+            assert max(sizes) == sizes[-1] == plans.softmax_tile_static_bytes(t)
+
+
+def test_the_backend_takes_softmax_tile_where_the_traffic_model_says(emulated_backend):
+    """Under "auto", softmax regression on pixels with float32 parameters runs softmax_tile
+    (each load of W serving 32 examples) as the plan says: the NumPy backend's parameters;
+    float X takes the cuBLAS products (no single pass launched)."""
+    ops, fake = emulated_backend()
+    ops.softmax_pass = "auto"
+    launched = []
+    fake.module.after_launch = launched.append
+    rng = np.random.default_rng(6)
+    n, m, K = 200, 96, 6
+    X = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    y = rng.integers(0, K, m)
+    plan = plans.softmax_pass_plan(n, m, K, "float32", "uint8", ops.sm_count, ops.shared_limit)
+    assert plan is not None and plan.kernel == "softmax_tile<float, unsigned char, 16>"
+    runs = []
+    for backend in (ops, "numpy"):
+        model = nnx.SoftmaxRegression(n, K)
+        history = model.fit(X, y, epochs=2, lr=0.5, backend=backend, dtype="float32")
+        runs.append((model.parameters()[0], history.loss))
+    assert launched.count(plan.kernel) == 2 and launched.count("softmax_update<float>") == 2
+    assert not any(name.startswith("softmax_pass") for name in launched)
+    (W, b), loss = runs[0]
+    (W_ref, b_ref), loss_ref = runs[1]
+    np.testing.assert_allclose(loss, loss_ref, **tolerance("float32"))
+    np.testing.assert_allclose(W, W_ref, **tolerance("float32"))
+    np.testing.assert_allclose(b, b_ref, **tolerance("float32"))
+    launched.clear()
+    nnx.SoftmaxRegression(n, K).fit(
+        X.astype(np.float32) / 255, y, epochs=1, lr=0.5, backend=ops, dtype="float32"
+    )
+    assert not any(name.startswith(("softmax_pass", "softmax_tile")) for name in launched)

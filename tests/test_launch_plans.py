@@ -246,21 +246,63 @@ def test_softmax_at_12288_features_and_10_classes_takes_the_cublas_products(x_dt
         (12288, 65536, 3, "float64", "uint8"),
     ],
 )
-def test_auto_takes_softmax_pass_exactly_where_it_moves_fewer_bytes(n, m, K, w_dtype, x_dtype):
+def test_auto_takes_the_single_pass_exactly_where_it_moves_fewer_bytes(n, m, K, w_dtype, x_dtype):
+    """ "auto" takes whichever of softmax_pass and softmax_tile the traffic model says moves
+    fewer bytes (each with its own class slices), and only where that is fewer than the two
+    cuBLAS products move; else None (the products)."""
     fused = softmax_plan(n, m, K, w_dtype, x_dtype)
-    assert fused is not None
-    traffic = plans.softmax_traffic(n, m, K, w_dtype, x_dtype, fused.slices)
+    tiled = softmax_plan(n, m, K, w_dtype, x_dtype, kind="tiled")
+    assert fused is not None and tiled is not None
+    traffic = plans.softmax_traffic(n, m, K, w_dtype, x_dtype, fused.slices, tiled.slices)
     auto = softmax_plan(n, m, K, w_dtype, x_dtype, kind="auto")
-    assert (auto is not None) == (traffic.fused < traffic.cublas)
+    best = min(traffic.fused, traffic.tiled)
+    assert (auto is not None) == (best < traffic.cublas)
     if auto is not None:
-        assert auto == fused
+        assert auto == (tiled if traffic.tiled < traffic.fused else fused)
 
 
-def test_few_classes_on_pixels_keep_softmax_pass():
-    assert softmax_plan(784, 60000, 4, "float32", "uint8", kind="auto") is not None
-    assert softmax_plan(784, 60000, 10, "float32", "uint8", kind="auto") is None
+def test_pixels_with_float32_parameters_take_softmax_tile_for_every_class_count():
+    """In one slice the tile moves 2 + K / 8 bytes per example and feature on pixels with
+    float32 parameters, against the products' 8: "auto" takes it for every K <= 32 (and
+    softmax_pass, 2 + K / 2 at best, for none); float X keeps the products."""
+    for K in range(1, 33):
+        p = softmax_plan(784, 60000, K, "float32", "uint8", kind="auto")
+        assert p is not None and p.slices == 1, K
+        assert p.kernel == f"softmax_tile<float, unsigned char, {16 if K <= 16 else 32}>"
+        assert p.groups == 132  # 1875 tiles: one wave of one block per SM, 455 examples each
+        assert softmax_plan(784, 60000, K, "float32", "float32", kind="auto") is None
     with pytest.raises(ValueError, match="kind must be one of"):
         softmax_plan(784, 60000, 4, "float32", "uint8", kind="fast")
+
+
+def test_the_tile_traffic_model_reads_w_once_per_32_examples():
+    """softmax_tile's W traffic is S * K * n * ws per tile of 32 examples: at n = 12288,
+    K = 10, float32 on pixels (3 slices) 6 + 3.75 bytes per example and feature, still
+    more than the products' 8 (the slices each read X twice), so "auto" keeps them there;
+    in one slice (3072 features) 2 + 1.25 (+ the partial sums)."""
+    n, m = 12288, 65536
+    tiled = softmax_plan(n, m, 10, "float32", "uint8", kind="tiled")
+    assert (tiled.kernel, tiled.slices) == ("softmax_tile<float, unsigned char, 16>", 3)
+    traffic = plans.softmax_traffic(n, m, 10, "float32", "uint8", 3)
+    w_bytes = 3 * (m // 32) * 10 * n * 4
+    assert traffic.tiled - 2 * 3 * m * n == w_bytes + 2 * 44 * 10 * n * 4 + 2 * 10 * n * 4 + m * 4
+    assert traffic.fused > 4 * traffic.tiled and traffic.cublas < traffic.tiled < 1.25 * traffic.cublas
+    assert softmax_plan(n, m, 10, "float32", "uint8", kind="auto") is None
+    one = plans.softmax_traffic(3072, m, 10, "float32", "uint8", 1)
+    assert 3.25 < one.tiled / (m * 3072) < 3.5 < 8 < one.cublas / (m * 3072)  # + partial sums of dW
+
+
+def test_softmax_tile_leaves_room_for_its_static_shared_memory():
+    """Its static share (29 KB float, 33 KB double) counts against the opt-in maximum:
+    dW rows that softmax_pass holds in one slice may take two here, and the shared
+    memory of a wave's blocks stays within the SM's."""
+    static = plans.softmax_tile_static_bytes("float")
+    limit = 10 * 1000 * 4 + static
+    assert softmax_plan(1000, 5000, 10, "float32", "uint8", shared_limit=limit, kind="tiled").slices == 1
+    assert softmax_plan(1000, 5000, 10, "float32", "uint8", shared_limit=limit - 1, kind="tiled").slices == 2
+    p = softmax_plan(3072, 50000, 10, "float32", "uint8", resident=lambda name: 2, kind="tiled")
+    assert p.shared_mem + static <= 227 * 1024 and p.groups == 132  # 120 KB of dW: one block per SM
+    assert p.kernel in plans.name_expressions()
 
 
 # -------------------------------------------------------------------------------- dropout

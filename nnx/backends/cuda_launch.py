@@ -437,12 +437,34 @@ def softmax_kmax(K: int) -> int | None:
     return next((k for k in SOFTMAX_KMAX if k >= K), None)
 
 
+# softmax_tile (the tiled single pass: each load of W serves 32 examples) is compiled for
+# up to 16 classes (one per warp of its 512 threads) and up to 32 (two per warp).
+SOFTMAX_TILE_KMAX = (16, 32)
+SOFTMAX_TILE_EXAMPLES = 32  # examples per tile: per load of W
+
+
+def softmax_tile_static_bytes(t: str) -> int:
+    """softmax_tile's static shared memory for compute type ``t`` (at most, KMAX 32): the
+    staged chunk of 32 rows (2 KB of features each, one element of padding), the tile's
+    logits in double and dz in T, and the lanes' loss and correct counts."""
+    size = 4 if t == "float" else 8
+    chunk = 512 // size
+    return 32 * (chunk + 1) * size + 32 * 32 * 8 + 32 * 32 * size + 64 * 8
+
+
+def softmax_tile_kmax(K: int) -> int | None:
+    """The class count softmax_tile is compiled for that K classes take; None past 32."""
+    return next((k for k in SOFTMAX_TILE_KMAX if k >= K), None)
+
+
 def softmax_name_expressions() -> list[str]:
-    """softmax_pass for each (compute type, X type, KMAX) and its two finishing kernels."""
+    """softmax_pass and softmax_tile for each (compute type, X type, KMAX) and their two
+    finishing kernels."""
     names = []
     for t in ("float", "double"):
         for xt in (t, "unsigned char"):
             names += [f"softmax_pass<{t}, {xt}, {kmax}>" for kmax in SOFTMAX_KMAX]
+            names += [f"softmax_tile<{t}, {xt}, {kmax}>" for kmax in SOFTMAX_TILE_KMAX]
         names += [f"softmax_update<{t}>", f"softmax_grad<{t}>"]
     return names
 
@@ -460,7 +482,7 @@ class SoftmaxPlan(NamedTuple):
     shared_mem: int
 
 
-SOFTMAX_PASS_KINDS = ("auto", "fused")
+SOFTMAX_PASS_KINDS = ("auto", "fused", "tiled")
 
 
 class SoftmaxTraffic(NamedTuple):
@@ -468,29 +490,49 @@ class SoftmaxTraffic(NamedTuple):
 
     fused: int  # softmax_pass + softmax_update
     cublas: int  # the generic epoch: Z = W X, softmax_xent, dW = dZ X^T, the update
+    tiled: int  # softmax_tile + softmax_update
 
 
-def softmax_traffic(n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, slices: int) -> SoftmaxTraffic:
+def _single_pass_bytes(n: int, m: int, K: int, ws: int, xs: int, slices: int, per_load: int) -> int:
+    """Bytes of a single pass (and its update) whose slices each read every row twice and
+    all K rows of W once per ``per_load`` examples."""
+    steps = -(-m // per_load)
+    groups = max(1, min(steps, 132 // max(1, slices)))
+    total = 2 * slices * m * n * xs + slices * steps * K * n * ws + 2 * groups * K * n * ws + 2 * K * n * ws
+    return total + m * ws  # labels
+
+
+def softmax_traffic(
+    n: int, m: int, K: int, w_dtype: Any, x_dtype: Any, slices: int, tile_slices: int | None = None
+) -> SoftmaxTraffic:
     """The traffic model of kernels/README.md: bytes through L2 of one epoch over X (n, m)
-    with K classes, by softmax_pass split into ``slices`` class slices, and by the generic
-    epoch's two cuBLAS products (which hold X in the compute dtype: uint8 pixels are
-    converted once, when the data go to the device).
+    with K classes, by softmax_pass split into ``slices`` class slices, by softmax_tile
+    split into ``tile_slices`` (default ``slices``), and by the generic epoch's two cuBLAS
+    products (which hold X in the compute dtype: uint8 pixels are converted once, when the
+    data go to the device).
 
     softmax_pass: every slice's blocks read each example row twice (the logits, then dW
     from the same rows: L1 cannot be counted on to keep them, dW fills shared memory) and
-    all K rows of W once per step of 32 / KMAX examples; the partial sums of dW are
-    written and read back once per group (counted as one group per wave of 132 SMs: their
-    count is small beside the rest). cuBLAS: X read once by each product, Z written and
-    read, dZ written and read twice (dW and db), W read twice and written, dW written.
+    all K rows of W once per step of 32 / KMAX examples; softmax_tile the same, with all K
+    rows of W once per tile of 32 examples; the partial sums of dW are written and read
+    back once per group (counted as one group per wave of 132 SMs: their count is small
+    beside the rest). cuBLAS: X read once by each product, Z written and read, dZ written
+    and read twice (dW and db), W read twice and written, dW written.
     """
     ws, xs = np.dtype(w_dtype).itemsize, np.dtype(x_dtype).itemsize
     kmax = softmax_kmax(K) or SOFTMAX_KMAX[-1]
-    steps = -(-m // (32 // kmax))
-    groups = max(1, min(steps, 132 // max(1, slices)))
-    fused = 2 * slices * m * n * xs + slices * steps * K * n * ws + 2 * groups * K * n * ws + 2 * K * n * ws
-    fused += m * ws  # labels
+    fused = _single_pass_bytes(n, m, K, ws, xs, slices, 32 // kmax)
+    tile_slices = slices if tile_slices is None else tile_slices
+    tiled = _single_pass_bytes(n, m, K, ws, xs, tile_slices, SOFTMAX_TILE_EXAMPLES)
     cublas = 2 * m * n * ws + 5 * K * m * ws + 4 * K * n * ws + m * ws
-    return SoftmaxTraffic(int(fused), int(cublas))
+    return SoftmaxTraffic(int(fused), int(cublas), int(tiled))
+
+
+def _class_slices(K: int, row_bytes: int, shared_limit: int, static_bytes: int) -> int | None:
+    """Class slices for K rows of dW of ``row_bytes`` each beside ``static_bytes`` of
+    static shared memory; None where one row does not fit."""
+    rows_fit = (shared_limit - static_bytes) // row_bytes
+    return -(-K // rows_fit) if rows_fit >= 1 else None
 
 
 def softmax_pass_plan(
@@ -505,12 +547,13 @@ def softmax_pass_plan(
     resident_blocks: Callable[[str], int] | None = None,
     kind: str = "auto",
 ) -> SoftmaxPlan | None:
-    """softmax_pass for an epoch over X (n, m) of ``x_dtype`` (starting at ``x_address``)
-    with K classes and parameters of ``w_dtype``, on a GPU of ``sm_count`` SMs allowing
-    ``shared_limit`` bytes of shared memory per block (its opt-in maximum); None where it
-    cannot run (more than ``SOFTMAX_KMAX[-1]`` classes, X in another float type, X not
-    aligned to its element size, or one class's row of n features not fitting in shared
-    memory): the epoch then takes the generic cuBLAS path.
+    """The single pass of a softmax-regression epoch over X (n, m) of ``x_dtype``
+    (starting at ``x_address``) with K classes and parameters of ``w_dtype``, on a GPU of
+    ``sm_count`` SMs allowing ``shared_limit`` bytes of shared memory per block (its
+    opt-in maximum): softmax_pass or softmax_tile (the same arguments and partial sums).
+    None where neither can run (more than ``SOFTMAX_KMAX[-1]`` classes, X in another float
+    type, X not aligned to its element size, or one class's row of n features not fitting
+    in shared memory): the epoch then takes the generic cuBLAS path.
 
     dW stays in shared memory: all K rows (one slice) where they fit, else the classes are
     split into slices of ``per`` rows, each slice a block of its own reading the same
@@ -518,11 +561,11 @@ def softmax_pass_plan(
     driver's occupancy from registers; 1 when not given) and their shared memory allow;
     waves are whole, with at most ``MAX_EXAMPLES_PER_BLOCK`` examples per block.
 
-    ``kind`` "auto" (the default) also returns None where the traffic model
-    (``softmax_traffic``, kernels/README.md) says the fused pass moves more bytes than the
-    two cuBLAS products: softmax_pass has not been timed on a GPU yet, so it runs only
-    where it reads less. "fused" takes softmax_pass wherever it can run (the tests, the
-    benchmark).
+    ``kind``: "fused" takes softmax_pass and "tiled" softmax_tile wherever it can run (the
+    tests, the benchmark); "auto" (the default) takes the one the traffic model
+    (``softmax_traffic``, kernels/README.md) says moves fewer bytes, and only where that is
+    fewer than the two cuBLAS products move (else None): neither has been timed on a GPU
+    yet, so they run only where they read less.
     """
     if kind not in SOFTMAX_PASS_KINDS:
         raise ValueError(f"kind must be one of {SOFTMAX_PASS_KINDS}, got {kind!r}")
@@ -533,23 +576,38 @@ def softmax_pass_plan(
         return None
     t, xt = CTYPE[np.dtype(w_dtype).name], CTYPE[np.dtype(x_dtype).name]
     row_bytes = n * np.dtype(w_dtype).itemsize
-    rows_fit = (shared_limit - SOFTMAX_STATIC_BYTES) // row_bytes
-    if rows_fit < 1:
-        return None
-    slices = -(-K // rows_fit)
-    if kind == "auto":
-        traffic = softmax_traffic(n, m, K, w_dtype, x_dtype, slices)
-        if traffic.fused >= traffic.cublas:
+    fused_slices = _class_slices(K, row_bytes, shared_limit, SOFTMAX_STATIC_BYTES)
+    tile_static = softmax_tile_static_bytes(t)
+    tile_slices = _class_slices(K, row_bytes, shared_limit, tile_static)
+    if kind == "fused":
+        tiled = False
+    elif kind == "tiled":
+        tiled = True
+    else:
+        if fused_slices is None:
             return None
+        traffic = softmax_traffic(n, m, K, w_dtype, x_dtype, fused_slices, tile_slices or fused_slices)
+        tiled = tile_slices is not None and traffic.tiled < traffic.fused
+        if (traffic.tiled if tiled else traffic.fused) >= traffic.cublas:
+            return None
+    slices = tile_slices if tiled else fused_slices
+    if slices is None:
+        return None
+    static = tile_static if tiled else SOFTMAX_STATIC_BYTES
     per = -(-K // slices)
     shared = per * row_bytes
-    name = f"softmax_pass<{t}, {xt}, {kmax}>"
+    if tiled:
+        name = f"softmax_tile<{t}, {xt}, {softmax_tile_kmax(K)}>"
+        per_block = SOFTMAX_TILE_EXAMPLES
+    else:
+        name = f"softmax_pass<{t}, {xt}, {kmax}>"
+        per_block = 32 // kmax
     by_registers = int(resident_blocks(name)) if resident_blocks is not None else 1
     # an SM has 1 KB more shared memory than one block may take, and CUDA reserves 1 KB a block
-    by_shared = (shared_limit + 1024) // (shared + SOFTMAX_STATIC_BYTES + 1024)
+    by_shared = (shared_limit + 1024) // (shared + static + 1024)
     per_sm = max(1, min(SM_THREADS // PASS_BLOCK, by_registers, by_shared))
     wave = max(1, per_sm * sm_count // slices)
-    return SoftmaxPlan(name, pass_groups(m, 32 // kmax, wave), slices, per, shared)
+    return SoftmaxPlan(name, pass_groups(m, per_block, wave), slices, per, shared)
 
 
 def _softmax_pass_launch(plan: SoftmaxPlan, W, b, X, Y, dw_partial, db_partial, stats) -> Launch:

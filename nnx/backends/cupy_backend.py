@@ -98,10 +98,11 @@ class CupyBackend(Backend):
     it fits, else ``logreg_pass``), ``"staged"`` or ``"registers"`` (the benchmark times
     both, through ``named_variants``; one that cannot take the data falls back to the
     generic cuBLAS epoch). ``_forcing_pass(kind)`` overrides it for the calling thread only.
-    Softmax regression over K <= 32 classes trains with ``softmax_pass``, which reads X
-    from memory once (see ``cuda_launch.softmax_pass_plan``), also on raw uint8 pixels,
-    where the traffic model says it moves fewer bytes than the two cuBLAS products;
-    ``softmax_pass = "fused"`` takes it wherever it can run.
+    Softmax regression over K <= 32 classes trains with a single pass over X, also on raw
+    uint8 pixels (see ``cuda_launch.softmax_pass_plan``): ``softmax_tile`` (each load of W
+    serving 32 examples) or ``softmax_pass``, whichever the traffic model says moves fewer
+    bytes, where that is fewer than the two cuBLAS products move; ``softmax_pass =
+    "fused"`` or ``"tiled"`` takes that kernel wherever it can run.
     """
 
     name = "cupy"
@@ -121,8 +122,9 @@ class CupyBackend(Backend):
         self.sm_count = self.device.attributes["MultiProcessorCount"]
         self.shared_limit = self.device.attributes["MaxSharedMemoryPerBlockOptin"]
         self.logreg_pass = "auto"
-        # "auto": softmax_pass only where the traffic model says it moves fewer bytes than
-        # the two cuBLAS products (cuda_launch.softmax_traffic); "fused": wherever it can run
+        # "auto": softmax_tile or softmax_pass, whichever the traffic model says moves fewer
+        # bytes, only where that is fewer than the two cuBLAS products move
+        # (cuda_launch.softmax_traffic); "fused" / "tiled": that kernel wherever it can run
         self.softmax_pass = "auto"
         self.compile_seconds: float | None = None  # the module's first-call cost, once compiled
         self._lock = threading.Lock()  # guards the module, the kernels and the occupancies
