@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ..files import check_target, printable
+from ..files import printable
 from ..model import load
 from ..onnx_export import OPSET, export_dtypes, import_onnx
 
@@ -32,8 +32,7 @@ def export_model(
         compute, given = export_dtypes(model, dtype, input_dtype)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    check_target(out_path, "onnx")
-    model.to_onnx(out_path, dtype=compute, input_dtype=given)
+    model.to_onnx(out_path, dtype=compute, input_dtype=given)  # checks out_path before writing
     outputs = "prediction" if model.is_regression else "probabilities, label"
     return (
         f"wrote {printable(out_path)}: ONNX opset {OPSET}, input X (m, {model.n_features}) {given}, "
