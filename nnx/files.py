@@ -1,6 +1,6 @@
 """Writing output files safely.
 
-Every file nnx writes (model, checkpoint, image cache, history, learning curve, benchmark
+Every file nnx writes (model, checkpoint, ONNX export, image cache, history, learning curve, benchmark
 record) goes through ``atomic_write``: the bytes go to a temp file beside the target, are
 flushed to disk, get the permissions ``open()`` would give (the umask is honoured), and
 replace the target in one ``os.replace``. A target that exists must be a regular file
@@ -37,6 +37,7 @@ MODEL_FORMAT = "nnx-model"
 CACHE_FORMAT = "nnx-image-cache"
 HISTORY_FORMAT = "nnx-history"
 BENCH_FORMAT = "nnx-bench"
+ONNX_PRODUCER = "nnx"  # ModelProto.producer_name of nnx's ONNX exports
 PLOT_SOFTWARE = "nnx"  # PNG tEXt "Software" value of nnx's plots
 HISTORY_CSV_HEADER = "epoch,loss,accuracy"
 
@@ -47,6 +48,7 @@ KIND_NAMES = {
     "history-csv": "nnx history (CSV)",
     "plot": "nnx plot (PNG)",
     "bench": "nnx benchmark record (JSON)",
+    "onnx": "ONNX model",
 }
 _PEEK_LIMIT = 1 << 20  # bytes read at most to recognise a file
 _umask_lock = threading.Lock()
@@ -98,6 +100,41 @@ def _json_file(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The protobuf varint at ``data[pos:]`` and the position after it (IndexError if cut)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 63:
+            return value, pos
+        shift += 7
+
+
+def _onnx_producer(head: bytes) -> str | None:
+    """The ``producer_name`` (field 2) of the serialized ONNX ModelProto that ``head``
+    begins, or None. Only the top-level fields before it are walked (a length-delimited
+    field such as the graph is skipped by its length, not read)."""
+    pos = 0
+    try:
+        while pos < len(head):
+            key, pos = _varint(head, pos)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(head, pos)
+            elif wire == 2:
+                size, pos = _varint(head, pos)
+                if field == 2:
+                    return head[pos : pos + size].decode("utf-8") if pos + size <= len(head) else None
+                pos += size
+            else:  # ModelProto has no other wire types at its top level
+                return None
+    except (IndexError, UnicodeDecodeError):
+        return None
+    return None
+
+
 def _recognise(path: Path, kind: str) -> bool:
     """True when the regular file ``path`` carries the marker of an nnx file of ``kind``."""
     if kind == "model":
@@ -120,6 +157,8 @@ def _recognise(path: Path, kind: str) -> bool:
         return False
     if kind == "history-csv":
         return head.startswith(HISTORY_CSV_HEADER.encode())
+    if kind == "onnx":
+        return _onnx_producer(head) == ONNX_PRODUCER
     if kind == "plot":  # a PNG whose tEXt chunk "Software" (12 bytes long) says nnx
         marker = b"\x00\x00\x00\x0ctEXtSoftware\x00" + PLOT_SOFTWARE.encode()
         return head.startswith(b"\x89PNG\r\n\x1a\n") and marker in head

@@ -1,4 +1,5 @@
-"""Sequential models: build, fit, predict, evaluate, get/set parameters, save and load.
+"""Sequential models: build, fit, predict, evaluate, get/set parameters, save and load,
+export to ONNX.
 
 The model-file format itself is ``nnx.io`` (parts in, parts out); this module builds a
 ``Sequential`` from the parts it reads (``load``) and gives it the parts to write (``save``).
@@ -541,6 +542,25 @@ class Sequential:
         in memory would (``nnx.checkpoint``)."""
         with self._lock:  # parameters and optimizer state of the same fit
             self._write(path, optimizer_state)
+
+    def to_onnx(
+        self, path: str | os.PathLike, *, dtype: str | None = None, input_dtype: str | None = None
+    ) -> None:
+        """Write the model as an ONNX graph (opset ``nnx.onnx_export.OPSET`` = 17) to
+        ``path``, atomically; an existing file there must be an ONNX export of nnx.
+
+        Input ``X`` (m, n), one example per row; outputs ``probabilities`` ((m, 1) for a
+        1-output model, (m, K) for K classes) and ``label`` (int64 (m,): ``predict`` at its
+        default threshold), or ``prediction`` (m, K) for a regression model. Dropout is the
+        identity. ``dtype`` is the graph's compute precision (default: the model's
+        inference dtype); ``input_dtype`` "uint8" takes raw pixels and applies the 1/255
+        inside the graph as nnx does (the default for a model trained on images, whose
+        metadata has ``image_size``), "float32"/"float64" take features (the default: the
+        compute dtype). Needs the ``onnx`` extra (ImportError naming it otherwise)."""
+        from .onnx_export import write_onnx
+
+        with self._lock:  # the parameters of one fit
+            write_onnx(self, path, dtype=dtype, input_dtype=input_dtype)
 
     def _write(self, path: str | os.PathLike, optimizer_state: bool) -> None:
         extra, arrays = None, None

@@ -284,6 +284,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export_job import export_model
+
+    print(export_model(args.model, args.out, dtype=args.dtype, input_dtype=args.input_dtype))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import collect, format_info
 
@@ -557,6 +564,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    export = command("export", help="write a model as ONNX (the onnx extra)")
+    export.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
+    export.add_argument("out", help="the .onnx file to write")
+    export.add_argument(
+        "--dtype",
+        choices=registry.COMPUTE_DTYPES,
+        default=None,
+        help="compute precision (default: the model's)",
+    )
+    export.add_argument(
+        "--input-dtype",
+        choices=registry.INPUT_DTYPES,
+        default=None,
+        help="what X holds: uint8 raw pixels (1/255 inside the graph) or features (default: uint8 for a "
+        "model trained on images, else --dtype)",
+    )
+    export.set_defaults(func=cmd_export)
 
     bench = command("bench", help="epoch throughput of each backend on 12288 x m batches")
     bench.add_argument(
