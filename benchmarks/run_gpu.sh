@@ -121,10 +121,14 @@ export CUPY_CACHE_DIR
 if "$python" -m pytest -p no:cacheprovider -o addopts= --help 2> /dev/null | grep -q -- '--benchmark-disable'; then
   pytest_opts=(-p no:cacheprovider -o "addopts=-ra --benchmark-disable")
   paths=(tests benchmarks)
+  echo "pytest-benchmark loaded: the tests run from tests/ and benchmarks/" > "$out/pytest-setup.txt"
 else
   pytest_opts=(-p no:cacheprovider -o addopts=-ra)
   paths=(tests)
+  echo "pytest-benchmark not loaded: addopts replaced by -ra, the tests run from tests/ only" \
+    "(benchmarks/ needs its fixture)" > "$out/pytest-setup.txt"
 fi
+cat "$out/pytest-setup.txt"
 select=(-p benchmarks.cupy_only)
 bench=("$python" -m nnx bench --backends cupy --m 65536 --dtype float32,uint8 --repeats 5
   --json "$out/gpu-bench.json")
