@@ -22,6 +22,7 @@ from ..history import History
 from ..network import DeviceNetwork
 from ..schedules import Schedule
 from .divergence import diverged, loss_diverged
+from .threads import small_steps
 
 log = logging.getLogger("nnx")
 
@@ -310,7 +311,11 @@ def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
         if data.validation is not None:
             Xv, Yv = data.validation
             validation = (net.prepare(Xv, for_training=False), ops.prepare_labels(Yv, opts.dtype))
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        batch = batches.batch_size or batches.m
+        with (
+            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+            small_steps(ops, net.params, batch),  # small products: BLAS on one thread
+        ):
             run_epochs(
                 net,
                 batches,
