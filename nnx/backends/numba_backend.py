@@ -101,10 +101,11 @@ class _Race:
     """Recent wall times per unit of work of one kernel's serial and parallel builds at one
     size class, the faster of the two, and when to try the other again."""
 
-    __slots__ = ("times", "winner", "calls", "interval")
+    __slots__ = ("times", "warm", "winner", "calls", "interval")
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {"parallel": [], "serial": []}
+        self.warm: set[str] = set()  # builds timed once already (a first call may load code)
         self.winner = "parallel"
         self.calls = 0
         self.interval = 8
@@ -123,8 +124,9 @@ class ThreadPlan:
       than doubling the threads on the cores.
     * Above the threshold, on a machine whose other processes keep the cores busy, a
       parallel call waits at its barrier for a descheduled thread; so the plan times both
-      builds (per kernel and size class, by powers of two of the work), runs the faster,
-      and retries the other after 8 calls, then 16, ... up to 256 while it stays slower.
+      builds (per kernel and size class, by powers of two of the work; the median of each
+      build's last 3 calls, its first call not counted), runs the faster, and retries the
+      other after 8 calls, then 16, ... up to 256 while it stays slower.
 
     Which build runs never changes a result: both builds split the work into the same
     blocks (one per Numba thread, whatever the plan) and add them in the same order.
@@ -187,6 +189,9 @@ class ThreadPlan:
         race = self._race(name, work)
         path = "parallel" if threads > 1 else "serial"
         with self._lock:
+            if path not in race.warm:  # not counted: it may include loading the build
+                race.warm.add(path)
+                return
             times = race.times[path]
             times.append(seconds / work)
             del times[:-3]
