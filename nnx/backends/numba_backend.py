@@ -15,6 +15,11 @@ threading layers are handled here: the ``workqueue`` layer must not be entered f
 threads at once (parallel kernels are then serialised by a lock), and GNU OpenMP (the
 ``omp`` layer of the PyPI wheels) aborts a process forked after its threads started (such
 a child runs serial builds of the same kernels, bitwise equal to the parallel ones).
+
+Threads only where they pay (``ThreadPlan``): a fused kernel runs its serial build when a
+call is too small to pay for waking threads, when the process's thread budget (Numba's
+count, threadpoolctl's OpenMP limit, OMP_NUM_THREADS as joblib's loky workers get it) is
+one thread, and when, beside busy processes, the serial build measures faster.
 """
 
 from __future__ import annotations
