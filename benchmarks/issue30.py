@@ -8,6 +8,8 @@ Rows (``--rows``, default all; each prints its figures and its goal):
   table at once, and one alone: ms per epoch, Numba against the NumPy backend.
 * ``busy4``    - the same 4-example fit while two busy processes (started and stopped here)
   keep the cores busy: ms per epoch over repeated fits (median and worst), both backends.
+* ``busylarge`` - logistic regression on 12288 x 2048 float32 beside two busy processes:
+  ms per epoch, Numba against the NumPy backend (the first rows' goal at a large size).
 * ``gridsearch`` - ``GridSearchCV(NNXClassifier(...), n_jobs=2)`` beside two busy
   processes: wall time with Numba's default threads, with NUMBA_NUM_THREADS=1 set (the
   issue's reference), and with the NumPy backend.
@@ -154,6 +156,32 @@ def row_busy4(args) -> dict:
         row[f"{backend}_ms_per_epoch_max"] = max(values)
     row["numba_over_numpy_median"] = row["numba_ms_per_epoch_median"] / row["numpy_ms_per_epoch_median"]
     row["numba_over_numpy_worst"] = row["numba_ms_per_epoch_max"] / row["numpy_ms_per_epoch_max"]
+    return row
+
+
+def row_busylarge(args) -> dict:
+    """The first row's goal at a large size: logistic regression on 12288 x 2048 float32
+    (25 M multiply-adds a call, far above the serial threshold) beside two busy processes."""
+    import nnx
+
+    rng = np.random.default_rng(3)
+    X = np.asfortranarray(rng.random((12288, 2048), dtype=np.float32))
+    Y = (rng.random((1, 2048)) > 0.5).astype(np.float32)
+    epochs = args.large_epochs
+    row: dict = {"goal": "Numba <= 1.5x the NumPy backend", "n": 12288, "m": 2048, "epochs": epochs}
+    with busy_processes(limit=args.busy_limit):
+        times: dict[str, list[float]] = {"numba": [], "numpy": []}
+        for _ in range(3):
+            for backend in times:
+                model = nnx.LogisticRegression(12288)
+                model.fit(X, Y, epochs=1, lr=0.01, backend=backend)
+                t = time.perf_counter()
+                model.fit(X, Y, epochs=epochs, lr=0.01, backend=backend, history_every=epochs)
+                times[backend].append((time.perf_counter() - t) / epochs * 1e3)
+    for backend, values in times.items():
+        row[f"{backend}_ms_per_epoch"] = values
+        row[f"{backend}_ms_per_epoch_median"] = statistics.median(values)
+    row["numba_over_numpy"] = row["numba_ms_per_epoch_median"] / row["numpy_ms_per_epoch_median"]
     return row
 
 
@@ -364,6 +392,7 @@ def row_distributed(args) -> dict:
 ROWS = {
     "or3": row_or3,
     "busy4": row_busy4,
+    "busylarge": row_busylarge,
     "gridsearch": row_gridsearch,
     "uint8": row_uint8,
     "fcc": row_fcc,
@@ -412,6 +441,7 @@ def main() -> None:
     parser.add_argument("--busy-rounds", type=int, default=10)
     parser.add_argument("--busy-limit", type=float, default=300.0, help="busy processes stop by then")
     parser.add_argument("--grid-rounds", type=int, default=1)
+    parser.add_argument("--large-epochs", type=int, default=30, help="busylarge: epochs per fit")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (median)")
     parser.add_argument("--m", type=int, default=16384, help="uint8: examples")
     parser.add_argument("--fcc-epochs", type=int, default=500)
