@@ -15,6 +15,11 @@ threading layers are handled here: the ``workqueue`` layer must not be entered f
 threads at once (parallel kernels are then serialised by a lock), and GNU OpenMP (the
 ``omp`` layer of the PyPI wheels) aborts a process forked after its threads started (such
 a child runs serial builds of the same kernels, bitwise equal to the parallel ones).
+
+Threads only where they pay (``ThreadPlan``): a fused kernel runs its serial build when a
+call is too small to pay for waking threads, when the process's thread budget (Numba's
+count, threadpoolctl's OpenMP limit, OMP_NUM_THREADS as joblib's loky workers get it) is
+one thread, and when, beside busy processes, the serial build measures faster.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +53,13 @@ _TILED_SOFTMAX_CLASSES = 16
 # The tiled kernel's per-thread partial sums (threads x K x n, float64 and compute dtype)
 # stay under this; past it (many threads, very wide X) the chunked path is used.
 _TILED_SCRATCH_BYTES = 1 << 28
+# A fused-kernel call doing fewer multiply-adds (examples x features x classes) than this
+# runs the kernel's serial build: waking the threads and meeting at the barrier cost more
+# than splitting such a call saves (~15-30 us on a quiet 2-core VM, and a whole time
+# slice, ~10 ms, when a thread is descheduled on a busy one). Measured with
+# benchmarks/thread_threshold.py (benchmarks/README.md, "Threads only where they pay"):
+# the serial and parallel builds break even at 0.1-0.5 M multiply-adds on a quiet machine.
+SERIAL_WORK = 1 << 18
 log = logging.getLogger("nnx")
 
 _workqueue_lock = threading.Lock()
@@ -76,6 +89,148 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
+def _openmp_controllers() -> list[Any]:
+    """threadpoolctl's controllers of the OpenMP runtimes loaded in this process ([] without
+    threadpoolctl): their thread counts follow ``threadpool_limits`` and OMP_NUM_THREADS."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return []
+    try:
+        return list(ThreadpoolController().select(user_api="openmp").lib_controllers)
+    except Exception:  # noqa: BLE001 - a budget hint only: never fail a fit over it
+        return []
+
+
+class _Race:
+    """Recent wall times per unit of work of one kernel's serial and parallel builds at one
+    size class, the faster of the two, and when to try the other again."""
+
+    __slots__ = ("times", "warm", "winner", "calls", "interval")
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {"parallel": [], "serial": []}
+        self.warm: set[str] = set()  # builds timed once already (a first call may load code)
+        self.winner = "parallel"
+        self.calls = 0
+        self.interval = 8
+
+
+class ThreadPlan:
+    """How many threads a fused kernel call runs on (1: its serial build).
+
+    * Below ``SERIAL_WORK`` multiply-adds a call runs serially.
+    * The process's thread budget: Numba's thread count (NUMBA_NUM_THREADS,
+      ``numba.set_num_threads``), capped by the OpenMP limit threadpoolctl reports
+      (``threadpool_limits``) and by OMP_NUM_THREADS, which joblib's loky backend sets in
+      each worker to its share of the cores (``GridSearchCV(n_jobs=...)``,
+      ``cross_val_score``) even where the parent's NUMBA_NUM_THREADS is passed on. While
+      another thread of this process runs a parallel kernel, a call runs serially rather
+      than doubling the threads on the cores.
+    * Above the threshold, on a machine whose other processes keep the cores busy, a
+      parallel call waits at its barrier for a descheduled thread; so the plan times both
+      builds (per kernel and size class, by powers of two of the work; the median of each
+      build's last 3 calls, its first call not counted), runs the faster, and retries the
+      other after 8 calls, then 16, ... up to 256 while it stays slower.
+
+    Which build runs never changes a result: both builds split the work into the same
+    blocks (one per Numba thread, whatever the plan) and add them in the same order.
+    """
+
+    def __init__(self, adaptive: bool = True) -> None:
+        self.adaptive = adaptive
+        self._lock = threading.Lock()
+        self._races: dict[tuple[str, int], _Race] = {}
+        self._active = 0
+        self._omp: tuple[str | None, list[Any]] | None = None
+
+    def budget(self) -> int:
+        """Threads a parallel call may use now, in this thread."""
+        import numba
+
+        threads = numba.get_num_threads()
+        limit = self._openmp_limit()
+        return max(1, min(threads, limit)) if limit else threads
+
+    def _openmp_limit(self) -> int | None:
+        layer = _threading_layer()
+        cached = self._omp
+        if cached is None or cached[0] != layer:  # rescan once the threading layer has loaded
+            cached = self._omp = (layer, _openmp_controllers())
+        counts = [lib.num_threads for lib in cached[1]]
+        # Numba's OpenMP layer sets its runtime's count to NUMBA_NUM_THREADS when it starts,
+        # so OMP_NUM_THREADS (what loky sets in a worker) is read from the environment too
+        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+        if env.isdigit() and int(env) > 0:
+            counts.append(int(env))
+        return min(counts) if counts else None
+
+    def threads(self, name: str, work: int) -> int:
+        """Threads for a call of kernel ``name`` doing ``work`` multiply-adds (1: serial)."""
+        if work < SERIAL_WORK or self._active:
+            return 1
+        budget = self.budget()
+        if budget <= 1:
+            return 1
+        if not self.adaptive:
+            return budget
+        race = self._race(name, work)
+        race.calls += 1
+        probe = race.calls % race.interval == 0 or not race.times["serial"]
+        path = race.winner if not probe or not race.times["parallel"] else _other(race.winner)
+        return budget if path == "parallel" else 1
+
+    def _race(self, name: str, work: int) -> _Race:
+        key = (name, int(work).bit_length())
+        race = self._races.get(key)
+        if race is None:
+            race = self._races.setdefault(key, _Race())
+        return race
+
+    def record(self, name: str, work: int, threads: int, seconds: float) -> None:
+        """Note how long a call above the threshold took on ``threads`` threads."""
+        if not self.adaptive or work < SERIAL_WORK:
+            return
+        race = self._race(name, work)
+        path = "parallel" if threads > 1 else "serial"
+        with self._lock:
+            if path not in race.warm:  # not counted: it may include loading the build
+                race.warm.add(path)
+                return
+            times = race.times[path]
+            times.append(seconds / work)
+            del times[:-3]
+            if not race.times["parallel"] or not race.times["serial"]:
+                return
+            best = min(("parallel", "serial"), key=lambda p: sorted(race.times[p])[len(race.times[p]) // 2])
+            if path != race.winner and best == race.winner:  # a probe that lost: wait longer
+                race.interval = min(2 * race.interval, 256)
+            elif best != race.winner:
+                race.winner, race.interval = best, 8
+
+    @contextlib.contextmanager
+    def running(self, threads: int) -> Iterator[None]:
+        """Count a parallel call as running (others then go serial) on ``threads`` threads."""
+        import numba
+
+        with self._lock:
+            self._active += 1
+        saved = numba.get_num_threads()
+        try:
+            if threads != saved:
+                numba.set_num_threads(threads)
+            yield
+        finally:
+            if threads != saved:
+                numba.set_num_threads(saved)
+            with self._lock:
+                self._active -= 1
+
+
+def _other(path: str) -> str:
+    return "serial" if path == "parallel" else "parallel"
+
+
 def unavailable_reason() -> str | None:
     """None when numba imports, else why not."""
     if importlib.util.find_spec("numba") is None:
@@ -101,13 +256,17 @@ class NumbaBackend(Backend):
 
         self.k = numba_kernels
         self._warned_fork = False
+        self.plan = ThreadPlan()
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
-    def _parallel(self, name: str) -> Iterator[Any]:
-        """The kernel ``name`` to call now: the parallel build, held under a lock where the
-        threading layer is not thread-safe, or the serial build in a process forked after
-        GNU OpenMP started (where a parallel launch would abort the process)."""
+    def _parallel(self, name: str, work: int, always: bool = False) -> Iterator[Any]:
+        """The build of kernel ``name`` to call now for ``work`` multiply-adds: the serial
+        build where ``self.plan`` says threads do not pay (and in a process forked after
+        GNU OpenMP started, where a parallel launch would abort the process), else the
+        parallel build on the plan's threads, held under a lock where the threading layer
+        is not thread-safe (``always``: on all threads, whatever the plan says). Either gives
+        bitwise the same results."""
         if _fork_state["inherited_omp"]:
             if not self._warned_fork:
                 self._warned_fork = True
@@ -118,11 +277,18 @@ class NumbaBackend(Backend):
                 )
             yield getattr(self.k, f"{name}_serial")
             return
-        if _threading_layer() in (None, "workqueue"):
-            with _workqueue_lock:
+        threads = self._num_threads() if always else self.plan.threads(name, work)
+        start = time.perf_counter()
+        if threads <= 1:
+            yield getattr(self.k, f"{name}_serial")
+        elif _threading_layer() in (None, "workqueue"):
+            with _workqueue_lock, self.plan.running(threads):
                 yield getattr(self.k, name)
-            return
-        yield getattr(self.k, name)
+        else:
+            with self.plan.running(threads):
+                yield getattr(self.k, name)
+        if not always:
+            self.plan.record(name, work, threads, time.perf_counter() - start)
 
     @staticmethod
     def _num_threads() -> int:
@@ -157,7 +323,7 @@ class NumbaBackend(Backend):
         dw_part = np.empty((nblocks, X.shape[0]), dtype=np.float64)
         stats = np.empty((nblocks, 3), dtype=np.float64)
         tile_acc = np.empty(dw_part.shape, dtype=w.dtype)
-        with self._parallel("logreg_epoch") as kernel:
+        with self._parallel("logreg_epoch", X.size) as kernel:
             value, correct = kernel(
                 X.T,
                 w.reshape(-1),
@@ -358,7 +524,8 @@ class NumbaBackend(Backend):
 
     def _streaming_sum(self, words: np.ndarray, nblocks: int, partial: np.ndarray) -> int:
         """The read-bandwidth reference kernel (see ``numba_kernels.streaming_sum``)."""
-        with self._parallel("streaming_sum") as kernel:
+        # the parallel read reference (and what starts the threading layer for describe)
+        with self._parallel("streaming_sum", words.size, always=True) as kernel:
             return int(kernel(words, nblocks, partial))
 
     def streaming_read(self, X):
@@ -385,7 +552,7 @@ class NumbaBackend(Backend):
         stats = np.empty((nblocks, 3), dtype=np.float64)
         tile_acc = np.empty(dw_part.shape, dtype=w.dtype)
         dw = np.empty((1, n), dtype=np.float64)
-        with self._parallel("logreg_loss_grad") as kernel:
+        with self._parallel("logreg_loss_grad", X.size) as kernel:
             value, correct, db = kernel(
                 X.T,
                 w.reshape(-1),
@@ -424,7 +591,7 @@ class NumbaBackend(Backend):
         dW = np.empty((K, n), dtype=np.float64)
         db = np.empty((K, 1), dtype=np.float64)
         scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
-        with self._parallel("softmax_loss_grad") as kernel:
+        with self._parallel("softmax_loss_grad", X.size * K) as kernel:
             loss, correct = kernel(
                 X.T, W, b.reshape(-1), Y.reshape(-1), scale, 1.0 / m, dw_part, tile_acc, db_part, stats, dW,
                 db.reshape(-1),

@@ -14,6 +14,7 @@ softmax-regression pass (``softmax_loss_grad``) works the same way with K classe
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -589,15 +590,27 @@ def rows_to_float(src, dst):
             d[j] = s[j]
 
 
-# The parallel kernels, and serial builds of the same code (prange runs as range) for a
-# process forked after GNU OpenMP started its threads, where a parallel launch would abort.
-# Both split the work into the same blocks and reduce them in the same order, so they
-# give bitwise the same results. The serial builds are not cached on disk: Numba's cache
-# index does not tell two builds of one function apart, and they are rarely needed.
-logreg_epoch = njit(parallel=True, cache=True)(_logreg_epoch)
-logreg_epoch_serial = njit(cache=False)(_logreg_epoch)
-streaming_sum = njit(parallel=True, cache=True)(_streaming_sum)
-streaming_sum_serial = njit(cache=False)(_streaming_sum)
+def _serial_twin(func):
+    """A copy of ``func`` named ``<name>_serial``: Numba's on-disk cache files are named
+    by the function's qualified name and line, and their index does not tell a parallel
+    build from a serial one, so the serial build gets its own name to be cached apart."""
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial", func.__defaults__)
+    twin.__qualname__ = func.__qualname__ + "_serial"
+    twin.__doc__ = func.__doc__
+    return twin
+
+
+def _builds(func):
+    """(parallel build, serial build) of a kernel written with prange: the serial one runs
+    prange as range. Both split the work into the same blocks and reduce them in the same
+    order, so they give bitwise the same results. The serial build runs calls too small to
+    pay for waking threads (see the Numba backend's thread plan) and in a process forked
+    after GNU OpenMP started its threads, where a parallel launch would abort."""
+    return njit(parallel=True, cache=True)(func), njit(cache=True)(_serial_twin(func))
+
+
+logreg_epoch, logreg_epoch_serial = _builds(_logreg_epoch)
+streaming_sum, streaming_sum_serial = _builds(_streaming_sum)
 
 
 def _logreg_loss_grad(Xt, w, b, y, scale, loss_code, dw_part, tile_acc, stats, dw):
@@ -635,8 +648,7 @@ def _logreg_loss_grad(Xt, w, b, y, scale, loss_code, dw_part, tile_acc, stats, d
     return total_loss / m, total_correct, total_db / m
 
 
-logreg_loss_grad = njit(parallel=True, cache=True)(_logreg_loss_grad)
-logreg_loss_grad_serial = njit(cache=False)(_logreg_loss_grad)
+logreg_loss_grad, logreg_loss_grad_serial = _builds(_logreg_loss_grad)
 
 
 # ----------------------------------------------- softmax regression: one pass over X
@@ -837,5 +849,4 @@ def _softmax_loss_grad(Xt, W, b, y, scale, inv_m, dw_part, tile_acc, db_part, st
     return total_loss, total_correct
 
 
-softmax_loss_grad = njit(parallel=True, cache=True)(_softmax_loss_grad)
-softmax_loss_grad_serial = njit(cache=False)(_softmax_loss_grad)
+softmax_loss_grad, softmax_loss_grad_serial = _builds(_softmax_loss_grad)

@@ -22,6 +22,7 @@ from ..history import History
 from ..network import DeviceNetwork
 from ..schedules import Schedule
 from .divergence import cause_in, diverged, loss_diverged
+from .threads import small_steps
 
 log = logging.getLogger("nnx")
 
@@ -297,7 +298,11 @@ def fit_local(model: Any, X: Any, Y: Any, opts: Any) -> Any:
         )
         batches = Batches(net, data.X, data.Y, opts.batch_size, data.weights)
         validation = prepared_validation(net, data.validation)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        batch = batches.batch_size or batches.m
+        with (
+            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+            small_steps(ops, net.params, batch),  # small products: BLAS on one thread
+        ):
             run_epochs(
                 net,
                 batches,
