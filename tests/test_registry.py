@@ -73,13 +73,18 @@ def test_the_cli_no_longer_offers_gd_but_reads_old_run_configs_that_say_it(tmp_p
 def test_the_estimator_accepts_exactly_the_registrys_optimizers_and_activations():
     sk = pytest.importorskip("nnx.sklearn")
     X, y = _data()
-    assert sk.OPTIMIZERS == registry.STEP_OPTIMIZERS
+    # every optimizer of the registry, L-BFGS included (scikit-learn's solver="lbfgs")
+    assert sk.OPTIMIZERS == tuple(registry.OPTIMIZERS)
     assert sk.NNXClassifier().optimizer == registry.DEFAULT_OPTIMIZER
     for name in registry.STEP_OPTIMIZERS:
         clf = sk.NNXClassifier(hidden_layer_sizes=(), optimizer=name, epochs=2, backend="numpy")
         assert clf.fit(X, y).model_.history.optimizer["name"] == registry.OPTIMIZERS[name].attribute
-    for name in ("gd", "lbfgs", "SGD", None):
-        with pytest.raises(ValueError, match="optimizer must be one of sgd, rmsprop, adam, adamw, got"):
+    clf = sk.NNXClassifier(hidden_layer_sizes=(), optimizer="lbfgs", epochs=2, backend="numpy")
+    assert clf.fit(X, y).model_.history.objective  # L-BFGS records its objective
+    for name in ("gd", "SGD", None):
+        with pytest.raises(
+            ValueError, match="optimizer must be one of sgd, rmsprop, adam, adamw, lbfgs, got"
+        ):
             sk.NNXClassifier(optimizer=name, epochs=1, backend="numpy").fit(X, y)
     for name in (*registry.HIDDEN_ACTIVATIONS, *registry.ACTIVATION_ALIASES):
         sk.NNXClassifier(hidden_layer_sizes=(2,), activation=name, epochs=1, backend="numpy").fit(X, y)
