@@ -1,7 +1,7 @@
 """pytest plugin for the GPU run (benchmarks/run_gpu.sh): keep only the tests that run on
 the CuPy backend, so device time is not spent on what CI already runs on CPUs.
 
-Kept: every test of tests/test_cupy.py, and every test parametrized with the backend
+Kept: every test of tests/backends/test_cupy.py, and every test parametrized with the backend
 "cupy" (a ``backend`` / ``other_backend`` fixture or a ``backend`` parameter). Not kept:
 the NVRTC/nvcc compile tests and the CPU emulation of the kernels, whose names also
 contain "cupy" (``-k cupy`` would select them). Load with ``-p benchmarks.cupy_only``.

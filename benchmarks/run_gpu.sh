@@ -10,7 +10,7 @@
 #           every kernel, check every kernel family against NumPy on small sizes   (150 s)
 #   bench   `nnx bench` at m = 65536, CuPy beside PyTorch CUDA where installed   (150 s)
 #   tests   only the tests that run on the CuPy backend (benchmarks/cupy_only.py
-#           selects them: test_cupy.py and every test parametrized with "cupy"; the
+#           selects them: tests/backends/test_cupy.py and every test parametrized with "cupy"; the
 #           NVRTC/nvcc and CPU-emulation tests run in CI)                        (130 s)
 # Every step shares one kernel compile through CuPy's disk cache (CUPY_CACHE_DIR), where
 # CuPy and the driver keep one (CuPy 14.1+, driver 12.4+; `kernels.json` says which);

@@ -21,7 +21,7 @@ __device__ __forceinline__ T nnx_relu(T v) {
 // Multiply, add and subtract, each rounded on its own, as NumPy and PyTorch round them:
 // NVRTC contracts a * b + c into one fma (one rounding) by default, which the kernels that
 // promise NumPy's rounding (act_backward, the optimizer steps) must not do (CUDA never merges __fmul_rn / __fadd_rn into an fma).
-// tests/test_gpu_readiness.py reads the PTX of every kernel in
+// tests/backends/test_gpu_readiness.py reads the PTX of every kernel in
 // cuda_launch.NUMPY_ROUNDING_KERNELS and fails on an fma.
 __device__ __forceinline__ float nnx_mul(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double nnx_mul(double a, double b) { return __dmul_rn(a, b); }

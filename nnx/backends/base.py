@@ -48,7 +48,7 @@ class Backend:
       ``nnx.network`` when it allocates them.
 
     Subclasses override only the methods declared here, with the same signatures
-    (tests/test_backend_interface.py checks it).
+    (tests/backends/test_backend_interface.py checks it).
     """
 
     name = "base"

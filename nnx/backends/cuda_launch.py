@@ -24,7 +24,7 @@ BLOCK = 256  # threads per block of the elementwise kernels
 PASS_BLOCK = 512  # threads per block in the single-pass logistic-regression kernels
 # Register tiles (loads of VEC elements per thread) compiled for logreg_pass, by (compute
 # type, X type, VEC): only tiles that keep everything in registers on sm_90 (NVRTC/nvcc 13,
-# ptxas -v; tests/test_kernels_nvcc.py fails on a spill in any instantiation a plan can
+# ptxas -v; tests/backends/test_kernels_nvcc.py fails on a spill in any instantiation a plan can
 # choose). Dropped for spilling: float rows at 16 (4 bytes) and 32; 4-pixel words from 8
 # (float: 132 B .. 6 KB; double: 196 B .. 6.2 KB); single pixels at 8, 16 (4 bytes), 12 (nvcc)
 # and 32 for float, 32 for double; double rows at 32. A row too long for the largest tile takes

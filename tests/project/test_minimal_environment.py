@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from nnx_testing import ROOT
 
 OPTIONAL = (
     "PIL",
@@ -62,8 +62,9 @@ def test_suite_collects_without_any_optional_package():
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "tests/test_numerics.py::test_sigmoid_at_extreme_logits" in output
-    assert "SKIPPED [1] tests/test_numerics_property.py" in output  # skipped visibly, with the reason
+    assert "tests/backends/test_numerics.py::test_sigmoid_at_extreme_logits" in output
+    # skipped visibly, with the reason
+    assert "SKIPPED [1] tests/backends/test_numerics_property.py" in output
 
 
 def test_the_gpu_run_collects_the_suite_without_pytest_benchmark(tmp_path):
@@ -88,5 +89,5 @@ def test_the_gpu_run_collects_the_suite_without_pytest_benchmark(tmp_path):
     assert "pytest-benchmark not loaded" in (tmp_path / "out" / "pytest-setup.txt").read_text()
     assert (tmp_path / "out" / "summary.txt").is_file()
     collected = (tmp_path / "out" / "tests.log").read_text()
-    assert "tests/test_cupy.py::test_every_kernel_compiles" in collected
+    assert "tests/backends/test_cupy.py::test_every_kernel_compiles" in collected
     assert "benchmarks/" not in collected

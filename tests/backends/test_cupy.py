@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from nnx_testing import tolerance
+from nnx_testing import ROOT, tolerance
 
 import nnx
 from nnx.backends.cuda_launch import PASS_KINDS
@@ -150,11 +150,10 @@ def test_cuda_sources_ship_in_the_wheel(tmp_path):
     import subprocess
     import sys
     import zipfile
-    from pathlib import Path
 
     pytest.importorskip("build", reason="needs the 'build' package (pip install build)")
     pytest.importorskip("hatchling", reason="needs hatchling for an offline build (pip install hatchling)")
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     src = tmp_path / "src"
     shutil.copytree(
         root,

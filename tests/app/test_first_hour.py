@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nnx_testing import ROOT
 
 import nnx
 from nnx.app import cli
 from nnx.data import DataError, load_csv, load_npz
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from nnx_testing import ROOT
 
 import nnx
 from nnx.backends import cupy_backend
@@ -141,7 +142,6 @@ def test_the_kernel_disk_cache_is_decided_from_cupy_and_the_driver(cupy, driver,
 
 
 # ------------------------------------------------------------------ benchmarks/run_gpu.sh
-ROOT = Path(__file__).resolve().parent.parent
 needs_no_gpu = pytest.mark.skipif(
     nnx.backends.available()["cupy"].available, reason="a GPU is here: run_gpu.sh would run, not dry-run"
 )
@@ -184,9 +184,13 @@ def test_the_gpu_run_dry_runs_here_in_under_2_minutes_and_leaves_its_summary(tmp
     selected = [line for line in (out / "tests.log").read_text().splitlines() if "::" in line]
     assert len(selected) > 100
     for node in selected:
-        assert node.startswith("tests/test_cupy.py::") or "cupy" in node.split("[", 1)[-1], node
-        assert not node.startswith(("tests/test_kernels_nvcc.py", "tests/test_kernels_on_cpu.py")), node
-    assert any(node.startswith("tests/test_trust_numerics.py::test_a_process_forked") for node in selected)
+        assert node.startswith("tests/backends/test_cupy.py::") or "cupy" in node.split("[", 1)[-1], node
+        assert not node.startswith(
+            ("tests/backends/test_kernels_nvcc.py", "tests/backends/test_kernels_on_cpu.py")
+        ), node
+    assert any(
+        node.startswith("tests/training/test_trust_numerics.py::test_a_process_forked") for node in selected
+    )
 
 
 def test_the_gpu_run_leaves_its_summary_when_a_step_runs_out_of_time(tmp_path):

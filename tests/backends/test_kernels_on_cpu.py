@@ -11,7 +11,6 @@ tests cover the real device, and skip visibly without one.
 import ctypes
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from cuda_emulation import (
     modelled_resident_blocks,
     sm90_registers,
 )
-from nnx_testing import check_sigmoid_at_extreme_logits, extreme_logits, tolerance
+from nnx_testing import ROOT, check_sigmoid_at_extreme_logits, extreme_logits, tolerance
 
 import nnx
 from nnx.backends import cuda_launch as plans
@@ -1416,7 +1415,7 @@ def test_the_gpu_runs_kernel_check_passes_on_the_emulated_device(emulated_backen
     against NumPy, none failing, so its first device call is not lost to the script."""
     import importlib.util
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    path = ROOT / "benchmarks" / "gpu_check.py"
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)

@@ -8,10 +8,10 @@ without the dask extra.
 import os
 import signal
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
+from nnx_testing import ROOT
 
 import nnx
 
@@ -21,8 +21,6 @@ dask = pytest.importorskip("dask")
 
 from nnx.distributed import WorkerLostError, _Windows, fit, fit_chunked_locally  # noqa: E402
 from nnx.errors import DataError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nnx_testing import ROOT
 from test_layout import _imports
 
 import nnx
 from nnx import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 

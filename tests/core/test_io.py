@@ -106,7 +106,7 @@ def test_failed_save_keeps_previous_file(trained, tmp_path, monkeypatch):
 
 # ------------------------------------------------- model files are untrusted input
 # Crafted files: nnx.load gives a correct model or ModelFormatError, allocates nothing
-# before the file's claims are checked, and never unpickles (tests/test_model_file_fuzz.py
+# before the file's claims are checked, and never unpickles (tests/core/test_model_file_fuzz.py
 # throws mutated files at it).
 
 

@@ -10,10 +10,10 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
+from nnx_testing import ROOT
 
 import nnx
 from nnx import Dropout, Linear, ReLU, Sequential, Sigmoid, Tanh
@@ -28,7 +28,7 @@ needs_onnx = pytest.mark.skipif(
 )
 TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
 N = 12  # features of the tiny models
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 def _kinds() -> dict[str, Callable[[], Sequential]]:

@@ -67,7 +67,7 @@ def expected_failed_checks(estimator: NNXClassifier) -> dict[str, str]:
         failing["check_class_weight_classifiers"] = (
             "logistic regression by plain gradient descent at lr=0.1 oscillates on the check's "
             "unscaled blobs (feature std 20: lr * x**2 is about 40, far above 2); the MLP rows, "
-            "Adam and L-BFGS pass it (tests/test_sklearn_mlp_port.py)"
+            "Adam and L-BFGS pass it (tests/core/test_sklearn_mlp_port.py)"
         )
     if estimator.dtype == "float32":
         return failing | {
