@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
         if extras:
             # the subcommand's parser knows its own options: name it and suggest from them
             parser = self._subcommand(getattr(parsed, "command", None)) or self
-            parser._report(unknown_arguments(extras, parser))  # type: ignore[attr-defined]
+            parser.report(unknown_arguments(extras, parser))
         return parsed
 
     def add_subparsers(self, **kwargs: Any) -> Any:
@@ -68,16 +68,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):  # an unknown option before the subcommand
-            self._report(unknown_arguments(message.split(": ", 1)[1].split(), self))
+            self.report(unknown_arguments(message.split(": ", 1)[1].split(), self))
         choice = re.match(r"argument command: invalid choice: '(.*?)' \(choose from (.*)\)", message)
         if choice:
             names = re.findall(r"'([^']*)'", choice[2])
             close = difflib.get_close_matches(choice[1], names, n=1)
             hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(names)}"
             message = f"{choice[1]!r} is not an nnx command; {hint}"
-        self._report(message, usage=False)
+        self.report(message, usage=False)
 
-    def _report(self, message: str, usage: bool = True) -> NoReturn:
+    def report(self, message: str, usage: bool = True) -> NoReturn:
         """One line of error on stderr (after the usage line, for an unknown option), exit 2."""
         if not usage:
             self.exit(2, f"nnx: error: {message}\n")

@@ -24,6 +24,7 @@ scipy is an optional extra: ``pip install 'nnx-nets[lbfgs]'``.
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from collections.abc import Callable
@@ -149,7 +150,7 @@ def stop_reason(message: str, iterations: int, max_iterations: int) -> str:
     return "no progress"
 
 
-class FlatObjective:
+class FlatObjective(abc.ABC):
     """f(theta) = mean loss + l2 / (2 m) * sum ||W||^2 and its gradient, for the flat
     float64 parameter vector theta = [W1.ravel(), b1.ravel(), W2.ravel(), ...].
 
@@ -175,23 +176,29 @@ class FlatObjective:
         self.seconds = 0.0
         self.last: tuple[np.ndarray, float, float, float] | None = None  # theta, loss, correct, f
 
-    def load(self, theta: np.ndarray) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def load(self, theta: np.ndarray) -> None:
+        """See the class docstring."""
 
-    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss_and_gradient(self) -> tuple[float, float, np.ndarray]:
+        """See the class docstring."""
 
-    def flat_parameters(self) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def flat_parameters(self) -> np.ndarray:
+        """See the class docstring."""
 
-    def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def host_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """See the class docstring."""
 
-    def view(self) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def view(self) -> Any:
+        """See the class docstring."""
 
-    def validation(self) -> tuple[float, float] | None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def validation(self) -> tuple[float, float] | None:
+        """See the class docstring."""
 
     def penalty(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """(l2 / (2 m) * ||weights||^2, its gradient), or (0, None) without L2."""
