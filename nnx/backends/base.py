@@ -419,13 +419,25 @@ class Backend:
         e = xp.exp(-xp.abs(Z))
         terms = xp.maximum(Z, 0) - Z * Y + xp.log1p(e)
         terms *= Z.dtype.type(1.0 / m)  # scale before summing: a plain mean overflows near max float
-        loss = terms.sum(dtype=np.float64)
+        with np.errstate(over="ignore"):  # finite_mean_loss takes a rounding overflow back
+            loss = self.finite_mean_loss(terms.sum(dtype=np.float64), Z, Y)
         correct = xp.count_nonzero((Z > 0) == (Y > 0.5))
         sig = xp.where(Z >= 0, Z.dtype.type(1), e)
         sig /= 1 + e
         sig -= Y
         sig *= Z.dtype.type(1.0 / m)
         return loss, correct, sig
+
+    def finite_mean_loss(self, loss: Any, Z: Any, Y: Any) -> Any:
+        """``loss`` (a float64 device scalar: the mean of per-example losses, each at most
+        max float) with +inf taken back to the largest float64 where every logit in Z and
+        label in Y is finite: then the true mean is finite, and only the rounding of the
+        terms' sum went past max float. Infinite or NaN inputs keep their inf or NaN."""
+        if Z.dtype != np.float64:  # float32 terms cannot take a float64 sum past max float
+            return loss
+        xp = self.xp
+        finite_inputs = xp.isfinite(Z).all() & xp.isfinite(Y).all()
+        return xp.where(xp.isposinf(loss) & finite_inputs, np.finfo(np.float64).max, loss)
 
     def softmax_cross_entropy(self, Z: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
         """Cross-entropy of softmax(Z) against class labels, from the logits Z (K, m).

@@ -408,7 +408,7 @@ class CupyBackend(Backend):
         dZ = self.cp.empty_like(Z)
         self._launch(plans.bce_logits_launch(Z, Y, dZ, partial, self.sm_count))
         sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
-        return sums[0], sums[1], dZ
+        return self.finite_mean_loss(sums[0], Z, Y), sums[1], dZ
 
     def softmax_(self, Z):
         if not Z.flags.c_contiguous or Z.dtype.name not in ("float32", "float64"):
@@ -427,7 +427,7 @@ class CupyBackend(Backend):
         dZ = self._guard(lambda: self.cp.empty_like(Z), Z.nbytes)
         self._launch(plans.softmax_xent_launch(Z, Y, dZ, partial, self.sm_count))
         sums = partial.sum(axis=0)  # fixed-size reduction: deterministic
-        return sums[0], sums[1], dZ
+        return self.finite_mean_loss(sums[0], Z, Y), sums[1], dZ
 
     def _single_pass_plan(self, w, X) -> plans.PassPlan | None:
         """The single-pass kernel plan for parameters w over X, or None where X's layout,

@@ -396,6 +396,8 @@ class NumbaBackend(Backend):
             return super().bce_from_logits(Z, Y, m)  # the kernel divides by Z's columns: m= takes the base op
         dZ = np.empty_like(Z)
         loss, correct = self.k.bce_from_logits(Z, Y, dZ)
+        if loss == np.inf:  # the sum's rounding past max float, or an infinite input
+            loss = self.finite_mean_loss(np.float64(loss), Z, Y)
         return np.float64(loss), int(correct), dZ
 
     def sgd_update_(self, params, grads, lr):

@@ -51,3 +51,25 @@ def test_bce_exact_values_at_extreme_logits(backend):
     # per-example losses: 0, 0, 1e4, 1e4, log 2
     assert ops.scalar(loss) == pytest.approx((2e4 + np.log(2)) / 5)
     np.testing.assert_allclose(ops.to_host(dz) * 5, [[0, 0, 1, -1, -0.5]])
+
+
+@pytest.mark.parametrize("m", range(1, 41))
+def test_bce_mean_at_max_float_stays_finite(backend, m):
+    """m logits at -max float with label 1: each example's loss is max float itself, so
+    the mean is too; the sum of the m rounded shares must not round past it to inf (it
+    did for m = 11, 17, 18, 20, ... before, on NumPy and Numba alike)."""
+    ops = nnx.get_backend(backend)
+    z = np.full((1, m), np.finfo(np.float64).min)
+    loss, _, dz = ops.bce_from_logits(ops.asarray(z, "float64"), ops.asarray(np.ones((1, m)), "float64"))
+    loss = ops.scalar(loss)
+    assert np.isfinite(loss) and loss == pytest.approx(np.finfo(np.float64).max, rel=1e-12)
+    np.testing.assert_allclose(ops.to_host(dz), np.full((1, m), -1.0 / m))
+
+
+@pytest.mark.parametrize("bad, expected", [(-np.inf, np.inf), (np.nan, np.nan)])
+def test_bce_mean_keeps_inf_and_nan_inputs(backend, bad, expected):
+    """An infinite or NaN logit is not a rounding overflow: its inf or NaN propagates."""
+    ops = nnx.get_backend(backend)
+    z = np.array([[np.finfo(np.float64).min] * 12 + [bad]])
+    loss, _, _ = ops.bce_from_logits(ops.asarray(z, "float64"), ops.asarray(np.ones_like(z), "float64"))
+    np.testing.assert_equal(ops.scalar(loss), expected)
