@@ -20,7 +20,9 @@ Rows (``--rows``, default all; each prints its figures and its goal):
   the issue's 5000: the floor is scaled alike, E x one timed read of X).
 * ``softmax``  - softmax regression K = 10 against the binary epoch on the same float32 X.
 * ``lbfgs``    - ``benchmarks/time_to_optimum.py`` (nnx L-BFGS against scikit-learn's
-  LogisticRegression to its objective) at ``--lbfgs-m`` examples, float32 and uint8.
+  LogisticRegression to its objective) at ``--lbfgs-m`` examples (default 4000), float32
+  and uint8. The issue's row is m = 20000, on a quiet machine (15-25 minutes):
+  ``PYTHONPATH=. python benchmarks/issue30.py --json FILE --rows lbfgs --lbfgs-m 20000``.
 * ``distributed`` - ``benchmarks/distributed_epoch.py --models mlp`` (MLP 12288-50-1,
   m = 8192): 2 local workers x 1 thread against one process on all threads.
 
@@ -371,6 +373,12 @@ def row_lbfgs(args) -> dict:
     row: dict = {"goal": "nnx reaches scikit-learn's objective >= 5x sooner", "m": args.lbfgs_m}
     for res in data["results"]:
         row[f"{res['x_dtype']}_nnx_faster_by"] = [r.get("ratio") for r in res["nnx"]]
+        # ms per evaluation in the run against the same kernel timed alone after it (median):
+        # far apart means the machine was busy, not that an evaluation did more work
+        row[f"{res['x_dtype']}_ms_per_evaluation_vs_kernel"] = [
+            [1e3 * run["seconds_per_evaluation"], run["pass_check"]["evaluation_kernel_ms"][1]]
+            for run in res["nnx"]
+        ]
         row[f"{res['x_dtype']}_detail"] = res
     return row
 

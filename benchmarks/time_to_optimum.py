@@ -21,12 +21,20 @@ scikit-learn's progress is recorded by wrapping the objective it hands to
 A pass over X: one nnx evaluation reads X once; a scikit-learn evaluation reads it twice
 (X w, then X^T times the residuals).
 
+After each nnx run the same process times, on the same X, the evaluation's kernel alone
+(``Backend.logreg_loss_grad``), the fused epoch and a parallel read of X (``pass_check``,
+fastest and median of 5, interleaved), and records which kernel builds the run's
+evaluations took (``builds``: the thread plan's serial or parallel one). An nnx
+``seconds_per_evaluation`` well above ``pass_check``'s kernel time means the machine was
+busy during the run, not that an evaluation did more than one pass.
+
 This is a benchmark, not a test: timings depend on the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -124,18 +132,35 @@ def run_nnx(X: np.ndarray, y: np.ndarray, C: float, target_own: float, args) -> 
 
     model = nnx.LogisticRegression(X.shape[0])
     optimizer = nnx.LBFGS(tol=args.nnx_tol, m=10)
+    ops = nnx.get_backend(args.backend)
+    builds: dict[str, int] = {}
+    parallel = getattr(ops, "_parallel", None)
+    if parallel is not None:  # Numba: count the builds (serial / parallel) the plan hands out
+
+        @contextlib.contextmanager
+        def counted(name, work, always=False):
+            with parallel(name, work, always) as kernel:
+                key = getattr(kernel, "__name__", name)
+                builds[key] = builds.get(key, 0) + 1
+                yield kernel
+
+        ops._parallel = counted
     t0 = time.perf_counter()
-    history = fit_lbfgs(
-        model,
-        X,
-        y,
-        optimizer,
-        epochs=args.nnx_max_iter,
-        l2=1.0 / C,
-        backend=args.backend,
-        dtype=args.compute,
-        callback=record,
-    )
+    try:
+        history = fit_lbfgs(
+            model,
+            X,
+            y,
+            optimizer,
+            epochs=args.nnx_max_iter,
+            l2=1.0 / C,
+            backend=args.backend,
+            dtype=args.compute,
+            callback=record,
+        )
+    finally:
+        if parallel is not None:
+            del ops._parallel  # the bound method again
     seconds = time.perf_counter() - t0
     solver = history.solver
     return {
@@ -147,7 +172,38 @@ def run_nnx(X: np.ndarray, y: np.ndarray, C: float, target_own: float, args) -> 
         "iterations": solver["iterations"],
         "evaluations": solver["evaluations"],
         "evaluation_seconds": solver["evaluation_seconds"],
+        "builds": builds,
     }
+
+
+def pass_check(X: np.ndarray, y: np.ndarray, args, rounds: int = 5) -> dict:
+    """Milliseconds (fastest, median of ``rounds``, interleaved) of one evaluation's kernel
+    (``logreg_loss_grad``), one fused epoch and one parallel read of X, in this process on
+    the X the nnx runs read: what an evaluation costs on this machine now."""
+    ops = nnx.get_backend(args.backend)
+    dtype = args.compute
+    Xp = ops.prepare_fused_input(X, dtype)
+    Yp = ops.prepare_labels(y.reshape(1, -1), dtype)
+    w = ops.asarray(np.zeros((1, X.shape[0])), dtype)
+    b = ops.asarray(np.zeros((1, 1)), dtype)
+    read, _ = ops.streaming_read(Xp)
+    runs = {
+        "evaluation_kernel": lambda: ops.logreg_loss_grad(w, b, Xp, Yp, "bce"),
+        "fused_epoch": lambda: ops.logreg_epoch_(w, b, Xp, Yp, 0.0, "bce"),
+        "read": read,
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for f in runs.values():
+        f()
+    for _ in range(rounds):
+        for name, f in runs.items():
+            t = time.perf_counter()
+            f()
+            ops.synchronize()
+            times[name].append(time.perf_counter() - t)
+    out = {f"{k}_ms": [1e3 * min(v), 1e3 * float(np.median(v))] for k, v in times.items()}
+    out["load_average"] = os.getloadavg()
+    return out
 
 
 def first_reaching(X, y, C, snapshots, own, target64) -> tuple[int | None, float]:
@@ -183,7 +239,10 @@ def one_case(m: int, x_dtype: str, X8: np.ndarray, y: np.ndarray, args) -> dict:
     first_guess = run_nnx(X, y[0], C, -np.inf, _quick(args))  # warm (page faults, caches)
     sk = run_sklearn(X_sk, y[0], C, args.sk_max_iter, args.sk_tol)
     target_own = sk["own_objective"] * (1 + args.rel)
-    nnx_runs = [run_nnx(X, y[0], C, target_own, args) for _ in range(2)]
+    nnx_runs = []
+    for _ in range(2):
+        nnx_runs.append(run_nnx(X, y[0], C, target_own, args))
+        nnx_runs[-1]["pass_check"] = pass_check(X, y[0], args)
     del first_guess
 
     sk64 = objective64(X8 if x_dtype == "uint8" else X, y[0], sk["coef"], sk["intercept"], C)
@@ -220,6 +279,8 @@ def one_case(m: int, x_dtype: str, X8: np.ndarray, y: np.ndarray, args) -> dict:
             "seconds_per_evaluation": run["evaluation_seconds"] / run["evaluations"],
             "stop_reason": history.stop_reason,
             "best_objective_float64": best,
+            "builds": run["builds"],
+            "pass_check": run["pass_check"],
         }
         if index is not None:
             # passes to reach it: evaluations up to that iteration (scipy evaluates x0 first)
@@ -264,6 +325,13 @@ def report(row: dict) -> None:
                 f"  nnx run {i}: did not reach the target in {run['iterations_run']} iterations "
                 f"(best {run['best_objective_float64']:.10g}, {run['stop_reason']})"
             )
+        check = run["pass_check"]
+        kernel, epoch, read = (check[f"{k}_ms"] for k in ("evaluation_kernel", "fused_epoch", "read"))
+        print(
+            f"    same process after it: evaluation kernel {kernel[0]:.1f} ms, "
+            f"fused epoch {epoch[0]:.1f} ms, read of X {read[0]:.1f} ms (fastest of 5; "
+            f"medians {kernel[1]:.1f} / {epoch[1]:.1f} / {read[1]:.1f}); builds {run['builds']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
