@@ -378,3 +378,24 @@ def test_mse_takes_class_weights_only_with_classes():
         _regressor().fit(Xr, Yr, epochs=1, class_weight="balanced")
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(30,\)"):
         _regressor().fit(Xr, Yr, epochs=1, sample_weight=np.ones(60))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_weighted_logistic_mse_skips_the_fused_passes(backend, solver):
+    """Logistic regression on squared error has single-pass fused ops (logreg_epoch_,
+    logreg_loss_grad) that take no weights: with weights every backend takes the network's
+    passes instead, so the weights are never dropped (each backend as NumPy, and unlike
+    the unweighted fit)."""
+    X, Y = _binary()
+    w = np.random.default_rng(6).uniform(0, 3, X.shape[1])
+    kw = {"lr": 0.5} if solver == "sgd" else {"optimizer": nnx.LBFGS()}
+    fits = {}
+    for be, weights in ((backend, w), ("numpy", w), ("numpy", None)):
+        model = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
+        model.fit(X, Y, epochs=8, sample_weight=weights, backend=be, dtype="float64", **kw)
+        fits[be, weights is None] = model
+    ours, numpy, unweighted = fits[backend, False], fits["numpy", False], fits["numpy", True]
+    for (W, b), (We, be_) in zip(ours.parameters(), numpy.parameters()):
+        np.testing.assert_allclose(W, We, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(b, be_, rtol=1e-7, atol=1e-12)
+    assert _distance(numpy, unweighted) > 1e-4
