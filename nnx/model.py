@@ -277,8 +277,9 @@ class Sequential:
         * ``schedule``: an ``nnx.schedules`` learning-rate schedule (per epoch).
         * ``early_stopping``: an ``nnx.EarlyStopping``, watching ``validation_data``.
         * ``class_weight`` ("balanced" or {class: weight}) and ``sample_weight`` (m,)
-          weigh each example's loss (mean of w_i * loss_i over the m examples); not for
-          loss="mse".
+          weigh each example's loss (mean of w_i * loss_i over the m examples), for every
+          loss ("mse" too); a regression model, which has no classes, takes
+          ``sample_weight`` only.
         * ``warm_start=True`` continues the optimizer state of the previous fit (moments,
           step count, epoch clock of the schedule and dropout); otherwise each fit starts
           the optimizer afresh (the parameters always continue).

@@ -35,7 +35,8 @@ class DeviceNetwork:
     and is folded into the loss, computed from the logits), "cross_entropy" (the last
     activation is softmax, likewise folded) or "mse" (½·squared error summed over the
     outputs, averaged over the examples, on the last activation's output; with no last
-    activation this is regression on real targets (K, m)).
+    activation this is regression on real targets (K, m)). Every loss takes a weight per
+    example (``loss_and_grads(weights=)``): the mean over the m examples of w_i * loss_i.
     """
 
     def __init__(
@@ -207,9 +208,12 @@ class DeviceNetwork:
         if self.folds_output:
             value, correct, dZ = self._loss_from_logits(out, Y, weights, **over)
         else:
+            if weights is not None and over:
+                raise ValueError("example or class weights are not supported on chunks of a batch (m=)")
             if weights is not None:
-                raise ValueError("the mse loss takes no example or class weights")
-            value, correct, dA = ops.mse(out, Y, **over)
+                value, correct, dA = ops.mse_weighted(out, Y, weights)
+            else:
+                value, correct, dA = ops.mse(out, Y, **over)
             if self.regression:
                 correct = 0  # no accuracy for real-valued targets
             dZ = ops.activation_backward_(dA, out, self.blocks[-1].activation)

@@ -178,7 +178,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 }
 # what a front end trains with when no optimizer is named: plain gradient descent
 DEFAULT_OPTIMIZER = "sgd"
-# the optimizers that take one step per batch: what the command line and the estimator offer
+# the optimizers that take one step per batch (the command line and the estimator offer
+# these and "lbfgs")
 STEP_OPTIMIZERS = tuple(name for name, spec in OPTIMIZERS.items() if spec.solver == "step")
 # every state array an optimizer may keep per parameter (checkpoint members are named so)
 SLOT_NAMES = tuple(dict.fromkeys(slot for spec in OPTIMIZERS.values() for slot in spec.slots))

@@ -265,14 +265,25 @@ def check_sample_weight(sample_weight: Any, m: int) -> np.ndarray | None:
 
 
 def example_weights(
-    labels: np.ndarray, n_classes: int, loss: str, class_weight: Any, sample_weight: Any
+    labels: np.ndarray,
+    n_classes: int,
+    class_weight: Any,
+    sample_weight: Any,
+    *,
+    regression: bool = False,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(weight per example (m,) or None, per-class weights (K,) or None) for a fit."""
-    if loss == "mse" and (class_weight is not None or sample_weight is not None):
-        raise ValueError(
-            "loss='mse' takes no class_weight or sample_weight; weights apply to the cross-entropy "
-            "losses ('bce', 'cross_entropy')"
-        )
+    """(weight per example (m,) float64 or None, per-class weights (K,) or None) for a fit.
+
+    ``labels`` are class labels (1, m) or (m,), or for a ``regression`` model (loss "mse"
+    on a linear output) the real targets (K, m): those take ``sample_weight`` (m,) only,
+    since they have no classes. Every loss, "mse" included, takes the weights."""
+    if regression:
+        if class_weight is not None:
+            raise ValueError(
+                "class_weight needs classes; a regression model (loss='mse' on a linear output) "
+                "takes sample_weight only"
+            )
+        return check_sample_weight(sample_weight, np.asarray(labels).shape[-1]), None
     labels = np.asarray(labels).reshape(-1)
     per_class = class_weights(class_weight, labels, n_classes)
     per_example = check_sample_weight(sample_weight, labels.size)

@@ -18,7 +18,7 @@ from ..history import History
 from ..io import write_model_file
 from ..model import Sequential, load_checkpoint
 from ..optim import TrainingState
-from .run_config import TRAINING_DEFAULTS, TrainConfig
+from .run_config import MAX_HISTORY_ROWS, TRAINING_DEFAULTS, TrainConfig
 
 
 def write_checkpoint(
@@ -122,7 +122,7 @@ def resume_from(
 def history_every(epochs: int) -> int:
     """Every how many epochs a run of ``epochs`` records its figures (at most ~20 000 rows:
     the history, kept in every checkpoint, stays inside the model file's metadata limit)."""
-    return max(1, -(-epochs // 20_000))
+    return max(1, -(-epochs // MAX_HISTORY_ROWS))
 
 
 def check_extension(cfg: TrainConfig, saved_epochs: Any, finished: bool, done: int) -> None:

@@ -216,7 +216,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"nnx: stopped by {_signal_name(exc.signum)} before training; nothing written", file=sys.stderr)
         return 128 + exc.signum
     h = result.history
-    last = f"loss {h.loss[-1]:.4f}, accuracy {h.accuracy[-1]:.1%}" if h.loss else "no epochs recorded"
+    lbfgs = cfg.solver == "lbfgs"
+    unit = "iteration" if lbfgs else "epoch"
+    last = f"loss {h.loss[-1]:.4f}, accuracy {h.accuracy[-1]:.1%}" if h.loss else f"no {unit}s recorded"
     if h.val_accuracy:
         last += f", validation accuracy {h.val_accuracy[-1]:.1%}"
     if result.interrupted and not result.stopped_training:
@@ -227,14 +229,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 128 + int(result.signal or 2)
     if result.interrupted:
+        follow = (
+            "the model there is that iteration's (an L-BFGS run cannot be resumed: it keeps no state "
+            "between fits); train again with --overwrite"
+            if lbfgs
+            else "continue with the same command plus --resume"
+        )
         print(
-            f"nnx: interrupted by {_signal_name(result.signal)} after epoch {result.epochs_done} of "
-            f"{cfg.epochs}; checkpoint saved in {printable(str(cfg.out))}; continue with the same "
-            "command plus --resume",
+            f"nnx: interrupted by {_signal_name(result.signal)} after {unit} {result.epochs_done} of "
+            f"{cfg.epochs}; checkpoint saved in {printable(str(cfg.out))}; {follow}",
             file=sys.stderr,
         )
         return 128 + int(result.signal or 2)
-    print(f"trained {cfg.model} for {result.epochs_done} epochs on backend {printable(h.backend)}: {last}")
+    how = f" with L-BFGS ({printable(h.stop_reason)})" if lbfgs else ""
+    print(
+        f"trained {cfg.model}{how} for {result.epochs_done} {unit}s on backend {printable(h.backend)}: {last}"
+    )
     if result.stop_reason:
         print(f"stopped at epoch {result.epochs_done} of {cfg.epochs}: {printable(result.stop_reason)}")
     return 0
@@ -391,6 +401,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nnx`` argument parser: every subcommand and its options."""
+    from .run_config import DEFAULT_LR
+
     debug_help = "show the traceback of an internal error (also NNX_DEBUG=1)"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help=debug_help)
@@ -432,16 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="two classes: sigmoid output; more: softmax",
     )
     train.add_argument("--hidden", type=int, metavar="N", default=50, help="hidden units of the mlp")
-    train.add_argument("--epochs", type=int, metavar="N", default=2000, help="passes over the training data")
     train.add_argument(
-        "--lr", type=float, metavar="A", default=0.005, help="learning rate (of every --optimizer)"
+        "--epochs",
+        type=int,
+        metavar="N",
+        default=2000,
+        help="passes over the training data (--optimizer lbfgs: iterations at most)",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        metavar="A",
+        default=None,
+        help=f"learning rate of a step --optimizer; lbfgs takes none (default: {DEFAULT_LR})",
     )
     train.add_argument(
         "--optimizer",
-        choices=registry.STEP_OPTIMIZERS,
+        choices=tuple(registry.OPTIMIZERS),
         default=registry.DEFAULT_OPTIMIZER,
-        help=f"{', '.join(registry.STEP_OPTIMIZERS)} as torch.optim; sgd at --momentum 0 is plain "
-        "gradient descent",
+        help=f"{', '.join(registry.STEP_OPTIMIZERS)} as torch.optim (sgd at --momentum 0 is plain "
+        "gradient descent); lbfgs: L-BFGS on the full batch, to the optimum (no --lr, --schedule, "
+        "--batch-size, --early-stopping, --dropout or --resume)",
     )
     momentum_takers = [n for n in registry.STEP_OPTIMIZERS if "momentum" in registry.OPTIMIZERS[n].hyper]
     train.add_argument(

@@ -48,12 +48,15 @@ def learning_curves(history: History, path: str | os.PathLike, title: str | None
     if history.val_loss:
         ax_loss.plot(history.epoch, history.val_loss, label="validation")
         ax_acc.plot(history.epoch, history.val_accuracy, label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
+    lbfgs = bool(history.solver)  # an L-BFGS fit records its solver; its epochs are iterations
+    unit = "iteration" if lbfgs else "epoch"
+    ax_loss.set(xlabel=unit, ylabel="loss", title="loss")
+    ax_acc.set(xlabel=unit, ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle(title or f"learning curves (backend {history.backend}, lr {history.lr})")
+    how = "L-BFGS" if lbfgs else f"lr {history.lr}"
+    fig.suptitle(title or f"learning curves (backend {history.backend}, {how})")
     fig.tight_layout()
     try:
         return _save(fig, path)

@@ -1,6 +1,12 @@
 """The run configuration of ``nnx train``: ``TrainConfig``, the checks every argument gets
 before any work (one-line ``UsageError``s), and what the arguments build: the optimizer and
-schedule (through ``nnx.registry``), the class weights and the model."""
+schedule (through ``nnx.registry``), the class weights and the model.
+
+``--optimizer`` offers every optimizer of ``nnx.registry``: the step optimizers and
+"lbfgs" (``nnx.LBFGS``, full batch, ``--epochs`` its iterations). A flag the chosen solver
+cannot honour is refused by the engine's own table (``engine.NOT_SUPPORTED``), with its
+reason; defaults are never sent to a solver that refuses them (no ``--lr`` given is no
+learning rate for L-BFGS)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from ..io import MAX_PARAMETERS
 from ..model import MLP, LogisticRegression, Sequential, SoftmaxRegression
 from ..optim import Optimizer
 from ..schedules import Schedule
+from ..training import engine
 from .outputs import check_output_paths
 
 LIMITS = {  # the largest value each argument accepts
@@ -29,6 +36,20 @@ LIMITS = {  # the largest value each argument accepts
     "--seed": 2**32 - 1,
     "--early-stopping": 10**9,
 }
+# a run's history keeps at most this many rows (it is kept in every checkpoint, inside the
+# model file's metadata limit): step runs record every k-th epoch, L-BFGS every iteration
+MAX_HISTORY_ROWS = 20_000
+# the learning rate of a step optimizer when --lr is not given
+DEFAULT_LR = 0.005
+# the engine's name (engine.OPTIONS) of each flag a solver may refuse
+FLAG_OPTIONS = {
+    "--lr": "lr",
+    "--schedule": "schedule",
+    "--batch-size": "batch_size",
+    "--early-stopping": "early_stopping",
+    "--dropout": "dropout",
+    "--resume": "warm_start",
+}
 
 
 @dataclass
@@ -39,7 +60,7 @@ class TrainConfig:
     model: str = "logreg"
     hidden: int = 50
     epochs: int = 2000
-    lr: float = 0.005
+    lr: float | None = None  # None: not given (DEFAULT_LR for a step optimizer, none for lbfgs)
     batch_size: int | None = None
     seed: int = 1
     dtype: str = "float32"
@@ -50,9 +71,7 @@ class TrainConfig:
     out: str = "nnx-run"
     checkpoint_every: int = 100
     cache: str | None = None
-    optimizer: str = (
-        registry.DEFAULT_OPTIMIZER
-    )  # a name in nnx.registry.STEP_OPTIMIZERS; sgd at momentum 0 is plain GD
+    optimizer: str = registry.DEFAULT_OPTIMIZER  # a name in nnx.registry.OPTIMIZERS; sgd at momentum 0 is GD
     momentum: float = 0.0  # sgd and rmsprop
     nesterov: bool = False  # sgd with momentum
     l2: float = 0.0
@@ -65,6 +84,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # run configurations of earlier nnx say "gd" for what is now "sgd" at momentum 0
         self.optimizer = registry.current_optimizer_name(self.optimizer)
+        if self.lr is None and self.optimizer in registry.STEP_OPTIMIZERS:
+            self.lr = DEFAULT_LR
+
+    @property
+    def solver(self) -> str:
+        """The engine's solver of --optimizer: "steps" or "lbfgs" (``engine.SOLVERS``)."""
+        spec = registry.OPTIMIZERS.get(self.optimizer)
+        return "lbfgs" if spec is not None and spec.solver == "lbfgs" else "steps"
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the interrupted one."""
@@ -113,20 +140,49 @@ def _checked(name: str, value: Any) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def build_optimizer(cfg: TrainConfig) -> Optimizer:
-    """The optimizer --optimizer names (sgd at momentum 0: plain gradient descent at --lr),
-    built through ``nnx.registry`` with the options given."""
-    options: dict[str, Any] = {"lr": cfg.lr}
+def build_optimizer(cfg: TrainConfig) -> Any:
+    """The optimizer --optimizer names (sgd at momentum 0: plain gradient descent at --lr;
+    lbfgs: ``nnx.LBFGS()``), built through ``nnx.registry`` with the options given."""
+    options: dict[str, Any] = {} if cfg.lr is None else {"lr": cfg.lr}
     if cfg.momentum:
         options["momentum"] = cfg.momentum
     if cfg.nesterov:
         options["nesterov"] = True
     try:
         return registry.make_optimizer(
-            cfg.optimizer, label=_flag, offered=registry.STEP_OPTIMIZERS, **options
+            cfg.optimizer, label=_flag, offered=tuple(registry.OPTIMIZERS), **options
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except ImportError as exc:  # lbfgs without scipy: the extra to install
+        raise UsageError(f"--optimizer {cfg.optimizer}: {exc}") from None
+
+
+def check_solver_options(cfg: TrainConfig, resume: bool = False) -> None:
+    """Refuse, in one line naming the flag, --optimizer and the engine's reason, a flag the
+    solver of --optimizer cannot honour (``engine.NOT_SUPPORTED``: L-BFGS takes no --lr,
+    --schedule, --batch-size, --early-stopping, --dropout, nor --resume, since it keeps no
+    state between fits). Only flags the user set count: defaults are not sent to it."""
+    refused = engine.NOT_SUPPORTED[cfg.solver, "local"]
+    given = {
+        "--lr": cfg.lr is not None and cfg.solver == "lbfgs",
+        "--schedule": cfg.schedule not in (None, registry.NO_SCHEDULE),
+        "--batch-size": cfg.batch_size is not None,
+        "--early-stopping": cfg.early_stopping is not None,
+        "--dropout": bool(cfg.dropout),
+        "--resume": resume,
+    }
+    for flag, is_set in given.items():
+        why = refused.get(FLAG_OPTIONS[flag])
+        if is_set and why is not None:
+            fix = "start afresh with --overwrite" if flag == "--resume" else "leave it out"
+            raise UsageError(f"{flag} does not apply to --optimizer {cfg.optimizer} ({why}); {fix}")
+    if cfg.solver == "lbfgs" and cfg.epochs > MAX_HISTORY_ROWS:
+        why = refused["history_every"]
+        raise UsageError(
+            f"--epochs {cfg.epochs} with --optimizer {cfg.optimizer}: {why} and a run's history keeps at "
+            f"most {MAX_HISTORY_ROWS:,} rows; give --epochs {MAX_HISTORY_ROWS} or less"
+        )
 
 
 def build_schedule(cfg: TrainConfig) -> Schedule | None:
@@ -185,9 +241,10 @@ def resolve_class_weight(weights: str | dict[int | str, float] | None, classes: 
     return out
 
 
-def check_config(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig, resume: bool = False) -> None:
     """Refuse bad arguments and unsafe output paths before any work starts (UsageError,
-    UnsafeOutputError or OutputWriteError, each with a one-line message)."""
+    UnsafeOutputError or OutputWriteError, each with a one-line message); ``resume``:
+    the run is to continue a checkpoint (refused for L-BFGS)."""
     if cfg.model not in ("logreg", "mlp"):
         raise UsageError(f"--model must be logreg or mlp, got {cfg.model!r}")
     for name, value in (
@@ -205,7 +262,12 @@ def check_config(cfg: TrainConfig) -> None:
         check_builtin_options(cfg)
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= LIMITS["--seed"]:
         raise UsageError(f"--seed must be an integer from 0 to {LIMITS['--seed']:,}, got {cfg.seed}")
-    _checked("lr", cfg.lr)
+    if cfg.optimizer not in registry.OPTIMIZERS:
+        raise UsageError(
+            f"--optimizer must be one of {', '.join(registry.OPTIMIZERS)}, got {cfg.optimizer!r}"
+        )
+    if cfg.lr is not None:
+        _checked("lr", cfg.lr)
     if not (isinstance(cfg.val_split, (int, float)) and 0 <= cfg.val_split < 1):
         raise UsageError(f"--val-split must lie in [0, 1), got {cfg.val_split}")
     if cfg.layout not in CSV_LAYOUTS:
@@ -217,6 +279,7 @@ def check_config(cfg: TrainConfig) -> None:
     _checked("momentum", cfg.momentum)
     if not isinstance(cfg.nesterov, bool):
         raise UsageError(f"--nesterov is on or off, got {cfg.nesterov!r}")
+    check_solver_options(cfg, resume)
     build_optimizer(cfg)
     _checked("l2", cfg.l2)
     _checked("dropout", cfg.dropout)
@@ -273,7 +336,8 @@ def check_model_size(cfg: TrainConfig, n_x: int, n_classes: int = 2) -> None:
     else:
         count = (n_x + 1) * cfg.hidden + (cfg.hidden + 1) * n_out
     optimizer = build_optimizer(cfg)
-    copies = 1 + len(optimizer.slots) + (cfg.early_stopping is not None)
+    slots = optimizer.slots if isinstance(optimizer, Optimizer) else ()  # L-BFGS keeps none
+    copies = 1 + len(slots) + (cfg.early_stopping is not None)
     if count * copies > MAX_PARAMETERS:
         detail = (
             f" (x{copies} with the optimizer and early-stopping state in checkpoints)" if copies > 1 else ""

@@ -4,6 +4,11 @@
 k epochs and on SIGINT, SIGTERM or SIGHUP (the last completed epoch, atomically, with the
 shuffle RNG's state and a fingerprint of the training data), and ``resume`` continues to
 exactly the parameters an uninterrupted run reaches, on the same data only.
+
+With ``--optimizer lbfgs`` an epoch is an L-BFGS iteration: checkpoints and signals work
+per iteration alike (a signal stops after the iteration and the outputs hold its
+parameters), but a run cannot be resumed: L-BFGS keeps no state between fits, so a resumed
+run would not reach the uninterrupted run's parameters, and ``resume`` is refused.
 """
 
 from __future__ import annotations
@@ -63,11 +68,11 @@ def train(
 
     A --out folder holding an earlier run's model or checkpoint is refused (UsageError)
     unless ``resume`` continues that run or ``overwrite`` discards it."""
-    check_config(cfg)
+    check_config(cfg, resume)
     lock = lock_out(Path(cfg.out))
     try:
         if not resume and not overwrite:
-            check_no_previous_run(Path(cfg.out))
+            check_no_previous_run(Path(cfg.out), resumable=cfg.solver != "lbfgs")
     except BaseException:
         if lock is not None:
             os.close(lock)
@@ -89,15 +94,16 @@ def describe_skipped(skipped: list, most: int = 20) -> str:
     return f"skipped {len(skipped)} file(s), not used: {shown}{more}"
 
 
-def check_no_previous_run(out: Path) -> None:
+def check_no_previous_run(out: Path, resumable: bool = True) -> None:
     """UsageError when ``out`` holds a model or checkpoint of an earlier run, which a fresh
-    run would replace: say how to continue it, discard it or keep it."""
+    run would replace: say how to continue it (``resumable``: not an L-BFGS run), discard
+    it or keep it."""
     found = [name for name, kind in OUTPUTS.items() if kind == "model" and (out / name).is_file()]
     if found:
+        resume = "continue it with --resume (with a larger --epochs to train longer), " if resumable else ""
         raise UsageError(
-            f"--out {printable(str(out))} already holds a run ({', '.join(found)}); continue it with "
-            "--resume (with a larger --epochs to train longer), replace it with --overwrite, or "
-            "choose another --out"
+            f"--out {printable(str(out))} already holds a run ({', '.join(found)}); {resume}replace it "
+            "with --overwrite, or choose another --out"
         )
 
 
@@ -196,7 +202,8 @@ def _train(cfg: TrainConfig, resume: bool, verbose: bool, say, stop: dict[str, A
         history.extend(fit_history, offset=done)
         _finish_history(history, fit_history, done)
         if stop["signal"] is not None:
-            history.stop_reason = f"interrupted by signal {stop['signal']}; continue with --resume"
+            follow = "continue with --resume" if cfg.solver != "lbfgs" else "an L-BFGS run cannot be resumed"
+            history.stop_reason = f"interrupted by signal {stop['signal']}; {follow}"
         history.seconds += fit_history.seconds
         done += fit_history.epochs
     if remaining <= 0 and not history.backend:  # nothing left to train: keep what the checkpoint says
@@ -225,6 +232,7 @@ def _finish_history(history: History, fit_history: History, done: int) -> None:
         "class_weight",
         "early_stopping",
         "stop_reason",
+        "solver",
     ):
         setattr(history, key, getattr(fit_history, key))
     if not history.first_epoch_seconds:  # the first fit of the run timed its first epoch

@@ -404,6 +404,23 @@ class Backend:
         S *= w * (1.0 / m)
         return loss, correct, S.astype(Z.dtype, order="K")
 
+    def mse_weighted(self, A: Any, Y: Any, weights: Any) -> tuple[Any, Any, Any]:
+        """``mse`` with a weight per example, weights (1, m): the loss is
+        1/(2m) * sum_i w_i * sum_k (A_ki - Y_ki)^2 and dA = w * (A - Y) / m (as the weighted
+        cross-entropies: a mean over the m examples, not over the weights; a weight of 2 is
+        the example counted twice in a batch of m + 1). ``correct`` is not weighted.
+        A, Y (K, m) and weights (1, m) in A's dtype; loss a float64 device scalar."""
+        xp = self.xp
+        m = A.shape[1]
+        diff = A - Y
+        terms = diff * diff
+        terms *= weights
+        loss = 0.5 * (terms.sum(dtype=np.float64) / m)
+        correct = xp.count_nonzero((A > 0.5) == (Y > 0.5))
+        diff *= weights
+        diff *= A.dtype.type(1.0 / m)
+        return loss, correct, diff
+
     # ----------------------------------------------------------------- losses
     def bce_from_logits(self, Z: Any, Y: Any, m: int | None = None) -> tuple[Any, Any, Any]:
         """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z (1, m).

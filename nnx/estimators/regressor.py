@@ -11,6 +11,7 @@ import numpy as np
 try:
     from sklearn.base import RegressorMixin
     from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.validation import _check_sample_weight
 except ImportError as exc:  # scikit-learn missing, or older than 1.6 (no validate_data)
     raise ImportError(
         f"nnx.sklearn needs scikit-learn >= 1.6; install it with: pip install 'nnx-nets[sklearn]' ({exc})"
@@ -46,7 +47,9 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
 
     The loss is 1/(2 n) * sum over examples and targets of (prediction - y)**2 (for one
     target scikit-learn's; for several, scikit-learn's reported loss divides by the
-    number of targets too, its gradient does not).
+    number of targets too, its gradient does not). With ``sample_weight`` it is
+    1/(2 sum(w)) * sum of w * (prediction - y)**2 and the L2 term divides by sum(w)
+    instead of n, as in scikit-learn's ``MLPRegressor``.
 
     Parameters
     ----------{COMMON}
@@ -135,27 +138,31 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
 
         return float(r2_score(y, out.T, sample_weight=w))
 
-    def fit(self, X: Any, y: Any) -> NNXRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NNXRegressor:
         """Train on X (m, n_features) and real targets y (m,) or (m, k); returns self.
 
         Builds a fresh nnx model each call unless ``warm_start=True`` and the estimator
-        is fitted (then training continues, with the same number of targets). If fit
-        raises, a fitted estimator is left as it was.
+        is fitted (then training continues, with the same number of targets).
+        ``sample_weight`` (m,) weighs each example's squared error (the loss is
+        sum(w * loss) / sum(w)). If fit raises, a fitted estimator is left as it was.
         """
         with self._unchanged_on_failure():
-            return self._fit(X, y, incremental=False)
+            return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(NNXEstimator.partial_fit_available)
-    def partial_fit(self, X: Any, y: Any) -> NNXRegressor:
-        """One more epoch on (X, y); the first call builds the model."""
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> NNXRegressor:
+        """One more epoch on (X, y), X (m, n_features), y (m,) or (m, k), optional
+        ``sample_weight`` (m,); the first call builds the model."""
         with self._unchanged_on_failure():
-            return self._fit(X, y, incremental=True)
+            return self._fit(X, y, sample_weight, incremental=True)
 
-    def _fit(self, X: Any, y: Any, incremental: bool) -> NNXRegressor:
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> NNXRegressor:
         architecture = self._architecture()
         self._check_training_params()
         warm = (bool(self.warm_start) or incremental) and self.__sklearn_is_fitted__()
         X, y = self._validate_X(X, reset=not warm, y=y, multi_output=True, y_numeric=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
         Y = self._targets(y)
         if warm:
             if architecture != self._fitted_architecture or Y.shape[1] != self.n_outputs_:
@@ -176,7 +183,7 @@ class NNXRegressor(RegressorMixin, NNXEstimator):
             model,
             X,
             Y,
-            None,
+            sample_weight,
             epochs=epochs,
             seed=seed,
             split_seed=self._seed(),

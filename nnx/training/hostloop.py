@@ -185,7 +185,7 @@ def plan(model: Any, opts: Any, m: int, labels: Any) -> Plan:
     if opts.class_weight is not None or opts.sample_weight is not None:
         Y = model.check_labels(np.asarray(labels), m)
         weights, per_class = example_weights(
-            Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
+            Y, model.n_classes, opts.class_weight, opts.sample_weight, regression=model.is_regression
         )
     # L-BFGS needs no update rule: its steps are scipy's (plain SGD stands in, unused)
     stepper = opts.optimizer if opts.solver == "steps" else SGD(lr=1.0)

@@ -96,7 +96,7 @@ def local_data(model: Any, X: Any, Y: Any, opts: FitOptions) -> LocalData:
     X = check_fits_dtype(check_X(X, model.n_features), opts.dtype)
     Y = model.check_labels(Y, X.shape[1])
     weights, per_class = example_weights(
-        Y, model.n_classes, model.loss, opts.class_weight, opts.sample_weight
+        Y, model.n_classes, opts.class_weight, opts.sample_weight, regression=model.is_regression
     )
     return LocalData(X, Y, weights, per_class, validation_arrays(model, opts))
 

@@ -13,11 +13,12 @@ import signal
 import numpy as np
 import pytest
 from model_file_craft import members_of, meta_of, npy, replace, with_meta, zip_bytes
-from nnx_testing import run
+from nnx_testing import one_line_error, run
 
 import nnx
 import nnx.app.checkpoint
 from nnx import runner
+from nnx.data.builtin import train_test_split
 from nnx.errors import UsageError
 
 
@@ -323,10 +324,138 @@ def test_cli_trains_with_every_option_and_records_them(tmp_path, npz_data):
         (["--momentum", 0.9, "--optimizer", "adam"], "--momentum applies to --optimizer sgd"),
         (["--momentum", -1, "--optimizer", "sgd"], "--momentum must lie in [0, 1), got -1.0"),
         (["--l2", "nan"], "--l2 must be a finite number >= 0"),
-        (["--optimizer", "lbfgs"], "invalid choice"),
+        (["--optimizer", "newton"], "invalid choice"),
     ],
 )
 def test_cli_refuses_bad_training_options_in_one_line(tmp_path, npz_data, args, message):
     r = run("train", "--data", npz_data, "--out", tmp_path / "o", "--epochs", 3, "--quiet", *args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------- --optimizer lbfgs
+def _lbfgs_reference(npz_data, epochs, l2, val_split=0.25, seed=3, hidden=8):
+    """What ``nnx train --optimizer lbfgs`` computes, in Python: the same split and model
+    fitted by ``model.fit(optimizer=nnx.LBFGS())``."""
+    with np.load(npz_data) as f:
+        X, Y = f["X"], f["Y"]
+    X, Y, Xv, Yv = train_test_split(X, Y, test_fraction=val_split, seed=seed)
+    model = nnx.MLP([6, hidden, 1], seed=seed)
+    history = model.fit(
+        X,
+        Y,
+        optimizer=nnx.LBFGS(),
+        epochs=epochs,
+        l2=l2,
+        dtype="float64",
+        backend="numpy",
+        validation_data=(Xv, Yv),
+    )
+    return model, history
+
+
+def test_cli_trains_with_lbfgs_as_model_fit_does(tmp_path, npz_data):
+    """--optimizer lbfgs is nnx.LBFGS through the one engine: --epochs its iterations, --l2
+    its l2, the default --lr not sent; the parameters are model.fit's bit for bit and the
+    history, CSV and learning curve record the iterations."""
+    out = tmp_path / "lbfgs"
+    args = ["--data", npz_data, "--model", "mlp", "--hidden", 8, "--seed", 3, "--val-split", 0.25]
+    args += ["--optimizer", "lbfgs", "--epochs", 25, "--l2", 0.05, "--dtype", "float64"]
+    r = run("train", *args, "--backend", "numpy", "--out", out, "--quiet", "--checkpoint-every", 10)
+    assert r.returncode == 0, r.stderr
+    assert "trained mlp with L-BFGS (max iterations) for 25 iterations" in r.stdout
+    ref, ref_history = _lbfgs_reference(npz_data, 25, 0.05)
+    _same_models(nnx.load(out / "model.npz"), ref)
+    history = json.loads((out / "history.json").read_text())
+    assert history["epoch"] == list(range(1, 26)) and history["loss"] == ref_history.loss
+    assert history["loss"][-1] < 0.5 * history["loss"][0]  # it converges
+    assert history["l2"] == 0.05 and history["optimizer"] is None and history["lr"] == 0.0
+    assert history["solver"]["method"].startswith("L-BFGS-B") and history["solver"]["iterations"] == 25
+    assert history["solver"]["l2"] == 0.05 and history["stop_reason"] == "max iterations"
+    header = (out / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,loss,accuracy,val_loss,val_accuracy,objective"
+    assert (out / "learning_curve.png").is_file() or "no learning curve (" in r.stdout
+    _, state, arrays = nnx.model.load_checkpoint(out / "checkpoint.npz")
+    assert state["epochs_done"] == 25 and "training" not in state and not arrays  # no optimizer state
+    assert state["config"]["optimizer"] == "lbfgs" and state["config"]["lr"] is None
+
+
+def test_an_lbfgs_run_stops_on_a_signal_after_the_iteration_and_is_not_resumed(
+    tmp_path, npz_data, monkeypatch
+):
+    """Ctrl-C stops an L-BFGS run after the current iteration: the checkpoint (every
+    --checkpoint-every iterations) and the outputs hold that iteration's parameters, as a
+    fit of that many iterations; --resume is refused in one line, before any work, since
+    L-BFGS keeps no state between fits."""
+    cfg = _cfg(
+        npz_data,
+        tmp_path / "cut",
+        optimizer="lbfgs",
+        lr=None,
+        batch_size=None,
+        dropout=0.0,
+        schedule=None,
+        early_stopping=None,
+        class_weight=None,
+        epochs=40,
+        val_split=0.25,
+    )
+    with monkeypatch.context() as patched:
+        _interrupt_after_first_checkpoint(patched)
+        cut = runner.train(cfg, verbose=False, say=_quiet)
+    assert cut.interrupted and cut.epochs_done == 8  # the checkpoint at 7, then the stop at 8
+    assert cut.history.stop_reason.endswith("an L-BFGS run cannot be resumed")
+    ref, _ = _lbfgs_reference(npz_data, 8, 0.05)
+    _same_models(nnx.load(tmp_path / "cut" / "model.npz"), ref)
+    _same_models(nnx.load(tmp_path / "cut" / "checkpoint.npz"), ref)
+    with pytest.raises(
+        UsageError, match=r"^--resume does not apply to --optimizer lbfgs \(L-BFGS keeps no state"
+    ):
+        runner.train(cfg, resume=True, verbose=False, say=_quiet)
+    with pytest.raises(
+        UsageError, match=r"holds a run \(model.npz, checkpoint.npz\); replace it with --overwrite"
+    ):
+        runner.train(cfg, verbose=False, say=_quiet)
+    again = runner.train(cfg, overwrite=True, verbose=False, say=_quiet)
+    assert again.epochs_done == 40 and not again.interrupted
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--lr", 0.01],
+            "--lr does not apply to --optimizer lbfgs (L-BFGS chooses each step by its line search)",
+        ),
+        (
+            ["--schedule", "cosine"],
+            "--schedule does not apply to --optimizer lbfgs (L-BFGS chooses each step",
+        ),
+        (
+            ["--batch-size", 16],
+            "--batch-size does not apply to --optimizer lbfgs (L-BFGS minimises the full-batch",
+        ),
+        (
+            ["--early-stopping", 3],
+            "--early-stopping does not apply to --optimizer lbfgs (L-BFGS stops at the",
+        ),
+        (
+            ["--model", "mlp", "--dropout", 0.2],
+            "--dropout does not apply to --optimizer lbfgs (L-BFGS needs a",
+        ),
+        (["--resume"], "--resume does not apply to --optimizer lbfgs (L-BFGS keeps no state between fits"),
+        (["--momentum", 0.9], "--momentum applies to --optimizer sgd or rmsprop, not lbfgs"),
+        (["--epochs", 20001], "--epochs 20001 with --optimizer lbfgs: L-BFGS records every iteration"),
+    ],
+)
+def test_cli_refuses_what_lbfgs_cannot_honour_in_one_line(tmp_path, npz_data, args, message):
+    """Options L-BFGS cannot honour, given explicitly, are refused with the engine's reason
+    before any work (nothing written); their defaults (--lr 0.005) are not sent to it."""
+    out = tmp_path / "o"
+    r = run("train", "--data", npz_data, "--out", out, "--quiet", "--optimizer", "lbfgs", *args)
+    line = one_line_error(r)
+    assert message in line, line
+    assert not out.exists()
+    with pytest.raises(UsageError, match="--lr does not apply to --optimizer lbfgs"):
+        runner.check_config(runner.TrainConfig(optimizer="lbfgs", lr=0.005))
+    assert runner.TrainConfig(optimizer="lbfgs").lr is None and runner.TrainConfig().lr == 0.005

@@ -34,7 +34,8 @@ def _data(m: int = 40):
 # ----------------------------------------------------------- the command line
 def test_cli_choices_and_defaults_come_from_the_registry():
     train = _options("train")
-    assert tuple(train["--optimizer"].choices) == registry.STEP_OPTIMIZERS
+    # every optimizer of the registry, L-BFGS included (nnx train --optimizer lbfgs)
+    assert tuple(train["--optimizer"].choices) == tuple(registry.OPTIMIZERS)
     assert train["--optimizer"].default == registry.DEFAULT_OPTIMIZER == "sgd"
     assert "lbfgs" not in registry.STEP_OPTIMIZERS and "gd" not in registry.OPTIMIZERS
     assert registry.SCHEDULE_FORMS in " ".join(train["--schedule"].help.split())

@@ -43,6 +43,7 @@ pytest.importorskip("scipy", reason="L-BFGS needs scipy: pip install 'nnx-nets[l
 from conftest import require_backend  # noqa: E402
 from sklearn.datasets import load_digits, make_regression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.neural_network import MLPRegressor  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler, StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
@@ -414,6 +415,55 @@ def test_sample_weight_with_early_stopping():
         np.testing.assert_allclose(
             NNXClassifier(**kw).fit(X, y, sample_weight=w).predict_proba(X), base, rtol=1e-12, atol=1e-14
         )
+
+
+def _weighted_ridge(X, y, w, alpha):
+    """The exact minimiser of sum(w * (X b + c - y)**2) / (2 sum(w)) + alpha / (2 sum(w)) * ||b||**2."""
+    Xt = np.hstack([X, np.ones((len(y), 1))])
+    penalty = alpha * np.diag([1.0] * X.shape[1] + [0.0])
+    theta = np.linalg.solve(Xt.T @ (w[:, None] * Xt) + penalty, Xt.T @ (w * y))
+    return theta[:-1], theta[-1]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_regressor_sample_weight_is_scikit_learns_loss(backend):
+    """NNXRegressor(sample_weight=w) minimises MLPRegressor's weighted objective:
+    sum(w * squared error) / (2 sum(w)) with the L2 term alpha / (2 sum(w)) ||W||**2. On
+    linear regression both reach its exact minimiser; the weights change it."""
+    require_backend(backend)
+    X, y = X_REG[:80, :5], Y_REG[:80]
+    w = np.random.default_rng(0).uniform(0, 3, len(y))
+    coef, intercept = _weighted_ridge(X, y, w, alpha=3.0)
+    kw = dict(hidden_layer_sizes=(), solver="lbfgs", alpha=3.0, tol=1e-12, max_iter=2000)
+    reg = NNXRegressor(**kw, dtype="float64", backend=backend).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(reg.coefs_[0].ravel(), coef, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(reg.intercepts_[0], [intercept], rtol=0, atol=1e-8)
+    sk = MLPRegressor(**kw, max_fun=100_000, random_state=0).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(sk.coefs_[0].ravel(), coef, rtol=0, atol=1e-4)  # its gtol stop
+    plain_coef, _ = _weighted_ridge(X, y, np.ones(len(y)), alpha=3.0)
+    assert np.abs(plain_coef - coef).max() > 1e-3
+    assert reg.score(X, y, sample_weight=w) > reg.score(X, y, sample_weight=3.0 - w)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_regressor_integer_sample_weight_is_repeated_rows(solver):
+    """A weight of k is the row k times (full batch, float64, to rounding); without L2,
+    weights of 1 and 2 everywhere change nothing; partial_fit takes weights too."""
+    X, y = X_REG[:60], Y_REG[:60]
+    w = np.random.default_rng(1).integers(0, 4, len(y))
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, max_iter=15, alpha=0.1, random_state=0, dtype="float64")
+    weighted = NNXRegressor(**kw).fit(X, y, sample_weight=w)
+    repeated = NNXRegressor(**kw).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-9, atol=1e-12)
+    unpenalised = {**kw, "alpha": 0.0}  # the L2 term divides by sum(w): twos halve it
+    base = NNXRegressor(**unpenalised).fit(X, y).predict(X)
+    for same in (np.ones(len(y)), np.full(len(y), 2.0)):
+        reg = NNXRegressor(**unpenalised).fit(X, y, sample_weight=same)
+        np.testing.assert_allclose(reg.predict(X), base, rtol=1e-12)
+    if solver == "adam":
+        a = NNXRegressor(**kw).partial_fit(X, y, sample_weight=w)
+        b = NNXRegressor(**kw).partial_fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+        np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-9, atol=1e-12)
 
 
 def test_minimum_input_sample_size():

@@ -11,6 +11,7 @@ from nnx_testing import tolerance
 from reference import ReferenceOptimizer, mlp_train
 
 import nnx
+from nnx.chunked import fit_chunked_locally
 
 
 def _ref_bce(Z, Y, w):
@@ -216,14 +217,185 @@ def test_bad_weights_are_named(kwargs, error, message):
         nnx.LogisticRegression(5).fit(X, Y, epochs=1, **kwargs)
 
 
-def test_balanced_needs_every_class_and_mse_takes_no_weights():
+def test_balanced_needs_every_class():
     X, Y = _binary()
     with pytest.raises(ValueError, match=r'"balanced" needs every class .* classes 2 are absent'):
         nnx.SoftmaxRegression(5, 3).fit(X, Y[0].astype(int), epochs=1, class_weight="balanced")
     with pytest.raises(ValueError, match="classes 2, 3, 4, 5, 6 and 7 more are absent"):
         nnx.SoftmaxRegression(5, 14).fit(X, Y[0].astype(int), epochs=1, class_weight="balanced")
-    mse = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
-    with pytest.raises(ValueError, match="loss='mse' takes no class_weight or sample_weight"):
-        mse.fit(X, Y, epochs=1, class_weight="balanced")
-    with pytest.raises(ValueError, match="loss='mse' takes no class_weight or sample_weight"):
-        mse.fit(X, Y, epochs=1, sample_weight=np.ones(60))
+
+
+# ------------------------------------------------------------- weighted squared error
+def _regression(seed=0, n=4, k=2, m=30):
+    rng = np.random.default_rng(seed)
+    X = np.asfortranarray(rng.standard_normal((n, m)))
+    Y = np.vstack([X[0] - 2 * X[1] * X[2], np.sin(X[3])])[:k] + 0.1 * rng.standard_normal((k, m))
+    return X, Y
+
+
+def _regressor(n=4, k=2):
+    return nnx.Sequential(nnx.Linear(n, 5, seed=1), nnx.Tanh(), nnx.Linear(5, k, seed=2), loss="mse")
+
+
+def _distance(a, b):
+    return max(np.abs(p - q).max() for pa, pb in zip(a.parameters(), b.parameters()) for p, q in zip(pa, pb))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weighted_mse_matches_the_reference(backend, dtype, rng):
+    ops = nnx.get_backend(backend)
+    A = rng.standard_normal((3, 37)).astype(dtype)
+    Y = rng.standard_normal((3, 37)).astype(dtype)
+    w = rng.uniform(0, 3, (1, 37)).astype(dtype)
+    loss, _, dA = ops.mse_weighted(ops.xp.asarray(A), ops.xp.asarray(Y), ops.xp.asarray(w))
+    d, w64 = A.astype(np.float64) - Y, w.astype(np.float64)
+    tol = tolerance(dtype)
+    assert ops.scalar(loss) == pytest.approx(0.5 * (w64 * d * d).sum() / 37, rel=tol["rtol"])
+    np.testing.assert_allclose(ops.to_host(dA), w64 * d / 37, **tol)
+
+
+@pytest.mark.parametrize("output", ["linear", "sigmoid"])
+def test_weighted_mse_gradients_match_finite_differences(output):
+    """float64: the weighted loss's analytic gradients against central differences of
+    that loss, for regression and for a sigmoid output trained on squared error."""
+    X, Y = _regression(k=1 if output == "sigmoid" else 2)
+    if output == "sigmoid":
+        Y = (Y > 0).astype(np.float64)
+        model = nnx.Sequential(
+            nnx.Linear(4, 5, seed=1), nnx.Tanh(), nnx.Linear(5, 1, seed=2), nnx.Sigmoid(), loss="mse"
+        )
+    else:
+        model = _regressor()
+    w = np.random.default_rng(5).uniform(0, 3, (1, X.shape[1]))
+    ops = nnx.get_backend("numpy")
+    params = model.parameters()
+
+    def loss_and_grads(params):
+        net = nnx.network.DeviceNetwork(ops, list(model.blocks), "mse", params, "float64")
+        value, _, grads = net.loss_and_grads(net.prepare(X, False), ops.prepare_labels(Y, "float64"), w)
+        return float(value), [(ops.to_host(dW).copy(), ops.to_host(db).copy()) for dW, db in grads]
+
+    _, analytic = loss_and_grads(params)
+    eps = 1e-6
+    for i, pair in enumerate(params):
+        for j, arr in enumerate(pair):
+            numeric = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + eps
+                up = loss_and_grads(params)[0]
+                arr[idx] = old - eps
+                down = loss_and_grads(params)[0]
+                arr[idx] = old
+                numeric[idx] = (up - down) / (2 * eps)
+            np.testing.assert_allclose(analytic[i][j], numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_integer_weights_are_repeated_examples(optimizer):
+    """A weight of k counts an example k times: the weighted loss over m examples times
+    m / sum(w) is the loss over the data with each example repeated, so the fits agree
+    to rounding: gradient descent at a rate times sum(w) / m; L-BFGS (whose path depends
+    on the objective's scale) with the weights times m / sum(w), the same objective as the
+    repeated data's with l2 times sum(w) / m."""
+    X, Y = _regression()
+    w = np.random.default_rng(3).integers(0, 4, X.shape[1])
+    w[0] = 2
+    repeats = w.sum()
+    Xr, Yr = np.repeat(X, w, axis=1), np.repeat(Y, w, axis=1)
+    scale = repeats / X.shape[1]
+    weighted, repeated = _regressor(), _regressor()
+    if optimizer == "sgd":
+        weighted.fit(X, Y, epochs=25, lr=0.1, sample_weight=w, backend="numpy", dtype="float64")
+        repeated.fit(Xr, Yr, epochs=25, lr=0.1 * scale, backend="numpy", dtype="float64")
+        np.testing.assert_allclose(weighted.history.loss, np.array(repeated.history.loss) * scale, rtol=1e-12)
+        assert _distance(weighted, repeated) < 1e-13
+    else:
+        kw = dict(epochs=15, optimizer=nnx.LBFGS(), backend="numpy", dtype="float64")
+        h = weighted.fit(X, Y, sample_weight=w / scale, l2=0.1, **kw)
+        hr = repeated.fit(Xr, Yr, l2=0.1 * scale, **kw)
+        assert h.epochs == hr.epochs == 15
+        assert _distance(weighted, repeated) < 1e-9
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_weighted_regression_on_other_backends_matches_numpy(other_backend, optimizer):
+    X, Y = _regression()
+    w = np.random.default_rng(4).uniform(0, 2, X.shape[1])
+    fits = []
+    for be in ("numpy", other_backend):
+        model = _regressor()
+        opt = nnx.Adam(lr=0.05) if optimizer == "adam" else nnx.LBFGS()
+        batch = {"batch_size": 8, "seed": 0} if optimizer == "adam" else {}
+        model.fit(
+            X, Y, epochs=20, optimizer=opt, sample_weight=w, l2=0.05, backend=be, dtype="float64", **batch
+        )
+        fits.append(model)
+    for (W, b), (W2, b2) in zip(fits[0].parameters(), fits[1].parameters()):
+        np.testing.assert_allclose(W2, W, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(b2, b, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fits[1].history.loss, fits[0].history.loss, rtol=1e-7)
+
+
+def test_weights_change_a_regression_and_zero_weights_drop_examples():
+    """Weights are not ignored on any path: a zero weight is the example left out (every
+    solver, full batch and chunked); weights of one are no weights."""
+    X, Y = _regression()
+    w = np.ones(X.shape[1])
+    w[::3] = 0.0
+    keep = w > 0
+    for kw in ({"lr": 0.1}, {"optimizer": nnx.LBFGS()}):
+        plain, ones, weighted, dropped = _regressor(), _regressor(), _regressor(), _regressor()
+        common = dict(epochs=10, backend="numpy", dtype="float64", **kw)
+        plain.fit(X, Y, **common)
+        ones.fit(X, Y, sample_weight=np.ones(X.shape[1]), **common)
+        assert _distance(plain, ones) == 0.0
+        weighted.fit(X, Y, sample_weight=w * keep.size / keep.sum(), **common)
+        dropped.fit(X[:, keep], Y[:, keep], **common)
+        assert _distance(weighted, dropped) < 1e-10 and _distance(weighted, plain) > 1e-3
+        chunked = _regressor()
+        fit_chunked_locally(
+            chunked, X, Y, chunks=[7, 13, 10], sample_weight=w * keep.size / keep.sum(), **common
+        )
+        assert _distance(chunked, weighted) < 1e-12
+
+
+def test_mse_takes_class_weights_only_with_classes():
+    """A sigmoid output on squared error has classes, so class weights apply (each
+    example's weight its class's, times its sample weight); a regression has none."""
+    X, Y = _binary()
+    sample_weight = np.random.default_rng(1).uniform(0.5, 1.5, X.shape[1])
+    labels = Y[0].astype(int)
+    per_class = nnx.validation.class_weights("balanced", labels, 2)
+    model = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
+    same = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
+    common = dict(epochs=5, lr=0.5, backend="numpy", dtype="float64")
+    history = model.fit(X, Y, class_weight="balanced", sample_weight=sample_weight, **common)
+    same.fit(X, Y, sample_weight=per_class[labels] * sample_weight, **common)
+    assert _distance(model, same) == 0.0 and history.class_weight == list(per_class)
+    Xr, Yr = _regression()
+    with pytest.raises(ValueError, match="class_weight needs classes; a regression model"):
+        _regressor().fit(Xr, Yr, epochs=1, class_weight="balanced")
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(30,\)"):
+        _regressor().fit(Xr, Yr, epochs=1, sample_weight=np.ones(60))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_weighted_logistic_mse_skips_the_fused_passes(backend, solver):
+    """Logistic regression on squared error has single-pass fused ops (logreg_epoch_,
+    logreg_loss_grad) that take no weights: with weights every backend takes the network's
+    passes instead, so the weights are never dropped (each backend as NumPy, and unlike
+    the unweighted fit)."""
+    X, Y = _binary()
+    w = np.random.default_rng(6).uniform(0, 3, X.shape[1])
+    kw = {"lr": 0.5} if solver == "sgd" else {"optimizer": nnx.LBFGS()}
+    fits = {}
+    for be, weights in ((backend, w), ("numpy", w), ("numpy", None)):
+        model = nnx.Sequential(nnx.Linear(5, 1, seed=0), nnx.Sigmoid(), loss="mse")
+        model.fit(X, Y, epochs=8, sample_weight=weights, backend=be, dtype="float64", **kw)
+        fits[be, weights is None] = model
+    ours, numpy, unweighted = fits[backend, False], fits["numpy", False], fits["numpy", True]
+    for (W, b), (We, be_) in zip(ours.parameters(), numpy.parameters()):
+        np.testing.assert_allclose(W, We, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(b, be_, rtol=1e-7, atol=1e-12)
+    assert _distance(numpy, unweighted) > 1e-4

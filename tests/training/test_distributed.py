@@ -123,6 +123,26 @@ def test_one_worker_gives_what_two_give(client):
     assert _same(one, two)
 
 
+@pytest.mark.parametrize("solver", ["steps", "lbfgs"])
+def test_weighted_regression_equals_its_reference(client, solver):
+    """Sample weights on squared error reach every chunk on the workers: a regression with
+    weights gives fit_chunked_locally's parameters bit for bit, and not the unweighted ones."""
+    X = _X(dtype=np.float64)
+    Y = da.concatenate([X[:1] - 0.5 * X[1:2], X[2:3] * X[3:4]], axis=0).rechunk({0: -1})
+    w = np.random.default_rng(2).uniform(0, 2, X.shape[1])
+    make = lambda: nnx.Sequential(  # noqa: E731
+        nnx.Linear(12, 4, seed=1), nnx.Tanh(), nnx.Linear(4, 2, seed=2), loss="mse"
+    )
+    kw = dict(epochs=6, dtype="float64", sample_weight=w)
+    kw.update(optimizer=nnx.LBFGS()) if solver == "lbfgs" else kw.update(lr=0.2)
+    model = make()
+    fit(model, X, Y, client=client, **kw)
+    ref, _ = _reference(make, X, Y, **kw)
+    assert _same(model, ref)
+    unweighted, _ = _reference(make, X, Y, **{**kw, "sample_weight": None})
+    assert not _same(model, unweighted)
+
+
 def test_uint8_pixels(client):
     X = da.random.default_rng(2).integers(0, 256, (12, 90), chunks=(12, 40), dtype=np.uint8)
     Y = (X[:1] > X[1:2]).astype(np.int64)
