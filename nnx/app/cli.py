@@ -252,14 +252,10 @@ def _signal_name(signum: int | None) -> str:
         return f"signal {signum}"
 
 
-class _StdoutFailed(Exception):
-    """Writing the results to stdout failed (args[0]: the OSError): told apart from a
-    failure to write the --csv file around it."""
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..errors import StdoutWriteError
     from ..files import atomic_write, check_target
     from .predict_job import Predictions, csv_columns, csv_row, describe_results
     from .train_job import describe_skipped
@@ -306,7 +302,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         sys.stdout.write(out)
                         sys.stdout.flush()
                 except OSError as exc:  # stdout's failure (a closed pipe), not the CSV's
-                    raise _StdoutFailed(exc) from exc
+                    raise StdoutWriteError(exc) from exc
                 if binary is not None:
                     write_rows(csv_row(e, run.ranked) for e in batch)
             if args.json:
@@ -316,7 +312,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             atomic_write(args.csv, emit, "predictions-csv")
         else:
             emit()
-    except _StdoutFailed as exc:
+    except StdoutWriteError as exc:
         raise exc.args[0] from None
     finally:
         bar.close()
