@@ -179,18 +179,20 @@ class Predictions:
                 self.found(1)
                 yield Picture({"file": arg}, None, arg)
                 continue
+            source = None
             try:
                 source = Source(Path(arg))
                 opened.append(source)
                 listed = source.list()
-            except DataError as exc:
-                why = str(exc).removeprefix(f"{printable(arg)}: ")
+            except Exception as exc:
+                if source is not None:
+                    self.close([source], opened)
+                if isinstance(exc, DataError):
+                    why = str(exc).removeprefix(f"{printable(arg)}: ")
+                else:  # a damaged archive no check foresaw: still one line
+                    why = f"cannot list its files ({type(exc).__name__}: {exc})"
                 self.found(1)
                 yield Picture({"file": arg, "error": why})
-                continue
-            except Exception as exc:  # a damaged archive no check foresaw: still one line
-                self.found(1)
-                yield Picture({"file": arg, "error": f"cannot list its files ({type(exc).__name__}: {exc})"})
                 continue
             images, skipped = usable_images(listed)
             skipped = sorted(source.problems + skipped)
@@ -221,6 +223,8 @@ class Predictions:
 
         rows = np.empty((len(todo), self.n_x), dtype=np.uint8)  # C-order rows = example-contiguous X
         ok = []
+        if self.progress is not None and len(todo) < len(batch):  # arguments that gave no picture
+            self.progress.update(len(batch) - len(todo))
         for i, error in decode_rows(pool, rows, read, self.size):
             if error is None:
                 ok.append(i)

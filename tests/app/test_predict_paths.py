@@ -172,9 +172,20 @@ def test_progress_counts_the_pictures_found_and_classified(models, tmp_path):
         def update(self, k):
             self.n += k
 
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    paths = [
+        tmp_path / "d",
+        tmp_path / "one.png",
+        tmp_path / "empty",
+        tmp_path / "bad.zip",
+        tmp_path / "no.png",
+    ]
     bar = Recorder()
-    entries = list(Predictions(str(three), [str(tmp_path / "d"), str(tmp_path / "one.png")], progress=bar))
-    assert len(entries) == 6 and bar.total == 6 and bar.n == 6
+    entries = list(Predictions(str(three), [str(p) for p in paths], progress=bar))
+    assert len(entries) == 9 and bar.total == 9 and bar.n == 9
+    assert [e["file"] for e in entries if "error" in e] == [str(p) for p in paths[2:]]
+    assert "cannot read the zip's list of members" in entries[-2]["error"]
 
 
 def test_folders_zips_and_files_in_order_with_skipped_files_listed_once(models, tmp_path, capsys):
