@@ -51,6 +51,12 @@ class MinimisationStopped(Exception):
     (``nnx.lbfgs`` catches it; it never reaches a caller)."""
 
 
+class StdoutWriteError(Exception):
+    """Internal: writing ``nnx predict``'s results to stdout failed (a closed pipe...) while
+    the --csv file was being written around it; ``args[0]`` is the OSError, which the
+    command line reports as itself, not as a failure to write the CSV."""
+
+
 class StoppedBySignal(Exception):
     """``nnx.runner.train``: a stop signal (SIGINT, SIGTERM, SIGHUP) arrived before training
     began, while the data were loading; nothing was trained or written. ``signum`` is the

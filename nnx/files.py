@@ -1,7 +1,7 @@
 """Writing output files safely.
 
 Every file nnx writes (model, checkpoint, ONNX export, image cache, history, learning curve, benchmark
-record) goes through ``atomic_write``: the bytes go to a temp file beside the target, are
+record, predictions CSV) goes through ``atomic_write``: the bytes go to a temp file beside the target, are
 flushed to disk, get the permissions ``open()`` would give (the umask is honoured), and
 replace the target in one ``os.replace``. A target that exists must be a regular file
 that nnx itself wrote as the same kind (recognised by a marker inside it); anything else
@@ -40,12 +40,14 @@ BENCH_FORMAT = "nnx-bench"
 ONNX_PRODUCER = "nnx"  # ModelProto.producer_name of nnx's ONNX exports
 PLOT_SOFTWARE = "nnx"  # PNG tEXt "Software" value of nnx's plots
 HISTORY_CSV_HEADER = "epoch,loss,accuracy"
+PREDICTIONS_CSV_HEADER = "path,label,class,probability"  # nnx predict --csv
 
 KIND_NAMES = {
     "model": "nnx model or checkpoint",
     "cache": "nnx image cache",
     "history-json": "nnx history (JSON)",
     "history-csv": "nnx history (CSV)",
+    "predictions-csv": "nnx predictions (CSV)",
     "plot": "nnx plot (PNG)",
     "bench": "nnx benchmark record (JSON)",
     "onnx": "ONNX model",
@@ -157,6 +159,8 @@ def _recognise(path: Path, kind: str) -> bool:
         return False
     if kind == "history-csv":
         return head.startswith(HISTORY_CSV_HEADER.encode())
+    if kind == "predictions-csv":
+        return head.startswith((PREDICTIONS_CSV_HEADER + ",").encode())
     if kind == "onnx":
         return _onnx_producer(head) == ONNX_PRODUCER
     if kind == "plot":  # a PNG whose tEXt chunk "Software" (12 bytes long) says nnx

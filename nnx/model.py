@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -479,6 +479,26 @@ class Sequential:
         if self.is_regression:
             raise TypeError("a regression model (linear output, 'mse') has no probabilities: use predict")
         return self._outputs(X, backend, dtype)
+
+    def predictor(
+        self, *, backend: str | backends.Backend | None = None, dtype: str | None = None
+    ) -> Callable[[Any], np.ndarray]:
+        """``predict_proba`` for many batches through one network: the parameters as they
+        are now go to the backend once, here, and each call of the function returned
+        classifies one X (n_x, m) with them (``nnx predict`` on thousands of pictures)."""
+        if self.is_regression:
+            raise TypeError("a regression model (linear output, 'mse') has no probabilities: use predict")
+        ops = backends.get_backend(backend)
+        dtype = self.inference_dtype(dtype)
+        with ops.memory_errors_explained():
+            net = DeviceNetwork(ops, self._blocks, self.loss, self.parameters(), dtype)
+
+        def predict_proba(X: Any) -> np.ndarray:
+            X = check_fits_dtype(check_X(X, self.n_features), dtype)
+            with ops.memory_errors_explained(), np.errstate(over="ignore", under="ignore"):
+                return net.ops.to_host(net.predict_proba(net.prepare(X, for_training=False)))
+
+        return predict_proba
 
     def _outputs(self, X: Any, backend: Any, dtype: str | None) -> np.ndarray:
         """The output layer's activations for X as a host array."""

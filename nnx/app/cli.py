@@ -10,12 +10,15 @@ unexpected internal error prints one line saying it is a bug (exit 70; ``--debug
 from __future__ import annotations
 
 import argparse
+import csv
 import difflib
 import errno
+import io
 import json
 import os
 import re
 import sys
+import textwrap
 from typing import Any, NoReturn
 
 import numpy as np
@@ -85,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
         if "\n" in line:  # a long usage: the command, its arguments and where the options are
             positionals = [a.metavar or a.dest for a in self._actions if not a.option_strings]
             shown = " ".join(
-                p.upper() + ("..." if p == "IMAGE" else "") for p in positionals if p != "command"
+                p.upper() + ("..." if p == "PATH" else "") for p in positionals if p != "command"
             )
             line = f"usage: {self.prog} [options] {shown}".rstrip() + f"  (options: {self.prog} --help)"
         self.exit(2, f"{line}\nnnx: error: {message}\n")
@@ -260,17 +263,74 @@ def _signal_name(signum: int | None) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict_job import describe_results, predict_files
+    from tqdm import tqdm
+
+    from ..errors import StdoutWriteError
+    from ..files import atomic_write, check_target
+    from .predict_job import Predictions, csv_columns, csv_row, describe_results
+    from .train_job import describe_skipped
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:  # NaN fails both
         return _fail(f"--threshold must lie in [0, 1], got {args.threshold}")
     if args.top is not None and not 1 <= args.top <= 1000:
         return _fail(f"--top must lie in [1, 1000], got {args.top}")
-    results = predict_files(
-        args.model, args.images, threshold=args.threshold, backend=args.backend, top=args.top
-    )
-    print(json.dumps(results, indent=2) if args.json else describe_results(results))
-    return 1 if any("error" in r for r in results) else 0
+    if args.csv:  # before any picture is read, not after
+        check_target(args.csv, "predictions-csv", label="--csv")
+    # on stderr, where it is a terminal (never with --quiet), once the pictures take a moment
+    quiet = args.quiet or not sys.stderr.isatty()
+    bar = tqdm(total=0, unit="img", desc="predicting", leave=False, file=sys.stderr, delay=1.0, disable=quiet)
+    try:
+        run = Predictions(
+            args.model,
+            args.images,
+            threshold=args.threshold,
+            backend=args.backend,
+            top=args.top,
+            progress=bar,
+        )
+
+        def emit(binary: Any = None) -> None:
+            """Print each batch's lines (or JSON) as it comes, and write its CSV rows."""
+
+            def write_rows(rows: Any) -> None:
+                text = io.StringIO()
+                csv.writer(text, lineterminator="\n").writerows(rows)
+                binary.write(text.getvalue().encode("utf-8", "surrogateescape"))
+
+            if binary is not None:
+                write_rows([csv_columns(run.ranked)])
+            first = True
+            for batch in run.batches():
+                if args.json:
+                    chunk = ",\n".join(textwrap.indent(json.dumps(e, indent=2), "  ") for e in batch)
+                    out = ("[\n" if first else ",\n") + chunk
+                else:
+                    out = describe_results(batch) + "\n"
+                first = False
+                try:
+                    with tqdm.external_write_mode(file=sys.stdout):  # the bar steps aside
+                        sys.stdout.write(out)
+                        sys.stdout.flush()
+                except OSError as exc:  # stdout's failure (a closed pipe), not the CSV's
+                    raise StdoutWriteError(exc) from exc
+                if binary is not None:
+                    write_rows(csv_row(e, run.ranked) for e in batch)
+            if args.json:
+                sys.stdout.write("[]\n" if first else "\n]\n")
+
+        if args.csv:
+            atomic_write(args.csv, emit, "predictions-csv")
+        else:
+            emit()
+    except StdoutWriteError as exc:
+        raise exc.args[0] from None
+    finally:
+        bar.close()
+    if run.skipped:
+        print(f"nnx: {describe_skipped(run.skipped)}", file=sys.stderr)
+    if args.csv and not args.json:
+        print(f"wrote {printable(args.csv)}", file=sys.stderr)
+    return 1 if run.n_errors else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -551,9 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
-    predict = command("predict", help="probability and label for image files")
+    predict = command("predict", help="probability and label for pictures, folders and zips of them")
     predict.add_argument("model", help="a model.npz written by nnx train or Sequential.save")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="PATH",
+        help="pictures, folders (read recursively) and zips of pictures to classify, listed as nnx train "
+        "lists them",
+    )
     predict.add_argument(
         "--threshold",
         type=float,
@@ -570,6 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--backend", choices=BACKEND_CHOICES, default=None, help=backend_help)
     predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write path,label,class,probability (and the runners-up of --top) per picture to "
+        "this file (default: none)",
+    )
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(func=cmd_predict)
 
     evaluate = command(

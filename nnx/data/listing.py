@@ -200,15 +200,14 @@ class Source:
             self._raw.close()
 
 
-def classify(
+def usable_images(
     names: list[tuple[str, int, float, str | None]],
-) -> tuple[list[Entry], list[tuple[str, str]], str]:
-    """Assign each image file a class name from the layout; report files that fit none.
-
-    Hidden files and folders (".name") and macOS "__MACOSX" folders are ignored silently;
-    a file with a problem is listed with it; so is one without an image extension or larger
-    than ``MAX_IMAGE_BYTES``.
-    """
+) -> tuple[list[tuple[str, int, float]], list[tuple[str, str]]]:
+    """The image files of a listing, as (name, size, mtime) in sorted name order, and the
+    files that are not used, as (name, reason): hidden files and folders (".name") and
+    macOS "__MACOSX" folders are ignored silently; a file with a problem is listed with
+    it; so is one without an image extension or larger than ``MAX_IMAGE_BYTES``. No
+    classes: ``classify`` gives those, ``nnx predict`` needs none."""
     skipped: list[tuple[str, str]] = []
     images = []
     for name, size, mtime, problem in sorted(names, key=lambda t: t[0]):
@@ -225,6 +224,16 @@ def classify(
             )
         else:
             images.append((name, size, mtime))
+    return images, skipped
+
+
+def classify(
+    names: list[tuple[str, int, float, str | None]],
+) -> tuple[list[Entry], list[tuple[str, str]], str]:
+    """Assign each image file a class name from the layout; report files that fit none,
+    and those ``usable_images`` leaves out.
+    """
+    images, skipped = usable_images(names)
     # Kaggle layout when the CLASS.N.ext names give exactly two classes, or three or more
     # with every image in one folder; otherwise the class is each file's parent folder.
     kaggle = {

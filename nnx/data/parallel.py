@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -22,22 +23,13 @@ def decode_all(
     rows = np.empty((len(entries), n_x), dtype=np.uint8)  # C-order rows = example-contiguous X
     ok = np.zeros(len(entries), dtype=bool)
     bad: list[tuple[str, str]] = []
-
-    def work(i: int) -> tuple[int, str | None]:
-        entry = entries[i]
-        try:
-            rows[i] = decode_image(source.read(entry.name), size).reshape(-1)
-            return i, None
-        except Exception as exc:  # one bad file never aborts the load
-            return i, read_failure(exc)
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(entries), unit="img", desc="decoding", leave=False)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for i, error in pool.map(work, range(len(entries))):
+        for i, error in decode_rows(pool, rows, lambda i: source.read(entries[i].name), size):
             if error is None:
                 ok[i] = True
             else:
@@ -50,6 +42,23 @@ def decode_all(
     X = np.ascontiguousarray(rows[keep]).T  # (n_x, m) Fortran order, no copy of the pixels
     Y = np.array([[classes.index(entries[i].label_name) for i in keep]], dtype=np.int64)
     return X, Y, [entries[i].name for i in keep], bad
+
+
+def decode_rows(
+    pool: concurrent.futures.Executor, rows: np.ndarray, read: Callable[[int], bytes], size: int
+) -> Iterator[tuple[int, str | None]]:
+    """Decode picture i, whose bytes ``read(i)`` gives, into ``rows[i]`` (size*size*3 uint8)
+    for every row, on ``pool``'s threads; yields (i, None), or (i, why it could not be read
+    or decoded), in row order. One bad file never stops the others."""
+
+    def work(i: int) -> tuple[int, str | None]:
+        try:
+            rows[i] = decode_image(read(i), size).reshape(-1)
+            return i, None
+        except Exception as exc:
+            return i, read_failure(exc)
+
+    return pool.map(work, range(len(rows)))
 
 
 def read_failure(exc: Exception) -> str:
