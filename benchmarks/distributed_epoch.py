@@ -63,7 +63,7 @@ def measure(client, make_model, X, Y, args, label: str) -> dict:
     grads_busy: dict[str, float] = {}
     for task in stream.data:
         name = _prefix(task["key"])
-        if not name.startswith(("nnx-grads-", "nnx-update-", "nnx-start-")):
+        if not name.startswith(("nnx-grads-", "nnx-fold-", "nnx-update-", "nnx-start-")):
             continue
         compute = sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
         busy[task["worker"]] = busy.get(task["worker"], 0.0) + compute

@@ -10,7 +10,8 @@ added in chunk order. This module holds those pieces, with no Dask:
 * ``Chunk`` - one chunk of X and Y (and example weights), checked and prepared once on
   the backend of the process holding it; ``Chunk.grads(params)`` is its share of an epoch;
 * ``combine`` - the chunks' shares added in chunk order (a fixed order, so the sum never
-  depends on which chunk finished first);
+  depends on which chunk finished first); ``fold`` - the first chunks' shares so added
+  into one share, which the later chunks' shares are then added to;
 * ``column_chunks`` - chunk sizes along the examples.
 
 A ``Chunk`` never needs to move (if Dask pickles one, e.g. to spill it, it travels as host
@@ -248,6 +249,19 @@ def combine(partials: Sequence[Partial]) -> tuple[float, int, Params]:
             tW += dW
             tb += db
     return loss, correct, total
+
+
+def fold(partials: Sequence[Partial]) -> Partial:
+    """The shares of the batch's first chunks (a share already folded counts as the chunks
+    it holds) added in chunk order into one share, indexed by the first chunk: ``combine``
+    of it and the later chunks' shares is ``combine`` of all the chunks' shares bit for bit
+    (the same additions in the same order). What a Dask worker holding the first chunks, or
+    handed the sum of the chunks before its own, sends on instead of one share per chunk."""
+    if len(partials) == 1:
+        return partials[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, correct, total = combine(partials)
+    return Partial(min(p.index for p in partials), loss, correct, total)
 
 
 def column_chunks(m: int, chunks: int | Sequence[int]) -> tuple[int, ...]:

@@ -5,17 +5,20 @@ chunked along the examples only. Each chunk of X and Y is checked and prepared o
 the worker that holds it (``nnx.training.chunks.Chunk``, on that worker's best nnx
 backend: CuPy on a GPU worker, Numba on a CPU worker) and stays there. Every epoch, one
 task per worker thread computes its chunks' loss and gradient sums divided by the whole m
-(each chunk's kept apart), an update task adds them in chunk order and applies the
-optimizer's step (``hostloop.HostUpdate``), and its result - the parameters and the
-optimizer state - feeds the next epoch's tasks. L-BFGS asks for the summed loss and
-gradient at each point its line search tries instead. Only parameters, optimizer state
-and gradients cross the network, never data.
+(each chunk's kept apart); the sums are added in chunk order on the workers, the running
+sum passed from the worker holding the first chunks to the one holding the next ones
+(``chunks.fold``), and the worker holding the last chunks adds its own and applies the
+optimizer's step (``hostloop.HostUpdate``); its result - the parameters and the optimizer
+state - feeds the next epoch's tasks. L-BFGS asks for the summed loss and gradient at
+each point its line search tries instead (added up the same way). Only parameters,
+optimizer state and gradients cross the network, never data.
 
-``epochs_ahead`` epochs are submitted at a time, each chained on the previous one's
-update, so the client waits for Dask once per ``epochs_ahead`` epochs; it then reads the
-parameters and the figures of those epochs (checking every loss) and starts the next
-batch of epochs from those parameters, which also bounds what Dask must redo after a lost
-worker to at most ``epochs_ahead`` epochs (Dask recomputes lost chunks from their source).
+``epochs_ahead`` epochs are submitted at a time, as one task graph (one message to the
+scheduler), each chained on the previous one's update, so the client waits for Dask once
+per ``epochs_ahead`` epochs; it then reads the parameters and the figures of those epochs
+(checking every loss) and starts the next batch of epochs from those parameters, which
+also bounds what Dask must redo after a lost worker to at most ``epochs_ahead`` epochs
+(Dask recomputes lost chunks from their source).
 
 The result equals ``nnx.chunked.fit_chunked_locally`` with the same chunks and backend,
 bit for bit. Without Dask installed, importing this module raises an ImportError naming
@@ -31,6 +34,7 @@ try:
     import dask
     import dask.array as da
     import distributed
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
     from dask.optimization import cull
     from distributed import KilledWorker
     from distributed.utils import CancelledError
@@ -46,7 +50,7 @@ from ..errors import WorkerLostError
 from ..history import History
 from ..validation import INPUT_DTYPES, check_positive
 from .chunked import fit_chunked_locally as fit_chunked_locally
-from .chunks import Chunk, Spec, combine
+from .chunks import Chunk, Spec, combine, fold
 from .hostloop import Step, advance, drive, dropout_of, lbfgs_on_chunks, plan, validator
 
 __all__ = ["WorkerLostError", "fit", "fit_chunked_locally"]
@@ -61,16 +65,20 @@ def _worker_grads(step: Step, *blocks: Any) -> tuple:
     return tuple(_chunk_of(b).grads(step.params, dropout_of(step)) for b in blocks)
 
 
+def _lead_grads(step: Step, *blocks: Any) -> tuple:
+    return (fold(_worker_grads(step, *blocks)),)  # the batch's first chunks: one share
+
+
+def _fold(*shares: tuple) -> tuple:
+    return (fold([p for share in shares for p in share]),)  # combine sorts by chunk
+
+
 def _advance_groups(step: Step, rule: Any, *shares: tuple) -> Step:
     return advance(step, [p for share in shares for p in share], rule)  # combine sorts by chunk
 
 
 def _start(step: Step) -> Step:
     return step
-
-
-def _collect(*shares: tuple) -> tuple:
-    return shares
 
 
 # ------------------------------------------------------------------------- checks
@@ -387,13 +395,21 @@ def _persist_chunks(
 class _Windows:
     """Runs windows of epochs on the chunks kept on the workers.
 
-    Each chunk's tasks are pinned to the worker holding that chunk (a strict restriction,
-    so Dask's work stealing never moves a chunk). A window's epochs are submitted at once,
-    each chained on the previous update; the client then waits for the last update. While
-    it waits it checks, every ``POLL_SECONDS``, that the chunks are still where their tasks
-    are pinned: after a lost worker Dask recomputes the lost chunks from their source on
-    other workers, and the window is submitted again from its first epoch (the same start,
-    so the same result), pinned to the chunks' new places.
+    Every task is pinned to a worker (a strict restriction, so Dask's work stealing never
+    moves a chunk or a share). A window is one task graph, sent to the scheduler in one
+    message: per epoch, each group of a worker's chunks computes their shares on that
+    worker; the chunks, in runs of consecutive chunks on one worker, pass their running sum
+    on in chunk order (the worker holding the first chunks adds its own shares into one,
+    each later run's worker adds its shares to the sum it receives); the worker of the last
+    run adds its shares and applies the update (``_advance_groups``), whose result feeds
+    the next epoch's tasks. So each worker sends one share per epoch and the parameters come
+    back to it once: with every worker's chunks consecutive, 2 x (workers - 1) parameter-
+    sized transfers per epoch (chunks spread one by one across workers: see ``_runs``).
+    The client then waits for the last update. While it waits it
+    checks, every ``POLL_SECONDS``, that the chunks are still where their tasks are pinned:
+    after a lost worker Dask recomputes the lost chunks from their source on other workers,
+    and the window is submitted again from its first epoch (the same start, so the same
+    result), pinned to the chunks' new places.
     """
 
     POLL_SECONDS = 1.0
@@ -405,6 +421,7 @@ class _Windows:
         self.recoveries = 0
         self.pending: Any = None
         self.placement = self._placement()
+        self.chained, self.runs = self._runs()
 
     def _placement(self) -> list[str]:
         distributed.wait(self.chunks)
@@ -419,6 +436,32 @@ class _Windows:
                 raise WorkerLostError(f"chunk {f.key} is in no worker's memory after it was computed")
             places.append(holders[0])
         return places
+
+    def _runs(self) -> tuple[bool, list[tuple[str, list[list[Any]]]]]:
+        """(chained, runs): where each worker's chunks are consecutive (as nnx places them),
+        the chunks in runs of consecutive chunks, one per worker, in chunk order, and the
+        running sum is passed along the runs; otherwise (a persisted X spread by Dask) it
+        would take a hop per chunk, so each worker sends its shares to the worker holding
+        the most chunks, which is last. Each run's chunks are in as many groups as its
+        worker has threads (one task each)."""
+        threads = self.client.ncores()
+        runs: list[tuple[str, list[Any]]] = []
+        for c, w in zip(self.chunks, self.placement):
+            if runs and runs[-1][0] == w:
+                runs[-1][1].append(c)
+            else:
+                runs.append((w, [c]))
+        chained = len(runs) == len(set(self.placement))
+        if not chained:
+            by_worker: dict[str, list[Any]] = {}
+            for c, w in zip(self.chunks, self.placement):
+                by_worker.setdefault(w, []).append(c)
+            runs = sorted(by_worker.items(), key=lambda item: (len(item[1]), item[0]))
+        grouped = []
+        for w, cs in runs:
+            parts = max(1, min(threads.get(w, 1), len(cs)))
+            grouped.append((w, [cs[k * len(cs) // parts : (k + 1) * len(cs) // parts] for k in range(parts)]))
+        return chained, grouped
 
     def describe(self) -> tuple[list[str], str]:
         kinds = self.client.gather(
@@ -439,46 +482,63 @@ class _Windows:
             return ""
         return f"; {self.recoveries} window(s) redone after lost workers"
 
+    def _shares(self, graph: dict, where: dict, step: str, grads: str, folds: str) -> list[str]:
+        """Add to ``graph`` one evaluation at the parameters of the task ``step``: each
+        group's chunk shares on its worker and, if ``chained``, the running sum in chunk
+        order carried from run to run (``grads`` and ``folds`` prefix the keys). Returns
+        the keys the last run's worker adds up: the running sum of the earlier runs, then
+        its own groups (not chained: every group's)."""
+        carried: list[str] = []
+        j = 0
+        for r, (worker, groups) in enumerate(self.runs):
+            last = r == len(self.runs) - 1
+            lead = self.chained and r == 0 and len(groups) == 1 and not last  # folds its chunks
+            keys = []
+            for cs in groups:
+                key = f"{grads}-{j}"
+                graph[key], where[key] = (_lead_grads if lead else _worker_grads, step, *cs), worker
+                keys.append(key)
+                j += 1
+            if last or not self.chained:
+                carried += keys
+            elif lead:
+                carried = keys
+            else:
+                key = f"{folds}-{r}"
+                graph[key], where[key] = (_fold, *carried, *keys), worker
+                carried = [key]
+        return carried
+
+    def _compute(self, graph: dict, where: dict, key: str) -> Any:
+        """Send ``graph`` to the scheduler in one message, each task pinned to its worker in
+        ``where``; the future of ``key``."""
+        places = {k: [w] for k, w in where.items()}
+        layer = MaterializedLayer(
+            graph, annotations={"workers": places.__getitem__, "allow_other_workers": False}
+        )
+        return self.client.get(HighLevelGraph({key: layer}, {key: set()}), key, sync=False)
+
     def _submit(self, step: Step, first: int, count: int) -> Any:
-        """Submit the window's epochs; the future of its last update.
+        """Submit the window's epochs as one graph; the future of its last update.
 
-        Per epoch: one task per worker thread computes its chunks' shares (each chunk's
-        kept apart, in a tuple), pinned to that worker; one update task adds all the shares
-        in chunk order and applies the update; its result feeds the next epoch's tasks.
+        Per epoch: the shares (``_shares``), added up and the update applied on the worker
+        holding the last chunks, where the window's starting Step also goes; its result
+        feeds the next epoch's tasks.
         """
-        client, tag = self.client, f"{self.token}-{self.attempt}"
-        pending = client.submit(_start, step, key=f"nnx-start-{tag}-{first}", pure=False)
-        groups = self._groups()
+        tag = f"{self.token}-{self.attempt}"
+        home = self.runs[-1][0]
+        graph: dict = {}
+        where: dict = {}
+        pending = f"nnx-start-{tag}-{first}"
+        graph[pending], where[pending] = (_start, step), home
         for epoch in range(first, first + count):
-            shares = [
-                client.submit(
-                    _worker_grads,
-                    pending,
-                    *cs,
-                    key=f"nnx-grads-{tag}-{epoch}-{j}",
-                    workers=[w],
-                    allow_other_workers=False,
-                    pure=False,
-                )
-                for j, (w, cs) in enumerate(groups)
-            ]
-            pending = client.submit(
-                _advance_groups, pending, self.rule, *shares, key=f"nnx-update-{tag}-{epoch}"
+            shares = self._shares(
+                graph, where, pending, f"nnx-grads-{tag}-{epoch}", f"nnx-fold-{tag}-{epoch}"
             )
-        return pending
-
-    def _groups(self) -> list[tuple[str, list[Any]]]:
-        """The chunks of each worker in as many groups as it has threads (one task each)."""
-        threads = self.client.ncores()
-        by_worker: dict[str, list[Any]] = {}
-        for c, w in zip(self.chunks, self.placement):
-            by_worker.setdefault(w, []).append(c)
-        groups = []
-        for w, cs in sorted(by_worker.items()):
-            parts = max(1, min(threads.get(w, 1), len(cs)))
-            for k in range(parts):
-                groups.append((w, cs[k * len(cs) // parts : (k + 1) * len(cs) // parts]))
-        return groups
+            key = f"nnx-update-{tag}-{epoch}"
+            graph[key], where[key] = (_advance_groups, pending, self.rule, *shares), home
+            pending = key
+        return self._compute(graph, where, pending)
 
     def run(self, step: Step, first: int, count: int) -> Step:
         """Epochs first..first+count-1 from ``step``; their final Step with the figures."""
@@ -486,26 +546,21 @@ class _Windows:
 
     def gradients(self, params: Any) -> tuple[float, int, Any]:
         """The whole batch's (loss, correct, gradients) at ``params`` (L-BFGS): every
-        chunk's share computed where it lives, added here in chunk order."""
-        shares = self._wait(lambda: self._submit_gradients(params))
-        return combine([p for share in shares for p in share])
+        chunk's share computed where it lives, added up on the workers in chunk order as an
+        epoch's are; one share comes back."""
+        return combine(self._wait(lambda: self._submit_gradients(params)))
 
     def _submit_gradients(self, params: Any) -> Any:
-        client, tag = self.client, f"{self.token}-{self.attempt}-{uuid.uuid4().hex[:6]}"
-        step = client.submit(_start, Step(params), key=f"nnx-params-{tag}", pure=False)
-        shares = [
-            client.submit(
-                _worker_grads,
-                step,
-                *cs,
-                key=f"nnx-lbfgs-grads-{tag}-{j}",
-                workers=[w],
-                allow_other_workers=False,
-                pure=False,
-            )
-            for j, (w, cs) in enumerate(self._groups())
-        ]
-        return client.submit(_collect, *shares, key=f"nnx-lbfgs-shares-{tag}", pure=False)
+        tag = f"{self.token}-{self.attempt}-{uuid.uuid4().hex[:6]}"
+        home = self.runs[-1][0]
+        graph: dict = {}
+        where: dict = {}
+        start = f"nnx-params-{tag}"
+        graph[start], where[start] = (_start, Step(params)), home
+        shares = self._shares(graph, where, start, f"nnx-lbfgs-grads-{tag}", f"nnx-lbfgs-fold-{tag}")
+        key = f"nnx-lbfgs-shares-{tag}"
+        graph[key], where[key] = (_fold, *shares), home
+        return self._compute(graph, where, key)
 
     def _wait(self, submit: Any) -> Any:
         """The result of what ``submit()`` submits, submitted again (pinned to the chunks'
@@ -532,6 +587,7 @@ class _Windows:
                 )
             self.attempt += 1
             self.placement = self._placement()
+            self.chained, self.runs = self._runs()
 
     def _chunks_in_place(self) -> bool:
         who = self.client.who_has(self.chunks)

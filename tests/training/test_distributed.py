@@ -8,6 +8,7 @@ without the dask extra.
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -190,10 +191,56 @@ def test_only_parameters_and_gradients_move(client):
     assert not [k for k in moved if k.startswith(("nnx-chunk", X.name))], moved
     param_bytes = sum(a.nbytes for a in _params(model))
     assert all(k.startswith(("nnx-start", "nnx-grads", "nnx-update", Y.name)) for k in moved), moved
-    # per epoch at most: the parameters to the other worker and the other worker's two
-    # chunks' gradients to the update; plus each window's starting parameters
+    # per epoch at most: the first worker's two chunks' gradients added up there (one
+    # share) to the update on the other worker, and the parameters back; plus each
+    # window's starting parameters
     nnx_bytes = sum(nbytes for k, nbytes in moved.items() if k.startswith("nnx-"))
-    assert 0 < nnx_bytes <= (6 * 3 + 2) * (param_bytes + 4096), moved
+    assert 0 < nnx_bytes <= (6 * 2 + 2) * (param_bytes + 4096), moved
+
+
+def _graphs_since(client, start):
+    return sum(
+        1
+        for t, e in client.get_events("scheduler")
+        if t >= start and isinstance(e, dict) and e.get("action") == "update-graph"
+    )
+
+
+def test_a_window_is_one_graph_and_each_worker_sends_one_share_per_epoch(client):
+    X = _X(m=400, chunk=100, n=200, seed=11)  # 4 chunks: 2 on each worker
+    Y = (X[:1] > 0).astype(np.int64)
+    graphs = []
+    for epochs in (6, 12):
+        client.run(_clear)
+        start = time.time()  # the scheduler's clock: a LocalCluster on this machine
+        with distributed.get_task_stream(client) as stream:
+            model = nnx.MLP([200, 32, 1], seed=0)
+            fit(model, X, Y, client=client, epochs=epochs, lr=0.1, epochs_ahead=3)
+        graphs.append(_graphs_since(client, start))
+    # the same setup, two more windows of 3 epochs: one message each (the window's graph)
+    assert graphs[1] - graphs[0] == 2, graphs
+    where = {}
+    for task in stream.data:
+        key = task["key"][0] if isinstance(task["key"], tuple) else task["key"]
+        if key.startswith(("nnx-grads", "nnx-fold", "nnx-update")):
+            where[key] = task["worker"]
+    epochs = {k.split("-")[-1] for k in where if k.startswith("nnx-update")}
+    assert len(epochs) == 12 and len(where) == 12 * 3, sorted(where)  # 2 shares, 1 update
+    for e in epochs:  # the update where the last chunks' share is computed: it never moves
+        (update,) = [w for k, w in where.items() if k.startswith("nnx-update") and k.endswith(f"-{e}")]
+        last = [w for k, w in where.items() if k.startswith("nnx-grads") and k.endswith(f"-{e}-1")]
+        assert last == [update]
+    # per epoch: one share (the first two chunks' added up on their worker) to the update
+    # and the parameters back; plus each of the 4 windows' starting parameters
+    moved = sum(
+        nbytes
+        for entries in client.run(_logs).values()
+        for entry in entries
+        for key, nbytes in entry["keys"].items()
+        if (key[0] if isinstance(key, tuple) else key).startswith("nnx-")
+    )
+    param_bytes = sum(a.nbytes for a in _params(model))
+    assert 12 * 2 * param_bytes <= moved <= (12 * 2 + 4) * (param_bytes + 1024), (moved, param_bytes)
 
 
 # ------------------------------------------------------------------------ refusals
