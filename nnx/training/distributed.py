@@ -392,6 +392,12 @@ def _persist_chunks(
     return futures
 
 
+# The running sum of a window's epochs passes from worker to worker (one hop each, in
+# series); with more workers than this, every worker sends its shares to one worker at
+# once instead (more bytes to that worker, but one hop): the same sums in the same order.
+CHAIN_MAX_WORKERS = 4
+
+
 class _Windows:
     """Runs windows of epochs on the chunks kept on the workers.
 
@@ -442,8 +448,9 @@ class _Windows:
         the chunks in runs of consecutive chunks, one per worker, in chunk order, and the
         running sum is passed along the runs; otherwise (a persisted X spread by Dask) it
         would take a hop per chunk, so each worker sends its shares to the worker holding
-        the most chunks, which is last. Each run's chunks are in as many groups as its
-        worker has threads (one task each)."""
+        the most chunks, which is last (so too with more than ``CHAIN_MAX_WORKERS``
+        workers, where the chain's hops in series would cost more). Each run's chunks are
+        in as many groups as its worker has threads (one task each)."""
         threads = self.client.ncores()
         runs: list[tuple[str, list[Any]]] = []
         for c, w in zip(self.chunks, self.placement):
@@ -451,7 +458,7 @@ class _Windows:
                 runs[-1][1].append(c)
             else:
                 runs.append((w, [c]))
-        chained = len(runs) == len(set(self.placement))
+        chained = len(runs) == len(set(self.placement)) and len(runs) <= CHAIN_MAX_WORKERS
         if not chained:
             by_worker: dict[str, list[Any]] = {}
             for c, w in zip(self.chunks, self.placement):

@@ -243,6 +243,33 @@ def test_a_window_is_one_graph_and_each_worker_sends_one_share_per_epoch(client)
     assert 12 * 2 * param_bytes <= moved <= (12 * 2 + 4) * (param_bytes + 1024), (moved, param_bytes)
 
 
+def test_past_the_chains_workers_every_share_goes_to_one_worker_bitwise_alike(client, monkeypatch):
+    """Above CHAIN_MAX_WORKERS the workers' shares go straight to the worker that updates
+    (no running sum passed along): the same sums in chunk order, so the same bits."""
+    monkeypatch.setattr(nnx.training.distributed, "CHAIN_MAX_WORKERS", 1)
+    X = _X(m=400, chunk=100, n=20, seed=3)  # 4 chunks: 2 on each worker
+    Y = _Y("mlp", X)
+    client.run(_clear)
+    with distributed.get_task_stream(client) as stream:
+        model = MODELS["mlp"](20)
+        fit(model, X, Y, client=client, epochs=6, lr=0.3, epochs_ahead=3)
+    ref, _ = _reference(lambda: MODELS["mlp"](20), X, Y, epochs=6, lr=0.3)
+    assert _same(model, ref)
+    keys = [t["key"][0] if isinstance(t["key"], tuple) else t["key"] for t in stream.data]
+    assert not [k for k in keys if k.startswith("nnx-fold")]
+    assert len([k for k in keys if k.startswith("nnx-grads")]) == 6 * 2  # one per worker per epoch
+    # the other worker's two chunks' shares travel apart (not added up there first), and
+    # the parameters back: 3 parameter sizes an epoch, where the chain moves 2
+    moved = sum(
+        nbytes
+        for entries in client.run(_logs).values()
+        for entry in entries
+        for key, nbytes in entry["keys"].items()
+        if (key[0] if isinstance(key, tuple) else key).startswith("nnx-")
+    )
+    assert moved >= 6 * 3 * sum(a.nbytes for a in _params(model)), moved
+
+
 # ------------------------------------------------------------------------ refusals
 def test_bad_chunking_and_inputs_are_refused_with_the_fix(client):
     model = MODELS["logreg"](12)
