@@ -47,11 +47,12 @@ from .codes import ACTIVATION_CODES, LOSS_CODES, PIXEL_SCALE
 _CHUNK_BYTES = 1 << 25
 # Up to this many classes softmax regression takes the tiled one-pass kernel
 # (``numba_kernels.softmax_loss_grad``); above it the chunks through BLAS, whose products
-# gain more from K than the kernel's two-class sweeps do (measured on a 2-core VM at
-# m = 4096: the kernel 1.4-2.6x faster for K = 3..16, level or slower from K = 20).
+# gain more from K than the kernel's sweeps do (measured on a 2-core VM at m = 4096 with
+# its earlier two-class sweeps: the kernel 1.4-2.6x faster for K = 3..16, level or slower
+# from K = 20).
 _TILED_SOFTMAX_CLASSES = 16
 # The tiled kernel's per-thread partial sums (threads x K x n, float64 and compute dtype)
-# stay under this; past it (many threads, very wide X) the chunked path is used.
+# and tile copies stay under this; past it (many threads, very wide X) the chunked path is used.
 _TILED_SCRATCH_BYTES = 1 << 28
 # A fused-kernel call doing fewer multiply-adds (examples x features x classes) than this
 # runs the kernel's serial build: waking the threads and meeting at the barrier cost more
@@ -61,6 +62,22 @@ _TILED_SCRATCH_BYTES = 1 << 28
 # the serial and parallel builds break even at 0.1-0.5 M multiply-adds on a quiet machine.
 SERIAL_WORK = 1 << 18
 log = logging.getLogger("nnx")
+
+
+def padded_row(n: int, *itemsizes: int) -> int:
+    """The smallest row length s >= n at which 8 consecutive rows of each item size start
+    in 8 different 64-byte lines modulo 4 KB (8 different L1 sets). Rows n elements apart
+    where n times the item size is (near) a multiple of 4 KB (n = 12288 float32: 48 KB)
+    put every row's element j in one L1 set, and a sweep over 8 or 9 such rows misses L1
+    on lines it has just loaded. Rows that 8 together fit in 4 KB stay n apart."""
+    if 8 * n * max(itemsizes) <= 4096:
+        return n
+    s = n
+    while True:
+        if all(len({(r * s * size) % 4096 // 64 for r in range(8)}) == 8 for size in itemsizes):
+            return s
+        s += 1
+
 
 _workqueue_lock = threading.Lock()
 _fork_state = {"inherited_omp": False}  # True in a child forked after OpenMP threads started
@@ -573,21 +590,30 @@ class NumbaBackend(Backend):
         """Whether the tiled one-pass kernel takes this softmax regression (else chunks)."""
         K, n = W.shape
         threads = max(1, min(self._num_threads(), X.shape[1]))
+        stride = padded_row(n, X.dtype.itemsize, W.dtype.itemsize)
+        scratch = K * n * 8 + K * stride * W.dtype.itemsize + 8 * stride * X.dtype.itemsize
         return (
             K <= _TILED_SOFTMAX_CLASSES
             and (X.dtype == np.uint8 or X.dtype == W.dtype)
             and W.flags.c_contiguous
             and b.flags.c_contiguous
-            and threads * K * n * (8 + W.dtype.itemsize) <= _TILED_SCRATCH_BYTES
+            and threads * scratch <= _TILED_SCRATCH_BYTES
         )
 
     def _tiled_softmax_loss_grad(self, W, b, X, Y):
-        """``numba_kernels.softmax_loss_grad`` on every thread; scratch belongs to this call."""
+        """``numba_kernels.softmax_loss_grad`` on every thread; scratch belongs to this call.
+        W, the partial sums and each thread's copy of its 8-example tile get rows of
+        ``padded_row`` elements (W's copy zero past n), so that no two rows a sweep reads
+        fall in the same L1 cache sets."""
         K, n = W.shape
         m = X.shape[1]
+        stride = padded_row(n, X.dtype.itemsize, W.dtype.itemsize)
         nblocks = max(1, min(self._num_threads(), m))
+        Wp = np.zeros((K, stride), dtype=W.dtype)
+        Wp[:, :n] = W
         dw_part = np.empty((nblocks, K, n), dtype=np.float64)
-        tile_acc = np.empty((nblocks, K, n), dtype=W.dtype)
+        tile_acc = np.empty((nblocks, K, stride), dtype=W.dtype)
+        pack = np.zeros((nblocks, 8, stride), dtype=X.dtype)
         db_part = np.empty((nblocks, K), dtype=np.float64)
         stats = np.empty((nblocks, 2), dtype=np.float64)
         dW = np.empty((K, n), dtype=np.float64)
@@ -595,15 +621,16 @@ class NumbaBackend(Backend):
         scale = PIXEL_SCALE if X.dtype == np.uint8 else 1.0
         with self._parallel("softmax_loss_grad", X.size * K) as kernel:
             loss, correct = kernel(
-                X.T, W, b.reshape(-1), Y.reshape(-1), scale, 1.0 / m, dw_part, tile_acc, db_part, stats, dW,
-                db.reshape(-1),
+                X.T, Wp, b.reshape(-1), Y.reshape(-1), scale, 1.0 / m, dw_part, tile_acc, db_part, stats, dW,
+                db.reshape(-1), pack,
             )  # fmt: skip
         return np.float64(loss), int(correct), dW, db
 
     def softmax_loss_grad(self, W, b, X, Y):
         """Softmax regression's loss and gradient with X read from memory once. Up to
-        ``_TILED_SOFTMAX_CLASSES`` classes: one parallel kernel, 8 examples at a time (their
-        logits, softmax cross-entropy, then dW while the 8 rows are in cache). Up to
+        ``_TILED_SOFTMAX_CLASSES`` classes: one parallel kernel, 8 examples at a time (copied
+        into a scratch tile with rows padded apart as they are read, then their logits,
+        softmax cross-entropy, and dW from the cached copy). Up to
         ``MAX_FUSED_CLASSES``: examples in chunks that stay in cache between Z = W X (one
         BLAS product), the fused softmax, loss and dZ (one Numba pass over the logits) and
         dW += dZ X^T (a second product over the cached chunk). Partial sums in float64,

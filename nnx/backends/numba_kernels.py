@@ -653,10 +653,15 @@ logreg_loss_grad, logreg_loss_grad_serial = _builds(_logreg_loss_grad)
 
 # ----------------------------------------------- softmax regression: one pass over X
 # Like the logistic-regression epoch, examples go 8 at a time, but each tile now meets K
-# classes: two classes per sweep over the 8 cached rows (16 running sums), so each load of
-# an example element serves two classes and each load of W eight examples. Measured on one
-# core with the rows in L2: ~60 GFLOP/s for the two-class dot products and ~50 for the
-# two-class dW sweep, against ~37 and ~35 for one class at a time.
+# classes. The tile is first copied into a scratch block whose rows are padded apart
+# (``pack``): X's rows, W's and the partial sums' are n elements apart, and at n = 12288
+# float32 (48 KB, a multiple of 4 KB) every row's element j falls in the same L1 set, so
+# the sweeps below missed L1 on rows they had just loaded (one core, rows in L2: 59 -> 79
+# GFLOP/s for the dot products, 47 -> 67 for the dW sweep once the rows were padded apart).
+# The logits take 4 examples x 5 classes per sweep (20 running sums, 9 loads per 20
+# multiply-adds, against 10 per 16 for 8 examples x 2 classes: 79 -> 98-114 GFLOP/s), the
+# dW sweep 8 examples x 3 classes (11 loads and 3 stores per 24, against 10 and 2 per 16).
+# Remaining classes go 2 and 1 at a time.
 @njit(cache=True, fastmath=_FAST)
 def _dot8x2(Xb, i, w0, w1, zero):
     """The dot products of w0 and of w1 with the 8 examples Xb[i:i+8]: (8 for w0, 8 for w1)."""
@@ -703,6 +708,97 @@ def _dw8x2(Xb, i, e, f, tacc0, tacc1):
 
 
 @njit(cache=True, fastmath=_FAST)
+def _dot4x5(Xb, i, W, k, zero):
+    """The dot products of W[k:k+5] with the 4 examples Xb[i:i+4], example-major: 5 for
+    Xb[i], then 5 for Xb[i+1], ... (20 running sums: each load serves 4 or 5 of them)."""
+    x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]
+    w0, w1, w2, w3, w4 = W[k], W[k + 1], W[k + 2], W[k + 3], W[k + 4]
+    a0 = a1 = a2 = a3 = a4 = zero
+    b0 = b1 = b2 = b3 = b4 = zero
+    c0 = c1 = c2 = c3 = c4 = zero
+    d0 = d1 = d2 = d3 = d4 = zero
+    for j in range(w0.shape[0]):
+        v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+        u0, u1, u2, u3, u4 = w0[j], w1[j], w2[j], w3[j], w4[j]
+        a0 += u0 * v0
+        a1 += u1 * v0
+        a2 += u2 * v0
+        a3 += u3 * v0
+        a4 += u4 * v0
+        b0 += u0 * v1
+        b1 += u1 * v1
+        b2 += u2 * v1
+        b3 += u3 * v1
+        b4 += u4 * v1
+        c0 += u0 * v2
+        c1 += u1 * v2
+        c2 += u2 * v2
+        c3 += u3 * v2
+        c4 += u4 * v2
+        d0 += u0 * v3
+        d1 += u1 * v3
+        d2 += u2 * v3
+        d3 += u3 * v3
+        d4 += u4 * v3
+    return (a0, a1, a2, a3, a4, b0, b1, b2, b3, b4, c0, c1, c2, c3, c4, d0, d1, d2, d3, d4)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dot4x5_pack(Xb, i, W, k, zero, pack, h):
+    """``_dot4x5`` over X's own rows Xb[i:i+4] (their n elements), copying them into
+    pack[h:h+4] as they are read: the copy rides on the sweep that reads X from memory."""
+    x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]
+    p0, p1, p2, p3 = pack[h], pack[h + 1], pack[h + 2], pack[h + 3]
+    w0, w1, w2, w3, w4 = W[k], W[k + 1], W[k + 2], W[k + 3], W[k + 4]
+    a0 = a1 = a2 = a3 = a4 = zero
+    b0 = b1 = b2 = b3 = b4 = zero
+    c0 = c1 = c2 = c3 = c4 = zero
+    d0 = d1 = d2 = d3 = d4 = zero
+    for j in range(x0.shape[0]):
+        v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+        p0[j], p1[j], p2[j], p3[j] = v0, v1, v2, v3
+        u0, u1, u2, u3, u4 = w0[j], w1[j], w2[j], w3[j], w4[j]
+        a0 += u0 * v0
+        a1 += u1 * v0
+        a2 += u2 * v0
+        a3 += u3 * v0
+        a4 += u4 * v0
+        b0 += u0 * v1
+        b1 += u1 * v1
+        b2 += u2 * v1
+        b3 += u3 * v1
+        b4 += u4 * v1
+        c0 += u0 * v2
+        c1 += u1 * v2
+        c2 += u2 * v2
+        c3 += u3 * v2
+        c4 += u4 * v2
+        d0 += u0 * v3
+        d1 += u1 * v3
+        d2 += u2 * v3
+        d3 += u3 * v3
+        d4 += u4 * v3
+    return (a0, a1, a2, a3, a4, b0, b1, b2, b3, b4, c0, c1, c2, c3, c4, d0, d1, d2, d3, d4)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _dw8x3(Xb, i, e, f, h, tacc0, tacc1, tacc2):
+    """tacc0 += sum_k e[k] Xb[i+k], tacc1 the same with f, tacc2 with h, over the 8
+    examples at i, in one sweep over the rows."""
+    x0, x1, x2, x3 = Xb[i], Xb[i + 1], Xb[i + 2], Xb[i + 3]
+    x4, x5, x6, x7 = Xb[i + 4], Xb[i + 5], Xb[i + 6], Xb[i + 7]
+    e0, e1, e2, e3, e4, e5, e6, e7 = e
+    f0, f1, f2, f3, f4, f5, f6, f7 = f
+    h0, h1, h2, h3, h4, h5, h6, h7 = h
+    for j in range(tacc0.shape[0]):
+        v0, v1, v2, v3 = x0[j], x1[j], x2[j], x3[j]
+        v4, v5, v6, v7 = x4[j], x5[j], x6[j], x7[j]
+        tacc0[j] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3 + e4 * v4 + e5 * v5 + e6 * v6 + e7 * v7
+        tacc1[j] += f0 * v0 + f1 * v1 + f2 * v2 + f3 * v3 + f4 * v4 + f5 * v5 + f6 * v6 + f7 * v7
+        tacc2[j] += h0 * v0 + h1 * v1 + h2 * v2 + h3 * v3 + h4 * v4 + h5 * v5 + h6 * v6 + h7 * v7
+
+
+@njit(cache=True, fastmath=_FAST)
 def _dot1(x, w, zero):
     s = zero
     for j in range(x.shape[0]):
@@ -717,16 +813,26 @@ def _axpy(x, a, tacc):
 
 
 @njit(cache=True)
-def _softmax_logits(Xb, i, count, W, b, scale, z):
+def _softmax_logits(Xb, i, count, W, b, scale, z, k0):
     """z[e, k] <- scale * (W[k] . Xb[i + e]) + b[k] for e < count (8, or 1), rounded to the
     compute dtype before b is added in it, as NumPy computes W X + b (kept in float64).
     From pixels (scale != 1), a logit whose sum of W * pixel overflowed is redone as
-    W . (pixel * scale), as NumPy computes it."""
+    W . (pixel * scale), as NumPy computes it. A tile of 8 may come from the padded
+    scratch block (rows as long as W's, padded with zeros); a single example is a row
+    of X itself (its dot products run over its own n elements). Classes below k0 hold
+    scale * (W[k] . x) already (``_softmax_block``'s first sweep)."""
     K = W.shape[0]
     cast = W.dtype.type
     zero = cast(0)
     if count == 8:
-        k = 0
+        k = k0
+        while k + 5 <= K:
+            for h in range(0, 8, 4):
+                q = _dot4x5(Xb, i + h, W, k, zero)
+                for e in range(4):
+                    for c in range(5):
+                        z[h + e, k + c] = np.float64(q[5 * e + c]) * scale
+            k += 5
         while k + 1 < K:
             s = _dot8x2(Xb, i, W[k], W[k + 1], zero)
             for e in range(8):
@@ -754,7 +860,16 @@ def _softmax_dw(Xb, i, count, g, tacc):
     cast = tacc.dtype.type
     if count == 8:
         k = 0
-        while k + 1 < K:
+        while k + 3 <= K:
+            e = (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
+                 cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
+            f = (cast(g[0, k + 1]), cast(g[1, k + 1]), cast(g[2, k + 1]), cast(g[3, k + 1]),
+                 cast(g[4, k + 1]), cast(g[5, k + 1]), cast(g[6, k + 1]), cast(g[7, k + 1]))  # fmt: skip
+            h = (cast(g[0, k + 2]), cast(g[1, k + 2]), cast(g[2, k + 2]), cast(g[3, k + 2]),
+                 cast(g[4, k + 2]), cast(g[5, k + 2]), cast(g[6, k + 2]), cast(g[7, k + 2]))  # fmt: skip
+            _dw8x3(Xb, i, e, f, h, tacc[k], tacc[k + 1], tacc[k + 2])
+            k += 3
+        if k + 1 < K:
             e = (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
                  cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
             f = (cast(g[0, k + 1]), cast(g[1, k + 1]), cast(g[2, k + 1]), cast(g[3, k + 1]),
@@ -771,13 +886,16 @@ def _softmax_dw(Xb, i, count, g, tacc):
 
 
 @njit(cache=True)
-def _softmax_block(Xb, yb, W, b, scale, inv_m, acc, tacc, db):
-    """The fused pass over one block of examples Xb (c, n) for W (K, n): acc (K, n) float64
-    <- sum of dz / m * x (pixels unscaled), db (K,) <- sum of dz / m. Per tile of 8
-    examples: the 8 x K logits, softmax cross-entropy in float64 (``softmax_xent_rows``),
-    then dW for the 8 rows while they are still in cache. dW sums stay in the compute
-    dtype for at most 64 examples, then go to float64. Returns (sum of loss / m, correct)."""
-    cnt = Xb.shape[0]
+def _softmax_block(Xb, yb, W, b, scale, inv_m, acc, tacc, db, pack):
+    """The fused pass over one block of examples Xb (c, n) for W (K, s), s >= n (rows
+    padded with zeros past n): acc (K, n) float64 <- sum of dz / m * x (pixels unscaled),
+    db (K,) <- sum of dz / m; tacc (K, s) and pack (8, s) scratch, pack's columns past n
+    zero. Per tile of 8 examples: the 8 rows copied into pack (X read from memory once;
+    with K >= 5 by the sweep for classes 0-4, which reads them), the 8 x K logits,
+    softmax cross-entropy in float64 (``softmax_xent_rows``), then dW from the packed
+    rows. dW sums stay in the compute dtype for at most 64 examples, then go to float64.
+    Returns (sum of loss / m, correct)."""
+    cnt, n = Xb.shape
     K = W.shape[0]
     acc[:] = 0.0
     tacc[:] = 0
@@ -788,16 +906,36 @@ def _softmax_block(Xb, yb, W, b, scale, inv_m, acc, tacc, db):
     correct = 0
     i = 0
     tiles = 0
+    zero = W.dtype.type(0)
     while i < cnt:
-        count = 8 if cnt - i >= 8 else 1
-        _softmax_logits(Xb, i, count, W, b, scale, z)
+        k0 = 0
+        if cnt - i >= 8:
+            if K >= 5:  # classes 0-4 from X's rows, copied into pack on the way
+                for h in range(0, 8, 4):
+                    q = _dot4x5_pack(Xb, i + h, W, 0, zero, pack, h)
+                    for e in range(4):
+                        for c in range(5):
+                            z[h + e, c] = np.float64(q[5 * e + c]) * scale
+                k0 = 5
+            else:
+                for e in range(8):
+                    src = Xb[i + e]
+                    dst = pack[e]
+                    for j in range(n):
+                        dst[j] = src[j]
+            count = 8
+            rows, at = pack, 0
+        else:
+            count = 1
+            rows, at = Xb, i
+        _softmax_logits(rows, at, count, W, b, scale, z, k0)
         part_loss, part_correct = softmax_xent_rows(z[:count], yb[i : i + count], g[:count], inv_m)
         loss += part_loss
         correct += part_correct
         for e in range(count):
             for k in range(K):
                 db[k] += g[e, k]
-        _softmax_dw(Xb, i, count, g, tacc)
+        _softmax_dw(rows, at, count, g, tacc)
         i += count
         tiles += 1
         if tiles % 8 == 0:  # flush the compute-dtype partial sums every 8 tiles
@@ -808,16 +946,18 @@ def _softmax_block(Xb, yb, W, b, scale, inv_m, acc, tacc, db):
     return loss, correct
 
 
-def _softmax_loss_grad(Xt, W, b, y, scale, inv_m, dw_part, tile_acc, db_part, stats, dW, db):
+def _softmax_loss_grad(Xt, W, b, y, scale, inv_m, dw_part, tile_acc, db_part, stats, dW, db, pack):
     """Softmax regression's loss and gradient in one pass over X, without the update.
 
     Xt (m, n) C-contiguous (example-contiguous X), float32/float64/uint8; the logits of
-    example i are scale * (W Xt[i]) + b; W (K, n) and b (K,) in the compute dtype; y (m,)
-    class numbers. Scratch, one row per block (nblocks = threads): dw_part (nblocks, K, n)
-    float64, tile_acc (nblocks, K, n) compute dtype, db_part (nblocks, K) and stats
-    (nblocks, 2) float64. dW (K, n) and db (K,) float64 <- the gradient of the mean loss
-    (the 1/255 of pixels included): the blocks' sums added in a fixed order, bitwise
-    repeatable for a given thread count. Returns (mean loss, number correct).
+    example i are scale * (W[:, :n] Xt[i]) + b; W (K, s) and b (K,) in the compute dtype,
+    W's rows padded with zeros from n to s (``numba_backend.padded_row``); y (m,) class
+    numbers. Scratch, one row per block (nblocks = threads): dw_part (nblocks, K, n)
+    float64, tile_acc (nblocks, K, s) compute dtype, db_part (nblocks, K) and stats
+    (nblocks, 2) float64, pack (nblocks, 8, s) in X's dtype, zero past column n. dW (K, n)
+    and db (K,) float64 <- the gradient of the mean loss (the 1/255 of pixels included):
+    the blocks' sums added in a fixed order, bitwise repeatable for a given thread count.
+    Returns (mean loss, number correct).
     """
     m, n = Xt.shape
     K = W.shape[0]
@@ -826,7 +966,7 @@ def _softmax_loss_grad(Xt, W, b, y, scale, inv_m, dw_part, tile_acc, db_part, st
         lo = blk * m // nblocks
         hi = (blk + 1) * m // nblocks
         loss, correct = _softmax_block(
-            Xt[lo:hi], y[lo:hi], W, b, scale, inv_m, dw_part[blk], tile_acc[blk], db_part[blk]
+            Xt[lo:hi], y[lo:hi], W, b, scale, inv_m, dw_part[blk], tile_acc[blk], db_part[blk], pack[blk]
         )
         stats[blk, 0] = loss
         stats[blk, 1] = correct

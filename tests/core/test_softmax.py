@@ -334,6 +334,61 @@ def test_numba_softmax_takes_the_tiled_kernel_up_to_16_classes(K, path, monkeypa
     assert not calls
 
 
+@pytest.mark.parametrize("K", [2, 4, 5, 7, 10, 13, 16])  # 4x5 logit and 8x3 dW sweeps, and the rest
+@pytest.mark.parametrize(
+    ("x_dtype", "dtype"), [("float32", "float32"), ("uint8", "float32"), ("float64", "float64")]
+)
+def test_numba_tiled_softmax_on_rows_padded_apart_matches_numpy(K, x_dtype, dtype, rng):
+    """n = 1024: rows 4 KB (float32) apart, which the tiled kernel pads apart (W, its
+    partial sums and the copied tiles); whole tiles and single examples (m = 37 over one
+    or two blocks), every class grouping, against the NumPy backend."""
+    pytest.importorskip("numba")
+    from nnx.backends import numba_backend
+
+    n, m = 1024, 37
+    assert numba_backend.padded_row(n, np.dtype(x_dtype).itemsize, np.dtype(dtype).itemsize) > n
+    if x_dtype == "uint8":
+        X = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
+    else:
+        X = np.asfortranarray(rng.standard_normal((n, m)).astype(x_dtype))
+    y = rng.integers(0, K, m).reshape(1, -1)
+    W0 = (rng.standard_normal((K, n)) * 0.05).astype(dtype)
+    b0 = (rng.standard_normal((K, 1)) * 0.1).astype(dtype)
+    results = []
+    for name in ("numpy", "numba"):
+        ops = nnx.get_backend(name)
+        Xd = ops.prepare_fused_input(X, dtype, K)
+        if name == "numba":
+            assert ops._tiled_softmax_fits(W0, b0, Xd)
+        value, correct, dW, db = ops.softmax_loss_grad(W0.copy(), b0.copy(), Xd, ops.prepare_labels(y, dtype))
+        results.append((ops.scalar(value), ops.scalar(correct), ops.to_host(dW), ops.to_host(db)))
+    (v0, c0, dW0, db0), (v1, c1, dW1, db1) = results
+    tol = tolerance(dtype)
+    assert v1 == pytest.approx(v0, rel=tol["rtol"]) and c1 == c0
+    np.testing.assert_allclose(dW1, dW0, rtol=tol["rtol"], atol=tol["rtol"] * np.abs(dW0).max())
+    np.testing.assert_allclose(db1, db0, rtol=tol["rtol"], atol=tol["rtol"] * np.abs(db0).max())
+
+
+@pytest.mark.parametrize("n", [2, 37, 300, 784, 1024, 3000, 4096, 12288, 12300])
+@pytest.mark.parametrize("sizes", [(4, 4), (1, 4), (8, 8), (1, 8)])
+def test_padded_rows_start_eight_rows_in_eight_l1_sets(n, sizes):
+    """The tiled softmax kernel's row length: n itself where 8 rows already start in 8
+    different 64-byte lines modulo 4 KB (or fit in 4 KB together), else the shortest
+    longer row that does, for every item size it is asked about."""
+    pytest.importorskip("numba")
+    from nnx.backends.numba_backend import padded_row
+
+    def spread(s):
+        return 8 * s * max(sizes) <= 4096 or all(
+            len({r * s * size % 4096 // 64 for r in range(8)}) == 8 for size in sizes
+        )
+
+    s = padded_row(n, *sizes)
+    assert s >= n and spread(s)
+    assert not any(spread(t) for t in range(n, s))
+    assert padded_row(12288, 4, 4) > 12288 and padded_row(784, 4, 4) == 784
+
+
 def test_fused_softmax_epoch_is_bitwise_repeatable(backend, rng):
     X = np.asfortranarray(rng.integers(0, 256, (500, 300), dtype=np.uint8))
     y = rng.integers(0, 7, 300)
