@@ -252,6 +252,42 @@ def _timed_rounds(fns: dict, rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+@contextlib.contextmanager
+def _build(ops, build: str):
+    """Run the block's fused kernels on one build: "parallel" (the thread plan's race off:
+    every call on all threads) or "serial" (one Numba thread)."""
+    import numba
+
+    saved_adaptive, saved_threads = ops.plan.adaptive, numba.get_num_threads()
+    if build == "parallel":
+        ops.plan.adaptive = False
+    else:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        ops.plan.adaptive = saved_adaptive
+        numba.set_num_threads(saved_threads)
+
+
+def _on_build(ops, build: str, fn):
+    def run():
+        with _build(ops, build):
+            fn()
+
+    return run
+
+
+def _with_builds(ops, fns: dict, names: tuple) -> dict:
+    """``fns`` plus, for each of ``names``, the same call pinned to each build: whether the
+    thread plan's choice (the plain entry) was the faster build is then in the figures."""
+    out = dict(fns)
+    for name in names:
+        for build in ("parallel", "serial"):
+            out[f"{name}_{build}"] = _on_build(ops, build, fns[name])
+    return out
+
+
 def _logreg_problem(n: int, m: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     X8 = np.asfortranarray(rng.integers(0, 256, (n, m), dtype=np.uint8))
@@ -270,15 +306,13 @@ def row_uint8(args) -> dict:
     b8, b32 = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)
     read8, bytes8 = ops.streaming_read(X8)
     read32, bytes32 = ops.streaming_read(X32)
-    t = _timed_rounds(
-        {
-            "uint8_epoch": lambda: ops.logreg_epoch_(w8, b8, X8, Y, 1e-3, "bce"),
-            "float32_epoch": lambda: ops.logreg_epoch_(w32, b32, X32, Y, 1e-3, "bce"),
-            "uint8_read": read8,
-            "float32_read": read32,
-        },
-        args.rounds,
-    )
+    fns = {
+        "uint8_epoch": lambda: ops.logreg_epoch_(w8, b8, X8, Y, 1e-3, "bce"),
+        "float32_epoch": lambda: ops.logreg_epoch_(w32, b32, X32, Y, 1e-3, "bce"),
+        "uint8_read": read8,
+        "float32_read": read32,
+    }
+    t = _timed_rounds(_with_builds(ops, fns, ("uint8_epoch", "float32_epoch")), args.rounds)
     row = {f"{k}_ms": v * 1e3 for k, v in t.items()}
     row.update(
         n=n,
@@ -340,14 +374,12 @@ def row_softmax(args) -> dict:
     bK = np.zeros((K, 1), np.float32)
     w, b = np.zeros((1, n), np.float32), np.zeros((1, 1), np.float32)
     read, _ = ops.streaming_read(X)
-    t = _timed_rounds(
-        {
-            "softmax_epoch": lambda: ops.softmax_epoch_(W, bK, X, labels, 1e-3),
-            "binary_epoch": lambda: ops.logreg_epoch_(w, b, X, Y, 1e-3, "bce"),
-            "read": read,
-        },
-        args.rounds,
-    )
+    fns = {
+        "softmax_epoch": lambda: ops.softmax_epoch_(W, bK, X, labels, 1e-3),
+        "binary_epoch": lambda: ops.logreg_epoch_(w, b, X, Y, 1e-3, "bce"),
+        "read": read,
+    }
+    t = _timed_rounds(_with_builds(ops, fns, ("softmax_epoch", "binary_epoch")), args.rounds)
     row = {f"{k}_ms": v * 1e3 for k, v in t.items()}
     flops = 4 * n * m * K  # two products of K x n x m multiply-adds
     row.update(

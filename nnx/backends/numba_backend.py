@@ -146,7 +146,7 @@ class ThreadPlan:
       than doubling the threads on the cores.
     * Above the threshold, on a machine whose other processes keep the cores busy, a
       parallel call waits at its barrier for a descheduled thread; so the plan times both
-      builds (per kernel and size class, by powers of two of the work; the median of each
+      builds (per kernel and size class, by powers of two of the work; the fastest of each
       build's last 3 calls, its first call not counted), runs the faster, and retries the
       other after 8 calls, then 16, ... up to 256 while it stays slower.
 
@@ -219,7 +219,9 @@ class ThreadPlan:
             del times[:-3]
             if not race.times["parallel"] or not race.times["serial"]:
                 return
-            best = min(("parallel", "serial"), key=lambda p: sorted(race.times[p])[len(race.times[p]) // 2])
+            # each build's fastest recent call: a call descheduled once is slow once, while
+            # on a machine whose other processes keep the cores busy every parallel call is
+            best = min(("parallel", "serial"), key=lambda p: min(race.times[p]))
             if path != race.winner and best == race.winner:  # a probe that lost: wait longer
                 race.interval = min(2 * race.interval, 256)
             elif best != race.winner:

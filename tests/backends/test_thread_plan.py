@@ -176,6 +176,26 @@ def test_the_race_runs_the_faster_build_and_retries_the_other_ever_less_often(mo
     assert plan.threads("k", work) == 2
 
 
+def test_one_or_two_disturbed_parallel_calls_do_not_hand_the_race_to_the_serial_build(monkeypatch):
+    """A parallel call whose thread was descheduled once (another process woke up) is slow
+    once: the plan keeps the parallel build while one of its last 3 calls was fast, and
+    turns to the serial one only when all 3 were slower than it (a busy machine)."""
+    plan = ThreadPlan(adaptive=True)
+    monkeypatch.setattr(plan, "budget", lambda: 2)
+    work = 1 << 20
+    for threads, seconds in ((2, 5.0), (2, 0.001), (1, 5.0), (1, 0.0016)):  # both builds timed
+        assert plan.threads("k", work) == threads
+        plan.record("k", work, threads, seconds)
+    for seconds in (0.020, 0.011):  # two calls that waited a time slice at the barrier
+        assert plan.threads("k", work) == 2
+        plan.record("k", work, 2, seconds)
+    assert plan.threads("k", work) == 2
+    plan.record("k", work, 2, 0.015)  # the third slow one in a row: the machine is busy
+    assert plan.threads("k", work) == 2  # call 8: the loser's scheduled retry, slow again
+    plan.record("k", work, 2, 0.012)
+    assert plan.threads("k", work) == 1  # the serial build runs
+
+
 def test_a_call_beside_another_threads_parallel_call_runs_serially(monkeypatch):
     plan = ThreadPlan(adaptive=False)
     monkeypatch.setattr(plan, "budget", lambda: 2)
