@@ -321,3 +321,14 @@ def test_a_refused_zip_member_is_named_inside_its_zip(models, tmp_path, capsys):
     assert code == 0, err
     assert f"{archive}//etc/abs.png (refused" in err
     assert " /etc/abs.png" not in err and stdout.startswith(f"{archive}/ok.png: ")
+
+
+def test_a_closed_stdout_is_one_line_not_an_internal_error(models, tmp_path, capsys, monkeypatch):
+    """``nnx predict ... >&-``: Python's sys.stdout is None; one line saying so, exit 2."""
+    three, _ = models
+    _png(tmp_path / "x.png", np.random.default_rng(7))
+    monkeypatch.setattr("sys.stdout", None)
+    code = cli.main(["predict", str(three), str(tmp_path / "x.png"), "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and "standard output" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()
