@@ -407,6 +407,9 @@ class NNXEstimator(BaseEstimator):
             sample_weight = by_class if sample_weight is None else sample_weight * by_class
         if sample_weight is not None:  # scikit-learn's loss: sum(w * loss) / sum(w), L2 / sum(w)
             total = float(sample_weight.sum())
+            if math.isinf(total):  # finite weights whose sum overflows: scaled down first
+                top = float(sample_weight.max())
+                sample_weight, l2, total = sample_weight / top, l2 / top, float((sample_weight / top).sum())
             if not total > 0:
                 raise ValueError("sample_weight (times class_weight) is zero for every example")
             scale = n / total

@@ -597,3 +597,16 @@ def test_lbfgs_loss_includes_the_l2_term():
     assert reg.loss_ == pytest.approx(data + penalty, rel=1e-9)  # at the final parameters
     assert len(reg.loss_curve_) == reg.n_iter_ and reg.best_loss_ == min(reg.loss_curve_)
     assert reg.loss_curve_ == pytest.approx(reg.model_.history.objective, rel=0)
+
+
+def test_sample_weights_whose_sum_overflows_are_weights_not_zeros():
+    """Weights near the float64 limit sum to inf: they are still the same weights (here all
+    equal: the unweighted fit), never scaled to zero and refused as "zero for every
+    example"."""
+    X, y = X_REG[:60], Y_REG[:60]
+    kw = dict(
+        hidden_layer_sizes=(6,), solver="lbfgs", max_iter=15, alpha=0.0, random_state=0, dtype="float64"
+    )
+    base = NNXRegressor(**kw).fit(X, y).predict(X)
+    huge = NNXRegressor(**kw).fit(X, y, sample_weight=np.full(len(y), 1e308)).predict(X)
+    np.testing.assert_allclose(huge, base, rtol=1e-12)
