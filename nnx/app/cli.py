@@ -726,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get("NNX_DEBUG", "") not in ("", "0")
     try:
         _check_env_backend()
+        if sys.stdout is None:  # started with stdout closed (>&-): Python has no sys.stdout
+            return _fail("standard output is closed; redirect it instead (>/dev/null, or > FILE to keep it)")
         return args.func(args)
     except (
         BackendUnavailableError,

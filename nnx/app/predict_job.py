@@ -60,6 +60,12 @@ def path_kind(path: Path) -> str:
     return "file"
 
 
+def inside(arg: str, name: str) -> str:
+    """The path shown for ``name`` of the folder or zip ``arg``: ``arg/name``, also for a
+    refused zip member named "/etc/x.png" (which ``os.path.join`` would show alone)."""
+    return os.path.join(arg, "") + name
+
+
 class Predictions:
     """The pictures of ``paths`` classified by the model in ``model_path``, one result
     entry per picture, in order: the arguments as given, each folder (recursively) and zip
@@ -196,7 +202,7 @@ class Predictions:
                 continue
             images, skipped = usable_images(listed)
             skipped = sorted(source.problems + skipped)
-            self.skipped += [(os.path.join(arg, name), why) for name, why in skipped]
+            self.skipped += [(inside(arg, name), why) for name, why in skipped]
             if not images:
                 self.found(1)
                 what = "zip" if kind == "zip" else "folder"
@@ -204,7 +210,7 @@ class Predictions:
                 yield Picture({"file": arg, "error": f"no picture in this {what}{unused}"})
             self.found(len(images))
             for name, _, _ in images:
-                yield Picture({"file": os.path.join(arg, name)}, source, name)
+                yield Picture({"file": inside(arg, name)}, source, name)
             yield source
 
     def classify(self, pool: concurrent.futures.Executor, batch: list[Picture]) -> list[dict[str, Any]]:

@@ -97,9 +97,10 @@ def describe_skipped(skipped: list, most: int = 20) -> str:
 def check_no_previous_run(out: Path, resumable: bool = True) -> None:
     """UsageError when ``out`` holds a model or checkpoint of an earlier run, which a fresh
     run would replace: say how to continue it (``resumable``: not an L-BFGS run), discard
-    it or keep it."""
+    it or keep it. --resume is offered only where there is a checkpoint to resume from."""
     found = [name for name, kind in OUTPUTS.items() if kind == "model" and (out / name).is_file()]
     if found:
+        resumable = resumable and CHECKPOINT in found
         resume = "continue it with --resume (with a larger --epochs to train longer), " if resumable else ""
         raise UsageError(
             f"--out {printable(str(out))} already holds a run ({', '.join(found)}); {resume}replace it "

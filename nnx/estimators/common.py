@@ -6,6 +6,7 @@ parameter documentation."""
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -101,6 +102,18 @@ _NO_SCHEDULE_EQUIVALENT = {
     "adaptive": "dividing lr by 5 when the loss stalls",
 }
 _DEFAULT_PATIENCE = 10  # scikit-learn's n_iter_no_change, used with early_stopping=True
+
+
+def training_losses(history: Any) -> list[float]:
+    """The training loss of every epoch, L2 term included (scikit-learn's ``loss_curve_``):
+    a step optimizer's ``loss`` holds the term; an L-BFGS iteration's is its ``objective``
+    (its ``loss`` leaves the term out). Epochs of a warm start mix both."""
+    if history is None:
+        return []
+    objective = history.objective
+    if len(objective) != len(history.loss):  # no L-BFGS iteration recorded
+        return [float(v) for v in history.loss]
+    return [float(v) if math.isnan(o) else float(o) for v, o in zip(history.loss, objective)]
 
 
 def log_sigmoid(z: np.ndarray) -> np.ndarray:
@@ -394,6 +407,9 @@ class NNXEstimator(BaseEstimator):
             sample_weight = by_class if sample_weight is None else sample_weight * by_class
         if sample_weight is not None:  # scikit-learn's loss: sum(w * loss) / sum(w), L2 / sum(w)
             total = float(sample_weight.sum())
+            if math.isinf(total):  # finite weights whose sum overflows: scaled down first
+                top = float(sample_weight.max())
+                sample_weight, l2, total = sample_weight / top, l2 / top, float((sample_weight / top).sum())
             if not total > 0:
                 raise ValueError("sample_weight (times class_weight) is zero for every example")
             scale = n / total
@@ -436,7 +452,7 @@ class NNXEstimator(BaseEstimator):
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-            losses = model.history.loss if model.history is not None else []
+            losses = training_losses(model.history)
             self.best_loss_ = float(min(losses)) if losses else None
         return model
 
@@ -449,7 +465,7 @@ class NNXEstimator(BaseEstimator):
         self.model_ = model
         self._fitted_architecture = architecture
         self.n_iter_ = model.epochs_trained
-        self.loss_curve_ = [float(v) for v in model.history.loss] if model.history is not None else []
+        self.loss_curve_ = training_losses(model.history)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         self.backend_ = model.last_backend
         self.n_layers_ = len(model.blocks) + 1

@@ -459,3 +459,17 @@ def test_cli_refuses_what_lbfgs_cannot_honour_in_one_line(tmp_path, npz_data, ar
     with pytest.raises(UsageError, match="--lr does not apply to --optimizer lbfgs"):
         runner.check_config(runner.TrainConfig(optimizer="lbfgs", lr=0.005))
     assert runner.TrainConfig(optimizer="lbfgs").lr is None and runner.TrainConfig().lr == 0.005
+
+
+def test_a_run_without_a_checkpoint_is_never_told_to_resume(tmp_path, npz_data):
+    """An L-BFGS run that ended before its first checkpoint leaves model.npz alone; a new
+    run there is told --overwrite, not --resume (which would answer "no checkpoint ...;
+    start without --resume": advice in a circle)."""
+    lbfgs = dict(optimizer="lbfgs", lr=None, batch_size=None, dropout=0.0, schedule=None)
+    lbfgs.update(early_stopping=None, class_weight=None, epochs=2000, checkpoint_every=2000)
+    done = runner.train(_cfg(npz_data, tmp_path / "o", **lbfgs), verbose=False, say=_quiet)
+    assert done.epochs_done < 2000  # it stopped by itself, before a checkpoint was due
+    assert not (tmp_path / "o" / "checkpoint.npz").exists()
+    with pytest.raises(UsageError, match=r"holds a run \(model.npz\); replace it with --overwrite") as info:
+        runner.train(_cfg(npz_data, tmp_path / "o"), verbose=False, say=_quiet)
+    assert "--resume" not in str(info.value)

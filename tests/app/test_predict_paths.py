@@ -305,3 +305,30 @@ def test_a_broken_stdout_is_not_blamed_on_the_csv(models, tmp_path, capsys, monk
     code = cli.main(["predict", str(two), str(tmp_path / "x.png"), "--csv", str(tmp_path / "o.csv")])
     err = capsys.readouterr().err
     assert code == 2 and "o.csv" not in err and not (tmp_path / "o.csv").exists()
+
+
+def test_a_refused_zip_member_is_named_inside_its_zip(models, tmp_path, capsys):
+    """A member with an absolute name is skipped and named as inside the zip, never as
+    the path it points at outside it (os.path.join would drop the zip's path)."""
+    three, _ = models
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("/etc/abs.png", buffer.getvalue())
+        zf.writestr("ok.png", buffer.getvalue())
+    code, stdout, err = _main(capsys, "predict", three, archive)
+    assert code == 0, err
+    assert f"{archive}//etc/abs.png (refused" in err
+    assert " /etc/abs.png" not in err and stdout.startswith(f"{archive}/ok.png: ")
+
+
+def test_a_closed_stdout_is_one_line_not_an_internal_error(models, tmp_path, capsys, monkeypatch):
+    """``nnx predict ... >&-``: Python's sys.stdout is None; one line saying so, exit 2."""
+    three, _ = models
+    _png(tmp_path / "x.png", np.random.default_rng(7))
+    monkeypatch.setattr("sys.stdout", None)
+    code = cli.main(["predict", str(three), str(tmp_path / "x.png"), "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and "standard output" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o.csv").exists()

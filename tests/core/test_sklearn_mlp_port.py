@@ -581,3 +581,32 @@ def test_regression_model_in_the_core():
         model.fit(X, Y[0], epochs=1)
     with pytest.raises(ValueError, match="NaN or inf"):
         model.fit(X, np.full((2, 40), np.nan), epochs=1)
+
+
+def test_lbfgs_loss_includes_the_l2_term():
+    """loss_ (and loss_curve_, best_loss_) is the objective, L2 term included, as
+    documented and as scikit-learn's (the step optimizers' loss holds it): also for
+    L-BFGS, whose History keeps the term apart (``loss`` the data loss, ``objective``
+    both); with sample_weight too."""
+    X, y = X_REG[:80, :5], Y_REG[:80]
+    w = np.random.default_rng(0).uniform(0, 3, len(y))
+    kw = dict(hidden_layer_sizes=(), solver="lbfgs", alpha=3.0, max_iter=40, dtype="float64")
+    reg = NNXRegressor(**kw, backend="numpy").fit(X, y, sample_weight=w)
+    data = float((w * (reg.predict(X) - y) ** 2).sum() / (2 * w.sum()))
+    penalty = 3.0 * float((reg.coefs_[0] ** 2).sum()) / (2 * w.sum())
+    assert reg.loss_ == pytest.approx(data + penalty, rel=1e-9)  # at the final parameters
+    assert len(reg.loss_curve_) == reg.n_iter_ and reg.best_loss_ == min(reg.loss_curve_)
+    assert reg.loss_curve_ == pytest.approx(reg.model_.history.objective, rel=0)
+
+
+def test_sample_weights_whose_sum_overflows_are_weights_not_zeros():
+    """Weights near the float64 limit sum to inf: they are still the same weights (here all
+    equal: the unweighted fit), never scaled to zero and refused as "zero for every
+    example"."""
+    X, y = X_REG[:60], Y_REG[:60]
+    kw = dict(
+        hidden_layer_sizes=(6,), solver="lbfgs", max_iter=15, alpha=0.0, random_state=0, dtype="float64"
+    )
+    base = NNXRegressor(**kw).fit(X, y).predict(X)
+    huge = NNXRegressor(**kw).fit(X, y, sample_weight=np.full(len(y), 1e308)).predict(X)
+    np.testing.assert_allclose(huge, base, rtol=1e-12)
