@@ -28,6 +28,17 @@ ACTIVATIONS = ("sigmoid", "relu", "tanh", "softmax", None)
 MAX_FUSED_CLASSES = 32
 
 
+def aligned(X: Any) -> Any:
+    """Host X whose elements sit at addresses that are multiples of their size, as NumPy
+    allocates them: X itself, or an aligned copy (same order) of X viewed at an odd offset
+    (a buffer Dask or ``np.frombuffer`` hands over). NumPy computes products of unaligned
+    arrays without BLAS: several times slower, and rounded otherwise than the same X
+    aligned. Device arrays are returned as they are."""
+    if isinstance(X, np.ndarray) and not X.flags.aligned:
+        return np.array(X, order="K")
+    return X
+
+
 class Backend:
     """Reference implementation of the ops through ``self.xp``.
 
@@ -94,6 +105,7 @@ class Backend:
         host is used without a copy on CPU backends.
         """
         xp = self.xp
+        X = aligned(X)
         if X.dtype == np.uint8:
             out = xp.asarray(X, order="K").astype(dtype, order="K")
             out *= out.dtype.type(PIXEL_SCALE)
@@ -112,7 +124,7 @@ class Backend:
         (Fortran order). No copy when X already is that; one converting copy otherwise."""
         if X.dtype != np.uint8 and X.dtype != np.dtype(dtype):
             return np.asarray(X, dtype=dtype, order="F")
-        return np.asfortranarray(X)
+        return aligned(np.asfortranarray(X))
 
     def prepare_labels(self, Y: np.ndarray, dtype: str) -> Any:
         """Labels (1, m) in ``dtype`` on this backend; 2-D targets (K, m) keep their shape."""
