@@ -316,10 +316,23 @@ def _sources(X: Any, Y: Any, weights: np.ndarray | None = None) -> list[_Source]
             sub, _ = cull(graph, want)
         except KeyError:
             return None
+        if not _self_contained(sub):  # built on persisted blocks (da.concatenate of them)
+            return None
         labels = Y[:, edges[i] : edges[i + 1]].copy() if isinstance(Y, np.ndarray) else None
         part = None if weights is None else weights[edges[i] : edges[i + 1]].copy()
         sources.append(_Source(sub, want, labels, part))
     return sources
+
+
+def _self_contained(graph: dict) -> bool:
+    """Whether every task of ``graph`` finds the keys it depends on in ``graph``: not so
+    where an array is built on blocks that were persisted (they live on the workers, not
+    in the graph), which a worker's synchronous scheduler could not compute."""
+    for task in graph.values():
+        dependencies = getattr(task, "dependencies", None)  # Dask's task spec (2024.12 on)
+        if dependencies is not None and not set(dependencies) <= graph.keys():
+            return False
+    return True
 
 
 def _chunk_block(X: Any, Y: Any, spec: Spec, *weights: Any, block_info: Any = None) -> np.ndarray:

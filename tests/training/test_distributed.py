@@ -106,6 +106,22 @@ def test_any_chunking_equals_its_reference(client, chunk):
     assert _same(model, ref)
 
 
+def test_X_built_on_persisted_blocks_trains_as_its_reference(client):
+    """da.concatenate of persisted arrays: its graph refers to blocks that live on the
+    workers, so the chunks are made on the cluster (the persisted path), not from a graph
+    a worker computes alone (which failed with Dask's "Missing dependency")."""
+    rng = da.random.default_rng(4)
+    X = da.concatenate(
+        [rng.random((12, 50), chunks=(12, 25)).persist(), rng.random((12, 53), chunks=(12, 53)).persist()],
+        axis=1,
+    ).astype(np.float32)
+    Y = _Y("mlp", X)
+    model = MODELS["mlp"](12)
+    fit(model, X, Y, client=client, epochs=6, lr=0.3)
+    ref, _ = _reference(lambda: MODELS["mlp"](12), X, Y, epochs=6, lr=0.3)
+    assert _same(model, ref)
+
+
 @pytest.mark.filterwarnings("ignore:Port .* is already in use")  # the second cluster's HTTP port
 def test_one_worker_gives_what_two_give(client):
     X = _X(seed=7)
