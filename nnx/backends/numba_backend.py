@@ -106,6 +106,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
+def startup_environ(name: str) -> str | None:
+    """The value of environment variable ``name`` this process was started with (Linux:
+    /proc/self/environ), not a later change to ``os.environ``: a Dask LocalCluster sets
+    OMP_NUM_THREADS=1 in its parent's ``os.environ`` for the workers it spawns, which says
+    nothing about the parent's own threads. Elsewhere, ``os.environ``."""
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            entries = fh.read().split(b"\0")
+    except OSError:
+        return os.environ.get(name)
+    prefix = name.encode() + b"="
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None
+
+
 def _openmp_controllers() -> list[Any]:
     """threadpoolctl's controllers of the OpenMP runtimes loaded in this process ([] without
     threadpoolctl): their thread counts follow ``threadpool_limits`` and OMP_NUM_THREADS."""
@@ -139,8 +156,9 @@ class ThreadPlan:
     * Below ``SERIAL_WORK`` multiply-adds a call runs serially.
     * The process's thread budget: Numba's thread count (NUMBA_NUM_THREADS,
       ``numba.set_num_threads``), capped by the OpenMP limit threadpoolctl reports
-      (``threadpool_limits``) and by OMP_NUM_THREADS, which joblib's loky backend sets in
-      each worker to its share of the cores (``GridSearchCV(n_jobs=...)``,
+      (``threadpool_limits``) and by the OMP_NUM_THREADS the process started with (not a
+      later change to ``os.environ``, as a Dask LocalCluster makes for its workers), which
+      joblib's loky backend sets in each worker to its share of the cores (``GridSearchCV(n_jobs=...)``,
       ``cross_val_score``) even where the parent's NUMBA_NUM_THREADS is passed on. While
       another thread of this process runs a parallel kernel, a call runs serially rather
       than doubling the threads on the cores.
@@ -176,8 +194,9 @@ class ThreadPlan:
             cached = self._omp = (layer, _openmp_controllers())
         counts = [lib.num_threads for lib in cached[1]]
         # Numba's OpenMP layer sets its runtime's count to NUMBA_NUM_THREADS when it starts,
-        # so OMP_NUM_THREADS (what loky sets in a worker) is read from the environment too
-        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+        # so OMP_NUM_THREADS (what loky sets in a worker it starts) is read from the
+        # environment the process started with too
+        env = (startup_environ("OMP_NUM_THREADS") or "").split(",")[0].strip()
         if env.isdigit() and int(env) > 0:
             counts.append(int(env))
         return min(counts) if counts else None

@@ -5,6 +5,10 @@ cores, and the step loop's one-BLAS-thread rule. No timing is asserted anywhere.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -119,12 +123,30 @@ def test_a_threadpoolctl_limit_caps_the_budget():
         assert plan.threads("logreg_epoch", 1 << 30) == 1
 
 
-def test_the_omp_num_threads_variable_caps_the_budget(monkeypatch):
+_BUDGET = (
+    "import numba\n"
+    "from nnx.backends import numba_backend\n"
+    "numba_backend._openmp_controllers = lambda: []\n"
+    "print(numba.get_num_threads(), numba_backend.ThreadPlan().budget())\n"
+)
+
+
+@pytest.mark.parametrize("value, capped", [("1", True), ("junk", False)])
+def test_the_omp_num_threads_variable_caps_the_budget(value, capped):
+    """OMP_NUM_THREADS in the environment a process starts with (as loky starts workers)."""
+    env = {**os.environ, "OMP_NUM_THREADS": value, "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", _BUDGET], env=env, capture_output=True, text=True, check=True)
+    threads, budget = map(int, out.stdout.split())
+    assert budget == (1 if capped else threads)
+
+
+def test_a_later_omp_num_threads_in_os_environ_does_not_cap_it(monkeypatch):
+    """A Dask LocalCluster sets OMP_NUM_THREADS=1 in its parent's os.environ for the
+    workers it spawns; the parent's own kernels keep their threads (they went serial)."""
     monkeypatch.setattr(numba_backend, "_openmp_controllers", lambda: [])
+    before = ThreadPlan().budget()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert ThreadPlan().budget() == 1
-    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
-    assert ThreadPlan().budget() >= 1
+    assert ThreadPlan().budget() == before
 
 
 def _worker_budget() -> tuple[int, int]:
