@@ -853,6 +853,13 @@ def _softmax_logits(Xb, i, count, W, b, scale, z, k0):
             z[e, k] = np.float64(cast(z[e, k]) + b[k])  # in the compute dtype, as NumPy's W X + b
 
 
+@njit(cache=True, inline="always")
+def _column8(g, k, cast):
+    """Column k of the 8 examples' dz, g[0:8, k], rounded by ``cast``, as a tuple."""
+    return (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
+            cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
+
+
 @njit(cache=True)
 def _softmax_dw(Xb, i, count, g, tacc):
     """tacc[k] += sum_e g[e, k] Xb[i + e] for e < count (8, or 1); g rounded to tacc's dtype."""
@@ -861,25 +868,14 @@ def _softmax_dw(Xb, i, count, g, tacc):
     if count == 8:
         k = 0
         while k + 3 <= K:
-            e = (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
-                 cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
-            f = (cast(g[0, k + 1]), cast(g[1, k + 1]), cast(g[2, k + 1]), cast(g[3, k + 1]),
-                 cast(g[4, k + 1]), cast(g[5, k + 1]), cast(g[6, k + 1]), cast(g[7, k + 1]))  # fmt: skip
-            h = (cast(g[0, k + 2]), cast(g[1, k + 2]), cast(g[2, k + 2]), cast(g[3, k + 2]),
-                 cast(g[4, k + 2]), cast(g[5, k + 2]), cast(g[6, k + 2]), cast(g[7, k + 2]))  # fmt: skip
+            e, f, h = _column8(g, k, cast), _column8(g, k + 1, cast), _column8(g, k + 2, cast)
             _dw8x3(Xb, i, e, f, h, tacc[k], tacc[k + 1], tacc[k + 2])
             k += 3
         if k + 1 < K:
-            e = (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
-                 cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
-            f = (cast(g[0, k + 1]), cast(g[1, k + 1]), cast(g[2, k + 1]), cast(g[3, k + 1]),
-                 cast(g[4, k + 1]), cast(g[5, k + 1]), cast(g[6, k + 1]), cast(g[7, k + 1]))  # fmt: skip
-            _dw8x2(Xb, i, e, f, tacc[k], tacc[k + 1])
+            _dw8x2(Xb, i, _column8(g, k, cast), _column8(g, k + 1, cast), tacc[k], tacc[k + 1])
             k += 2
         if k < K:
-            e = (cast(g[0, k]), cast(g[1, k]), cast(g[2, k]), cast(g[3, k]),
-                 cast(g[4, k]), cast(g[5, k]), cast(g[6, k]), cast(g[7, k]))  # fmt: skip
-            _dw8(Xb, i, e, tacc[k])
+            _dw8(Xb, i, _column8(g, k, cast), tacc[k])
     else:
         for k in range(K):
             _axpy(Xb[i], cast(g[0, k]), tacc[k])

@@ -138,13 +138,9 @@ class Chunk:
         dtype = self.spec.dtype
         with ops.memory_errors_explained():
             # One layout whatever the source's (example-contiguous, as fit keeps activations
-            # on CPU backends), aligned (a buffer Dask deserialised may not be, and NumPy
-            # computes products of unaligned arrays without BLAS, rounding differently): the
-            # same chunk gives the same products bit for bit wherever it is.
-            X = np.asfortranarray(X)
-            if not X.flags.aligned:
-                X = np.array(X, order="F")
-            self.X = ops.prepare_input(X, dtype)
+            # on CPU backends; prepare_input aligns a buffer Dask deserialised at an odd
+            # address): the same chunk gives the same products bit for bit wherever it is.
+            self.X = ops.prepare_input(np.asfortranarray(X), dtype)
             self.Y = ops.prepare_labels(labels, dtype)
             # a weighted loss is a mean over the chunk's own examples: weights scaled by
             # m_chunk / m make it this chunk's share of the whole batch's weighted mean

@@ -214,6 +214,17 @@ def test_only_parameters_and_gradients_move(client):
     assert 0 < nnx_bytes <= (6 * 2 + 2) * (param_bytes + 4096), moved
 
 
+def _nnx_bytes_moved(client):
+    """Bytes of nnx's own keys the workers received since their logs were cleared."""
+    return sum(
+        nbytes
+        for entries in client.run(_logs).values()
+        for entry in entries
+        for key, nbytes in entry["keys"].items()
+        if (key[0] if isinstance(key, tuple) else key).startswith("nnx-")
+    )
+
+
 def _graphs_since(client, start):
     return sum(
         1
@@ -248,13 +259,7 @@ def test_a_window_is_one_graph_and_each_worker_sends_one_share_per_epoch(client)
         assert last == [update]
     # per epoch: one share (the first two chunks' added up on their worker) to the update
     # and the parameters back; plus each of the 4 windows' starting parameters
-    moved = sum(
-        nbytes
-        for entries in client.run(_logs).values()
-        for entry in entries
-        for key, nbytes in entry["keys"].items()
-        if (key[0] if isinstance(key, tuple) else key).startswith("nnx-")
-    )
+    moved = _nnx_bytes_moved(client)
     param_bytes = sum(a.nbytes for a in _params(model))
     assert 12 * 2 * param_bytes <= moved <= (12 * 2 + 4) * (param_bytes + 1024), (moved, param_bytes)
 
@@ -276,13 +281,7 @@ def test_past_the_chains_workers_every_share_goes_to_one_worker_bitwise_alike(cl
     assert len([k for k in keys if k.startswith("nnx-grads")]) == 6 * 2  # one per worker per epoch
     # the other worker's two chunks' shares travel apart (not added up there first), and
     # the parameters back: 3 parameter sizes an epoch, where the chain moves 2
-    moved = sum(
-        nbytes
-        for entries in client.run(_logs).values()
-        for entry in entries
-        for key, nbytes in entry["keys"].items()
-        if (key[0] if isinstance(key, tuple) else key).startswith("nnx-")
-    )
+    moved = _nnx_bytes_moved(client)
     assert moved >= 6 * 3 * sum(a.nbytes for a in _params(model)), moved
 
 
